@@ -1,0 +1,215 @@
+//! The messages nodes exchange. Each kind has a fixed one-byte code in the frame header and a
+//! MessagePack body (structs as arrays, see `docs/PROTOCOL.md`).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::address::Address;
+use crate::error::{Incompatible, Malformed, TooLarge, WireError};
+use crate::identity::NodeId;
+use crate::limits::Limits;
+use crate::wire::SignedPacket;
+
+/// A direct probe: "are you alive?". Carries piggybacked gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Correlates the ack.
+    pub seq: u32,
+    /// The member the sender means to probe (a stale address may reach someone else).
+    pub target: NodeId,
+    /// Gossip riding along, each item signed by its own origin.
+    pub piggyback: Vec<SignedPacket>,
+}
+
+/// The answer to a [`Ping`], or the relay of an indirect probe's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The `seq` of the ping answered.
+    pub seq: u32,
+    /// Gossip riding along.
+    pub piggyback: Vec<SignedPacket>,
+}
+
+/// Asks a member to probe `target` on the sender's behalf (SWIM indirect probe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingReq {
+    /// The requester's probe sequence, echoed in the relayed [`Ack`] or [`Nack`].
+    pub seq: u32,
+    /// Whom to probe.
+    pub target: NodeId,
+    /// Where the requester believes the target is.
+    pub addrs: Vec<Address>,
+}
+
+/// Lifeguard: the intermediary of an indirect probe heard nothing back, which tells the requester
+/// its own network is fine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    /// The requester's probe sequence.
+    pub seq: u32,
+}
+
+/// Gossip pushed on its own (not riding a probe), so fresh news spreads at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    /// The items, each signed by its own origin.
+    pub items: Vec<SignedPacket>,
+}
+
+/// A member announces itself alive at `incarnation` (signed by the member itself, so nobody else
+/// can refute a suspicion for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alive {
+    /// Raised to refute a suspicion or after a restart.
+    pub incarnation: u64,
+    /// Where it can be reached.
+    pub addrs: Vec<Address>,
+    /// A human-friendly name, unique by convention.
+    pub name: String,
+}
+
+/// The origin suspects `node` at `incarnation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// The suspected member.
+    pub node: NodeId,
+    /// The incarnation it was suspected at.
+    pub incarnation: u64,
+}
+
+/// The origin declares `node` dead at `incarnation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dead {
+    /// The dead member.
+    pub node: NodeId,
+    /// The incarnation it died at.
+    pub incarnation: u64,
+}
+
+/// The origin leaves the cluster. Only the leaver can sign this, so nobody can make another node leave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    /// The leaver's incarnation at leave time; a later restart rejoins above it.
+    pub incarnation: u64,
+}
+
+/// A user broadcast, gossiped to every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// Application-chosen topic.
+    pub topic: String,
+    /// Opaque application data.
+    pub data: ByteBuf,
+}
+
+/// A user message to one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Direct {
+    /// The addressee (relays forward by it).
+    pub to: NodeId,
+    /// Application-chosen topic.
+    pub topic: String,
+    /// Opaque application data.
+    pub data: ByteBuf,
+}
+
+macro_rules! messages {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
+        /// Every message kind, with its wire code.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Message {
+            $($(#[$doc])* $variant($variant),)*
+        }
+
+        impl Message {
+            /// The kind's one-byte wire code.
+            pub fn kind(&self) -> u8 {
+                match self { $(Message::$variant(_) => $code,)* }
+            }
+
+            /// Whether `kind` names a message this node understands.
+            // Codes are listed, not ranged: retired codes leave holes that must stay unknown.
+            #[allow(clippy::manual_range_patterns)]
+            pub fn is_known_kind(kind: u8) -> bool {
+                matches!(kind, $($code)|*)
+            }
+
+            pub(crate) fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
+                match self { $(Message::$variant(m) => rmp_serde::encode::write(out, m),)* }
+            }
+
+            pub(crate) fn read_payload(kind: u8, payload: &[u8]) -> Result<Self, WireError> {
+                match kind {
+                    $($code => decode(payload).map(Message::$variant),)*
+                    other => Err(Incompatible::Kind(other).into()),
+                }
+            }
+        }
+
+        $(impl From<$variant> for Message {
+            fn from(m: $variant) -> Self { Message::$variant(m) }
+        })*
+    };
+}
+
+messages! {
+    /// Direct probe.
+    Ping = 1,
+    /// Probe answer.
+    Ack = 2,
+    /// Indirect probe request.
+    PingReq = 3,
+    /// Indirect probe got no answer.
+    Nack = 4,
+    /// Standalone gossip.
+    Gossip = 5,
+    /// Member alive.
+    Alive = 6,
+    /// Member suspected.
+    Suspect = 7,
+    /// Member dead.
+    Dead = 8,
+    /// Member left.
+    Leave = 9,
+    /// User broadcast.
+    Broadcast = 10,
+    /// User direct message.
+    Direct = 11,
+}
+
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
+    // The slice reader checks every declared length against the bytes left before allocating.
+    rmp_serde::from_slice(payload).map_err(|e| Malformed::Payload(e.to_string()).into())
+}
+
+impl Message {
+    /// Checks list lengths against `limits.max_items`.
+    pub fn validate(&self, limits: &Limits) -> Result<(), TooLarge> {
+        let check = |what: &'static str, count: usize| {
+            if count > limits.max_items {
+                Err(TooLarge::Items {
+                    what,
+                    count,
+                    max: limits.max_items,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Message::Ping(m) => check("ping.piggyback", m.piggyback.len()),
+            Message::Ack(m) => check("ack.piggyback", m.piggyback.len()),
+            Message::PingReq(m) => check("ping_req.addrs", m.addrs.len()),
+            Message::Gossip(m) => check("gossip.items", m.items.len()),
+            Message::Alive(m) => check("alive.addrs", m.addrs.len()),
+            Message::Nack(_)
+            | Message::Suspect(_)
+            | Message::Dead(_)
+            | Message::Leave(_)
+            | Message::Broadcast(_)
+            | Message::Direct(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Replay protection: a bounded seen-set of (origin, message id) inside a time window.
+//!
+//! Messages older than the window are refused outright, so forgetting them is safe: the set only
+//! ever holds ids that could still be accepted. When the set is full, the oldest ids are
+//! forgotten and the acceptance floor rises to them, trading the acceptance of late stragglers
+//! for a hard memory bound. A replay is never accepted again.
+
+use std::collections::BTreeSet;
+
+use crate::error::Replayed;
+use crate::hlc::Timestamp;
+use crate::identity::NodeId;
+
+/// Settings of the replay guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayConfig {
+    /// How old (by the local wall clock) a message may be and still be accepted.
+    pub window_ms: u64,
+    /// How far ahead of the local wall clock a message may claim to be.
+    pub max_future_ms: u64,
+    /// Most ids remembered at once (about 48 bytes each).
+    pub capacity: usize,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            window_ms: 60_000,
+            max_future_ms: 10_000,
+            capacity: 1 << 18,
+        }
+    }
+}
+
+/// The seen-set.
+#[derive(Debug, Clone)]
+pub struct ReplayGuard {
+    config: ReplayConfig,
+    seen: BTreeSet<(Timestamp, NodeId)>,
+    /// Ids at or below this were forgotten under capacity pressure and are refused.
+    floor: Option<Timestamp>,
+    /// The latest wall time seen: a wall clock that steps back must not reopen the window.
+    horizon_ms: u64,
+}
+
+impl ReplayGuard {
+    /// An empty guard.
+    pub fn new(config: ReplayConfig) -> Self {
+        ReplayGuard {
+            config,
+            seen: BTreeSet::new(),
+            floor: None,
+            horizon_ms: 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ReplayConfig {
+        &self.config
+    }
+
+    /// Ids currently remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Whether (origin, id) would be accepted now. Does not record it: call [`ReplayGuard::record`]
+    /// once the message is authenticated, so forgeries cannot poison the set.
+    pub fn check(&mut self, origin: &NodeId, id: Timestamp, wall_ms: u64) -> Result<(), Replayed> {
+        self.horizon_ms = self.horizon_ms.max(wall_ms);
+        let now = self.horizon_ms;
+        let ts = id.millis();
+        if ts > now {
+            let ahead_ms = ts - now;
+            if ahead_ms > self.config.max_future_ms {
+                return Err(Replayed::FromFuture {
+                    ahead_ms,
+                    max_ms: self.config.max_future_ms,
+                });
+            }
+        } else if now - ts > self.config.window_ms {
+            return Err(Replayed::TooOld {
+                age_ms: now - ts,
+                window_ms: self.config.window_ms,
+            });
+        }
+        if self.floor.is_some_and(|floor| id <= floor) {
+            return Err(Replayed::BelowFloor);
+        }
+        if self.seen.contains(&(id, *origin)) {
+            return Err(Replayed::Duplicate);
+        }
+        Ok(())
+    }
+
+    /// Records an authenticated (origin, id) and forgets what has left the window.
+    pub fn record(&mut self, origin: NodeId, id: Timestamp) {
+        self.seen.insert((id, origin));
+        let oldest_ok = Timestamp::new(self.horizon_ms.saturating_sub(self.config.window_ms), 0);
+        // Everything strictly older than the window edge is refused by `check` anyway.
+        while self.seen.first().is_some_and(|(t, _)| *t < oldest_ok) {
+            self.seen.pop_first();
+        }
+        while self.seen.len() > self.config.capacity {
+            if let Some((t, _)) = self.seen.pop_first() {
+                self.floor = Some(self.floor.map_or(t, |f| f.max(t)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(b: u8) -> NodeId {
+        NodeId::from_bytes([b; 32])
+    }
+
+    fn cfg(capacity: usize) -> ReplayConfig {
+        ReplayConfig {
+            window_ms: 1_000,
+            max_future_ms: 100,
+            capacity,
+        }
+    }
+
+    #[test]
+    fn duplicate_inside_window_is_refused() {
+        let mut g = ReplayGuard::new(cfg(16));
+        let id = Timestamp::new(10_000, 0);
+        g.check(&origin(1), id, 10_000).unwrap();
+        g.record(origin(1), id);
+        assert_eq!(g.check(&origin(1), id, 10_500), Err(Replayed::Duplicate));
+        // Another origin with the same timestamp is a different message.
+        g.check(&origin(2), id, 10_500).unwrap();
+    }
+
+    #[test]
+    fn replay_after_window_is_refused_not_forgotten() {
+        let mut g = ReplayGuard::new(cfg(16));
+        let id = Timestamp::new(10_000, 0);
+        g.record(origin(1), id);
+        g.check(&origin(2), Timestamp::new(11_500, 0), 11_500)
+            .unwrap();
+        g.record(origin(2), Timestamp::new(11_500, 0));
+        assert_eq!(g.len(), 1, "the old id left the set");
+        assert_eq!(
+            g.check(&origin(1), id, 11_500),
+            Err(Replayed::TooOld {
+                age_ms: 1_500,
+                window_ms: 1_000
+            })
+        );
+    }
+
+    #[test]
+    fn future_is_refused() {
+        let mut g = ReplayGuard::new(cfg(16));
+        let err = g
+            .check(&origin(1), Timestamp::new(10_200, 0), 10_000)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Replayed::FromFuture {
+                ahead_ms: 200,
+                max_ms: 100
+            }
+        );
+        g.check(&origin(1), Timestamp::new(10_100, 0), 10_000)
+            .unwrap();
+    }
+
+    #[test]
+    fn wall_clock_stepping_back_does_not_reopen_the_window() {
+        let mut g = ReplayGuard::new(cfg(16));
+        let id = Timestamp::new(10_000, 0);
+        g.record(origin(1), id);
+        g.check(&origin(1), Timestamp::new(12_000, 0), 12_000)
+            .unwrap();
+        g.record(origin(1), Timestamp::new(12_000, 0));
+        assert!(matches!(
+            g.check(&origin(1), id, 10_000),
+            Err(Replayed::TooOld { .. })
+        ));
+    }
+
+    #[test]
+    fn full_set_raises_the_floor_instead_of_growing() {
+        let mut g = ReplayGuard::new(cfg(4));
+        for i in 0..10u16 {
+            let id = Timestamp::new(10_000, i);
+            g.check(&origin(1), id, 10_000).unwrap();
+            g.record(origin(1), id);
+        }
+        assert_eq!(g.len(), 4);
+        assert_eq!(
+            g.check(&origin(1), Timestamp::new(10_000, 0), 10_000),
+            Err(Replayed::BelowFloor)
+        );
+        assert_eq!(
+            g.check(&origin(9), Timestamp::new(10_000, 5), 10_000),
+            Err(Replayed::BelowFloor)
+        );
+        assert_eq!(
+            g.check(&origin(1), Timestamp::new(10_000, 9), 10_000),
+            Err(Replayed::Duplicate)
+        );
+        g.check(&origin(1), Timestamp::new(10_000, 10), 10_000)
+            .unwrap();
+    }
+}

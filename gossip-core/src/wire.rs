@@ -1,0 +1,479 @@
+//! The packet pipeline: serialize → compress → sign → encrypt, and its exact reverse.
+//!
+//! Byte layout and the order of checks are specified in `docs/PROTOCOL.md`; golden vectors in
+//! `testdata/` pin them. A [`SignedPacket`] is the unit of authenticity: it can be sealed into a
+//! frame on its own, forwarded by other members with its origin's signature intact, or carried
+//! inside another message as piggybacked gossip.
+
+use std::collections::HashMap;
+
+use chacha20poly1305::{AeadInOut, XNonce};
+use ed25519_dalek::ed25519::signature::MultipartVerifier;
+use ed25519_dalek::{Signature, VerifyingKey};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{EncodeError, Incompatible, Malformed, TooLarge, Unauthenticated, WireError};
+use crate::hlc::Timestamp;
+use crate::identity::{Identity, NODE_ID_LEN, NodeId};
+use crate::keyring::Keyring;
+use crate::limits::Limits;
+use crate::message::Message;
+use crate::replay::{ReplayConfig, ReplayGuard};
+
+/// The protocol version this build speaks (frame byte 0).
+pub const VERSION: u8 = 1;
+/// Frame flag: the body is encrypted with the cluster key.
+pub const FLAG_ENCRYPTED: u8 = 0b0000_0001;
+/// Bytes before the body: version, flags, ttl.
+pub const PREFIX_LEN: usize = 3;
+/// XChaCha20 nonce length.
+pub const NONCE_LEN: usize = 24;
+/// Poly1305 tag length.
+pub const TAG_LEN: usize = 16;
+/// Ed25519 signature length.
+pub const SIGNATURE_LEN: usize = 64;
+/// Fixed header of a signed packet: signature, origin, id, kind, encoding.
+pub const SIGNED_HEADER_LEN: usize = SIGNATURE_LEN + NODE_ID_LEN + 8 + 1 + 1;
+/// Payload encoding: MessagePack as is.
+pub const ENCODING_RAW: u8 = 0;
+/// Payload encoding: lz4 block, preceded by the inflated length (u32, little-endian).
+pub const ENCODING_LZ4: u8 = 1;
+/// Domain separation for signatures, so they cannot be replayed into another protocol.
+pub const SIGNATURE_DOMAIN: &[u8] = b"gossip/v1 packet\0";
+
+/// Overhead of a frame around its signed packet's payload, encrypted mode.
+pub const ENCRYPTED_OVERHEAD: usize = PREFIX_LEN + NONCE_LEN + TAG_LEN + SIGNED_HEADER_LEN;
+
+/// Most verifying keys kept parsed (point decompression costs about a fifth of a verification).
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+const ORIGIN_AT: usize = SIGNATURE_LEN;
+const ID_AT: usize = ORIGIN_AT + NODE_ID_LEN;
+const KIND_AT: usize = ID_AT + 8;
+const ENCODING_AT: usize = KIND_AT + 1;
+
+/// A message with its origin's signature: `signature ‖ origin ‖ id ‖ kind ‖ encoding ‖ payload`.
+///
+/// Holding one does not mean it verified; [`Codec::accept`] and [`Codec::verify`] do that.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SignedPacket(Vec<u8>);
+
+impl SignedPacket {
+    /// Wraps bytes received from the network, checking only that the fixed header is present.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, Malformed> {
+        if bytes.len() < SIGNED_HEADER_LEN {
+            return Err(Malformed::Truncated {
+                needed: SIGNED_HEADER_LEN,
+                have: bytes.len(),
+            });
+        }
+        Ok(SignedPacket(bytes))
+    }
+
+    /// The whole packet.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a packet has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The claimed origin (authentic only after verification).
+    pub fn origin(&self) -> NodeId {
+        let mut id = [0u8; NODE_ID_LEN];
+        id.copy_from_slice(&self.0[ORIGIN_AT..ID_AT]);
+        NodeId::from_bytes(id)
+    }
+
+    /// The origin's message id.
+    pub fn id(&self) -> Timestamp {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&self.0[ID_AT..KIND_AT]);
+        Timestamp::from_u64(u64::from_be_bytes(raw))
+    }
+
+    /// The message kind code.
+    pub fn kind(&self) -> u8 {
+        self.0[KIND_AT]
+    }
+
+    /// The payload encoding code.
+    pub fn encoding(&self) -> u8 {
+        self.0[ENCODING_AT]
+    }
+
+    /// The (possibly compressed) payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.0[SIGNED_HEADER_LEN..]
+    }
+
+    fn signature(&self) -> Signature {
+        let mut sig = [0u8; SIGNATURE_LEN];
+        sig.copy_from_slice(&self.0[..SIGNATURE_LEN]);
+        Signature::from_bytes(&sig)
+    }
+
+    fn signed_part(&self) -> &[u8] {
+        &self.0[ORIGIN_AT..]
+    }
+}
+
+impl core::fmt::Debug for SignedPacket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SignedPacket")
+            .field("origin", &self.origin())
+            .field("id", &self.id())
+            .field("kind", &self.kind())
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+impl Serialize for SignedPacket {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedPacket {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?.into_vec();
+        SignedPacket::from_bytes(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A frame that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// Hops left; a forwarder sends it on with `ttl - 1`.
+    pub ttl: u8,
+    /// The verified packet, to forward unchanged with [`Codec::seal`].
+    pub packet: SignedPacket,
+    /// Its decoded message.
+    pub message: Message,
+}
+
+impl Inbound {
+    /// The authenticated origin.
+    pub fn origin(&self) -> NodeId {
+        self.packet.origin()
+    }
+
+    /// The origin's message id.
+    pub fn id(&self) -> Timestamp {
+        self.packet.id()
+    }
+}
+
+/// One node's end of the pipeline: its identity, cluster keys, limits and replay guard.
+#[derive(Debug)]
+pub struct Codec {
+    identity: Identity,
+    keyring: Keyring,
+    limits: Limits,
+    replay: ReplayGuard,
+    keys: HashMap<NodeId, VerifyingKey>,
+}
+
+impl Codec {
+    /// A codec that signs as `identity` and encrypts with `keyring`.
+    pub fn new(identity: Identity, keyring: Keyring, limits: Limits, replay: ReplayConfig) -> Self {
+        Codec {
+            identity,
+            keyring,
+            limits,
+            replay: ReplayGuard::new(replay),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// The signing identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The cluster keys, for rotation.
+    pub fn keyring_mut(&mut self) -> &mut Keyring {
+        &mut self.keyring
+    }
+
+    /// The replay guard, for inspection.
+    pub fn replay(&self) -> &ReplayGuard {
+        &self.replay
+    }
+
+    /// Serializes, compresses (when it pays) and signs `message` as this node's message `id`.
+    pub fn sign(&self, id: Timestamp, message: &Message) -> Result<SignedPacket, EncodeError> {
+        message.validate(&self.limits)?;
+        let mut out = Vec::with_capacity(SIGNED_HEADER_LEN + 128);
+        out.resize(SIGNED_HEADER_LEN, 0);
+        message
+            .write_payload(&mut out)
+            .map_err(|e| EncodeError::Serialize(e.to_string()))?;
+        let raw_len = out.len() - SIGNED_HEADER_LEN;
+        if raw_len > self.limits.max_payload_bytes {
+            return Err(TooLarge::Payload {
+                size: raw_len,
+                max: self.limits.max_payload_bytes,
+            }
+            .into());
+        }
+        let mut encoding = ENCODING_RAW;
+        if raw_len > self.limits.compress_threshold {
+            let compressed = lz4_flex::block::compress(&out[SIGNED_HEADER_LEN..]);
+            if compressed.len() + 4 < raw_len {
+                out.truncate(SIGNED_HEADER_LEN);
+                // raw_len <= max_payload_bytes, which a u32 holds for any sane limit.
+                out.extend_from_slice(&u32::try_from(raw_len).unwrap_or(u32::MAX).to_le_bytes());
+                out.extend_from_slice(&compressed);
+                encoding = ENCODING_LZ4;
+            }
+        }
+        out[ORIGIN_AT..ID_AT].copy_from_slice(self.identity.id().as_bytes());
+        out[ID_AT..KIND_AT].copy_from_slice(&id.to_u64().to_be_bytes());
+        out[KIND_AT] = message.kind();
+        out[ENCODING_AT] = encoding;
+        let signature = self
+            .identity
+            .sign(&[SIGNATURE_DOMAIN, &[VERSION], &out[ORIGIN_AT..]]);
+        out[..SIGNATURE_LEN].copy_from_slice(&signature.to_bytes());
+        Ok(SignedPacket(out))
+    }
+
+    /// Seals a signed packet (this node's or a forwarded one) into a frame with `ttl` hops left.
+    pub fn seal<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ttl: u8,
+        packet: &SignedPacket,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let cipher = self.keyring.primary();
+        let size = PREFIX_LEN
+            + packet.len()
+            + if cipher.is_some() {
+                NONCE_LEN + TAG_LEN
+            } else {
+                0
+            };
+        if size > self.limits.max_frame_bytes {
+            return Err(TooLarge::Frame {
+                size,
+                max: self.limits.max_frame_bytes,
+            }
+            .into());
+        }
+        let mut out = Vec::with_capacity(size);
+        let flags = if cipher.is_some() { FLAG_ENCRYPTED } else { 0 };
+        out.extend_from_slice(&[VERSION, flags, ttl]);
+        let Some(cipher) = cipher else {
+            out.extend_from_slice(packet.as_bytes());
+            return Ok(out);
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(packet.as_bytes());
+        let (head, body) = out.split_at_mut(PREFIX_LEN + NONCE_LEN);
+        let tag = cipher
+            .encrypt_inout_detached(&XNonce::from(nonce), &head[..PREFIX_LEN], body.into())
+            .map_err(|_| TooLarge::Frame {
+                size,
+                max: self.limits.max_frame_bytes,
+            })?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Signs and seals in one step.
+    pub fn encode<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        id: Timestamp,
+        ttl: u8,
+        message: &Message,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let packet = self.sign(id, message)?;
+        self.seal(rng, ttl, &packet)
+    }
+
+    /// Opens, authenticates, replay-checks and decodes a frame. `wall_ms` is the local wall clock
+    /// in milliseconds since the UNIX epoch.
+    pub fn decode(&mut self, frame: &[u8], wall_ms: u64) -> Result<Inbound, WireError> {
+        let (ttl, packet) = self.open(frame)?;
+        let message = self.accept(&packet, wall_ms)?;
+        Ok(Inbound {
+            ttl,
+            packet,
+            message,
+        })
+    }
+
+    /// Checks a signed packet (from a frame, or piggybacked) against the replay window, verifies
+    /// its origin's signature, records it as seen, and decodes it.
+    pub fn accept(&mut self, packet: &SignedPacket, wall_ms: u64) -> Result<Message, WireError> {
+        let kind = packet.kind();
+        if !Message::is_known_kind(kind) {
+            return Err(Incompatible::Kind(kind).into());
+        }
+        let origin = packet.origin();
+        // Before the signature: most duplicates in gossip are honest, and this check is cheap.
+        self.replay.check(&origin, packet.id(), wall_ms)?;
+        self.verify_signature(packet)?;
+        self.replay.record(origin, packet.id());
+        self.decode_payload(packet)
+    }
+
+    /// Verifies and decodes a signed packet without the replay window: for signed *state*
+    /// (a member's latest alive record, its metadata) that is legitimately old and is ordered by
+    /// its own version instead.
+    pub fn verify(&mut self, packet: &SignedPacket) -> Result<Message, WireError> {
+        let kind = packet.kind();
+        if !Message::is_known_kind(kind) {
+            return Err(Incompatible::Kind(kind).into());
+        }
+        self.verify_signature(packet)?;
+        self.decode_payload(packet)
+    }
+
+    fn open(&self, frame: &[u8]) -> Result<(u8, SignedPacket), WireError> {
+        if frame.len() > self.limits.max_frame_bytes {
+            return Err(TooLarge::Frame {
+                size: frame.len(),
+                max: self.limits.max_frame_bytes,
+            }
+            .into());
+        }
+        if frame.len() < PREFIX_LEN {
+            return Err(Malformed::Truncated {
+                needed: PREFIX_LEN,
+                have: frame.len(),
+            }
+            .into());
+        }
+        let (version, flags, ttl) = (frame[0], frame[1], frame[2]);
+        if version != VERSION {
+            return Err(Incompatible::Version(version).into());
+        }
+        if flags & !FLAG_ENCRYPTED != 0 {
+            return Err(Malformed::Flags(flags).into());
+        }
+        let encrypted = flags & FLAG_ENCRYPTED != 0;
+        let body = match (encrypted, self.keyring.is_encrypted()) {
+            (false, true) => return Err(Unauthenticated::PlaintextRefused.into()),
+            (true, false) => return Err(Unauthenticated::NoClusterKey.into()),
+            (false, false) => frame[PREFIX_LEN..].to_vec(),
+            (true, true) => self.decrypt(frame)?,
+        };
+        Ok((ttl, SignedPacket::from_bytes(body)?))
+    }
+
+    fn decrypt(&self, frame: &[u8]) -> Result<Vec<u8>, WireError> {
+        let needed = PREFIX_LEN + NONCE_LEN + TAG_LEN;
+        if frame.len() < needed {
+            return Err(Malformed::Truncated {
+                needed,
+                have: frame.len(),
+            }
+            .into());
+        }
+        let aad = &frame[..PREFIX_LEN];
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&frame[PREFIX_LEN..PREFIX_LEN + NONCE_LEN]);
+        let nonce = XNonce::from(nonce);
+        let (ciphertext, tag) = frame[PREFIX_LEN + NONCE_LEN..].split_at(frame.len() - needed);
+        let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Unauthenticated::Decrypt)?;
+        let mut body = ciphertext.to_vec();
+        for cipher in self.keyring.ciphers() {
+            if cipher
+                .decrypt_inout_detached(&nonce, aad, body.as_mut_slice().into(), &tag)
+                .is_ok()
+            {
+                return Ok(body);
+            }
+            // A failed attempt leaves the buffer untouched (the tag is checked first); restore anyway
+            // so the next key sees the original ciphertext whatever the implementation does.
+            body.copy_from_slice(ciphertext);
+        }
+        Err(Unauthenticated::Decrypt.into())
+    }
+
+    fn verify_signature(&mut self, packet: &SignedPacket) -> Result<(), WireError> {
+        let origin = packet.origin();
+        let key = match self.keys.get(&origin) {
+            Some(key) => *key,
+            None => {
+                let key = origin.verifying_key().ok_or(Unauthenticated::OriginKey)?;
+                if self.keys.len() >= KEY_CACHE_CAPACITY {
+                    // Any victim will do: a miss costs one point decompression, not correctness.
+                    if let Some(victim) = self.keys.keys().next().copied() {
+                        self.keys.remove(&victim);
+                    }
+                }
+                self.keys.insert(origin, key);
+                key
+            }
+        };
+        key.multipart_verify(
+            &[SIGNATURE_DOMAIN, &[VERSION], packet.signed_part()],
+            &packet.signature(),
+        )
+        .map_err(|_| Unauthenticated::Signature.into())
+    }
+
+    fn decode_payload(&self, packet: &SignedPacket) -> Result<Message, WireError> {
+        let max = self.limits.max_payload_bytes;
+        let message = match packet.encoding() {
+            ENCODING_RAW => {
+                let payload = packet.payload();
+                if payload.len() > max {
+                    return Err(TooLarge::Payload {
+                        size: payload.len(),
+                        max,
+                    }
+                    .into());
+                }
+                Message::read_payload(packet.kind(), payload)?
+            }
+            ENCODING_LZ4 => {
+                let inflated = inflate(packet.payload(), max)?;
+                Message::read_payload(packet.kind(), &inflated)?
+            }
+            other => return Err(Malformed::Encoding(other).into()),
+        };
+        message.validate(&self.limits)?;
+        Ok(message)
+    }
+}
+
+/// Inflates an lz4 block whose first four bytes declare its size, refusing to allocate more than `max`.
+fn inflate(compressed: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    let Some((declared, block)) = compressed.split_first_chunk::<4>() else {
+        return Err(Malformed::Truncated {
+            needed: 4,
+            have: compressed.len(),
+        }
+        .into());
+    };
+    let size = u32::from_le_bytes(*declared) as usize;
+    if size > max {
+        return Err(TooLarge::Payload { size, max }.into());
+    }
+    let mut out = vec![0u8; size];
+    match lz4_flex::block::decompress_into(block, &mut out) {
+        Ok(n) if n == size => Ok(out),
+        _ => Err(Malformed::Compression.into()),
+    }
+}

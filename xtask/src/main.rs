@@ -1,0 +1,103 @@
+//! `cargo xtask <command>`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! `test` is the one command that checks everything, on a developer's machine and in CI alike.
+//! It installs what it needs on a fresh machine before it runs anything.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("setup") => setup(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|setup>");
+            eprintln!(
+                "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
+            );
+            eprintln!("  setup  only install what is missing (wasm32 target)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn setup() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"])?;
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        run("rustup", &["target", "add", WASM_TARGET])?;
+    }
+    Ok(())
+}
+
+fn test() -> Result {
+    let started = Instant::now();
+    setup()?;
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // The core must stay sans-IO and portable: it has to build for the browser.
+    run(
+        "cargo",
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "gossip-core",
+            "--target",
+            WASM_TARGET,
+        ],
+    )?;
+    run("cargo", &["test", "--workspace", "--locked"])?;
+    eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str]) -> Result {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` failed ({})",
+            args.join(" "),
+            out.status
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

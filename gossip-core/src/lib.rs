@@ -20,3 +20,14 @@ pub use limits::Limits;
 pub use message::Message;
 pub use replay::ReplayConfig;
 pub use wire::{Codec, Inbound, SignedPacket};
+pub mod config;
+pub mod event;
+pub mod membership;
+pub mod node;
+pub mod time;
+
+pub use config::Config;
+pub use event::Event;
+pub use membership::{Member, State};
+pub use node::{CommandError, Node, Stats, Transmit};
+pub use time::Instant;

@@ -114,6 +114,60 @@ pub struct Direct {
     pub data: ByteBuf,
 }
 
+/// One member's versions, as a push-pull digest lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    /// The member.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Its state code (see `membership::State::code`).
+    pub state: u8,
+    /// Its metadata version (0: none).
+    pub meta_version: u64,
+}
+
+/// Where a push-pull exchange stands.
+pub mod sync_phase {
+    /// Opening: the sender's digest; the receiver answers with its delta and digest.
+    pub const OPEN: u8 = 0;
+    /// Opening of a join: like [`OPEN`], and the receiver also learns the joiner.
+    pub const JOIN: u8 = 1;
+    /// Answer: delta plus the answerer's digest; the receiver sends back its own delta.
+    pub const ANSWER: u8 = 2;
+    /// Closing: delta only.
+    pub const CLOSE: u8 = 3;
+}
+
+/// Push-pull anti-entropy: digests and the signed state records the other side lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sync {
+    /// One of [`sync_phase`].
+    pub phase: u8,
+    /// The sender's view (empty when closing).
+    pub digest: Vec<DigestEntry>,
+    /// Signed alive/suspect/dead/leave/metadata records, cut to the sync byte budget.
+    pub states: Vec<SignedPacket>,
+}
+
+/// A member's whole metadata, signed by that member; a higher version replaces a lower one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The owner's version (its hybrid clock at the change, so restarts keep increasing it).
+    pub version: u64,
+    /// Key/value pairs, sorted by key.
+    pub entries: Vec<(String, ByteBuf)>,
+}
+
+/// Asks a member to hand `frame` to `to`, a member that is reachable only through it (a browser).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    /// The final addressee.
+    pub to: NodeId,
+    /// The complete frame for it (sealed for it by the sender).
+    pub frame: ByteBuf,
+}
+
 macro_rules! messages {
     ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
         /// Every message kind, with its wire code.
@@ -177,6 +231,12 @@ messages! {
     Broadcast = 10,
     /// User direct message.
     Direct = 11,
+    /// Push-pull anti-entropy.
+    Sync = 12,
+    /// Member metadata.
+    Metadata = 13,
+    /// Frame to forward to a relayed member.
+    Relay = 14,
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
@@ -185,6 +245,17 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
 }
 
 impl Message {
+    /// The member a membership update is about, read from the packet without trusting it
+    /// further than the caller already does (it must have been verified).
+    pub(crate) fn read_kind_subject(packet: &SignedPacket) -> Option<NodeId> {
+        match packet.kind() {
+            6 | 9 => Some(packet.origin()),
+            7 => decode::<Suspect>(packet.payload()).ok().map(|s| s.node),
+            8 => decode::<Dead>(packet.payload()).ok().map(|d| d.node),
+            _ => None,
+        }
+    }
+
     /// Checks list lengths against `limits.max_items`.
     pub fn validate(&self, limits: &Limits) -> Result<(), TooLarge> {
         let check = |what: &'static str, count: usize| {
@@ -204,12 +275,18 @@ impl Message {
             Message::PingReq(m) => check("ping_req.addrs", m.addrs.len()),
             Message::Gossip(m) => check("gossip.items", m.items.len()),
             Message::Alive(m) => check("alive.addrs", m.addrs.len()),
+            Message::Sync(m) => {
+                check("sync.digest", m.digest.len())?;
+                check("sync.states", m.states.len())
+            }
+            Message::Metadata(m) => check("metadata.entries", m.entries.len()),
             Message::Nack(_)
             | Message::Suspect(_)
             | Message::Dead(_)
             | Message::Leave(_)
             | Message::Broadcast(_)
-            | Message::Direct(_) => Ok(()),
+            | Message::Direct(_)
+            | Message::Relay(_) => Ok(()),
         }
     }
 }

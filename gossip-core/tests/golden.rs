@@ -32,7 +32,11 @@ fn cases() -> Vec<Case> {
         name: "direct.plaintext".into(),
         encrypted: false,
         ttl: 0,
-        message: all_kinds().pop().unwrap().1,
+        message: all_kinds()
+            .into_iter()
+            .find(|(n, _)| *n == "direct")
+            .unwrap()
+            .1,
     });
     cases.push(Case {
         name: "broadcast_lz4.encrypted".into(),

@@ -1,3 +1,402 @@
-//! Deterministic simulator for gossip clusters: many real `gossip-core` nodes under a virtual clock, a seeded RNG and a lossy, partitionable network model. Its implementation arrives with the protocol-engine milestone (issue 3); until then this crate has no items.
+//! Deterministic simulator for gossip clusters.
+//!
+//! N real [`gossip_core::Node`]s exchange their frames through a modelled network: latency with
+//! jitter (which reorders), loss, duplication, partitions, crashes and restarts. Time is virtual:
+//! the simulator jumps to the earliest pending delivery or node timeout, so an hour of protocol
+//! time takes as long as the work it contains. Everything random comes from one seed, so a failing
+//! run is reproduced exactly by its seed.
 
 #![deny(missing_docs)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use gossip_core::{
+    Address, ClusterKey, Config, Event, Identity, Instant, Keyring, Node, NodeId, State,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+/// The simulated wall clock at virtual time zero (2023-11-14T22:13:20Z).
+pub const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// How the network behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetConfig {
+    /// One-way latency in microseconds.
+    pub latency_us: u64,
+    /// Uniform extra delay in `[0, jitter_us)`; reorders packets.
+    pub jitter_us: u64,
+    /// Probability that a best-effort datagram is lost.
+    pub loss: f64,
+    /// Probability that a best-effort datagram is delivered twice.
+    pub duplicate: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency_us: 1_000,
+            jitter_us: 500,
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// A member of the simulation.
+#[derive(Debug)]
+pub struct SimNode {
+    /// The engine.
+    pub node: Node,
+    /// Its address.
+    pub addr: Address,
+    /// Whether it is running (crashed nodes neither send nor receive).
+    pub up: bool,
+    /// Events it reported, with the virtual time they were drained at.
+    pub events: Vec<(Instant, Event)>,
+    /// Frames it sent.
+    pub sent_packets: u64,
+    /// Bytes it sent.
+    pub sent_bytes: u64,
+    secret: [u8; 32],
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Delivery {
+    at: Instant,
+    seq: u64,
+    to: usize,
+    from: usize,
+    bytes: Vec<u8>,
+}
+
+/// The simulation.
+#[derive(Debug)]
+pub struct Sim {
+    /// Virtual now.
+    pub now: Instant,
+    /// The nodes, by index.
+    pub nodes: Vec<SimNode>,
+    /// The network model.
+    pub net: NetConfig,
+    seed: u64,
+    rng: ChaCha20Rng,
+    config: Config,
+    key: ClusterKey,
+    in_flight: BinaryHeap<Reverse<Delivery>>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    by_addr: HashMap<Address, usize>,
+    by_id: HashMap<NodeId, usize>,
+    /// Partition group of each node; packets cross only within a group. Empty: no partition.
+    groups: Vec<u8>,
+    seq: u64,
+    /// Total frames delivered.
+    pub delivered: u64,
+    /// Total frames dropped by the network model (loss, partition, crashed receiver).
+    pub dropped: u64,
+}
+
+fn addr_of(i: usize) -> Address {
+    let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+    Address::Udp(SocketAddr::V4(SocketAddrV4::new(ip, 7946)))
+}
+
+impl Sim {
+    /// `n` nodes with `config` (each named `node-<i>`), not yet joined.
+    pub fn new(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let mut sim = Sim {
+            now: Instant::from_millis(0),
+            nodes: Vec::with_capacity(n),
+            net,
+            seed,
+            rng,
+            config,
+            key: ClusterKey::from_bytes(key),
+            in_flight: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            by_addr: HashMap::new(),
+            by_id: HashMap::new(),
+            groups: Vec::new(),
+            seq: 0,
+            delivered: 0,
+            dropped: 0,
+        };
+        for i in 0..n {
+            let mut secret = [0u8; 32];
+            sim.rng.fill_bytes(&mut secret);
+            let node = sim.make_node(i, secret);
+            sim.by_addr.insert(addr_of(i), i);
+            sim.by_id.insert(node.id(), i);
+            sim.nodes.push(SimNode {
+                node,
+                addr: addr_of(i),
+                up: true,
+                events: Vec::new(),
+                sent_packets: 0,
+                sent_bytes: 0,
+                secret,
+            });
+            sim.arm(i);
+        }
+        sim
+    }
+
+    /// The seed, for failure messages.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn make_node(&mut self, i: usize, secret: [u8; 32]) -> Node {
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let config = self.config.clone().with_name(format!("node-{i}"));
+        let wall = EPOCH_MS + self.now.as_millis();
+        Node::new(
+            config,
+            Identity::from_secret_bytes(secret),
+            Keyring::new(self.key.clone()),
+            vec![addr_of(i)],
+            seed,
+            self.now,
+            wall,
+        )
+    }
+
+    /// Node `i`'s id.
+    pub fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].node.id()
+    }
+
+    /// Index of a node by id.
+    pub fn index(&self, id: &NodeId) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Node `i` joins through the nodes at `seeds`.
+    pub fn join(&mut self, i: usize, seeds: &[usize]) {
+        let addrs: Vec<Address> = seeds.iter().map(|s| self.nodes[*s].addr.clone()).collect();
+        let now = self.now;
+        self.nodes[i].node.join(now, &addrs);
+        self.drain(i);
+    }
+
+    /// Runs a command on node `i` and sends what it produced.
+    pub fn with_node<T>(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> T) -> T {
+        let now = self.now;
+        let out = f(&mut self.nodes[i].node, now);
+        self.drain(i);
+        out
+    }
+
+    /// Crashes node `i`: it stops at once, sending nothing more (no leave).
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].up = false;
+    }
+
+    /// Restarts a crashed node `i` with the same identity and name, and joins it through `seeds`.
+    pub fn restart(&mut self, i: usize, seeds: &[usize]) {
+        let secret = self.nodes[i].secret;
+        let node = self.make_node(i, secret);
+        self.nodes[i].node = node;
+        self.nodes[i].up = true;
+        self.arm(i);
+        self.join(i, seeds);
+    }
+
+    /// Splits the network: `group[i]` is node i's side. Packets between sides are lost.
+    pub fn partition(&mut self, group: Vec<u8>) {
+        self.groups = group;
+    }
+
+    /// Heals any partition.
+    pub fn heal(&mut self) {
+        self.groups.clear();
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        self.groups.is_empty() || self.groups[a] == self.groups[b]
+    }
+
+    fn arm(&mut self, i: usize) {
+        if let Some(t) = self.nodes[i].node.poll_timeout() {
+            self.timers.push(Reverse((t, i)));
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(t) = self.nodes[i].node.poll_transmit() {
+            self.nodes[i].sent_packets += 1;
+            self.nodes[i].sent_bytes += t.bytes.len() as u64;
+            let to = match &t.to {
+                Address::Relayed(_) => t.node.and_then(|id| self.by_id.get(&id).copied()),
+                addr => self.by_addr.get(addr).copied(),
+            };
+            let Some(to) = to else {
+                self.dropped += 1;
+                continue;
+            };
+            let copies = if !t.reliable && self.rng_f64() < self.net.duplicate {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                if !t.reliable && self.rng_f64() < self.net.loss {
+                    self.dropped += 1;
+                    continue;
+                }
+                let jitter = if self.net.jitter_us > 0 {
+                    self.rng.next_u64() % self.net.jitter_us
+                } else {
+                    0
+                };
+                self.seq += 1;
+                self.in_flight.push(Reverse(Delivery {
+                    at: now + self.net.latency_us + jitter,
+                    seq: self.seq,
+                    to,
+                    from: i,
+                    bytes: t.bytes.clone(),
+                }));
+            }
+        }
+        while let Some(e) = self.nodes[i].node.poll_event() {
+            self.nodes[i].events.push((now, e));
+        }
+        self.arm(i);
+    }
+
+    fn rng_f64(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.
+    pub fn step(&mut self, until: Instant) -> bool {
+        loop {
+            let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
+            let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
+            let next = match (next_delivery, next_timer) {
+                (Some(d), Some(t)) => d.min(t),
+                (Some(d), None) => d,
+                (None, Some(t)) => t,
+                (None, None) => return false,
+            };
+            if next > until {
+                return false;
+            }
+            self.now = self.now.max(next);
+            if next_delivery == Some(next) {
+                let Reverse(d) = self.in_flight.pop().expect("peeked");
+                // A crashed sender's frames already on the wire still arrive.
+                if !self.nodes[d.to].up || !self.connected(d.from, d.to) {
+                    self.dropped += 1;
+                    return true;
+                }
+                self.delivered += 1;
+                let from = self.nodes[d.from].addr.clone();
+                let now = self.now;
+                self.nodes[d.to].node.handle_packet(now, from, &d.bytes);
+                self.drain(d.to);
+                return true;
+            }
+            let Reverse((t, i)) = self.timers.pop().expect("peeked");
+            // Stale timer entries (the node re-armed earlier or later) are skipped.
+            if !self.nodes[i].up || self.nodes[i].node.poll_timeout() != Some(t) {
+                continue;
+            }
+            let now = self.now;
+            self.nodes[i].node.handle_timeout(now);
+            self.drain(i);
+            return true;
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while self.step(until) {}
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `ms` more virtual milliseconds.
+    pub fn run_for(&mut self, ms: u64) {
+        let until = self.now.plus_millis(ms);
+        self.run_until(until);
+    }
+
+    /// Runs in `check_ms` slices until `done(self)` or `max_ms` pass; returns the virtual
+    /// milliseconds it took, or None.
+    pub fn run_until_true(
+        &mut self,
+        max_ms: u64,
+        check_ms: u64,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> Option<u64> {
+        let start = self.now;
+        let end = start.plus_millis(max_ms);
+        loop {
+            if done(self) {
+                return Some(self.now.micros_since(start) / 1_000);
+            }
+            if self.now >= end {
+                return None;
+            }
+            let next = self.now.plus_millis(check_ms).min(end);
+            self.run_until(next);
+        }
+    }
+
+    /// Indices of running nodes.
+    pub fn up(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].up)
+            .collect()
+    }
+
+    /// What node `i` believes about node `j`.
+    pub fn view(&self, i: usize, j: usize) -> Option<State> {
+        self.nodes[i].node.member(&self.id(j)).map(|m| m.state)
+    }
+
+    /// Whether every running node sees every running node alive and nothing else live.
+    pub fn converged(&self) -> bool {
+        let up = self.up();
+        up.iter().all(|&i| {
+            let n = &self.nodes[i].node;
+            n.live_count() == up.len()
+                && up.iter().all(|&j| {
+                    n.member(&self.id(j))
+                        .is_some_and(|m| m.state == State::Alive)
+                })
+        })
+    }
+
+    /// Fraction of (observer, member) pairs among running nodes where the observer sees the member alive.
+    pub fn knowledge(&self) -> f64 {
+        let up = self.up();
+        let mut known = 0usize;
+        for &i in &up {
+            let n = &self.nodes[i].node;
+            known += up
+                .iter()
+                .filter(|&&j| {
+                    n.member(&self.id(j))
+                        .is_some_and(|m| m.state == State::Alive)
+                })
+                .count();
+        }
+        known as f64 / (up.len() * up.len()).max(1) as f64
+    }
+
+    /// Starts all nodes: node 0 is the seed, the others join through it, all at once.
+    pub fn join_all(&mut self) {
+        for i in 1..self.nodes.len() {
+            self.join(i, &[0]);
+        }
+    }
+}

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use ed25519_dalek::{Signer, SigningKey};
 use gossip_core::message::{
-    Ack, Alive, Broadcast, Dead, Direct, Gossip, Leave, Nack, Ping, PingReq, Suspect,
+    Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Metadata, Nack, Ping, PingReq,
+    Relay, Suspect, Sync, sync_phase,
 };
 use gossip_core::wire::{SIGNATURE_DOMAIN, VERSION};
 use gossip_core::{
@@ -176,6 +177,39 @@ pub fn all_kinds() -> Vec<(&'static str, Message)> {
                 to: target,
                 topic: "rpc".into(),
                 data: vec![0, 1, 2, 255].into(),
+            }
+            .into(),
+        ),
+        (
+            "sync",
+            Sync {
+                phase: sync_phase::ANSWER,
+                digest: vec![DigestEntry {
+                    node: target,
+                    incarnation: 9,
+                    state: 1,
+                    meta_version: 3,
+                }],
+                states: vec![nested(5, 103)],
+            }
+            .into(),
+        ),
+        (
+            "metadata",
+            Metadata {
+                version: 12,
+                entries: vec![
+                    ("role".into(), b"worker".to_vec().into()),
+                    ("zone".into(), b"eu".to_vec().into()),
+                ],
+            }
+            .into(),
+        ),
+        (
+            "relay",
+            Relay {
+                to: target,
+                frame: vec![1, 0, 0, 9, 9].into(),
             }
             .into(),
         ),

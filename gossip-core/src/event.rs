@@ -1,0 +1,62 @@
+//! What a node reports to its driver, drained with `Node::poll_event`.
+
+use crate::identity::NodeId;
+
+/// Something the application may want to know about. Events are queued, never delivered through
+/// a callback, so handling one can freely call back into the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member was seen for the first time (or again after it was forgotten).
+    MemberJoined {
+        /// The member.
+        id: NodeId,
+        /// Its name.
+        name: String,
+    },
+    /// A suspect or restarted member is alive again.
+    MemberAlive {
+        /// The member.
+        id: NodeId,
+    },
+    /// A member missed its probes and is suspected.
+    MemberSuspect {
+        /// The member.
+        id: NodeId,
+    },
+    /// A member was declared dead.
+    MemberDead {
+        /// The member.
+        id: NodeId,
+    },
+    /// A member left gracefully, or was replaced by a newer member with its name.
+    MemberLeft {
+        /// The member.
+        id: NodeId,
+    },
+    /// A member's metadata changed.
+    MetadataChanged {
+        /// The member.
+        id: NodeId,
+        /// The new version.
+        version: u64,
+    },
+    /// A user broadcast arrived (once per broadcast, whoever relayed it).
+    Broadcast {
+        /// Its origin.
+        from: NodeId,
+        /// Its topic.
+        topic: String,
+        /// Its data.
+        data: Vec<u8>,
+    },
+    /// A user message addressed to this node arrived.
+    Direct {
+        /// Its sender.
+        from: NodeId,
+        /// Its topic.
+        topic: String,
+        /// Its data.
+        data: Vec<u8>,
+    },
+}

@@ -1,0 +1,1613 @@
+//! The node: one member of a cluster as a sans-IO state machine.
+//!
+//! Inputs: [`Node::handle_packet`], [`Node::handle_timeout`] and commands ([`Node::join`],
+//! [`Node::broadcast`], [`Node::set_metadata`], ...). Outputs, pulled by the driver after every
+//! input: [`Node::poll_transmit`], [`Node::poll_event`], [`Node::poll_timeout`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use serde_bytes::ByteBuf;
+
+use crate::address::Address;
+use crate::config::Config;
+use crate::error::{EncodeError, WireError};
+use crate::event::Event;
+use crate::hlc::Hlc;
+use crate::identity::{Identity, NodeId};
+use crate::keyring::Keyring;
+use crate::membership::{Member, State, outranks};
+use crate::message::{
+    Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Message, Metadata, Nack, Ping,
+    PingReq, Relay, Suspect, Sync, sync_phase,
+};
+use crate::time::Instant;
+use crate::wire::{Codec, ENCRYPTED_OVERHEAD, Inbound, SignedPacket};
+
+/// Bytes a piggybacked packet costs on top of its own length (MessagePack `bin` header).
+const ITEM_OVERHEAD: usize = 5;
+/// Room left in a probe for its own fields when filling the rest with piggyback.
+const PROBE_FIELDS: usize = 64;
+/// Follow-up push-pull rounds when an answer was cut by the byte budget.
+const MAX_SYNC_FOLLOWUPS: u8 = 32;
+/// Quick push-pulls after a join, one probe interval apart.
+const BOOTSTRAP_SYNCS: u8 = 3;
+
+/// A datagram or frame the driver must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to. `Address::Relayed(x)` means: over the connection member `x` holds to this node.
+    pub to: Address,
+    /// The member it is for, when known: the driver prefers an open connection to it.
+    pub node: Option<NodeId>,
+    /// The frame.
+    pub bytes: Vec<u8>,
+    /// It must go over a reliable link (it exceeds the UDP budget, or the message asks for it).
+    pub reliable: bool,
+}
+
+/// Counters a driver exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames received.
+    pub packets_in: u64,
+    /// Frames emitted.
+    pub packets_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes emitted.
+    pub bytes_out: u64,
+    /// Dropped inbound frames or items, by `WireError::reason` or a protocol reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Outbound frames dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Messages that could not be encoded.
+    pub encode_errors: u64,
+}
+
+/// Why a command was refused. Nothing was sent and no state changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The node has left the cluster.
+    #[error("the node has left the cluster")]
+    Left,
+    /// The addressee is not a known, live member.
+    #[error("unknown or unreachable member {0}")]
+    UnknownMember(NodeId),
+    /// The metadata would exceed `Config::max_metadata_bytes`.
+    #[error("metadata of {size} bytes exceeds the {max} byte limit")]
+    MetadataTooLarge {
+        /// Resulting size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    target: NodeId,
+    seq: u32,
+    sent: Instant,
+    indirect_at: Instant,
+    deadline: Instant,
+    acked: bool,
+    indirect_sent: bool,
+    nacks_expected: u32,
+    nacks: u32,
+}
+
+#[derive(Debug, Clone)]
+struct IndirectProbe {
+    requester: NodeId,
+    reply_to: Address,
+    seq: u32,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Suspicion {
+    incarnation: u64,
+    start: Instant,
+    min_ms: u64,
+    max_ms: u64,
+    expected: u32,
+    confirmations: BTreeSet<NodeId>,
+    deadline: Instant,
+}
+
+impl Suspicion {
+    /// Lifeguard: the timeout falls from max towards min as independent suspicions arrive.
+    fn recompute(&mut self) {
+        let c = self.confirmations.len().saturating_sub(1) as f64;
+        let k = self.expected as f64;
+        let span = (self.max_ms - self.min_ms) as f64;
+        let ms = if k < 1.0 {
+            self.min_ms
+        } else {
+            let frac = ((c + 1.0).ln() / (k + 1.0).ln()).min(1.0);
+            (self.max_ms as f64 - span * frac).max(self.min_ms as f64) as u64
+        };
+        self.deadline = self.start.plus_millis(ms);
+    }
+}
+
+/// What an update is about: a newer update about the same subject replaces the queued one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Subject {
+    Member(NodeId),
+    Metadata(NodeId),
+    Broadcast(NodeId, u64),
+}
+
+#[derive(Debug, Clone)]
+struct Queued {
+    subject: Subject,
+    packet: SignedPacket,
+    transmits: u32,
+}
+
+/// One member of a cluster.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    codec: Codec,
+    hlc: Hlc,
+    rng: ChaCha20Rng,
+    id: NodeId,
+    start: Instant,
+    wall_at_start_ms: u64,
+    members: HashMap<NodeId, Member>,
+    tombstones: HashMap<NodeId, (u64, Instant)>,
+    probe_order: Vec<NodeId>,
+    probe_index: usize,
+    probe: Option<Probe>,
+    next_probe: Instant,
+    seq: u32,
+    indirect: HashMap<u32, IndirectProbe>,
+    awareness: u32,
+    suspicions: HashMap<NodeId, Suspicion>,
+    queue: Vec<Queued>,
+    fresh: Vec<SignedPacket>,
+    sync_followups: HashMap<NodeId, u8>,
+    bootstrap_syncs: u8,
+    last_now: Instant,
+    next_gossip: Instant,
+    next_push_pull: Instant,
+    next_reap: Instant,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    left: bool,
+}
+
+impl Node {
+    /// A node that is reachable at `addrs` (empty for a member that cannot listen and will be
+    /// relayed). `seed` seeds its RNG: drivers draw it from the OS or `crypto.getRandomValues`,
+    /// the simulator from its own seed. `now` and `wall_ms` anchor its clocks; its incarnation
+    /// starts at `wall_ms`, so a restart always outranks the previous life.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        keyring: Keyring,
+        addrs: Vec<Address>,
+        seed: [u8; 32],
+        now: Instant,
+        wall_ms: u64,
+    ) -> Node {
+        let id = identity.id();
+        let codec = Codec::new(identity, keyring, config.limits, config.replay);
+        let mut hlc = Hlc::new(config.replay.max_future_ms);
+        let first = hlc.now(wall_ms);
+        let alive = Alive {
+            incarnation: wall_ms,
+            addrs: addrs.clone(),
+            name: config.name.clone(),
+        };
+        let record = codec
+            .sign(first, &alive.clone().into())
+            .expect("a node's own alive record fits the limits");
+        let me = Member {
+            id,
+            name: config.name.clone(),
+            addrs,
+            incarnation: wall_ms,
+            state: State::Alive,
+            since: now,
+            metadata: BTreeMap::new(),
+            meta_version: 0,
+            rtt_micros: None,
+            alive: record,
+            status: None,
+            meta: None,
+        };
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let jitter = |rng: &mut ChaCha20Rng, ms: u64| now.plus_millis(rng.next_u64() % ms.max(1));
+        let next_probe = jitter(&mut rng, config.probe_interval_ms);
+        let next_gossip = jitter(&mut rng, config.gossip_interval_ms);
+        let next_push_pull = jitter(&mut rng, config.push_pull_interval_ms.max(1));
+        Node {
+            codec,
+            hlc,
+            id,
+            start: now,
+            wall_at_start_ms: wall_ms,
+            members: HashMap::from([(id, me)]),
+            tombstones: HashMap::new(),
+            probe_order: Vec::new(),
+            probe_index: 0,
+            probe: None,
+            next_probe,
+            seq: rng.next_u32(),
+            indirect: HashMap::new(),
+            awareness: 0,
+            suspicions: HashMap::new(),
+            queue: Vec::new(),
+            fresh: Vec::new(),
+            sync_followups: HashMap::new(),
+            bootstrap_syncs: 0,
+            last_now: now,
+            next_gossip,
+            next_push_pull,
+            next_reap: now.plus_millis(config.dead_retention_ms.max(1_000)),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            left: false,
+            rng,
+            config,
+        }
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every member this node knows, itself included, in no particular order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// One member.
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Members currently alive or suspect (not dead or left), itself included.
+    pub fn live_count(&self) -> usize {
+        self.members.values().filter(|m| !m.state.is_down()).count()
+    }
+
+    /// This node's record.
+    pub fn local(&self) -> &Member {
+        &self.members[&self.id]
+    }
+
+    /// Lifeguard's local health score (0 is healthy; probes slow down by `score + 1`).
+    pub fn health_score(&self) -> u32 {
+        self.awareness
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Cluster keys, for rotation.
+    pub fn keyring_mut(&mut self) -> &mut Keyring {
+        self.codec.keyring_mut()
+    }
+
+    /// Re-anchors the wall clock (a driver may call this when the OS clock is adjusted).
+    pub fn set_wall_clock(&mut self, now: Instant, wall_ms: u64) {
+        self.start = now;
+        self.wall_at_start_ms = wall_ms;
+    }
+
+    fn wall(&self, now: Instant) -> u64 {
+        self.wall_at_start_ms + now.micros_since(self.start) / 1_000
+    }
+
+    // ----- outputs ---------------------------------------------------------------------------
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.left {
+            return None;
+        }
+        let mut t = self.next_probe.min(self.next_gossip).min(self.next_reap);
+        if self.config.push_pull_interval_ms > 0 {
+            t = t.min(self.next_push_pull);
+        }
+        if let Some(p) = &self.probe {
+            t = t.min(if p.indirect_sent {
+                p.deadline
+            } else {
+                p.indirect_at
+            });
+        }
+        for s in self.suspicions.values() {
+            t = t.min(s.deadline);
+        }
+        for i in self.indirect.values() {
+            t = t.min(i.deadline);
+        }
+        Some(t)
+    }
+
+    // ----- commands --------------------------------------------------------------------------
+
+    /// Joins through seed addresses: a push-pull with each, which teaches them this node and
+    /// this node the cluster.
+    pub fn join(&mut self, now: Instant, seeds: &[Address]) {
+        // Members that join together learn little from the seed's first answer: a few quick
+        // push-pulls with random members close the gap in seconds instead of a full interval.
+        self.bootstrap_syncs = BOOTSTRAP_SYNCS;
+        let jitter = self.rng.next_u64() % self.config.probe_interval_ms.max(1);
+        self.next_push_pull = now.plus_millis(self.config.probe_interval_ms / 2 + jitter);
+        let digest = self.digest();
+        let states = self.own_records();
+        for seed in seeds {
+            let msg = Sync {
+                phase: sync_phase::JOIN,
+                digest: digest.clone(),
+                states: states.clone(),
+            };
+            self.send_to_addr(now, seed.clone(), None, msg.into(), true);
+        }
+    }
+
+    /// Sets (or with `None` removes) a metadata key and disseminates the new version.
+    pub fn set_metadata(
+        &mut self,
+        now: Instant,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        let mut entries = self.local().metadata.clone();
+        match value {
+            Some(v) => entries.insert(key.to_owned(), v),
+            None => entries.remove(key),
+        };
+        let size: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > self.config.max_metadata_bytes {
+            return Err(CommandError::MetadataTooLarge {
+                size,
+                max: self.config.max_metadata_bytes,
+            });
+        }
+        let id = self.hlc.now(self.wall(now));
+        let meta = Metadata {
+            version: id.to_u64(),
+            entries: entries
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteBuf::from(v.clone())))
+                .collect(),
+        };
+        let packet = self.codec.sign(id, &meta.into())?;
+        let me = self
+            .members
+            .get_mut(&self.id)
+            .expect("self is always a member");
+        me.metadata = entries;
+        me.meta_version = id.to_u64();
+        me.meta = Some(packet.clone());
+        self.push_event(Event::MetadataChanged {
+            id: self.id,
+            version: id.to_u64(),
+        });
+        self.enqueue(Subject::Metadata(self.id), packet);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Broadcasts to every member (each receives it once).
+    pub fn broadcast(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        data: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        let id = self.hlc.now(self.wall(now));
+        let msg = Broadcast {
+            topic: topic.to_owned(),
+            data: data.into(),
+        };
+        let packet = self.codec.sign(id, &msg.into())?;
+        self.enqueue(Subject::Broadcast(self.id, id.to_u64()), packet);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Sends a message to one member; `reliable` asks the driver for a reliable link.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        topic: &str,
+        data: Vec<u8>,
+        reliable: bool,
+    ) -> Result<(), CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+            return Err(CommandError::UnknownMember(to));
+        }
+        let msg = Direct {
+            to,
+            topic: topic.to_owned(),
+            data: data.into(),
+        };
+        let id = self.hlc.now(self.wall(now));
+        let packet = self.codec.sign(id, &msg.into())?;
+        self.route_packet(now, to, &packet, reliable);
+        Ok(())
+    }
+
+    /// Leaves the cluster: announces a leave signed by this node and stops probing. Keep the
+    /// driver running a moment (a few gossip intervals) so the announcement spreads.
+    pub fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let incarnation = self.local().incarnation;
+        if let Some(packet) = self.sign(now, Leave { incarnation }.into()) {
+            let me = self
+                .members
+                .get_mut(&self.id)
+                .expect("self is always a member");
+            me.state = State::Left;
+            me.status = Some(packet.clone());
+            me.since = now;
+            self.enqueue(Subject::Member(self.id), packet);
+            self.flush(now);
+            // Give the leave a second push so it survives a lost datagram.
+            self.gossip_round(now);
+        }
+        self.left = true;
+        self.probe = None;
+    }
+
+    // ----- inputs ----------------------------------------------------------------------------
+
+    /// A frame arrived from `from` (the address to answer an unknown sender at).
+    pub fn handle_packet(&mut self, now: Instant, from: Address, bytes: &[u8]) {
+        self.last_now = self.last_now.max(now);
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let wall = self.wall(now);
+        let inbound = match self.codec.decode(bytes, wall) {
+            Ok(inbound) => inbound,
+            Err(e) => return self.drop_counted(&e),
+        };
+        if self.hlc.observe(wall, inbound.id()).is_err() {
+            return self.count_drop("clock_drift");
+        }
+        self.dispatch(now, from, inbound);
+        self.flush(now);
+    }
+
+    /// Time passed: run whatever timers are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if self.left {
+            return;
+        }
+        self.probe_tick(now);
+        self.indirect_tick(now);
+        self.suspicion_tick(now);
+        if now >= self.next_gossip {
+            self.gossip_round(now);
+            let interval = if self.queue.is_empty() {
+                self.config.gossip_interval_ms
+            } else {
+                self.config.fast_gossip_interval_ms
+            };
+            self.next_gossip = now.plus_millis(interval);
+        }
+        if self.config.push_pull_interval_ms > 0 && now >= self.next_push_pull {
+            self.push_pull_round(now);
+            let interval = if self.bootstrap_syncs > 0 {
+                self.bootstrap_syncs -= 1;
+                self.config.probe_interval_ms
+            } else {
+                self.config.push_pull_interval_ms
+            };
+            self.next_push_pull = now.plus_millis(interval);
+        }
+        if now >= self.next_reap {
+            self.reap(now);
+            self.next_reap = now.plus_millis(1_000);
+        }
+        self.flush(now);
+    }
+
+    fn dispatch(&mut self, now: Instant, from: Address, inbound: Inbound) {
+        let origin = inbound.origin();
+        match inbound.message {
+            Message::Ping(ping) => {
+                self.receive_items(now, ping.piggyback);
+                if ping.target != self.id || self.left {
+                    return self.count_drop("ping_not_for_us");
+                }
+                let budget = self.piggyback_budget();
+                let piggyback = self.take_piggyback(budget);
+                self.reply(
+                    now,
+                    origin,
+                    from,
+                    Ack {
+                        seq: ping.seq,
+                        piggyback,
+                    }
+                    .into(),
+                );
+            }
+            Message::Ack(ack) => {
+                self.receive_items(now, ack.piggyback);
+                self.on_ack(now, origin, ack.seq);
+            }
+            Message::PingReq(req) => self.on_ping_req(now, origin, from, req),
+            Message::Nack(nack) => {
+                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == nack.seq) {
+                    p.nacks += 1;
+                }
+            }
+            Message::Gossip(g) => self.receive_items(now, g.items),
+            Message::Sync(sync) => self.on_sync(now, origin, from, sync),
+            Message::Relay(relay) => self.on_relay(now, origin, relay),
+            Message::Direct(d) => {
+                if d.to == self.id {
+                    self.push_event(Event::Direct {
+                        from: origin,
+                        topic: d.topic,
+                        data: d.data.into_vec(),
+                    });
+                } else {
+                    self.count_drop("direct_not_for_us");
+                }
+            }
+            message => {
+                // A state update or broadcast sent as a frame of its own.
+                if self.apply(now, origin, message, &inbound.packet) {
+                    let subject = self.subject_of(&inbound.packet, origin);
+                    self.enqueue(subject, inbound.packet);
+                }
+            }
+        }
+    }
+
+    // ----- failure detection -----------------------------------------------------------------
+
+    fn multiplier(&self) -> u64 {
+        u64::from(self.awareness) + 1
+    }
+
+    fn adjust_awareness(&mut self, delta: i64) {
+        let max = i64::from(self.config.awareness_max_multiplier.saturating_sub(1));
+        self.awareness = (i64::from(self.awareness) + delta).clamp(0, max) as u32;
+    }
+
+    fn probe_tick(&mut self, now: Instant) {
+        if let Some(p) = self.probe.clone() {
+            if p.acked {
+                self.probe = None;
+            } else if !p.indirect_sent && now >= p.indirect_at {
+                self.send_indirect_probes(now, &p);
+            } else if p.indirect_sent && now >= p.deadline {
+                // Lifeguard: nacks we expected but did not get point at our own network.
+                let delta = if p.nacks_expected > 0 {
+                    p.nacks_expected.saturating_sub(p.nacks) as i64
+                } else {
+                    1
+                };
+                self.adjust_awareness(delta);
+                self.probe = None;
+                self.suspect(now, p.target);
+            }
+        }
+        if self.probe.is_none() && now >= self.next_probe {
+            self.start_probe(now);
+        }
+    }
+
+    fn start_probe(&mut self, now: Instant) {
+        let interval = self.config.probe_interval_ms * self.multiplier();
+        self.next_probe = now.plus_millis(interval);
+        let Some(target) = self.next_probe_target() else {
+            return;
+        };
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.probe = Some(Probe {
+            target,
+            seq,
+            sent: now,
+            indirect_at: now.plus_millis(self.config.probe_timeout_ms * self.multiplier()),
+            deadline: now.plus_millis(interval),
+            acked: false,
+            indirect_sent: false,
+            nacks_expected: 0,
+            nacks: 0,
+        });
+        let budget = self.piggyback_budget();
+        let piggyback = self.take_piggyback(budget);
+        self.send_to_member(
+            now,
+            target,
+            Ping {
+                seq,
+                target,
+                piggyback,
+            }
+            .into(),
+            false,
+        );
+    }
+
+    /// Round-robin over a shuffled list, reshuffled each pass (SWIM's bounded detection time).
+    fn next_probe_target(&mut self) -> Option<NodeId> {
+        for _ in 0..2 {
+            while self.probe_index < self.probe_order.len() {
+                let id = self.probe_order[self.probe_index];
+                self.probe_index += 1;
+                if self
+                    .members
+                    .get(&id)
+                    .is_some_and(|m| !m.state.is_down() && !m.addrs.is_empty())
+                {
+                    return Some(id);
+                }
+            }
+            let mut order: Vec<NodeId> = self
+                .members
+                .values()
+                .filter(|m| m.id != self.id && !m.state.is_down())
+                .map(|m| m.id)
+                .collect();
+            order.sort_unstable();
+            shuffle(&mut self.rng, &mut order);
+            self.probe_order = order;
+            self.probe_index = 0;
+        }
+        None
+    }
+
+    fn send_indirect_probes(&mut self, now: Instant, p: &Probe) {
+        let target = p.target;
+        let helpers = self.random_members(self.config.indirect_checks, |m| {
+            m.id != target && m.state == State::Alive
+        });
+        let addrs = self
+            .members
+            .get(&target)
+            .map(|m| m.addrs.clone())
+            .unwrap_or_default();
+        for helper in &helpers {
+            let req = PingReq {
+                seq: p.seq,
+                target,
+                addrs: addrs.clone(),
+            };
+            self.send_to_member(now, *helper, req.into(), false);
+        }
+        if let Some(probe) = self.probe.as_mut() {
+            probe.indirect_sent = true;
+            probe.nacks_expected = helpers.len() as u32;
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, origin: NodeId, seq: u32) {
+        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq && !p.acked) {
+            p.acked = true;
+            let (target, sent, direct) = (p.target, p.sent, origin == p.target);
+            self.adjust_awareness(-1);
+            if direct && let Some(m) = self.members.get_mut(&target) {
+                m.rtt_micros = Some(now.micros_since(sent));
+            }
+            return;
+        }
+        if let Some(ind) = self.indirect.remove(&seq) {
+            let ack = Ack {
+                seq: ind.seq,
+                piggyback: Vec::new(),
+            };
+            self.reply(now, ind.requester, ind.reply_to, ack.into());
+        }
+    }
+
+    fn on_ping_req(&mut self, now: Instant, origin: NodeId, from: Address, req: PingReq) {
+        if self.left || req.target == self.id {
+            return;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        if self.indirect.len() >= self.config.max_queue {
+            return self.count_drop("indirect_probe_overflow");
+        }
+        self.indirect.insert(
+            seq,
+            IndirectProbe {
+                requester: origin,
+                reply_to: from,
+                seq: req.seq,
+                deadline: now.plus_millis(self.config.probe_timeout_ms),
+            },
+        );
+        let ping = Ping {
+            seq,
+            target: req.target,
+            piggyback: Vec::new(),
+        };
+        if self.members.contains_key(&req.target) {
+            self.send_to_member(now, req.target, ping.into(), false);
+        } else if let Some(addr) = req.addrs.first().cloned() {
+            self.send_to_addr(now, addr, Some(req.target), ping.into(), false);
+        }
+    }
+
+    fn indirect_tick(&mut self, now: Instant) {
+        let expired: Vec<u32> = self
+            .indirect
+            .iter()
+            .filter(|(_, i)| now >= i.deadline)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            if let Some(ind) = self.indirect.remove(&seq) {
+                self.reply(
+                    now,
+                    ind.requester,
+                    ind.reply_to,
+                    Nack { seq: ind.seq }.into(),
+                );
+            }
+        }
+    }
+
+    fn suspect(&mut self, now: Instant, target: NodeId) {
+        let Some(m) = self.members.get(&target) else {
+            return;
+        };
+        if m.state != State::Alive {
+            return;
+        }
+        let msg = Suspect {
+            node: target,
+            incarnation: m.incarnation,
+        };
+        if let Some(packet) = self.sign(now, msg.clone().into())
+            && self.apply_suspect(now, self.id, msg, &packet)
+        {
+            self.enqueue(Subject::Member(target), packet);
+        }
+    }
+
+    fn suspicion_tick(&mut self, now: Instant) {
+        let due: Vec<(NodeId, u64)> = self
+            .suspicions
+            .iter()
+            .filter(|(_, s)| now >= s.deadline)
+            .map(|(id, s)| (*id, s.incarnation))
+            .collect();
+        for (node, incarnation) in due {
+            self.suspicions.remove(&node);
+            let msg = Dead { node, incarnation };
+            if let Some(packet) = self.sign(now, msg.clone().into())
+                && self.apply_dead(now, msg, &packet)
+            {
+                self.enqueue(Subject::Member(node), packet);
+            }
+        }
+    }
+
+    fn reap(&mut self, now: Instant) {
+        let retention = self.config.dead_retention_ms;
+        let gone: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.id != self.id
+                    && m.state.is_down()
+                    && now.micros_since(m.since) / 1_000 >= retention
+            })
+            .map(|m| m.id)
+            .collect();
+        for id in gone {
+            if let Some(m) = self.members.remove(&id) {
+                self.tombstones
+                    .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
+            }
+        }
+        self.tombstones.retain(|_, (_, until)| *until > now);
+    }
+
+    // ----- applying updates ------------------------------------------------------------------
+
+    fn receive_items(&mut self, now: Instant, items: Vec<SignedPacket>) {
+        let wall = self.wall(now);
+        for item in items {
+            match self.codec.accept(&item, wall) {
+                Ok(message) => {
+                    let origin = item.origin();
+                    if self.apply(now, origin, message, &item) {
+                        let subject = self.subject_of(&item, origin);
+                        self.enqueue(subject, item);
+                    }
+                }
+                Err(e) => self.drop_counted(&e),
+            }
+        }
+    }
+
+    fn subject_of(&self, packet: &SignedPacket, origin: NodeId) -> Subject {
+        match Message::read_kind_subject(packet) {
+            Some(node) => Subject::Member(node),
+            None if packet.kind() == 13 => Subject::Metadata(origin),
+            None => Subject::Broadcast(origin, packet.id().to_u64()),
+        }
+    }
+
+    /// Applies a verified update; true if it was news (and should be passed on).
+    fn apply(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        message: Message,
+        packet: &SignedPacket,
+    ) -> bool {
+        match message {
+            Message::Alive(a) => self.apply_alive(now, origin, a, packet),
+            Message::Suspect(s) => self.apply_suspect(now, origin, s, packet),
+            Message::Dead(d) => self.apply_dead(now, d, packet),
+            Message::Leave(l) => self.apply_leave(now, origin, l, packet),
+            Message::Metadata(m) => self.apply_metadata(origin, m, packet),
+            Message::Broadcast(b) => {
+                if origin != self.id {
+                    self.push_event(Event::Broadcast {
+                        from: origin,
+                        topic: b.topic,
+                        data: b.data.into_vec(),
+                    });
+                }
+                true
+            }
+            _ => {
+                self.count_drop("not_an_update");
+                false
+            }
+        }
+    }
+
+    fn apply_alive(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        a: Alive,
+        packet: &SignedPacket,
+    ) -> bool {
+        if origin == self.id {
+            return false;
+        }
+        if self
+            .tombstones
+            .get(&origin)
+            .is_some_and(|(inc, _)| *inc >= a.incarnation)
+        {
+            return false;
+        }
+        match self.members.get_mut(&origin) {
+            None => {
+                let name = a.name.clone();
+                self.members.insert(
+                    origin,
+                    Member {
+                        id: origin,
+                        name: a.name,
+                        addrs: a.addrs,
+                        incarnation: a.incarnation,
+                        state: State::Alive,
+                        since: now,
+                        metadata: BTreeMap::new(),
+                        meta_version: 0,
+                        rtt_micros: None,
+                        alive: packet.clone(),
+                        status: None,
+                        meta: None,
+                    },
+                );
+                self.tombstones.remove(&origin);
+                // Probe newcomers soon, at a random place in the current pass.
+                let at = self.probe_index
+                    + (self.rng.next_u64() as usize)
+                        % (self.probe_order.len() - self.probe_index + 1);
+                self.probe_order.insert(at, origin);
+                self.push_event(Event::MemberJoined {
+                    id: origin,
+                    name: name.clone(),
+                });
+                self.resolve_name_conflict(now, origin, &name, a.incarnation);
+                true
+            }
+            Some(m) => {
+                if a.incarnation <= m.incarnation {
+                    return false;
+                }
+                let was = m.state;
+                m.incarnation = a.incarnation;
+                m.addrs = a.addrs;
+                m.name = a.name.clone();
+                m.alive = packet.clone();
+                m.status = None;
+                m.state = State::Alive;
+                if was != State::Alive {
+                    m.since = now;
+                }
+                self.suspicions.remove(&origin);
+                if was != State::Alive {
+                    self.push_event(Event::MemberAlive { id: origin });
+                }
+                self.resolve_name_conflict(now, origin, &a.name, a.incarnation);
+                true
+            }
+        }
+    }
+
+    /// A restarted node with a new identity but the same name replaces its earlier self.
+    fn resolve_name_conflict(&mut self, now: Instant, id: NodeId, name: &str, incarnation: u64) {
+        if name.is_empty() {
+            return;
+        }
+        let older: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.id != id
+                    && m.id != self.id
+                    && m.name == name
+                    && !m.state.is_down()
+                    && m.incarnation < incarnation
+            })
+            .map(|m| m.id)
+            .collect();
+        for old in older {
+            if let Some(m) = self.members.get_mut(&old) {
+                m.state = State::Left;
+                m.since = now;
+                self.suspicions.remove(&old);
+                self.push_event(Event::MemberLeft { id: old });
+            }
+        }
+    }
+
+    fn apply_suspect(
+        &mut self,
+        now: Instant,
+        accuser: NodeId,
+        s: Suspect,
+        packet: &SignedPacket,
+    ) -> bool {
+        if s.node == self.id {
+            self.refute(now, s.incarnation);
+            return false;
+        }
+        let n = self.live_count();
+        let (min_ms, max_ms) = self.config.suspicion_timeout_ms(n);
+        let expected = if n > 2 {
+            (self.config.suspicion_mult.saturating_sub(2)).min((n - 2) as u32)
+        } else {
+            0
+        };
+        let Some(m) = self.members.get_mut(&s.node) else {
+            return false;
+        };
+        if m.state.is_down() || s.incarnation < m.incarnation {
+            return false;
+        }
+        if m.state == State::Suspect && s.incarnation == m.incarnation {
+            // Lifeguard: an independent confirmation shortens the timeout, and is passed on.
+            let Some(sus) = self.suspicions.get_mut(&s.node) else {
+                return false;
+            };
+            if !sus.confirmations.insert(accuser) {
+                return false;
+            }
+            sus.recompute();
+            return true;
+        }
+        m.state = State::Suspect;
+        m.incarnation = s.incarnation;
+        m.status = Some(packet.clone());
+        m.since = now;
+        let mut sus = Suspicion {
+            incarnation: s.incarnation,
+            start: now,
+            min_ms,
+            max_ms,
+            expected,
+            confirmations: BTreeSet::from([accuser]),
+            deadline: now,
+        };
+        sus.recompute();
+        self.suspicions.insert(s.node, sus);
+        self.push_event(Event::MemberSuspect { id: s.node });
+        true
+    }
+
+    fn apply_dead(&mut self, now: Instant, d: Dead, packet: &SignedPacket) -> bool {
+        if d.node == self.id {
+            self.refute(now, d.incarnation);
+            return false;
+        }
+        let Some(m) = self.members.get_mut(&d.node) else {
+            return false;
+        };
+        if m.state.is_down() || d.incarnation < m.incarnation {
+            return false;
+        }
+        m.state = State::Dead;
+        m.incarnation = d.incarnation;
+        m.status = Some(packet.clone());
+        m.since = now;
+        self.suspicions.remove(&d.node);
+        self.push_event(Event::MemberDead { id: d.node });
+        true
+    }
+
+    fn apply_leave(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        l: Leave,
+        packet: &SignedPacket,
+    ) -> bool {
+        let Some(m) = self.members.get_mut(&origin) else {
+            return false;
+        };
+        if origin == self.id || m.state == State::Left || l.incarnation < m.incarnation {
+            return false;
+        }
+        m.state = State::Left;
+        m.incarnation = l.incarnation;
+        m.status = Some(packet.clone());
+        m.since = now;
+        self.suspicions.remove(&origin);
+        self.push_event(Event::MemberLeft { id: origin });
+        true
+    }
+
+    fn apply_metadata(&mut self, origin: NodeId, meta: Metadata, packet: &SignedPacket) -> bool {
+        let max = self.config.max_metadata_bytes;
+        let Some(m) = self.members.get_mut(&origin) else {
+            return false;
+        };
+        if origin == self.id || meta.version <= m.meta_version {
+            return false;
+        }
+        let size: usize = meta.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > max {
+            self.count_drop("metadata_too_large");
+            return false;
+        }
+        m.metadata = meta
+            .entries
+            .into_iter()
+            .map(|(k, v)| (k, v.into_vec()))
+            .collect();
+        m.meta_version = meta.version;
+        m.meta = Some(packet.clone());
+        self.push_event(Event::MetadataChanged {
+            id: origin,
+            version: meta.version,
+        });
+        true
+    }
+
+    /// Someone suspects or buried us at `incarnation`: outbid it with a fresh alive record.
+    fn refute(&mut self, now: Instant, incarnation: u64) {
+        let me = &self.members[&self.id];
+        if self.left || incarnation < me.incarnation {
+            return;
+        }
+        let alive = Alive {
+            incarnation: incarnation + 1,
+            addrs: me.addrs.clone(),
+            name: me.name.clone(),
+        };
+        // Lifeguard: being suspected hints that our own responses are slow.
+        self.adjust_awareness(1);
+        if let Some(packet) = self.sign(now, alive.into()) {
+            let me = self
+                .members
+                .get_mut(&self.id)
+                .expect("self is always a member");
+            me.incarnation = incarnation + 1;
+            me.alive = packet.clone();
+            self.enqueue(Subject::Member(self.id), packet);
+        }
+    }
+
+    // ----- dissemination ---------------------------------------------------------------------
+
+    fn enqueue(&mut self, subject: Subject, packet: SignedPacket) {
+        self.queue
+            .retain(|q| q.subject != subject || matches!(subject, Subject::Broadcast(..)));
+        if self.queue.len() >= self.config.max_queue {
+            // Drop the most-sent item: it has had the most chances already.
+            if let Some(i) = self
+                .queue
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, q)| q.transmits)
+                .map(|(i, _)| i)
+            {
+                self.queue.swap_remove(i);
+            }
+        }
+        self.queue.push(Queued {
+            subject,
+            packet: packet.clone(),
+            transmits: 0,
+        });
+        self.fresh.push(packet);
+        let fast = self
+            .last_now
+            .plus_millis(self.config.fast_gossip_interval_ms);
+        self.next_gossip = self.next_gossip.min(fast);
+    }
+
+    fn piggyback_budget(&self) -> usize {
+        self.config
+            .udp_budget
+            .saturating_sub(ENCRYPTED_OVERHEAD + PROBE_FIELDS)
+    }
+
+    /// Least-sent items first, within `budget` bytes; items retire after the retransmit limit.
+    fn take_piggyback(&mut self, budget: usize) -> Vec<SignedPacket> {
+        if self.queue.is_empty() {
+            return Vec::new();
+        }
+        let limit = self.config.retransmit_limit(self.live_count());
+        self.queue.sort_by_key(|q| q.transmits);
+        let mut used = 0;
+        let mut out = Vec::new();
+        for q in self.queue.iter_mut() {
+            let cost = q.packet.len() + ITEM_OVERHEAD;
+            if used + cost > budget {
+                continue;
+            }
+            used += cost;
+            q.transmits += 1;
+            out.push(q.packet.clone());
+        }
+        self.queue.retain(|q| q.transmits < limit);
+        out
+    }
+
+    fn gossip_round(&mut self, now: Instant) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let retention = self.config.dead_retention_ms;
+        // Gossip to the recently dead too, so a falsely buried member learns it and refutes.
+        let targets = self.random_members(self.config.gossip_nodes, |m| {
+            !m.state.is_down() || now.micros_since(m.since) / 1_000 < retention
+        });
+        for target in targets {
+            let items = self.take_piggyback(self.piggyback_budget());
+            if items.is_empty() {
+                break;
+            }
+            self.send_to_member(now, target, Gossip { items }.into(), false);
+        }
+    }
+
+    /// Event-driven push: what became news during this input goes to fan-out members now.
+    fn flush(&mut self, now: Instant) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        let targets = self.random_members(self.config.gossip_nodes, |m| !m.state.is_down());
+        let budget = self.config.max_sync_bytes;
+        for target in targets {
+            let mut batch = Vec::new();
+            let mut size = 0;
+            for item in &fresh {
+                if size + item.len() + ITEM_OVERHEAD > budget && !batch.is_empty() {
+                    let items = std::mem::take(&mut batch);
+                    self.send_to_member(now, target, Gossip { items }.into(), false);
+                    size = 0;
+                }
+                size += item.len() + ITEM_OVERHEAD;
+                batch.push(item.clone());
+            }
+            if !batch.is_empty() {
+                self.send_to_member(now, target, Gossip { items: batch }.into(), false);
+            }
+        }
+    }
+
+    // ----- anti-entropy ----------------------------------------------------------------------
+
+    fn digest(&self) -> Vec<DigestEntry> {
+        let mut d: Vec<DigestEntry> = self.members.values().map(Member::digest).collect();
+        d.sort_unstable_by_key(|e| e.node);
+        d.truncate(self.config.limits.max_items);
+        d
+    }
+
+    fn own_records(&self) -> Vec<SignedPacket> {
+        let me = self.local();
+        let mut v = vec![me.alive.clone()];
+        v.extend(me.meta.clone());
+        v
+    }
+
+    /// The records a peer with `digest` lacks, cut to the sync budget.
+    fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
+        let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
+        let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
+        ids.sort_unstable();
+        shuffle(&mut self.rng, &mut ids);
+        let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
+        let budget = self.config.max_sync_bytes;
+        for id in ids {
+            let m = &self.members[&id];
+            let e = theirs.get(&id);
+            let their_state = e.and_then(|e| State::from_code(e.state).map(|s| (e.incarnation, s)));
+            let mut records = Vec::new();
+            match their_state {
+                None if m.state.is_down() => {}
+                None => records.push(&m.alive),
+                Some((inc, st)) if outranks(m.incarnation, m.state, inc, st) => {
+                    if inc < m.incarnation || st != State::Alive {
+                        records.push(&m.alive);
+                    }
+                    records.extend(m.status.as_ref());
+                }
+                Some(_) => {}
+            }
+            if e.is_none_or(|e| e.meta_version < m.meta_version) && !m.state.is_down() {
+                records.extend(m.meta.as_ref());
+            }
+            for r in records {
+                if size + r.len() + ITEM_OVERHEAD > budget
+                    || out.len() >= self.config.limits.max_items
+                {
+                    cut = true;
+                    continue;
+                }
+                size += r.len() + ITEM_OVERHEAD;
+                out.push(r.clone());
+            }
+        }
+        (out, cut)
+    }
+
+    fn push_pull_round(&mut self, now: Instant) {
+        let mut peers = self.random_members(1, |m| m.state == State::Alive);
+        // Serf-style reconnect: also sync with one member we believe dead, so the two sides of a
+        // healed partition find each other (the buried learn it and refute) before reaping.
+        peers.extend(self.random_members(1, |m| m.state == State::Dead));
+        for peer in peers {
+            let msg = Sync {
+                phase: sync_phase::OPEN,
+                digest: self.digest(),
+                states: Vec::new(),
+            };
+            self.send_to_member(now, peer, msg.into(), true);
+        }
+    }
+
+    fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
+        let mut learned_from_peer = false;
+        for state in sync.states {
+            match self.codec.verify(&state) {
+                Ok(message) => {
+                    let o = state.origin();
+                    if self.apply(now, o, message, &state) {
+                        learned_from_peer = true;
+                        let subject = self.subject_of(&state, o);
+                        self.enqueue(subject, state);
+                    }
+                }
+                Err(e) => self.drop_counted(&e),
+            }
+        }
+        match sync.phase {
+            sync_phase::OPEN | sync_phase::JOIN => {
+                let (states, _) = self.delta(&sync.digest);
+                let answer = Sync {
+                    phase: sync_phase::ANSWER,
+                    digest: self.digest(),
+                    states,
+                };
+                self.reply_reliable(now, origin, from, answer.into());
+            }
+            sync_phase::ANSWER => {
+                let (states, _) = self.delta(&sync.digest);
+                if !states.is_empty() {
+                    let close = Sync {
+                        phase: sync_phase::CLOSE,
+                        digest: Vec::new(),
+                        states,
+                    };
+                    self.reply_reliable(now, origin, from.clone(), close.into());
+                }
+                // The answer was cut by the budget if the peer still knows more than we do now.
+                let behind = sync.digest.iter().any(|e| self.lacks(e));
+                let rounds = self.sync_followups.entry(origin).or_insert(0);
+                if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
+                    *rounds += 1;
+                    let again = Sync {
+                        phase: sync_phase::OPEN,
+                        digest: self.digest(),
+                        states: Vec::new(),
+                    };
+                    self.reply_reliable(now, origin, from, again.into());
+                } else {
+                    self.sync_followups.remove(&origin);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn lacks(&self, e: &DigestEntry) -> bool {
+        let Some(state) = State::from_code(e.state) else {
+            return false;
+        };
+        match self.members.get(&e.node) {
+            None => {
+                !state.is_down()
+                    && self
+                        .tombstones
+                        .get(&e.node)
+                        .is_none_or(|(inc, _)| *inc < e.incarnation)
+            }
+            Some(m) => {
+                outranks(e.incarnation, state, m.incarnation, m.state)
+                    || e.meta_version > m.meta_version
+            }
+        }
+    }
+
+    fn on_relay(&mut self, now: Instant, origin: NodeId, relay: Relay) {
+        // Relay only for members this node serves, never for strangers (no open amplifier).
+        let serves = |id: &NodeId| self.members.get(id).and_then(Member::relay) == Some(self.id);
+        if serves(&relay.to) {
+            let t = Transmit {
+                to: Address::Relayed(relay.to),
+                node: Some(relay.to),
+                bytes: relay.frame.into_vec(),
+                reliable: true,
+            };
+            self.emit(t);
+        } else if serves(&origin) && relay.to != self.id {
+            let bytes = relay.frame.into_vec();
+            self.emit_to_member(now, relay.to, bytes, false);
+        } else {
+            self.count_drop("relay_refused");
+        }
+    }
+
+    // ----- sending ---------------------------------------------------------------------------
+
+    fn sign(&mut self, now: Instant, message: Message) -> Option<SignedPacket> {
+        let id = self.hlc.now(self.wall(now));
+        match self.codec.sign(id, &message) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                None
+            }
+        }
+    }
+
+    fn seal(&mut self, packet: &SignedPacket) -> Option<Vec<u8>> {
+        match self.codec.seal(&mut self.rng, 0, packet) {
+            Ok(f) => Some(f),
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                None
+            }
+        }
+    }
+
+    fn send_to_member(&mut self, now: Instant, to: NodeId, message: Message, reliable: bool) {
+        if let Some(packet) = self.sign(now, message) {
+            self.route_packet(now, to, &packet, reliable);
+        }
+    }
+
+    fn route_packet(&mut self, now: Instant, to: NodeId, packet: &SignedPacket, reliable: bool) {
+        if let Some(frame) = self.seal(packet) {
+            self.emit_to_member(now, to, frame, reliable);
+        }
+    }
+
+    /// Sends a sealed frame to a member, through its relay (or ours) when it cannot be dialed.
+    fn emit_to_member(&mut self, now: Instant, to: NodeId, frame: Vec<u8>, reliable: bool) {
+        let Some(m) = self.members.get(&to) else {
+            return self.count_drop("no_route");
+        };
+        let via = m.relay();
+        let my_relay = self.local().relay();
+        match (via, my_relay) {
+            (Some(via), _) if via == self.id => {
+                self.emit(Transmit {
+                    to: Address::Relayed(to),
+                    node: Some(to),
+                    bytes: frame,
+                    reliable: true,
+                });
+            }
+            (Some(via), _) | (None, Some(via)) if via != to => {
+                let relay = Relay {
+                    to,
+                    frame: frame.into(),
+                };
+                self.send_to_member(now, via, relay.into(), true);
+            }
+            _ => {
+                let reliable = reliable || frame.len() > self.config.udp_budget;
+                let Some(addr) = pick_address(&m.addrs, reliable) else {
+                    return self.count_drop("no_route");
+                };
+                self.emit(Transmit {
+                    to: addr,
+                    node: Some(to),
+                    bytes: frame,
+                    reliable,
+                });
+            }
+        }
+    }
+
+    fn send_to_addr(
+        &mut self,
+        now: Instant,
+        to: Address,
+        node: Option<NodeId>,
+        message: Message,
+        reliable: bool,
+    ) {
+        let Some(packet) = self.sign(now, message) else {
+            return;
+        };
+        let Some(frame) = self.seal(&packet) else {
+            return;
+        };
+        let reliable = reliable || frame.len() > self.config.udp_budget || to.is_reliable();
+        self.emit(Transmit {
+            to,
+            node,
+            bytes: frame,
+            reliable,
+        });
+    }
+
+    /// Answers a known member through its route, an unknown one at the address it came from.
+    fn reply(&mut self, now: Instant, origin: NodeId, from: Address, message: Message) {
+        if self
+            .members
+            .get(&origin)
+            .is_some_and(|m| !m.addrs.is_empty())
+        {
+            self.send_to_member(now, origin, message, false);
+        } else {
+            self.send_to_addr(now, from, Some(origin), message, false);
+        }
+    }
+
+    fn reply_reliable(&mut self, now: Instant, origin: NodeId, from: Address, message: Message) {
+        if self
+            .members
+            .get(&origin)
+            .is_some_and(|m| !m.addrs.is_empty())
+        {
+            self.send_to_member(now, origin, message, true);
+        } else {
+            self.send_to_addr(now, from, Some(origin), message, true);
+        }
+    }
+
+    fn emit(&mut self, t: Transmit) {
+        if self.transmits.len() >= self.config.max_queue {
+            self.transmits.pop_front();
+            self.stats.transmits_dropped += 1;
+        }
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += t.bytes.len() as u64;
+        self.transmits.push_back(t);
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() >= self.config.max_queue {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    fn drop_counted(&mut self, e: &WireError) {
+        self.count_drop(e.reason());
+    }
+
+    fn count_drop(&mut self, reason: &'static str) {
+        *self.stats.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    fn random_members(&mut self, k: usize, keep: impl Fn(&Member) -> bool) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
+            .map(|m| m.id)
+            .collect();
+        ids.sort_unstable();
+        // Partial Fisher-Yates: k draws, not a full shuffle.
+        let k = k.min(ids.len());
+        for i in 0..k {
+            let j = i + (self.rng.next_u64() as usize) % (ids.len() - i);
+            ids.swap(i, j);
+        }
+        ids.truncate(k);
+        ids
+    }
+}
+
+fn shuffle(rng: &mut ChaCha20Rng, v: &mut [NodeId]) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() as usize) % (i + 1);
+        v.swap(i, j);
+    }
+}
+
+/// UDP for small best-effort frames, a reliable transport otherwise (falling back to UDP when
+/// the member has nothing else: the driver then uses an open connection or its TCP fallback).
+fn pick_address(addrs: &[Address], reliable: bool) -> Option<Address> {
+    let udp = addrs.iter().find(|a| matches!(a, Address::Udp(_)));
+    let stream = addrs
+        .iter()
+        .find(|a| a.is_reliable() && !matches!(a, Address::Relayed(_)));
+    if reliable {
+        stream.or(udp)
+    } else {
+        udp.or(stream)
+    }
+    .cloned()
+}

@@ -1,0 +1,252 @@
+//! Protocol properties checked over many seeds in the simulator. Every assertion names its seed;
+//! rerun one with the same seed to reproduce it exactly.
+
+use gossip_core::{Config, Event, State};
+use gossip_sim::{NetConfig, Sim};
+
+fn joined(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {
+    let mut sim = Sim::new(n, seed, config, net);
+    sim.join_all();
+    let t = sim.run_until_true(30_000, 50, Sim::converged);
+    assert!(
+        t.is_some(),
+        "seed {seed}: {n} nodes did not converge on join (knowledge {:.4})",
+        sim.knowledge()
+    );
+    sim
+}
+
+#[test]
+fn join_converges_to_full_knowledge() {
+    for seed in 0..5 {
+        let mut sim = Sim::new(100, seed, Config::lan(), NetConfig::default());
+        sim.join_all();
+        let ms = sim.run_until_true(5_000, 10, Sim::converged);
+        assert!(
+            ms.is_some(),
+            "seed {seed}: knowledge {:.4} after 5 s",
+            sim.knowledge()
+        );
+    }
+}
+
+#[test]
+fn join_converges_under_loss() {
+    for seed in 0..3 {
+        let net = NetConfig {
+            loss: 0.1,
+            ..NetConfig::default()
+        };
+        joined(50, seed, Config::lan(), net);
+    }
+}
+
+#[test]
+fn metadata_update_reaches_everyone_fast() {
+    for seed in 0..5 {
+        let mut sim = joined(
+            100,
+            seed,
+            Config::lan(),
+            NetConfig {
+                latency_us: 1_000,
+                jitter_us: 0,
+                ..NetConfig::default()
+            },
+        );
+        sim.run_for(60_000); // let join gossip settle
+        sim.with_node(7, |n, now| {
+            n.set_metadata(now, "role", Some(b"worker".to_vec()))
+        })
+        .unwrap();
+        let id = sim.id(7);
+        let ms = sim.run_until_true(5_000, 1, |s| {
+            s.nodes.iter().all(|n| {
+                n.node
+                    .member(&id)
+                    .is_some_and(|m| m.metadata.get("role").map(Vec::as_slice) == Some(b"worker"))
+            })
+        });
+        let ms = ms.unwrap_or_else(|| panic!("seed {seed}: metadata did not reach everyone"));
+        assert!(
+            ms <= 50,
+            "seed {seed}: metadata took {ms} ms to reach 100 nodes over 1 ms links"
+        );
+        // Every observer got exactly one event for the change.
+        for (i, n) in sim.nodes.iter().enumerate().filter(|(i, _)| *i != 7) {
+            let changes = n
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::MetadataChanged { id: x, .. } if *x == id))
+                .count();
+            assert_eq!(
+                changes, 1,
+                "seed {seed}: node {i} saw {changes} metadata events"
+            );
+        }
+    }
+}
+
+#[test]
+fn broadcast_is_delivered_once_to_everyone() {
+    for seed in 0..3 {
+        let mut sim = joined(
+            60,
+            seed,
+            Config::lan(),
+            NetConfig {
+                loss: 0.05,
+                ..NetConfig::default()
+            },
+        );
+        sim.with_node(3, |n, now| n.broadcast(now, "chat", b"hello".to_vec()))
+            .unwrap();
+        sim.run_for(10_000);
+        let from = sim.id(3);
+        for (i, n) in sim.nodes.iter().enumerate().filter(|(i, _)| *i != 3) {
+            let got = n
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::Broadcast { from: f, topic, data } if *f == from && topic == "chat" && data == b"hello"))
+                .count();
+            assert_eq!(
+                got, 1,
+                "seed {seed}: node {i} got the broadcast {got} times"
+            );
+        }
+    }
+}
+
+#[test]
+fn crashed_member_is_declared_dead_by_all() {
+    for seed in 0..3 {
+        let mut sim = joined(40, seed, Config::lan(), NetConfig::default());
+        sim.run_for(5_000);
+        sim.crash(39);
+        let dead = sim.id(39);
+        let ms = sim.run_until_true(60_000, 100, |s| {
+            s.up().iter().all(|&i| s.view(i, 39) == Some(State::Dead))
+        });
+        assert!(
+            ms.is_some(),
+            "seed {seed}: not everyone marked the crashed node dead"
+        );
+        // Nobody else was harmed on the way.
+        for &i in &sim.up() {
+            for &j in &sim.up() {
+                assert_eq!(
+                    sim.view(i, j),
+                    Some(State::Alive),
+                    "seed {seed}: {i} sees {j} not alive"
+                );
+            }
+            assert!(
+                sim.nodes[i]
+                    .events
+                    .iter()
+                    .any(|(_, e)| *e == Event::MemberDead { id: dead })
+            );
+        }
+    }
+}
+
+#[test]
+fn restarted_member_rejoins_with_higher_incarnation() {
+    for seed in 0..3 {
+        let mut sim = joined(20, seed, Config::lan(), NetConfig::default());
+        let before = sim.nodes[5].node.local().incarnation;
+        sim.crash(5);
+        sim.run_until_true(60_000, 100, |s| {
+            s.up().iter().all(|&i| s.view(i, 5) == Some(State::Dead))
+        })
+        .unwrap_or_else(|| panic!("seed {seed}: crash not detected"));
+        sim.restart(5, &[0]);
+        let ms = sim.run_until_true(10_000, 50, Sim::converged);
+        assert!(
+            ms.is_some(),
+            "seed {seed}: restarted node not alive everywhere"
+        );
+        let after = sim.nodes[5].node.local().incarnation;
+        assert!(
+            after > before,
+            "seed {seed}: incarnation {after} not above {before}"
+        );
+        for &i in &sim.up() {
+            assert_eq!(
+                sim.nodes[i].node.member(&sim.id(5)).unwrap().incarnation,
+                after,
+                "seed {seed}: node {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn graceful_leave_is_seen_as_left_not_dead() {
+    let seed = 11;
+    let mut sim = joined(30, seed, Config::lan(), NetConfig::default());
+    sim.with_node(4, |n, now| n.leave(now));
+    sim.run_for(2_000);
+    sim.crash(4);
+    sim.run_for(20_000);
+    for &i in &sim.up() {
+        assert_eq!(sim.view(i, 4), Some(State::Left), "seed {seed}: node {i}");
+        assert!(
+            !sim.nodes[i]
+                .events
+                .iter()
+                .any(|(_, e)| *e == Event::MemberDead { id: sim.id(4) })
+        );
+    }
+}
+
+#[test]
+fn partition_heals_to_one_view() {
+    for seed in 0..3 {
+        let n = 20;
+        let mut sim = joined(n, seed, Config::lan(), NetConfig::default());
+        sim.partition((0..n).map(|i| (i % 2) as u8).collect());
+        sim.run_for(60_000);
+        assert_eq!(
+            sim.view(0, 1),
+            Some(State::Dead),
+            "seed {seed}: the other side is dead during the split"
+        );
+        sim.heal();
+        // Each side buried the other: a rejoin through one member of the other side reunites them.
+        sim.join(1, &[0]);
+        let ms = sim.run_until_true(120_000, 100, Sim::converged);
+        assert!(
+            ms.is_some(),
+            "seed {seed}: no single view after healing (knowledge {:.4})",
+            sim.knowledge()
+        );
+    }
+}
+
+#[test]
+fn no_false_deaths_at_ten_percent_loss() {
+    let seed = 42;
+    let mut sim = joined(
+        50,
+        seed,
+        Config::lan(),
+        NetConfig {
+            loss: 0.1,
+            ..NetConfig::default()
+        },
+    );
+    sim.run_for(5 * 60_000);
+    for (i, n) in sim.nodes.iter().enumerate() {
+        let deaths = n
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::MemberDead { .. }))
+            .count();
+        assert_eq!(
+            deaths, 0,
+            "seed {seed}: node {i} declared {deaths} live members dead"
+        );
+    }
+    assert!(sim.converged(), "seed {seed}");
+}

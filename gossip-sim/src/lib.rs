@@ -146,6 +146,46 @@ impl Sim {
         sim
     }
 
+    /// Adds a member that cannot listen (like a browser tab): its only address is "relayed via
+    /// node `via`", everything it sends goes through `via`, and it joins through `via`.
+    pub fn add_relayed(&mut self, via: usize) -> usize {
+        let i = self.nodes.len();
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let via_id = self.id(via);
+        let config = self.config.clone().with_name(format!("browser-{i}"));
+        let wall = EPOCH_MS + self.now.as_millis();
+        let identity = Identity::from_secret_bytes(secret);
+        let id = identity.id();
+        let node = Node::new(
+            config,
+            identity,
+            Keyring::new(self.key.clone()),
+            vec![Address::Relayed(via_id)],
+            seed,
+            self.now,
+            wall,
+        );
+        // Frames it sends carry its own relayed address as the reply-to, which routes by id.
+        let addr = Address::Relayed(id);
+        self.by_addr.insert(addr.clone(), i);
+        self.by_id.insert(id, i);
+        self.nodes.push(SimNode {
+            node,
+            addr,
+            up: true,
+            events: Vec::new(),
+            sent_packets: 0,
+            sent_bytes: 0,
+            secret,
+        });
+        self.arm(i);
+        self.join(i, &[via]);
+        i
+    }
+
     /// The seed, for failure messages.
     pub fn seed(&self) -> u64 {
         self.seed

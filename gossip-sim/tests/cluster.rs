@@ -250,3 +250,81 @@ fn no_false_deaths_at_ten_percent_loss() {
     }
     assert!(sim.converged(), "seed {seed}");
 }
+
+#[test]
+fn relayed_member_is_probed_messaged_and_buried_through_its_relay() {
+    for seed in 0..3 {
+        let mut sim = joined(10, seed, Config::lan(), NetConfig::default());
+        let b = sim.add_relayed(2);
+        sim.run_until_true(10_000, 50, Sim::converged)
+            .unwrap_or_else(|| {
+                panic!(
+                    "seed {seed}: relayed member not known to all (knowledge {:.4})",
+                    sim.knowledge()
+                )
+            });
+        let bid = sim.id(b);
+        // It is probed through its relay: after a while everyone still sees it alive, with an RTT
+        // measured by someone other than its relay.
+        sim.run_for(30_000);
+        assert!(
+            sim.converged(),
+            "seed {seed}: relayed member not kept alive by probes"
+        );
+        assert!(
+            (0..10).filter(|&i| i != 2).any(|i| sim.nodes[i]
+                .node
+                .member(&bid)
+                .unwrap()
+                .rtt_micros
+                .is_some()),
+            "seed {seed}: nobody but the relay probed it"
+        );
+        // Messages both ways.
+        sim.with_node(5, |n, now| {
+            n.send(now, bid, "rpc", b"to-browser".to_vec(), true)
+        })
+        .unwrap();
+        let from5 = sim.id(5);
+        sim.with_node(b, |n, now| {
+            n.send(now, from5, "rpc", b"from-browser".to_vec(), false)
+        })
+        .unwrap();
+        sim.with_node(b, |n, now| {
+            n.set_metadata(now, "kind", Some(b"browser".to_vec()))
+        })
+        .unwrap();
+        sim.run_for(2_000);
+        assert!(
+            sim.nodes[b].events.iter().any(|(_, e)| matches!(e, Event::Direct { from, data, .. } if *from == from5 && data == b"to-browser")),
+            "seed {seed}: direct message did not reach the relayed member"
+        );
+        assert!(
+            sim.nodes[5].events.iter().any(|(_, e)| matches!(e, Event::Direct { from, data, .. } if *from == bid && data == b"from-browser")),
+            "seed {seed}: relayed member's message did not arrive"
+        );
+        for i in 0..10 {
+            let m = sim.nodes[i].node.member(&bid).unwrap();
+            assert_eq!(
+                m.metadata.get("kind").map(Vec::as_slice),
+                Some(&b"browser"[..]),
+                "seed {seed}: node {i}"
+            );
+        }
+        // The relay refuses to forward for strangers.
+        assert_eq!(
+            sim.nodes[2].node.stats().drops.get("relay_refused"),
+            None,
+            "seed {seed}"
+        );
+        // When it goes away, everyone declares it dead through the relay.
+        sim.crash(b);
+        let ms = sim.run_until_true(60_000, 100, |s| {
+            (0..10).all(|i| s.view(i, b) == Some(State::Dead))
+        });
+        assert!(
+            ms.is_some(),
+            "seed {seed}: relayed member not declared dead"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! What a node reports to its driver, drained with `Node::poll_event`.
 
+use crate::groups::GroupEvent;
 use crate::identity::NodeId;
+use crate::requests::{FailReason, QuorumOutcome, RequestId};
 
 /// Something the application may want to know about. Events are queued, never delivered through
 /// a callback, so handling one can freely call back into the node.
@@ -59,4 +61,37 @@ pub enum Event {
         /// Its data.
         data: Vec<u8>,
     },
+    /// A request addressed to this node: answer with `Node::respond(from, id, ...)`.
+    Request {
+        /// The requester.
+        from: NodeId,
+        /// Its correlation id.
+        id: RequestId,
+        /// Its topic.
+        topic: String,
+        /// Its data.
+        data: Vec<u8>,
+    },
+    /// The answer to one of this node's requests.
+    Response {
+        /// The request.
+        id: RequestId,
+        /// The responder.
+        from: NodeId,
+        /// Its data.
+        data: Vec<u8>,
+    },
+    /// A request failed: it timed out, or the addressee died or left first.
+    RequestFailed {
+        /// The request.
+        id: RequestId,
+        /// The addressee.
+        to: NodeId,
+        /// Why.
+        reason: FailReason,
+    },
+    /// A quorum request completed (reached, or impossible to reach).
+    QuorumDone(QuorumOutcome),
+    /// A member entered, changed within, or left one of this node's groups.
+    Group(GroupEvent),
 }

@@ -2,32 +2,34 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod config;
 pub mod error;
+pub mod event;
+pub mod groups;
 pub mod hlc;
 pub mod identity;
 pub mod keyring;
 pub mod limits;
+pub mod membership;
 pub mod message;
+pub mod node;
 pub mod replay;
+pub mod requests;
+pub mod time;
 pub mod wire;
 
 pub use address::Address;
+pub use config::Config;
 pub use error::{EncodeError, WireError};
+pub use event::Event;
 pub use hlc::{Hlc, Timestamp};
 pub use identity::{Identity, NodeId};
 pub use keyring::{ClusterKey, Keyring};
 pub use limits::Limits;
-pub use message::Message;
-pub use replay::ReplayConfig;
-pub use wire::{Codec, Inbound, SignedPacket};
-pub mod config;
-pub mod event;
-pub mod membership;
-pub mod node;
-pub mod time;
-
-pub use config::Config;
-pub use event::Event;
 pub use membership::{Member, State};
+pub use message::Message;
 pub use node::{CommandError, Node, Stats, Transmit};
+pub use replay::ReplayConfig;
+pub use requests::{FailReason, Quorum, QuorumId, QuorumOutcome, RequestId};
 pub use time::Instant;
+pub use wire::{Codec, Inbound, SignedPacket};

@@ -168,6 +168,30 @@ pub struct Relay {
     pub frame: ByteBuf,
 }
 
+/// A user request; the addressee answers with a [`Response`] carrying the same `req`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Correlation id chosen by the requester.
+    pub req: u64,
+    /// The addressee.
+    pub to: NodeId,
+    /// Application-chosen topic.
+    pub topic: String,
+    /// Opaque application data.
+    pub data: ByteBuf,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's correlation id.
+    pub req: u64,
+    /// The requester.
+    pub to: NodeId,
+    /// Opaque application data.
+    pub data: ByteBuf,
+}
+
 macro_rules! messages {
     ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
         /// Every message kind, with its wire code.
@@ -237,6 +261,10 @@ messages! {
     Metadata = 13,
     /// Frame to forward to a relayed member.
     Relay = 14,
+    /// User request.
+    Request = 15,
+    /// User response.
+    Response = 16,
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
@@ -286,7 +314,9 @@ impl Message {
             | Message::Leave(_)
             | Message::Broadcast(_)
             | Message::Direct(_)
-            | Message::Relay(_) => Ok(()),
+            | Message::Relay(_)
+            | Message::Request(_)
+            | Message::Response(_) => Ok(()),
         }
     }
 }

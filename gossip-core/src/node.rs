@@ -14,14 +14,16 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::error::{EncodeError, WireError};
 use crate::event::Event;
+use crate::groups::{GroupError, GroupId, GroupSpec, Groups};
 use crate::hlc::Hlc;
 use crate::identity::{Identity, NodeId};
 use crate::keyring::Keyring;
 use crate::membership::{Member, State, outranks};
 use crate::message::{
     Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Message, Metadata, Nack, Ping,
-    PingReq, Relay, Suspect, Sync, sync_phase,
+    PingReq, Relay, Request, Response, Suspect, Sync, sync_phase,
 };
+use crate::requests::{Quorum, QuorumId, RequestId, Requests};
 use crate::time::Instant;
 use crate::wire::{Codec, ENCRYPTED_OVERHEAD, Inbound, SignedPacket};
 
@@ -86,6 +88,12 @@ pub enum CommandError {
         /// Limit.
         max: usize,
     },
+    /// No group with that id.
+    #[error("unknown group {0}")]
+    UnknownGroup(GroupId),
+    /// Too many requests are outstanding (`Config::max_queue`).
+    #[error("too many outstanding requests")]
+    TooManyRequests,
     /// The message could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -166,6 +174,7 @@ pub struct Node {
     wall_at_start_ms: u64,
     members: HashMap<NodeId, Member>,
     tombstones: HashMap<NodeId, (u64, Instant)>,
+    challenged: HashMap<NodeId, Instant>,
     probe_order: Vec<NodeId>,
     probe_index: usize,
     probe: Option<Probe>,
@@ -178,6 +187,8 @@ pub struct Node {
     fresh: Vec<SignedPacket>,
     sync_followups: HashMap<NodeId, u8>,
     bootstrap_syncs: u8,
+    requests: Requests,
+    groups: Groups,
     last_now: Instant,
     next_gossip: Instant,
     next_push_pull: Instant,
@@ -241,6 +252,7 @@ impl Node {
             wall_at_start_ms: wall_ms,
             members: HashMap::from([(id, me)]),
             tombstones: HashMap::new(),
+            challenged: HashMap::new(),
             probe_order: Vec::new(),
             probe_index: 0,
             probe: None,
@@ -253,6 +265,8 @@ impl Node {
             fresh: Vec::new(),
             sync_followups: HashMap::new(),
             bootstrap_syncs: 0,
+            requests: Requests::new(rng.next_u64()),
+            groups: Groups::new(),
             last_now: now,
             next_gossip,
             next_push_pull,
@@ -357,6 +371,9 @@ impl Node {
         for i in self.indirect.values() {
             t = t.min(i.deadline);
         }
+        if let Some(d) = self.requests.next_deadline() {
+            t = t.min(d);
+        }
         Some(t)
     }
 
@@ -424,6 +441,7 @@ impl Node {
             id: self.id,
             version: id.to_u64(),
         });
+        self.regroup(self.id);
         self.enqueue(Subject::Metadata(self.id), packet);
         self.flush(now);
         Ok(())
@@ -474,6 +492,173 @@ impl Node {
         let packet = self.codec.sign(id, &msg.into())?;
         self.route_packet(now, to, &packet, reliable);
         Ok(())
+    }
+
+    /// Sends a request to `to`; the answer arrives as [`Event::Response`], or
+    /// [`Event::RequestFailed`] on timeout or if `to` dies or leaves first.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        topic: &str,
+        data: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<RequestId, CommandError> {
+        self.check_can_request(to)?;
+        let id = self.requests.start(to, now.plus_millis(timeout_ms));
+        let msg = Request {
+            req: id,
+            to,
+            topic: topic.to_owned(),
+            data: data.into(),
+        };
+        self.send_to_member(now, to, msg.into(), true);
+        Ok(id)
+    }
+
+    /// Sends the same request to each of `members` and completes, with one
+    /// [`Event::QuorumDone`], as soon as `quorum` answers arrived or can no longer arrive.
+    pub fn quorum_request(
+        &mut self,
+        now: Instant,
+        members: &[NodeId],
+        topic: &str,
+        data: Vec<u8>,
+        quorum: Quorum,
+        timeout_ms: u64,
+    ) -> Result<QuorumId, CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        if self.requests.len() + members.len() > self.config.max_queue {
+            return Err(CommandError::TooManyRequests);
+        }
+        let (reachable, unreachable): (Vec<NodeId>, Vec<NodeId>) = members
+            .iter()
+            .partition(|m| self.members.get(m).is_some_and(|m| !m.state.is_down()));
+        let mut events = Vec::new();
+        let (qid, sends) = self.requests.start_quorum(
+            quorum,
+            &reachable,
+            &unreachable,
+            now.plus_millis(timeout_ms),
+            &mut events,
+        );
+        for (to, req) in sends {
+            let msg = Request {
+                req,
+                to,
+                topic: topic.to_owned(),
+                data: data.clone().into(),
+            };
+            self.send_to_member(now, to, msg.into(), true);
+        }
+        events.into_iter().for_each(|e| self.push_event(e));
+        Ok(qid)
+    }
+
+    /// Answers request `id` from `to` (as received in [`Event::Request`]).
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        id: RequestId,
+        data: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+            return Err(CommandError::UnknownMember(to));
+        }
+        self.send_to_member(
+            now,
+            to,
+            Response {
+                req: id,
+                to,
+                data: data.into(),
+            }
+            .into(),
+            true,
+        );
+        Ok(())
+    }
+
+    fn check_can_request(&self, to: NodeId) -> Result<(), CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+            return Err(CommandError::UnknownMember(to));
+        }
+        if self.requests.len() >= self.config.max_queue {
+            return Err(CommandError::TooManyRequests);
+        }
+        Ok(())
+    }
+
+    /// Defines a group: a live view of the members (this node included) whose metadata matches
+    /// `spec`. Its changes arrive as [`Event::Group`], starting with one `Added` per current match.
+    pub fn define_group(&mut self, spec: GroupSpec) -> Result<GroupId, GroupError> {
+        let live = self
+            .members
+            .values()
+            .filter(|m| !m.state.is_down())
+            .map(|m| (m.id, &m.metadata));
+        let (id, events) = self.groups.define(spec, live)?;
+        events
+            .into_iter()
+            .for_each(|e| self.push_event(Event::Group(e)));
+        Ok(id)
+    }
+
+    /// Forgets a group.
+    pub fn remove_group(&mut self, group: GroupId) -> bool {
+        self.groups.remove(group)
+    }
+
+    /// The groups, to read members and attach per-member user data.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// The groups, to attach per-member user data ([`Groups::set_data`]).
+    pub fn groups_mut(&mut self) -> &mut Groups {
+        &mut self.groups
+    }
+
+    /// Sends a message to every current member of a group (this node excluded); returns how
+    /// many it was sent to.
+    pub fn send_to_group(
+        &mut self,
+        now: Instant,
+        group: GroupId,
+        topic: &str,
+        data: Vec<u8>,
+        reliable: bool,
+    ) -> Result<usize, CommandError> {
+        let targets: Vec<NodeId> = self
+            .groups
+            .members(group)
+            .ok_or(CommandError::UnknownGroup(group))?
+            .filter(|id| *id != self.id)
+            .collect();
+        for to in &targets {
+            self.send(now, *to, topic, data.clone(), reliable)?;
+        }
+        Ok(targets.len())
+    }
+
+    /// Re-evaluates `id` against every group after a join, a metadata change or a death.
+    fn regroup(&mut self, id: NodeId) {
+        let events = match self.members.get(&id) {
+            Some(m) if !m.state.is_down() => self.groups.member_changed(id, Some(&m.metadata)),
+            _ => self.groups.member_changed(id, None),
+        };
+        events
+            .into_iter()
+            .for_each(|e| self.push_event(Event::Group(e)));
     }
 
     /// Leaves the cluster: announces a leave signed by this node and stops probing. Keep the
@@ -527,6 +712,9 @@ impl Node {
         }
         self.probe_tick(now);
         self.indirect_tick(now);
+        let mut events = Vec::new();
+        self.requests.on_timeout(now, &mut events);
+        events.into_iter().for_each(|e| self.push_event(e));
         self.suspicion_tick(now);
         if now >= self.next_gossip {
             self.gossip_round(now);
@@ -588,6 +776,25 @@ impl Node {
             Message::Gossip(g) => self.receive_items(now, g.items),
             Message::Sync(sync) => self.on_sync(now, origin, from, sync),
             Message::Relay(relay) => self.on_relay(now, origin, relay),
+            Message::Request(r) if r.to == self.id => {
+                self.push_event(Event::Request {
+                    from: origin,
+                    id: r.req,
+                    topic: r.topic,
+                    data: r.data.into_vec(),
+                });
+            }
+            Message::Response(r) if r.to == self.id => {
+                let mut events = Vec::new();
+                if !self
+                    .requests
+                    .on_response(origin, r.req, r.data.into_vec(), &mut events)
+                {
+                    self.count_drop("unexpected_response");
+                }
+                events.into_iter().for_each(|e| self.push_event(e));
+            }
+            Message::Request(_) | Message::Response(_) => self.count_drop("request_not_for_us"),
             Message::Direct(d) => {
                 if d.to == self.id {
                     self.push_event(Event::Direct {
@@ -600,10 +807,28 @@ impl Node {
                 }
             }
             message => {
-                // A state update or broadcast sent as a frame of its own.
+                // A state update or broadcast sent as a frame of its own. One about us is a
+                // challenge (see `challenge`): answer it with our alive record, refuted if needed.
+                let about_me = match &message {
+                    Message::Dead(d) => d.node == self.id,
+                    Message::Suspect(s) => s.node == self.id,
+                    _ => false,
+                };
                 if self.apply(now, origin, message, &inbound.packet) {
                     let subject = self.subject_of(&inbound.packet, origin);
                     self.enqueue(subject, inbound.packet);
+                }
+                if about_me && !self.left {
+                    let alive = self.local().alive.clone();
+                    if let Some(frame) = self.seal(&alive) {
+                        let reliable = frame.len() > self.config.udp_budget;
+                        self.emit(Transmit {
+                            to: from,
+                            node: Some(origin),
+                            bytes: frame,
+                            reliable,
+                        });
+                    }
                 }
             }
         }
@@ -852,6 +1077,7 @@ impl Node {
             }
         }
         self.tombstones.retain(|_, (_, until)| *until > now);
+        self.challenged.retain(|_, next| *next > now);
     }
 
     // ----- applying updates ------------------------------------------------------------------
@@ -921,11 +1147,10 @@ impl Node {
         if origin == self.id {
             return false;
         }
-        if self
-            .tombstones
-            .get(&origin)
-            .is_some_and(|(inc, _)| *inc >= a.incarnation)
+        if let Some(&(buried_at, _)) = self.tombstones.get(&origin)
+            && buried_at >= a.incarnation
         {
+            self.challenge(now, origin, buried_at, &a.addrs);
             return false;
         }
         match self.members.get_mut(&origin) {
@@ -958,6 +1183,7 @@ impl Node {
                     id: origin,
                     name: name.clone(),
                 });
+                self.regroup(origin);
                 self.resolve_name_conflict(now, origin, &name, a.incarnation);
                 true
             }
@@ -978,6 +1204,9 @@ impl Node {
                 self.suspicions.remove(&origin);
                 if was != State::Alive {
                     self.push_event(Event::MemberAlive { id: origin });
+                }
+                if was.is_down() {
+                    self.regroup(origin);
                 }
                 self.resolve_name_conflict(now, origin, &a.name, a.incarnation);
                 true
@@ -1008,6 +1237,7 @@ impl Node {
                 m.since = now;
                 self.suspicions.remove(&old);
                 self.push_event(Event::MemberLeft { id: old });
+                self.member_down(old);
             }
         }
     }
@@ -1083,6 +1313,7 @@ impl Node {
         m.since = now;
         self.suspicions.remove(&d.node);
         self.push_event(Event::MemberDead { id: d.node });
+        self.member_down(d.node);
         true
     }
 
@@ -1105,6 +1336,7 @@ impl Node {
         m.since = now;
         self.suspicions.remove(&origin);
         self.push_event(Event::MemberLeft { id: origin });
+        self.member_down(origin);
         true
     }
 
@@ -1132,7 +1364,45 @@ impl Node {
             id: origin,
             version: meta.version,
         });
+        self.regroup(origin);
         true
+    }
+
+    /// An alive record arrived for a member we buried and forgot: either it is stale, or the
+    /// member is alive on the far side of a healed partition and never heard it was buried. Tell
+    /// it, directly and signed: if it is alive it refutes and answers with a newer incarnation,
+    /// which the tombstone lets through. Rate-limited to once per probe interval per member.
+    fn challenge(&mut self, now: Instant, node: NodeId, incarnation: u64, addrs: &[Address]) {
+        if self.challenged.get(&node).is_some_and(|next| now < *next) {
+            return;
+        }
+        let Some(addr) = addrs
+            .iter()
+            .find(|a| !matches!(a, Address::Relayed(_)))
+            .cloned()
+        else {
+            return;
+        };
+        if self.challenged.len() >= self.config.max_queue {
+            self.challenged.retain(|_, next| *next > now);
+        }
+        self.challenged
+            .insert(node, now.plus_millis(self.config.probe_interval_ms));
+        self.send_to_addr(
+            now,
+            addr,
+            Some(node),
+            Dead { node, incarnation }.into(),
+            false,
+        );
+    }
+
+    /// Fails what was waiting on a member that is gone, and takes it out of its groups.
+    fn member_down(&mut self, id: NodeId) {
+        self.regroup(id);
+        let mut events = Vec::new();
+        self.requests.on_member_down(id, &mut events);
+        events.into_iter().for_each(|e| self.push_event(e));
     }
 
     /// Someone suspects or buried us at `incarnation`: outbid it with a fresh alive record.

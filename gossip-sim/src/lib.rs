@@ -21,6 +21,9 @@ use rand_core::{Rng, SeedableRng};
 /// The simulated wall clock at virtual time zero (2023-11-14T22:13:20Z).
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
 
+/// First retransmission delay of a reliable link, doubling with each retry (TCP's minimum RTO).
+pub const RETRANSMIT_US: u64 = 200_000;
+
 /// How the network behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NetConfig {
@@ -28,7 +31,7 @@ pub struct NetConfig {
     pub latency_us: u64,
     /// Uniform extra delay in `[0, jitter_us)`; reorders packets.
     pub jitter_us: u64,
-    /// Probability that a best-effort datagram is lost.
+    /// Probability that a datagram is lost (on reliable links: that a segment must be resent).
     pub loss: f64,
     /// Probability that a best-effort datagram is delivered twice.
     pub duplicate: f64,
@@ -287,7 +290,21 @@ impl Sim {
                 1
             };
             for _ in 0..copies {
-                if !t.reliable && self.rng_f64() < self.net.loss {
+                // A reliable link (TCP) turns each lost segment into a retransmission delay; after
+                // five losses in a row the connection gives up and the frame is lost.
+                let mut delay = 0;
+                let mut lost = false;
+                for attempt in 0.. {
+                    if self.rng_f64() >= self.net.loss {
+                        break;
+                    }
+                    if !t.reliable || attempt == 4 {
+                        lost = true;
+                        break;
+                    }
+                    delay += RETRANSMIT_US << attempt;
+                }
+                if lost {
                     self.dropped += 1;
                     continue;
                 }
@@ -296,6 +313,7 @@ impl Sim {
                 } else {
                     0
                 };
+                let jitter = jitter + delay;
                 self.seq += 1;
                 self.in_flight.push(Reverse(Delivery {
                     at: now + self.net.latency_us + jitter,

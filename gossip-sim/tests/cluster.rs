@@ -328,3 +328,230 @@ fn relayed_member_is_probed_messaged_and_buried_through_its_relay() {
         );
     }
 }
+
+/// Answers every request addressed to the nodes in `responders` with "echo:" + the request data.
+fn answer_requests(sim: &mut Sim, responders: &[usize], seen: &mut [usize]) {
+    for &i in responders {
+        let pending: Vec<_> = sim.nodes[i].events[seen[i]..]
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Request { from, id, data, .. } => Some((*from, *id, data.clone())),
+                _ => None,
+            })
+            .collect();
+        seen[i] = sim.nodes[i].events.len();
+        for (from, id, data) in pending {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&data);
+            sim.with_node(i, |n, now| n.respond(now, from, id, reply))
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn requests_complete_or_time_out_under_loss() {
+    use gossip_core::FailReason;
+    for seed in 0..3 {
+        let mut sim = joined(
+            20,
+            seed,
+            Config::lan(),
+            NetConfig {
+                loss: 0.1,
+                ..NetConfig::default()
+            },
+        );
+        let mut seen = vec![0; 20];
+        let ids: Vec<_> = (1..=10)
+            .map(|j| {
+                let to = sim.id(j);
+                sim.with_node(0, |n, now| n.request(now, to, "echo", vec![j as u8], 5_000))
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..300 {
+            sim.run_for(10);
+            answer_requests(&mut sim, &(1..20).collect::<Vec<_>>(), &mut seen);
+        }
+        for (j, id) in (1..=10).zip(&ids) {
+            let from = sim.id(j);
+            let got = sim.nodes[0].events.iter().filter(|(_, e)| matches!(e, Event::Response { id: x, from: f, data } if x == id && *f == from && data[..] == [b'e', b'c', b'h', b'o', b':', j as u8])).count();
+            assert_eq!(got, 1, "seed {seed}: request {j} answered {got} times");
+        }
+        // A member that never answers makes the request time out; one that dies fails it early.
+        let silent = sim.id(11);
+        let dying = sim.id(12);
+        let t_id = sim
+            .with_node(0, |n, now| n.request(now, silent, "echo", vec![], 2_000))
+            .unwrap();
+        let d_id = sim
+            .with_node(0, |n, now| n.request(now, dying, "echo", vec![], 120_000))
+            .unwrap();
+        sim.crash(12);
+        sim.run_for(60_000);
+        let failed = |id, reason| {
+            sim.nodes[0]
+                .events
+                .iter()
+                .filter(|(_, e)| {
+                    *e == Event::RequestFailed {
+                        id,
+                        to: if id == t_id { silent } else { dying },
+                        reason,
+                    }
+                })
+                .count()
+        };
+        assert_eq!(failed(t_id, FailReason::Timeout), 1, "seed {seed}");
+        assert_eq!(failed(d_id, FailReason::MemberDown), 1, "seed {seed}");
+    }
+}
+
+#[test]
+fn quorum_requests_report_who_answered_and_who_failed() {
+    use gossip_core::{Quorum, QuorumOutcome};
+    for seed in 0..3 {
+        let mut sim = joined(
+            12,
+            seed,
+            Config::lan(),
+            NetConfig {
+                loss: 0.1,
+                ..NetConfig::default()
+            },
+        );
+        let mut seen = vec![0; 12];
+        let group: Vec<_> = (1..=5).map(|j| sim.id(j)).collect();
+        sim.crash(5);
+        let outcome = |sim: &Sim, qid| {
+            sim.nodes[0].events.iter().find_map(|(_, e)| match e {
+                Event::QuorumDone(o) if o.id == qid => Some(o.clone()),
+                _ => None,
+            })
+        };
+        // Majority of 5 with 4 answering: reached, and the crashed member is not among the answers.
+        let maj = sim
+            .with_node(0, |n, now| {
+                n.quorum_request(now, &group, "vote", b"x".to_vec(), Quorum::Majority, 10_000)
+            })
+            .unwrap();
+        // All of 5 with one crashed: fails once the crash is detected or the deadline passes.
+        let all = sim
+            .with_node(0, |n, now| {
+                n.quorum_request(now, &group, "vote", b"y".to_vec(), Quorum::All, 10_000)
+            })
+            .unwrap();
+        for _ in 0..1500 {
+            sim.run_for(10);
+            answer_requests(&mut sim, &[1, 2, 3, 4], &mut seen);
+        }
+        let o: QuorumOutcome =
+            outcome(&sim, maj).unwrap_or_else(|| panic!("seed {seed}: majority never completed"));
+        assert!(o.reached, "seed {seed}: {o:?}");
+        assert!(
+            o.answered.len() >= 3
+                && o.answered
+                    .iter()
+                    .all(|(m, d)| *m != group[4] && d == b"echo:x"),
+            "seed {seed}: {o:?}"
+        );
+        let o =
+            outcome(&sim, all).unwrap_or_else(|| panic!("seed {seed}: all-quorum never completed"));
+        assert!(!o.reached, "seed {seed}: {o:?}");
+        assert_eq!(
+            o.failed.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+            vec![group[4]],
+            "seed {seed}: {o:?}"
+        );
+        assert_eq!(
+            o.answered.len() + o.failed.len() + o.unanswered.len(),
+            5,
+            "seed {seed}"
+        );
+        let done = sim.nodes[0]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::QuorumDone(_)))
+            .count();
+        assert_eq!(done, 2, "seed {seed}: each quorum completes exactly once");
+    }
+}
+
+#[test]
+fn groups_track_metadata_changes_exactly() {
+    use gossip_core::groups::{GroupChange, GroupSpec};
+    use std::collections::BTreeSet;
+    for seed in 0..3 {
+        let mut sim = joined(
+            16,
+            seed,
+            Config::lan(),
+            NetConfig {
+                loss: 0.05,
+                ..NetConfig::default()
+            },
+        );
+        let spec: GroupSpec = "role=worker,zone~eu".parse().unwrap();
+        let group = sim.with_node(0, |n, _| n.define_group(spec)).unwrap();
+        let set = |sim: &mut Sim, i: usize, k: &str, v: Option<&str>| {
+            sim.with_node(i, |n, now| {
+                n.set_metadata(now, k, v.map(|v| v.as_bytes().to_vec()))
+            })
+            .unwrap();
+        };
+        for i in [1, 2, 3, 4, 0] {
+            set(&mut sim, i, "role", Some("worker"));
+            set(
+                &mut sim,
+                i,
+                "zone",
+                Some(if i == 4 { "us-east" } else { "eu-west" }),
+            );
+        }
+        sim.run_for(5_000);
+        set(&mut sim, 2, "role", Some("db")); // leaves the group
+        set(&mut sim, 3, "zone", Some("eu-central")); // stays, updated
+        sim.crash(1); // leaves the group when declared dead
+        sim.run_until_true(60_000, 100, |s| s.view(0, 1) == Some(State::Dead))
+            .unwrap_or_else(|| panic!("seed {seed}: crash not detected"));
+        let expected: BTreeSet<_> = [0, 3].iter().map(|&i| sim.id(i)).collect();
+        let members: BTreeSet<_> = sim.nodes[0].node.groups().members(group).unwrap().collect();
+        assert_eq!(members, expected, "seed {seed}");
+        // Replaying the group events gives the same set, and no member was added twice.
+        let mut replay = BTreeSet::new();
+        for (_, e) in &sim.nodes[0].events {
+            if let Event::Group(g) = e {
+                assert_eq!(g.group, group);
+                match g.change {
+                    GroupChange::Added => {
+                        assert!(replay.insert(g.node), "seed {seed}: added twice")
+                    }
+                    GroupChange::Removed => {
+                        assert!(replay.remove(&g.node), "seed {seed}: removed a non-member")
+                    }
+                    GroupChange::Updated => assert!(
+                        replay.contains(&g.node),
+                        "seed {seed}: updated a non-member"
+                    ),
+                }
+            }
+        }
+        assert_eq!(replay, expected, "seed {seed}");
+        // Messages to the group reach exactly its members.
+        let sent = sim
+            .with_node(0, |n, now| {
+                n.send_to_group(now, group, "work", b"job".to_vec(), true)
+            })
+            .unwrap();
+        assert_eq!(sent, 1, "seed {seed}: only node 3 besides the sender");
+        sim.run_for(1_000);
+        for i in 1..16 {
+            let got = sim.nodes[i]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Direct { topic, .. } if topic == "work"));
+            assert_eq!(got, i == 3, "seed {seed}: node {i}");
+        }
+    }
+}

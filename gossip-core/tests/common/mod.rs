@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use ed25519_dalek::{Signer, SigningKey};
 use gossip_core::message::{
     Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Metadata, Nack, Ping, PingReq,
-    Relay, Suspect, Sync, sync_phase,
+    Relay, Request, Response, Suspect, Sync, sync_phase,
 };
 use gossip_core::wire::{SIGNATURE_DOMAIN, VERSION};
 use gossip_core::{
@@ -210,6 +210,25 @@ pub fn all_kinds() -> Vec<(&'static str, Message)> {
             Relay {
                 to: target,
                 frame: vec![1, 0, 0, 9, 9].into(),
+            }
+            .into(),
+        ),
+        (
+            "request",
+            Request {
+                req: 77,
+                to: target,
+                topic: "kv.get".into(),
+                data: b"key".to_vec().into(),
+            }
+            .into(),
+        ),
+        (
+            "response",
+            Response {
+                req: 77,
+                to: target,
+                data: b"value".to_vec().into(),
             }
             .into(),
         ),

@@ -1,6 +1,7 @@
 //! Protocol settings, with presets after hashicorp memberlist's `DefaultLANConfig`,
 //! `DefaultWANConfig` and `DefaultLocalConfig`.
 
+use crate::detector::PhiConfig;
 use crate::limits::Limits;
 use crate::replay::ReplayConfig;
 
@@ -31,6 +32,10 @@ pub struct Config {
     pub suspicion_max_timeout_mult: u32,
     /// Lifeguard: upper bound of the local health multiplier.
     pub awareness_max_multiplier: u32,
+    /// Optional phi-accrual mode: a failed probe leads to suspicion only if the member's silence
+    /// is also improbable given its arrival history (see [`crate::detector`]). `None`: SWIM's
+    /// timeouts alone decide.
+    pub phi: Option<PhiConfig>,
     /// Time between push-pull anti-entropy exchanges with a random member (0 disables).
     pub push_pull_interval_ms: u64,
     /// How long dead and left members are kept (and gossiped to) before they are forgotten.
@@ -64,6 +69,7 @@ impl Config {
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             awareness_max_multiplier: 8,
+            phi: None,
             push_pull_interval_ms: 30_000,
             dead_retention_ms: 30_000,
             udp_budget: 1_400,

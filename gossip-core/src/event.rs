@@ -3,6 +3,7 @@
 use crate::groups::GroupEvent;
 use crate::identity::NodeId;
 use crate::requests::{FailReason, QuorumOutcome, RequestId};
+use crate::streams::StreamOutput;
 
 /// Something the application may want to know about. Events are queued, never delivered through
 /// a callback, so handling one can freely call back into the node.
@@ -94,4 +95,8 @@ pub enum Event {
     QuorumDone(QuorumOutcome),
     /// A member entered, changed within, or left one of this node's groups.
     Group(GroupEvent),
+    /// Something happened on a stream: a peer opened one (accept or reject it), ours was
+    /// accepted, data can be read, the window reopened, or it closed. Never
+    /// [`StreamOutput::Send`]: the node sends those itself.
+    Stream(StreamOutput),
 }

@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod config;
+pub mod detector;
 pub mod error;
 pub mod event;
 pub mod groups;
@@ -15,6 +16,7 @@ pub mod message;
 pub mod node;
 pub mod replay;
 pub mod requests;
+pub mod streams;
 pub mod time;
 pub mod wire;
 

@@ -9,6 +9,7 @@ use crate::address::Address;
 use crate::error::{Incompatible, Malformed, TooLarge, WireError};
 use crate::identity::NodeId;
 use crate::limits::Limits;
+use crate::streams::{StreamAccept, StreamClose, StreamCredit, StreamData, StreamOpen};
 use crate::wire::SignedPacket;
 
 /// A direct probe: "are you alive?". Carries piggybacked gossip.
@@ -265,6 +266,16 @@ messages! {
     Request = 15,
     /// User response.
     Response = 16,
+    /// Stream open.
+    StreamOpen = 17,
+    /// Stream accept.
+    StreamAccept = 18,
+    /// Stream data.
+    StreamData = 19,
+    /// Stream flow-control credit.
+    StreamCredit = 20,
+    /// Stream close.
+    StreamClose = 21,
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
@@ -316,7 +327,12 @@ impl Message {
             | Message::Direct(_)
             | Message::Relay(_)
             | Message::Request(_)
-            | Message::Response(_) => Ok(()),
+            | Message::Response(_)
+            | Message::StreamOpen(_)
+            | Message::StreamAccept(_)
+            | Message::StreamData(_)
+            | Message::StreamCredit(_)
+            | Message::StreamClose(_) => Ok(()),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_bytes::ByteBuf;
 
 use crate::address::Address;
 use crate::config::Config;
+use crate::detector::PhiDetector;
 use crate::error::{EncodeError, WireError};
 use crate::event::Event;
 use crate::groups::{GroupError, GroupId, GroupSpec, Groups};
@@ -24,6 +25,7 @@ use crate::message::{
     PingReq, Relay, Request, Response, Suspect, Sync, sync_phase,
 };
 use crate::requests::{Quorum, QuorumId, RequestId, Requests};
+use crate::streams::{StreamError, StreamKey, StreamLimits, StreamMessage, StreamOutput, Streams};
 use crate::time::Instant;
 use crate::wire::{Codec, ENCRYPTED_OVERHEAD, Inbound, SignedPacket};
 
@@ -88,6 +90,9 @@ pub enum CommandError {
         /// Limit.
         max: usize,
     },
+    /// A stream operation failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
     /// No group with that id.
     #[error("unknown group {0}")]
     UnknownGroup(GroupId),
@@ -189,6 +194,8 @@ pub struct Node {
     bootstrap_syncs: u8,
     requests: Requests,
     groups: Groups,
+    detectors: HashMap<NodeId, PhiDetector>,
+    streams: Streams,
     last_now: Instant,
     next_gossip: Instant,
     next_push_pull: Instant,
@@ -267,6 +274,8 @@ impl Node {
             bootstrap_syncs: 0,
             requests: Requests::new(rng.next_u64()),
             groups: Groups::new(),
+            detectors: HashMap::new(),
+            streams: Streams::new(StreamLimits::default()),
             last_now: now,
             next_gossip,
             next_push_pull,
@@ -650,6 +659,106 @@ impl Node {
         Ok(targets.len())
     }
 
+    /// Opens a byte stream to `peer`; [`Event::Stream`] reports `Opened` once it accepts.
+    pub fn open_stream(&mut self, now: Instant, peer: NodeId) -> Result<StreamKey, CommandError> {
+        self.check_can_request(peer)?;
+        let (key, open) = self.streams.open(peer)?;
+        self.send_to_member(now, peer, open.into(), true);
+        Ok(key)
+    }
+
+    /// Accepts a stream a peer opened (reported as `Incoming`).
+    pub fn accept_stream(&mut self, now: Instant, key: StreamKey) -> Result<(), CommandError> {
+        let accept = self.streams.accept(key)?;
+        self.send_to_member(now, key.peer, accept.into(), true);
+        Ok(())
+    }
+
+    /// Refuses a stream a peer opened.
+    pub fn reject_stream(
+        &mut self,
+        now: Instant,
+        key: StreamKey,
+        code: u32,
+        reason: &str,
+    ) -> Result<(), CommandError> {
+        let close = self.streams.reject(key, code, reason)?;
+        self.send_to_member(now, key.peer, close.into(), true);
+        Ok(())
+    }
+
+    /// Writes as much of `data` as the peer's window allows; returns how much was taken (0 when
+    /// the window is full: wait for `Writable`).
+    pub fn stream_write(
+        &mut self,
+        now: Instant,
+        key: StreamKey,
+        data: &[u8],
+    ) -> Result<usize, CommandError> {
+        let (taken, frames) = self.streams.write(key, data)?;
+        for frame in frames {
+            self.send_to_member(now, key.peer, frame.into(), true);
+        }
+        Ok(taken)
+    }
+
+    /// Reads up to `max` buffered bytes, granting the peer window for them.
+    pub fn stream_read(
+        &mut self,
+        now: Instant,
+        key: StreamKey,
+        max: usize,
+    ) -> Result<Vec<u8>, CommandError> {
+        let (data, credit) = self.streams.read(key, max)?;
+        if let Some(credit) = credit {
+            self.send_to_member(now, key.peer, credit.into(), true);
+        }
+        Ok(data)
+    }
+
+    /// Bytes waiting to be read on a stream.
+    pub fn stream_readable(&self, key: StreamKey) -> Result<usize, CommandError> {
+        Ok(self.streams.readable(key)?)
+    }
+
+    /// Closes a stream with a code and reason.
+    pub fn close_stream(
+        &mut self,
+        now: Instant,
+        key: StreamKey,
+        code: u32,
+        reason: &str,
+    ) -> Result<(), CommandError> {
+        let close = self.streams.close(key, code, reason)?;
+        self.send_to_member(now, key.peer, close.into(), true);
+        Ok(())
+    }
+
+    fn on_stream_message(&mut self, now: Instant, origin: NodeId, msg: StreamMessage) {
+        match self.streams.handle(origin, msg) {
+            Ok(outputs) => self.stream_outputs(now, outputs),
+            Err(_) => self.count_drop("stream_ignored"),
+        }
+    }
+
+    fn stream_outputs(&mut self, now: Instant, outputs: Vec<StreamOutput>) {
+        for out in outputs {
+            match out {
+                StreamOutput::Send(peer, msg) => {
+                    let msg: Message = match msg {
+                        StreamMessage::Open(m) => m.into(),
+                        StreamMessage::Accept(m) => m.into(),
+                        StreamMessage::Data(m) => m.into(),
+                        StreamMessage::Credit(m) => m.into(),
+                        StreamMessage::Close(m) => m.into(),
+                    };
+                    self.send_to_member(now, peer, msg, true);
+                }
+                other => self.push_event(Event::Stream(other)),
+            }
+        }
+    }
+
     /// Re-evaluates `id` against every group after a join, a metadata change or a death.
     fn regroup(&mut self, id: NodeId) {
         let events = match self.members.get(&id) {
@@ -699,6 +808,15 @@ impl Node {
         };
         if self.hlc.observe(wall, inbound.id()).is_err() {
             return self.count_drop("clock_drift");
+        }
+        if let Some(phi) = self.config.phi
+            && self.members.contains_key(&inbound.origin())
+            && inbound.origin() != self.id
+        {
+            self.detectors
+                .entry(inbound.origin())
+                .or_default()
+                .heartbeat(now, &phi);
         }
         self.dispatch(now, from, inbound);
         self.flush(now);
@@ -795,6 +913,11 @@ impl Node {
                 events.into_iter().for_each(|e| self.push_event(e));
             }
             Message::Request(_) | Message::Response(_) => self.count_drop("request_not_for_us"),
+            Message::StreamOpen(m) => self.on_stream_message(now, origin, m.into()),
+            Message::StreamAccept(m) => self.on_stream_message(now, origin, m.into()),
+            Message::StreamData(m) => self.on_stream_message(now, origin, m.into()),
+            Message::StreamCredit(m) => self.on_stream_message(now, origin, m.into()),
+            Message::StreamClose(m) => self.on_stream_message(now, origin, m.into()),
             Message::Direct(d) => {
                 if d.to == self.id {
                     self.push_event(Event::Direct {
@@ -860,7 +983,14 @@ impl Node {
                 };
                 self.adjust_awareness(delta);
                 self.probe = None;
-                self.suspect(now, p.target);
+                // In phi mode a missed probe is only suspicious if the silence is too.
+                let silent = match (self.config.phi, self.detectors.get(&p.target)) {
+                    (Some(phi), Some(d)) => d.phi(now, &phi).is_none_or(|v| v >= phi.threshold),
+                    _ => true,
+                };
+                if silent {
+                    self.suspect(now, p.target);
+                }
             }
         }
         if self.probe.is_none() && now >= self.next_probe {
@@ -1071,6 +1201,7 @@ impl Node {
             .map(|m| m.id)
             .collect();
         for id in gone {
+            self.detectors.remove(&id);
             if let Some(m) = self.members.remove(&id) {
                 self.tombstones
                     .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
@@ -1400,6 +1531,9 @@ impl Node {
     /// Fails what was waiting on a member that is gone, and takes it out of its groups.
     fn member_down(&mut self, id: NodeId) {
         self.regroup(id);
+        let closed = self.streams.peer_gone(id);
+        let now = self.last_now;
+        self.stream_outputs(now, closed);
         let mut events = Vec::new();
         self.requests.on_member_down(id, &mut events);
         events.into_iter().for_each(|e| self.push_event(e));
@@ -1688,7 +1822,9 @@ impl Node {
             self.emit(t);
         } else if serves(&origin) && relay.to != self.id {
             let bytes = relay.frame.into_vec();
-            self.emit_to_member(now, relay.to, bytes, false);
+            // The sender asked for a reliable link or would not have needed a relay (browsers only
+            // have WebSockets): keep the relayed hop reliable too, so credits and acks are not lost.
+            self.emit_to_member(now, relay.to, bytes, true);
         } else {
             self.count_drop("relay_refused");
         }

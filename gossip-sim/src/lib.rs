@@ -89,6 +89,8 @@ pub struct Sim {
     config: Config,
     key: ClusterKey,
     in_flight: BinaryHeap<Reverse<Delivery>>,
+    /// Last delivery time of a reliable frame per (from, to): reliable links keep order.
+    reliable_tail: HashMap<(usize, usize), Instant>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     by_addr: HashMap<Address, usize>,
     by_id: HashMap<NodeId, usize>,
@@ -121,6 +123,7 @@ impl Sim {
             config,
             key: ClusterKey::from_bytes(key),
             in_flight: BinaryHeap::new(),
+            reliable_tail: HashMap::new(),
             timers: BinaryHeap::new(),
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
@@ -313,10 +316,16 @@ impl Sim {
                 } else {
                     0
                 };
-                let jitter = jitter + delay;
+                let mut at = now + self.net.latency_us + jitter + delay;
+                if t.reliable {
+                    // Head-of-line blocking: a frame never overtakes an earlier one on its link.
+                    let tail = self.reliable_tail.entry((i, to)).or_insert(at);
+                    at = at.max(*tail);
+                    *tail = at;
+                }
                 self.seq += 1;
                 self.in_flight.push(Reverse(Delivery {
-                    at: now + self.net.latency_us + jitter,
+                    at,
                     seq: self.seq,
                     to,
                     from: i,

@@ -555,3 +555,144 @@ fn groups_track_metadata_changes_exactly() {
         }
     }
 }
+
+#[test]
+fn phi_accrual_mode_detects_crashes_without_false_deaths() {
+    let config = Config {
+        phi: Some(gossip_core::detector::PhiConfig::default()),
+        ..Config::lan()
+    };
+    for seed in 0..2 {
+        let mut sim = joined(
+            30,
+            seed,
+            config.clone(),
+            NetConfig {
+                loss: 0.1,
+                ..NetConfig::default()
+            },
+        );
+        sim.run_for(5 * 60_000);
+        for (i, n) in sim.nodes.iter().enumerate() {
+            let deaths = n
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::MemberDead { .. }))
+                .count();
+            assert_eq!(
+                deaths, 0,
+                "seed {seed}: node {i} declared {deaths} live members dead"
+            );
+        }
+        sim.crash(29);
+        let ms = sim.run_until_true(180_000, 100, |s| {
+            s.up().iter().all(|&i| s.view(i, 29) == Some(State::Dead))
+        });
+        assert!(ms.is_some(), "seed {seed}: crash not detected in phi mode");
+    }
+}
+
+/// Moves `total` pseudo-random bytes from node `a` to node `b` over a stream, reading and writing
+/// in slices of virtual time; returns what arrived.
+fn transfer(sim: &mut Sim, a: usize, b: usize, total: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    use gossip_core::streams::StreamOutput;
+    let payload: Vec<u8> = (0..total as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed) as u8)
+        .collect();
+    let peer = sim.id(b);
+    let key = sim.with_node(a, |n, now| n.open_stream(now, peer)).unwrap();
+    let mut b_key = None;
+    let (mut sent, mut got, mut seen) = (0usize, Vec::new(), 0usize);
+    for _ in 0..20_000 {
+        sim.run_for(5);
+        let fresh: Vec<Event> = sim.nodes[b].events[seen..]
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect();
+        for e in fresh {
+            if let Event::Stream(StreamOutput::Incoming(k)) = e {
+                sim.with_node(b, |n, now| n.accept_stream(now, k)).unwrap();
+                b_key = Some(k);
+            }
+        }
+        seen = sim.nodes[b].events.len();
+        if let Some(k) = b_key {
+            while sim.nodes[b].node.stream_readable(k).unwrap_or(0) > 0 {
+                got.extend(
+                    sim.with_node(b, |n, now| n.stream_read(now, k, 64 * 1024))
+                        .unwrap(),
+                );
+            }
+        }
+        if sent < total {
+            let opened = sim.nodes[a]
+                .events
+                .iter()
+                .any(|(_, e)| *e == Event::Stream(StreamOutput::Opened(key)));
+            if opened {
+                sent += sim
+                    .with_node(a, |n, now| n.stream_write(now, key, &payload[sent..]))
+                    .unwrap();
+            }
+        } else if got.len() == total {
+            break;
+        }
+    }
+    sim.with_node(a, |n, now| n.close_stream(now, key, 0, "done"))
+        .unwrap();
+    sim.run_for(100);
+    (payload, got)
+}
+
+#[test]
+fn ten_megabyte_stream_direct_and_through_a_relay() {
+    use gossip_core::streams::StreamOutput;
+    let seed = 5;
+    let mut sim = joined(
+        6,
+        seed,
+        Config::lan(),
+        NetConfig {
+            loss: 0.02,
+            ..NetConfig::default()
+        },
+    );
+    let (sent, got) = transfer(&mut sim, 1, 4, 10 << 20, seed);
+    assert!(
+        got == sent,
+        "seed {seed}: direct stream corrupted or short ({} of {} bytes)",
+        got.len(),
+        sent.len()
+    );
+    let closed = sim.nodes[4].events.iter().any(|(_, e)| matches!(e, Event::Stream(StreamOutput::Closed { code: 0, by_peer: true, reason, .. }) if reason == "done"));
+    assert!(closed, "seed {seed}: close with reason not delivered");
+    let browser = sim.add_relayed(2);
+    sim.run_until_true(10_000, 50, Sim::converged)
+        .expect("relayed member joins");
+    let (sent, got) = transfer(&mut sim, 1, browser, 10 << 20, seed + 1);
+    if got != sent {
+        for i in [1, 2, browser] {
+            let closes: Vec<_> = sim.nodes[i]
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::Stream(StreamOutput::Closed { .. })))
+                .collect();
+            eprintln!(
+                "node {i}: closes {closes:?} drops {:?} stats {:?}",
+                sim.nodes[i].node.stats().drops,
+                sim.nodes[i].node.stats().transmits_dropped
+            );
+        }
+    }
+    assert!(
+        got == sent,
+        "seed {seed}: relayed stream corrupted or short ({} of {} bytes)",
+        got.len(),
+        sent.len()
+    );
+    let (sent, got) = transfer(&mut sim, browser, 3, 1 << 20, seed + 2);
+    assert!(
+        got == sent,
+        "seed {seed}: stream from the relayed member corrupted or short"
+    );
+}

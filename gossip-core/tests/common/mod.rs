@@ -10,6 +10,9 @@ use gossip_core::message::{
     Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Metadata, Nack, Ping, PingReq,
     Relay, Request, Response, Suspect, Sync, sync_phase,
 };
+use gossip_core::streams::{
+    ACCEPTOR_BIT, StreamAccept, StreamClose, StreamCredit, StreamData, StreamOpen,
+};
 use gossip_core::wire::{SIGNATURE_DOMAIN, VERSION};
 use gossip_core::{
     Address, ClusterKey, Codec, Identity, Keyring, Limits, Message, NodeId, ReplayConfig,
@@ -229,6 +232,48 @@ pub fn all_kinds() -> Vec<(&'static str, Message)> {
                 req: 77,
                 to: target,
                 data: b"value".to_vec().into(),
+            }
+            .into(),
+        ),
+        (
+            "stream_open",
+            StreamOpen {
+                stream: 3,
+                window: 262_144,
+            }
+            .into(),
+        ),
+        (
+            "stream_accept",
+            StreamAccept {
+                stream: 3 | ACCEPTOR_BIT,
+                window: 262_144,
+            }
+            .into(),
+        ),
+        (
+            "stream_data",
+            StreamData {
+                stream: 3,
+                seq: 0,
+                data: b"chunk".to_vec().into(),
+            }
+            .into(),
+        ),
+        (
+            "stream_credit",
+            StreamCredit {
+                stream: 3 | ACCEPTOR_BIT,
+                credit: 65_536,
+            }
+            .into(),
+        ),
+        (
+            "stream_close",
+            StreamClose {
+                stream: 3,
+                code: 0,
+                reason: "done".into(),
             }
             .into(),
         ),

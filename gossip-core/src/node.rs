@@ -879,6 +879,7 @@ impl Node {
                         piggyback,
                     }
                     .into(),
+                    false,
                 );
             }
             Message::Ack(ack) => {
@@ -1099,7 +1100,7 @@ impl Node {
                 seq: ind.seq,
                 piggyback: Vec::new(),
             };
-            self.reply(now, ind.requester, ind.reply_to, ack.into());
+            self.reply(now, ind.requester, ind.reply_to, ack.into(), false);
         }
     }
 
@@ -1147,6 +1148,7 @@ impl Node {
                     ind.requester,
                     ind.reply_to,
                     Nack { seq: ind.seq }.into(),
+                    false,
                 );
             }
         }
@@ -1156,7 +1158,9 @@ impl Node {
         let Some(m) = self.members.get(&target) else {
             return;
         };
-        if m.state != State::Alive {
+        // An already-suspect member is suspected again: our own failed probe is an independent
+        // confirmation that shortens the Lifeguard timeout (and is gossiped so others count it).
+        if m.state.is_down() {
             return;
         }
         let msg = Suspect {
@@ -1759,7 +1763,7 @@ impl Node {
                     digest: self.digest(),
                     states,
                 };
-                self.reply_reliable(now, origin, from, answer.into());
+                self.reply(now, origin, from, answer.into(), true);
             }
             sync_phase::ANSWER => {
                 let (states, _) = self.delta(&sync.digest);
@@ -1769,7 +1773,7 @@ impl Node {
                         digest: Vec::new(),
                         states,
                     };
-                    self.reply_reliable(now, origin, from.clone(), close.into());
+                    self.reply(now, origin, from.clone(), close.into(), true);
                 }
                 // The answer was cut by the budget if the peer still knows more than we do now.
                 let behind = sync.digest.iter().any(|e| self.lacks(e));
@@ -1781,7 +1785,7 @@ impl Node {
                         digest: self.digest(),
                         states: Vec::new(),
                     };
-                    self.reply_reliable(now, origin, from, again.into());
+                    self.reply(now, origin, from, again.into(), true);
                 } else {
                     self.sync_followups.remove(&origin);
                 }
@@ -1927,27 +1931,22 @@ impl Node {
     }
 
     /// Answers a known member through its route, an unknown one at the address it came from.
-    fn reply(&mut self, now: Instant, origin: NodeId, from: Address, message: Message) {
+    fn reply(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        from: Address,
+        message: Message,
+        reliable: bool,
+    ) {
         if self
             .members
             .get(&origin)
             .is_some_and(|m| !m.addrs.is_empty())
         {
-            self.send_to_member(now, origin, message, false);
+            self.send_to_member(now, origin, message, reliable);
         } else {
-            self.send_to_addr(now, from, Some(origin), message, false);
-        }
-    }
-
-    fn reply_reliable(&mut self, now: Instant, origin: NodeId, from: Address, message: Message) {
-        if self
-            .members
-            .get(&origin)
-            .is_some_and(|m| !m.addrs.is_empty())
-        {
-            self.send_to_member(now, origin, message, true);
-        } else {
-            self.send_to_addr(now, from, Some(origin), message, true);
+            self.send_to_addr(now, from, Some(origin), message, reliable);
         }
     }
 

@@ -1,0 +1,272 @@
+//! The node state machine driven by hand: a few members wired through a tiny in-test network,
+//! to check rules that must hold whatever the network does.
+
+mod common;
+
+use common::*;
+use gossip_core::message::{Alive, Leave, Relay, Suspect};
+use gossip_core::{
+    Address, CommandError, Config, Event, Instant, Keyring, Node, NodeId, State, Transmit,
+};
+
+fn addr(i: u8) -> Address {
+    Address::Udp(format!("127.0.0.{i}:7946").parse().unwrap())
+}
+
+fn node(i: u8, config: Config) -> Node {
+    Node::new(
+        config.with_name(format!("n{i}")),
+        identity(i),
+        Keyring::new(key(1)),
+        vec![addr(i)],
+        [i; 32],
+        Instant::from_millis(0),
+        NOW_MS,
+    )
+}
+
+/// Delivers every transmit between the nodes (by address) until none is left; returns them.
+fn pump(nodes: &mut [Node], now: Instant) -> Vec<Transmit> {
+    let mut all = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            while let Some(t) = n.poll_transmit() {
+                batch.push((i, t));
+            }
+        }
+        if batch.is_empty() {
+            return all;
+        }
+        for (from, t) in batch {
+            let to = nodes.iter().position(|n| n.local().addrs.contains(&t.to));
+            if let Some(to) = to {
+                let from_addr = nodes[from].local().addrs[0].clone();
+                nodes[to].handle_packet(now, from_addr, &t.bytes);
+            }
+            all.push(t);
+        }
+    }
+}
+
+fn cluster(n: u8, config: Config) -> Vec<Node> {
+    let mut nodes: Vec<Node> = (1..=n).map(|i| node(i, config.clone())).collect();
+    let now = Instant::from_millis(1);
+    for i in 1..nodes.len() {
+        nodes[i].join(now, &[addr(1)]);
+        pump(&mut nodes, now);
+    }
+    // Let the bootstrap push-pulls run so everyone knows everyone.
+    for ms in (100..5_000).step_by(100) {
+        let now = Instant::from_millis(ms);
+        for n in nodes.iter_mut() {
+            n.handle_timeout(now);
+        }
+        pump(&mut nodes, now);
+    }
+    for n in &nodes {
+        assert_eq!(
+            n.live_count(),
+            nodes.len(),
+            "{} knows {} members",
+            n.config().name,
+            n.live_count()
+        );
+    }
+    nodes
+}
+
+fn events(n: &mut Node) -> Vec<Event> {
+    std::iter::from_fn(|| n.poll_event()).collect()
+}
+
+#[test]
+fn nobody_can_make_another_member_leave() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    // Node 3 signs a leave: it is about node 3 (the signer), never about anyone else.
+    let inc = nodes[2].local().incarnation;
+    let leave = codec(3, Keyring::new(key(1)))
+        .encode(
+            &mut CountingRng(1),
+            ts(9),
+            0,
+            &Leave { incarnation: inc }.into(),
+        )
+        .unwrap();
+    events(&mut nodes[0]);
+    nodes[0].handle_packet(now, addr(3), &leave);
+    assert_eq!(
+        nodes[0].member(&identity(3).id()).unwrap().state,
+        State::Left
+    );
+    assert_eq!(
+        nodes[0].member(&identity(2).id()).unwrap().state,
+        State::Alive
+    );
+    assert_eq!(
+        events(&mut nodes[0]),
+        vec![Event::MemberLeft {
+            id: identity(3).id()
+        }]
+    );
+}
+
+#[test]
+fn suspicion_of_ourselves_is_refuted_with_a_higher_incarnation() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let before = nodes[0].local().incarnation;
+    let me = nodes[0].id();
+    let accusation = codec(2, Keyring::new(key(1)))
+        .encode(
+            &mut CountingRng(1),
+            ts(9),
+            0,
+            &Suspect {
+                node: me,
+                incarnation: before,
+            }
+            .into(),
+        )
+        .unwrap();
+    nodes[0].handle_packet(now, addr(2), &accusation);
+    assert_eq!(nodes[0].local().incarnation, before + 1);
+    pump(&mut nodes, now);
+    for ms in (6_100..7_000).step_by(50) {
+        let now = Instant::from_millis(ms);
+        nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+        pump(&mut nodes, now);
+    }
+    for n in &nodes[1..] {
+        let m = n.member(&me).unwrap();
+        assert_eq!((m.state, m.incarnation), (State::Alive, before + 1));
+    }
+}
+
+#[test]
+fn alive_records_are_only_accepted_from_the_member_itself() {
+    let mut nodes = cluster(2, Config::lan());
+    let now = Instant::from_millis(6_000);
+    // Node 2 tries to refute on behalf of node 1 with a higher incarnation: it can only sign as
+    // itself, so the record is about node 2 and node 1's entry is untouched.
+    let victim = identity(9).id();
+    let forged = codec(2, Keyring::new(key(1)))
+        .encode(
+            &mut CountingRng(1),
+            ts(9),
+            0,
+            &Alive {
+                incarnation: u64::MAX,
+                addrs: vec![addr(9)],
+                name: "n9".into(),
+            }
+            .into(),
+        )
+        .unwrap();
+    nodes[0].handle_packet(now, addr(2), &forged);
+    assert!(nodes[0].member(&victim).is_none());
+    assert_eq!(
+        nodes[0].member(&identity(2).id()).unwrap().incarnation,
+        u64::MAX
+    );
+}
+
+#[test]
+fn relays_refuse_strangers() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let inner = vec![1, 1, 0, 0];
+    let relay = codec(2, Keyring::new(key(1)))
+        .encode(
+            &mut CountingRng(1),
+            ts(9),
+            0,
+            &Relay {
+                to: identity(3).id(),
+                frame: inner.into(),
+            }
+            .into(),
+        )
+        .unwrap();
+    nodes[0].handle_packet(now, addr(2), &relay);
+    assert_eq!(nodes[0].poll_transmit(), None, "nothing forwarded");
+    assert_eq!(nodes[0].stats().drops.get("relay_refused"), Some(&1));
+}
+
+#[test]
+fn commands_are_checked() {
+    let mut nodes = cluster(
+        2,
+        Config {
+            max_metadata_bytes: 16,
+            ..Config::lan()
+        },
+    );
+    let now = Instant::from_millis(6_000);
+    let stranger = NodeId::from_bytes([7; 32]);
+    assert_eq!(
+        nodes[0].send(now, stranger, "t", vec![], false),
+        Err(CommandError::UnknownMember(stranger))
+    );
+    assert!(matches!(
+        nodes[0].request(now, stranger, "t", vec![], 10),
+        Err(CommandError::UnknownMember(_))
+    ));
+    assert_eq!(
+        nodes[0].set_metadata(now, "k", Some(vec![0; 32])),
+        Err(CommandError::MetadataTooLarge { size: 33, max: 16 })
+    );
+    nodes[0].set_metadata(now, "k", Some(vec![0; 8])).unwrap();
+    nodes[0].leave(now);
+    assert_eq!(
+        nodes[0].broadcast(now, "t", vec![]),
+        Err(CommandError::Left)
+    );
+    assert_eq!(
+        nodes[0].poll_timeout(),
+        None,
+        "a node that left has no timers"
+    );
+}
+
+#[test]
+fn large_frames_ask_for_a_reliable_link() {
+    let mut nodes = cluster(2, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let peer = nodes[1].id();
+    // Incompressible, so lz4 cannot bring it under the budget.
+    let noise: Vec<u8> = (0..4_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    nodes[0].send(now, peer, "big", noise, false).unwrap();
+    nodes[0]
+        .send(now, peer, "small", vec![7; 10], false)
+        .unwrap();
+    let sent: Vec<Transmit> = std::iter::from_fn(|| nodes[0].poll_transmit()).collect();
+    let big = sent
+        .iter()
+        .find(|t| t.bytes.len() > 1_400)
+        .expect("the big one");
+    assert!(big.reliable);
+    assert!(sent.iter().any(|t| t.bytes.len() < 1_400 && !t.reliable));
+}
+
+#[test]
+fn queues_are_bounded() {
+    let mut nodes = cluster(
+        2,
+        Config {
+            max_queue: 8,
+            ..Config::lan()
+        },
+    );
+    let now = Instant::from_millis(6_000);
+    let peer = nodes[1].id();
+    for _ in 0..100 {
+        nodes[0].send(now, peer, "x", vec![], false).unwrap();
+    }
+    let queued = std::iter::from_fn(|| nodes[0].poll_transmit()).count();
+    assert_eq!(queued, 8);
+    assert_eq!(nodes[0].stats().transmits_dropped, 92);
+}

@@ -1,0 +1,130 @@
+//! `gossip-sim`: runs one scenario on a simulated cluster and reports what it measured.
+//!
+//! Prints a short human summary, then, as the last line of stdout, one JSON object. Exits 0 when
+//! the scenario's success criterion held, 1 otherwise.
+
+mod observe;
+mod report;
+mod scenario;
+
+use std::process::ExitCode;
+use std::time::Instant as WallClock;
+
+use clap::Parser;
+use gossip_core::Config;
+use gossip_sim::{NetConfig, Sim};
+
+use crate::report::Params;
+use crate::scenario::Scenario;
+
+/// Config preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Preset {
+    /// `Config::lan()`.
+    Lan,
+    /// `Config::wan()`.
+    Wan,
+    /// `Config::local()`.
+    Local,
+}
+
+/// Deterministic gossip cluster simulator: runs one scenario and prints a summary, then one JSON
+/// line (nodes, seed, loss, scenario, converged, rounds_to_converge, sim_ms_to_converge,
+/// detect_ms_p50, detect_ms_max, false_deaths, bytes_per_node_per_s, msgs_per_node_per_s,
+/// wall_ms, peak_rss_kb, plus scenario-specific keys; null where a metric does not apply).
+///
+/// Times are virtual. rounds_to_converge = sim_ms_to_converge / the config's gossip_interval_ms.
+/// sim_ms_to_converge is, per scenario: join: join_all to converged; metadata: set_metadata to
+/// every node seeing it; loss: the initial join under loss; partition: heal to converged;
+/// churn: end of churn to converged; crash: null (see detect_ms_*). Traffic rates are sent
+/// frames and bytes per node (all N) per virtual second over the scenario's measurement window
+/// (join: the join; metadata: the dissemination; crash: crash to detection; loss: the steady
+/// state; partition: heal to converged; churn: the churn period). false_deaths / false_suspects
+/// count MemberDead / MemberSuspect events about running members (partition: same-side only;
+/// churn: null). Exit code 0 when the scenario succeeded (partition also requires both sides to
+/// have declared each other down after 60 s), else 1.
+#[derive(Debug, Parser)]
+#[command(name = "gossip-sim", version)]
+struct Args {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=65_536))]
+    nodes: u64,
+    /// Seed: the same seed and arguments reproduce a run exactly.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Probability that a best-effort datagram is lost.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Scenario to run.
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Protocol config preset.
+    #[arg(long, value_enum, default_value_t = Preset::Lan)]
+    config: Preset,
+    /// One-way latency in ms (default: the simulator's, 1 ms).
+    #[arg(long)]
+    latency_ms: Option<f64>,
+    /// Uniform extra delay in [0, J) ms (default: the simulator's, 0.5 ms).
+    #[arg(long)]
+    jitter_ms: Option<f64>,
+    /// Virtual seconds of steady state (loss, default 1800) or of churn (churn, default 120).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// Report progress on stderr every 10 wall-clock seconds.
+    #[arg(long)]
+    progress: bool,
+}
+
+fn main() -> ExitCode {
+    let started = WallClock::now();
+    let args = Args::parse();
+    observe::PROGRESS.store(args.progress, std::sync::atomic::Ordering::Relaxed);
+    if !(0.0..=1.0).contains(&args.loss) {
+        eprintln!("--loss must be within [0, 1]");
+        return ExitCode::from(2);
+    }
+    let (config, config_name) = match args.config {
+        Preset::Lan => (Config::lan(), "lan"),
+        Preset::Wan => (Config::wan(), "wan"),
+        Preset::Local => (Config::local(), "local"),
+    };
+    let defaults = NetConfig::default();
+    let micros = |ms: Option<f64>, default: u64| {
+        ms.map_or(default, |ms| (ms.max(0.0) * 1_000.0).round() as u64)
+    };
+    let net = NetConfig {
+        latency_us: micros(args.latency_ms, defaults.latency_us),
+        jitter_us: micros(args.jitter_ms, defaults.jitter_us),
+        loss: args.loss,
+        ..defaults
+    };
+    let params = Params {
+        nodes: args.nodes as usize,
+        seed: args.seed,
+        loss: args.loss,
+        scenario: args.scenario.name(),
+        config: config_name,
+        gossip_interval_ms: config.gossip_interval_ms,
+        latency_ms: net.latency_us as f64 / 1_000.0,
+        jitter_ms: net.jitter_us as f64 / 1_000.0,
+    };
+    println!(
+        "gossip-sim: seed {} (scenario {}, {} nodes)",
+        args.seed, params.scenario, params.nodes
+    );
+    let mut sim = Sim::new(params.nodes, args.seed, config, net);
+    let duration_s = args
+        .duration_s
+        .unwrap_or(args.scenario.default_duration_s());
+    let outcome = args.scenario.run(&mut sim, duration_s);
+    let wall_ms = started.elapsed().as_millis();
+    for line in report::summary(&params, &outcome, wall_ms) {
+        println!("{line}");
+    }
+    println!("{}", report::json(&params, &outcome, wall_ms));
+    if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

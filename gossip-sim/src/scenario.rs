@@ -1,0 +1,349 @@
+//! The scenarios the binary runs. Each starts from a fresh, unjoined `Sim` and returns what it
+//! measured; all virtual times are in milliseconds.
+
+use std::collections::HashSet;
+
+use gossip_core::State;
+use gossip_sim::Sim;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::observe::{Log, Sent, Traffic, Verdict, converged, run_for, run_until_true};
+use crate::report::Outcome;
+
+/// Longest wait for `join_all` to converge.
+const JOIN_MAX_MS: u64 = 120_000;
+/// How often convergence is checked.
+const CHECK_MS: u64 = 50;
+
+/// Which scenario to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// join_all, run until converged (max 120 s). Measures the time to converge.
+    Join,
+    /// Converge, then node 0 sets metadata role=x; time until every node sees it (max 60 s).
+    Metadata,
+    /// Converge, run 5 s, crash node n-1; time until each other node marks it dead (max 120 s).
+    Crash,
+    /// Converge, then run --duration-s steady state; counts false deaths and measures traffic.
+    Loss,
+    /// Converge, split in halves for 60 s, heal; time until converged again (max 300 s).
+    Partition,
+    /// Converge, crash/restart/leave a node every 2 s for --duration-s, then converge (max 120 s).
+    Churn,
+}
+
+impl Scenario {
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Join => "join",
+            Scenario::Metadata => "metadata",
+            Scenario::Crash => "crash",
+            Scenario::Loss => "loss",
+            Scenario::Partition => "partition",
+            Scenario::Churn => "churn",
+        }
+    }
+
+    /// Default `--duration-s`, for the scenarios that use it.
+    pub fn default_duration_s(self) -> u64 {
+        match self {
+            Scenario::Loss => 1_800,
+            _ => 120,
+        }
+    }
+
+    /// Runs it. `duration_s` is used by `loss` and `churn`.
+    pub fn run(self, sim: &mut Sim, duration_s: u64) -> Outcome {
+        let mut log = Log::default();
+        match self {
+            Scenario::Join => join(sim, &mut log),
+            Scenario::Metadata => metadata(sim, &mut log),
+            Scenario::Crash => crash(sim, &mut log),
+            Scenario::Loss => loss(sim, &mut log, duration_s * 1_000),
+            Scenario::Partition => partition(sim, &mut log),
+            Scenario::Churn => churn(sim, &mut log, duration_s * 1_000),
+        }
+    }
+}
+
+/// join_all and wait for convergence; the virtual ms it took.
+fn setup(sim: &mut Sim, log: &mut Log) -> Option<u64> {
+    sim.join_all();
+    run_until_true(sim, log, JOIN_MAX_MS, CHECK_MS, |s, _| converged(s))
+}
+
+fn join(sim: &mut Sim, log: &mut Log) -> Outcome {
+    let (start, sent) = (sim.now, Sent::take(sim));
+    let join_ms = setup(sim, log);
+    let mut o = Outcome {
+        ok: join_ms.is_some(),
+        converged: join_ms.is_some(),
+        join_ms,
+        sim_ms_to_converge: join_ms,
+        false_deaths: Some(log.count(Verdict::Dead, start, |_| true)),
+        false_suspects: Some(log.count(Verdict::Suspect, start, |_| true)),
+        traffic: Traffic::since(sim, sent),
+        ..Outcome::default()
+    };
+    let knowledge = sim.knowledge();
+    o.extra.insert("knowledge".into(), json!(knowledge));
+    o.notes.push(format!(
+        "knowledge (alive pairs seen) at end: {knowledge:.6}"
+    ));
+    o
+}
+
+fn metadata(sim: &mut Sim, log: &mut Log) -> Outcome {
+    let join_ms = setup(sim, log);
+    let (start, sent) = (sim.now, Sent::take(sim));
+    let set = sim.with_node(0, |n, now| n.set_metadata(now, "role", Some(b"x".to_vec())));
+    let id0 = sim.id(0);
+    let seen = |s: &Sim| {
+        s.nodes
+            .iter()
+            .filter(|n| {
+                n.up && n
+                    .node
+                    .member(&id0)
+                    .is_some_and(|m| m.metadata.get("role").is_some_and(|v| v == b"x"))
+            })
+            .count()
+    };
+    let ms = match &set {
+        Ok(()) => run_until_true(sim, log, 60_000, 1, |s, _| seen(s) == s.up().len()),
+        Err(_) => None,
+    };
+    let mut o = Outcome {
+        ok: join_ms.is_some() && ms.is_some(),
+        converged: ms.is_some(),
+        join_ms,
+        sim_ms_to_converge: ms,
+        false_deaths: Some(log.count(Verdict::Dead, start, |_| true)),
+        false_suspects: Some(log.count(Verdict::Suspect, start, |_| true)),
+        traffic: Traffic::since(sim, sent),
+        ..Outcome::default()
+    };
+    if let Err(e) = set {
+        o.notes.push(format!("set_metadata refused: {e}"));
+    }
+    o.extra.insert("metadata_seen".into(), json!(seen(sim)));
+    o.notes.push(format!(
+        "metadata role=x seen by {}/{} nodes after {:?} ms",
+        seen(sim),
+        sim.up().len(),
+        ms
+    ));
+    o
+}
+
+fn crash(sim: &mut Sim, log: &mut Log) -> Outcome {
+    let join_ms = setup(sim, log);
+    run_for(sim, log, 5_000, CHECK_MS);
+    let victim = sim.nodes.len() - 1;
+    let vid = sim.id(victim);
+    sim.crash(victim);
+    let (at, sent) = (sim.now, Sent::take(sim));
+    let observers = sim.up().len();
+    let detected = |log: &Log| -> Vec<u64> {
+        let mut seen = HashSet::new();
+        let mut times = Vec::new();
+        for e in &log.entries {
+            if e.verdict == Verdict::Dead
+                && e.member == vid
+                && e.at >= at
+                && seen.insert(e.observer)
+            {
+                times.push(e.at.micros_since(at) / 1_000);
+            }
+        }
+        times
+    };
+    let all = run_until_true(sim, log, 120_000, CHECK_MS, |_, log| {
+        detected(log).len() == observers
+    })
+    .is_some();
+    let times = detected(log);
+    let mut o = Outcome {
+        ok: join_ms.is_some() && all,
+        converged: all,
+        join_ms,
+        false_deaths: Some(log.count(Verdict::Dead, at, |id| *id != vid)),
+        false_suspects: Some(log.count(Verdict::Suspect, at, |id| *id != vid)),
+        traffic: Traffic::since(sim, sent),
+        ..Outcome::default()
+    };
+    o.extra.insert("observers".into(), json!(observers));
+    o.notes.push(format!(
+        "crashed node {victim}: detected dead by {}/{observers} nodes, p50 {:?} ms, max {:?} ms",
+        times.len(),
+        crate::observe::percentile(&times, 50),
+        times.iter().max()
+    ));
+    o.detect_ms = Some(times);
+    o
+}
+
+fn loss(sim: &mut Sim, log: &mut Log, duration_ms: u64) -> Outcome {
+    let join_ms = setup(sim, log);
+    let (start, sent) = (sim.now, Sent::take(sim));
+    run_for(sim, log, duration_ms, 1_000);
+    // Nobody crashes here: every verdict is about a running member.
+    let deaths = log.count(Verdict::Dead, start, |_| true);
+    let suspects = log.count(Verdict::Suspect, start, |_| true);
+    let still = converged(sim);
+    let mut o = Outcome {
+        ok: join_ms.is_some() && deaths == 0,
+        converged: join_ms.is_some() && deaths == 0,
+        join_ms,
+        sim_ms_to_converge: join_ms,
+        false_deaths: Some(deaths),
+        false_suspects: Some(suspects),
+        traffic: Traffic::since(sim, sent),
+        ..Outcome::default()
+    };
+    o.extra.insert("converged_at_end".into(), json!(still));
+    o.extra
+        .insert("duration_s".into(), json!(duration_ms / 1_000));
+    o.notes.push(format!(
+        "{} s steady state: {deaths} false deaths, {suspects} false suspicions, converged at end: {still}",
+        duration_ms / 1_000
+    ));
+    o
+}
+
+fn partition(sim: &mut Sim, log: &mut Log) -> Outcome {
+    let join_ms = setup(sim, log);
+    let n = sim.nodes.len();
+    let half = n / 2;
+    let group: Vec<u8> = (0..n).map(|i| u8::from(i >= half)).collect();
+    sim.partition(group.clone());
+    let split_at = sim.now;
+    run_for(sim, log, 60_000, 100);
+    // Each side should have declared every member of the other side down (or already forgotten it).
+    let up = sim.up();
+    let (mut cross, mut cross_down) = (0u64, 0u64);
+    for &i in &up {
+        for &j in up.iter().filter(|&&j| group[j] != group[i]) {
+            cross += 1;
+            cross_down += u64::from(sim.view(i, j).is_none_or(State::is_down));
+        }
+    }
+    let split_detected = cross_down == cross;
+    let same_side = |observer: usize, id: &gossip_core::NodeId| {
+        sim.index(id).is_some_and(|m| group[m] == group[observer])
+    };
+    let wrong: Vec<_> = log
+        .entries
+        .iter()
+        .filter(|e| e.at >= split_at && same_side(e.observer, &e.member))
+        .collect();
+    let false_deaths = wrong.iter().filter(|e| e.verdict == Verdict::Dead).count() as u64;
+    let false_suspects = wrong
+        .iter()
+        .filter(|e| e.verdict == Verdict::Suspect)
+        .count() as u64;
+
+    sim.heal();
+    let (healed, sent) = (sim.now, Sent::take(sim));
+    let mut ms = run_until_true(sim, log, 60_000, CHECK_MS, |s, _| converged(s));
+    let rejoined = ms.is_none();
+    if rejoined {
+        for i in half..n {
+            if sim.nodes[i].up {
+                sim.join(i, &[0]);
+            }
+        }
+        ms = run_until_true(sim, log, 240_000, CHECK_MS, |s, _| converged(s))
+            .map(|_| sim.now.micros_since(healed) / 1_000);
+    }
+    let mut o = Outcome {
+        ok: join_ms.is_some() && split_detected && ms.is_some(),
+        converged: ms.is_some(),
+        join_ms,
+        sim_ms_to_converge: ms,
+        false_deaths: Some(false_deaths),
+        false_suspects: Some(false_suspects),
+        traffic: Traffic::since(sim, sent),
+        ..Outcome::default()
+    };
+    o.extra
+        .insert("split_detected".into(), json!(split_detected));
+    o.extra.insert(
+        "split_views_down".into(),
+        json!(cross_down as f64 / cross.max(1) as f64),
+    );
+    o.extra.insert("rejoined".into(), json!(rejoined));
+    o.extra.insert("knowledge".into(), json!(sim.knowledge()));
+    o.notes.push(format!(
+        "after 60 s split: {cross_down}/{cross} cross-side views down; {false_deaths} same-side false deaths"
+    ));
+    o.notes.push(format!(
+        "after heal: converged in {ms:?} ms, rejoin needed: {rejoined}; knowledge {:.6}",
+        sim.knowledge()
+    ));
+    o
+}
+
+fn churn(sim: &mut Sim, log: &mut Log, duration_ms: u64) -> Outcome {
+    let join_ms = setup(sim, log);
+    let n = sim.nodes.len();
+    let mut rng = ChaCha20Rng::seed_from_u64(sim.seed() ^ 0x5eed);
+    let mut pick = |v: &[usize]| v[(rng.next_u64() % v.len() as u64) as usize];
+    let (start, sent) = (sim.now, Sent::take(sim));
+    let (mut crashes, mut restarts, mut leaves) = (0u64, 0u64, 0u64);
+    while sim.now.micros_since(start) < duration_ms * 1_000 {
+        let up = sim.up();
+        let down: Vec<usize> = (0..n).filter(|i| !sim.nodes[*i].up).collect();
+        // Half restarts, a quarter crashes, a quarter leaves, so the population holds steady;
+        // never below two running nodes, and a restart needs a crashed node.
+        let roll = pick(&[0, 1, 2, 3]);
+        let restart = !down.is_empty() && (roll < 2 || up.len() <= 2);
+        let mut leaving = None;
+        if restart {
+            let (i, seed) = (pick(&down), pick(&up));
+            sim.restart(i, &[seed]);
+            restarts += 1;
+        } else if up.len() > 2 && roll % 2 == 0 {
+            sim.crash(pick(&up));
+            crashes += 1;
+        } else if up.len() > 2 {
+            let i = pick(&up);
+            sim.with_node(i, |node, now| node.leave(now));
+            leaving = Some(i);
+            leaves += 1;
+        }
+        run_for(sim, log, 2_000, 100);
+        // A node that left runs 2 s to spread its leave, then stops.
+        if let Some(i) = leaving {
+            sim.crash(i);
+        }
+    }
+    let churn_traffic = Traffic::since(sim, sent);
+    let ms = run_until_true(sim, log, 120_000, CHECK_MS, |s, _| converged(s));
+    let mut o = Outcome {
+        ok: join_ms.is_some() && ms.is_some(),
+        converged: ms.is_some(),
+        join_ms,
+        sim_ms_to_converge: ms,
+        traffic: churn_traffic,
+        ..Outcome::default()
+    };
+    o.extra.insert("crashes".into(), json!(crashes));
+    o.extra.insert("restarts".into(), json!(restarts));
+    o.extra.insert("leaves".into(), json!(leaves));
+    o.extra.insert("up_at_end".into(), json!(sim.up().len()));
+    o.extra.insert("knowledge".into(), json!(sim.knowledge()));
+    o.notes.push(format!(
+        "churn {} s: {crashes} crashes, {restarts} restarts, {leaves} leaves; {} up at end",
+        duration_ms / 1_000,
+        sim.up().len()
+    ));
+    o.notes.push(format!(
+        "converged {ms:?} ms after churn stopped; knowledge {:.6}",
+        sim.knowledge()
+    ));
+    o
+}

@@ -19,10 +19,14 @@
 //! can never be what is measured. The decoder's origin key is parsed once and then cached, as on
 //! a live node; the raw baseline likewise uses an already parsed `VerifyingKey`.
 //!
+//! After each payload's group, a paired measurement alternates blocks of round trips and raw
+//! sign + verify and prints the median throughput ratio: on a shared or noisy machine it is a
+//! steadier figure than the ratio of two criterion estimates taken seconds apart.
+//!
 //! Run: `cargo bench -p gossip-core --bench pipeline`. Wire sizes are printed before the timings.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey, Verifier};
@@ -202,6 +206,69 @@ fn bench_payload(c: &mut Criterion, name: &str, data: Vec<u8>, seed: u64) {
         });
     }
     group.finish();
+
+    if paired_wanted(name) {
+        let (median, low, high) = paired_ratio(&mut setup, &msg, &raw_data, &signing);
+        println!(
+            "paired {name}: round_trip throughput / raw_sign_verify throughput = {:.1}% \
+             (median of {PAIRED_ROUNDS} interleaved rounds of {PAIRED_OPS} ops; quartiles {:.1}%..{:.1}%)",
+            median * 100.0,
+            low * 100.0,
+            high * 100.0
+        );
+    }
+}
+
+const PAIRED_ROUNDS: usize = 41;
+const PAIRED_OPS: u64 = 100;
+
+/// Whether to run the paired measurement: not in `--test` / `--list` mode, and only when no
+/// name filter is given or one of them is a plain substring of `pipeline/<name>/paired`.
+fn paired_wanted(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--test" || a == "--list") {
+        return false;
+    }
+    let id = format!("pipeline/{name}/paired");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
+}
+
+/// Round trip against raw sign + verify, measured in alternating blocks so that machine noise
+/// (other processes, frequency changes) hits both sides alike. Returns the median and quartiles
+/// of the per-round throughput ratio.
+fn paired_ratio(
+    setup: &mut Setup,
+    msg: &Message,
+    raw: &[u8],
+    signing: &SigningKey,
+) -> (f64, f64, f64) {
+    let verifying = signing.verifying_key();
+    let mut rx = setup.receiver();
+    let mut next = 1u64;
+    let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
+    for _ in 0..PAIRED_ROUNDS {
+        let start = Instant::now();
+        for _ in 0..PAIRED_OPS {
+            next += 1;
+            let frame = setup
+                .sender
+                .encode(&mut setup.rng, id(next), TTL, black_box(msg))
+                .unwrap();
+            black_box(rx.decode(black_box(&frame), WALL_MS).unwrap());
+        }
+        let round_trip = start.elapsed();
+        let start = Instant::now();
+        for _ in 0..PAIRED_OPS {
+            let sig = signing.sign(black_box(raw));
+            verifying.verify(black_box(raw), &sig).unwrap();
+        }
+        let raw_time = start.elapsed();
+        ratios.push(raw_time.as_secs_f64() / round_trip.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    (ratios[n / 2], ratios[n / 4], ratios[3 * n / 4])
 }
 
 fn benches(c: &mut Criterion) {

@@ -210,6 +210,11 @@ impl Codec {
         &mut self.keyring
     }
 
+    /// Origins whose parsed verifying key is cached.
+    pub fn cached_keys(&self) -> usize {
+        self.keys.len()
+    }
+
     /// The replay guard, for inspection.
     pub fn replay(&self) -> &ReplayGuard {
         &self.replay
@@ -412,25 +417,28 @@ impl Codec {
 
     fn verify_signature(&mut self, packet: &SignedPacket) -> Result<(), WireError> {
         let origin = packet.origin();
-        let key = match self.keys.get(&origin) {
-            Some(key) => *key,
-            None => {
-                let key = origin.verifying_key().ok_or(Unauthenticated::OriginKey)?;
-                if self.keys.len() >= KEY_CACHE_CAPACITY {
-                    // Any victim will do: a miss costs one point decompression, not correctness.
-                    if let Some(victim) = self.keys.keys().next().copied() {
-                        self.keys.remove(&victim);
-                    }
-                }
-                self.keys.insert(origin, key);
-                key
-            }
+        let cached = self.keys.get(&origin).copied();
+        let key = match cached {
+            Some(key) => key,
+            None => origin.verifying_key().ok_or(Unauthenticated::OriginKey)?,
         };
         key.multipart_verify(
             &[SIGNATURE_DOMAIN, &[VERSION], packet.signed_part()],
             &packet.signature(),
         )
-        .map_err(|_| Unauthenticated::Signature.into())
+        .map_err(|_| Unauthenticated::Signature)?;
+        // Cache only keys that just proved themselves: forgeries naming made-up origins must not
+        // be able to evict the keys of real members.
+        if cached.is_none() {
+            if self.keys.len() >= KEY_CACHE_CAPACITY {
+                // Any victim will do: a miss costs one point decompression, not correctness.
+                if let Some(victim) = self.keys.keys().next().copied() {
+                    self.keys.remove(&victim);
+                }
+            }
+            self.keys.insert(origin, key);
+        }
+        Ok(())
     }
 
     fn decode_payload(&self, packet: &SignedPacket) -> Result<Message, WireError> {

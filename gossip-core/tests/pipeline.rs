@@ -514,3 +514,29 @@ fn keyring_rotation_without_downtime() {
     );
     send(&b, &mut a).unwrap();
 }
+
+#[test]
+fn forged_packets_do_not_enter_the_key_cache() {
+    let mut receiver = plaintext(2);
+    for i in 0..50u8 {
+        // A made-up origin (a valid point: another node's key) with a signature that does not verify.
+        let part = signed_part(
+            identity(100 + i).id(),
+            ts(u16::from(i)),
+            10,
+            ENCODING_RAW,
+            &[0x92, 0xa0, 0xc4, 0],
+        );
+        let mut bytes = vec![0u8; 64];
+        bytes.extend_from_slice(&part);
+        let forged = gossip_core::SignedPacket::from_bytes(bytes).unwrap();
+        assert_eq!(
+            receiver.accept(&forged, NOW_MS),
+            Err(Unauthenticated::Signature.into())
+        );
+    }
+    assert_eq!(receiver.cached_keys(), 0);
+    let honest = plaintext(1).sign(ts(999), &all_kinds()[3].1).unwrap();
+    receiver.accept(&honest, NOW_MS).unwrap();
+    assert_eq!(receiver.cached_keys(), 1);
+}

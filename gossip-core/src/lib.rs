@@ -18,6 +18,7 @@ pub mod replay;
 pub mod requests;
 pub mod streams;
 pub mod time;
+pub mod typed;
 pub mod wire;
 
 pub use address::Address;

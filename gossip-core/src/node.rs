@@ -770,6 +770,51 @@ impl Node {
             .for_each(|e| self.push_event(Event::Group(e)));
     }
 
+    /// [`Node::broadcast`] of a serde value (see [`crate::typed`]).
+    pub fn broadcast_typed<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        value: &T,
+    ) -> Result<(), CommandError> {
+        self.broadcast(now, topic, crate::typed::to_bytes(value)?)
+    }
+
+    /// [`Node::send`] of a serde value.
+    pub fn send_typed<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        topic: &str,
+        value: &T,
+        reliable: bool,
+    ) -> Result<(), CommandError> {
+        self.send(now, to, topic, crate::typed::to_bytes(value)?, reliable)
+    }
+
+    /// [`Node::request`] with a serde value.
+    pub fn request_typed<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        topic: &str,
+        value: &T,
+        timeout_ms: u64,
+    ) -> Result<RequestId, CommandError> {
+        self.request(now, to, topic, crate::typed::to_bytes(value)?, timeout_ms)
+    }
+
+    /// [`Node::respond`] with a serde value.
+    pub fn respond_typed<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        id: RequestId,
+        value: &T,
+    ) -> Result<(), CommandError> {
+        self.respond(now, to, id, crate::typed::to_bytes(value)?)
+    }
+
     /// Leaves the cluster: announces a leave signed by this node and stops probing. Keep the
     /// driver running a moment (a few gossip intervals) so the announcement spreads.
     pub fn leave(&mut self, now: Instant) {

@@ -270,3 +270,46 @@ fn queues_are_bounded() {
     assert_eq!(queued, 8);
     assert_eq!(nodes[0].stats().transmits_dropped, 92);
 }
+
+#[test]
+fn typed_messages_round_trip_between_nodes() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Job {
+        name: String,
+        shards: Vec<u16>,
+    }
+    let mut nodes = cluster(2, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let peer = nodes[1].id();
+    let job = Job {
+        name: "reindex".into(),
+        shards: vec![1, 4, 9],
+    };
+    nodes[0].send_typed(now, peer, "job", &job, true).unwrap();
+    let id = nodes[0]
+        .request_typed(now, peer, "count", &3u32, 1_000)
+        .unwrap();
+    pump(&mut nodes, now);
+    let mut request = None;
+    for e in events(&mut nodes[1]) {
+        match e {
+            Event::Direct { topic, data, .. } if topic == "job" => {
+                assert_eq!(gossip_core::typed::from_bytes::<Job>(&data).unwrap(), job);
+            }
+            Event::Request { from, id, data, .. } => request = Some((from, id, data)),
+            _ => {}
+        }
+    }
+    let (from, rid, data) = request.expect("request arrived");
+    let n: u32 = gossip_core::typed::from_bytes(&data).unwrap();
+    nodes[1]
+        .respond_typed(now, from, rid, &vec!["a"; n as usize])
+        .unwrap();
+    pump(&mut nodes, now);
+    let answer = events(&mut nodes[0]).into_iter().find_map(|e| match e {
+        Event::Response { id: got, data, .. } if got == id => Some(data),
+        _ => None,
+    });
+    let answer: Vec<String> = gossip_core::typed::from_bytes(&answer.expect("response")).unwrap();
+    assert_eq!(answer, vec!["a", "a", "a"]);
+}

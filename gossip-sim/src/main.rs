@@ -67,7 +67,8 @@ struct Args {
     /// Uniform extra delay in [0, J) ms (default: the simulator's, 0.5 ms).
     #[arg(long)]
     jitter_ms: Option<f64>,
-    /// Virtual seconds of steady state (loss, default 1800) or of churn (churn, default 120).
+    /// Virtual seconds of steady state (loss, default 1800), of churn (churn, default 120), or of
+    /// settling after the join before the update (metadata, default 0).
     #[arg(long)]
     duration_s: Option<u64>,
     /// Report progress on stderr every 10 wall-clock seconds.

@@ -51,16 +51,18 @@ impl Scenario {
     pub fn default_duration_s(self) -> u64 {
         match self {
             Scenario::Loss => 1_800,
+            Scenario::Metadata => 0,
             _ => 120,
         }
     }
 
-    /// Runs it. `duration_s` is used by `loss` and `churn`.
+    /// Runs it. `duration_s` is used by `loss` and `churn`, and by `metadata` as the time the
+    /// converged cluster settles before the update (so join traffic has drained).
     pub fn run(self, sim: &mut Sim, duration_s: u64) -> Outcome {
         let mut log = Log::default();
         match self {
             Scenario::Join => join(sim, &mut log),
-            Scenario::Metadata => metadata(sim, &mut log),
+            Scenario::Metadata => metadata(sim, &mut log, duration_s * 1_000),
             Scenario::Crash => crash(sim, &mut log),
             Scenario::Loss => loss(sim, &mut log, duration_s * 1_000),
             Scenario::Partition => partition(sim, &mut log),
@@ -96,8 +98,11 @@ fn join(sim: &mut Sim, log: &mut Log) -> Outcome {
     o
 }
 
-fn metadata(sim: &mut Sim, log: &mut Log) -> Outcome {
+fn metadata(sim: &mut Sim, log: &mut Log, settle_ms: u64) -> Outcome {
     let join_ms = setup(sim, log);
+    if settle_ms > 0 {
+        run_until_true(sim, log, settle_ms, 100, |_, _| false);
+    }
     let (start, sent) = (sim.now, Sent::take(sim));
     let set = sim.with_node(0, |n, now| n.set_metadata(now, "role", Some(b"x".to_vec())));
     let id0 = sim.id(0);

@@ -284,17 +284,6 @@ fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
 }
 
 impl Message {
-    /// The member a membership update is about, read from the packet without trusting it
-    /// further than the caller already does (it must have been verified).
-    pub(crate) fn read_kind_subject(packet: &SignedPacket) -> Option<NodeId> {
-        match packet.kind() {
-            6 | 9 => Some(packet.origin()),
-            7 => decode::<Suspect>(packet.payload()).ok().map(|s| s.node),
-            8 => decode::<Dead>(packet.payload()).ok().map(|d| d.node),
-            _ => None,
-        }
-    }
-
     /// Checks list lengths against `limits.max_items`.
     pub fn validate(&self, limits: &Limits) -> Result<(), TooLarge> {
         let check = |what: &'static str, count: usize| {

@@ -983,10 +983,7 @@ impl Node {
                     Message::Suspect(s) => s.node == self.id,
                     _ => false,
                 };
-                if self.apply(now, origin, message, &inbound.packet) {
-                    let subject = self.subject_of(&inbound.packet, origin);
-                    self.enqueue(subject, inbound.packet);
-                }
+                self.apply_and_spread(now, origin, message, inbound.packet);
                 if about_me && !self.left {
                     let alive = self.local().alive.clone();
                     if let Some(frame) = self.seal(&alive) {
@@ -1267,23 +1264,34 @@ impl Node {
         for item in items {
             match self.codec.accept(&item, wall) {
                 Ok(message) => {
-                    let origin = item.origin();
-                    if self.apply(now, origin, message, &item) {
-                        let subject = self.subject_of(&item, origin);
-                        self.enqueue(subject, item);
-                    }
+                    self.apply_and_spread(now, item.origin(), message, item);
                 }
                 Err(e) => self.drop_counted(&e),
             }
         }
     }
 
-    fn subject_of(&self, packet: &SignedPacket, origin: NodeId) -> Subject {
-        match Message::read_kind_subject(packet) {
-            Some(node) => Subject::Member(node),
-            None if packet.kind() == 13 => Subject::Metadata(origin),
-            None => Subject::Broadcast(origin, packet.id().to_u64()),
+    /// Applies a verified update and, if it was news, queues it to be passed on under its
+    /// subject (a newer update about the same subject replaces a queued older one).
+    fn apply_and_spread(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        message: Message,
+        packet: SignedPacket,
+    ) -> bool {
+        let subject = match &message {
+            Message::Alive(_) | Message::Leave(_) => Subject::Member(origin),
+            Message::Suspect(s) => Subject::Member(s.node),
+            Message::Dead(d) => Subject::Member(d.node),
+            Message::Metadata(_) => Subject::Metadata(origin),
+            _ => Subject::Broadcast(origin, packet.id().to_u64()),
+        };
+        let news = self.apply(now, origin, message, &packet);
+        if news {
+            self.enqueue(subject, packet);
         }
+        news
     }
 
     /// Applies a verified update; true if it was news (and should be passed on).
@@ -1790,12 +1798,7 @@ impl Node {
         for state in sync.states {
             match self.codec.verify(&state) {
                 Ok(message) => {
-                    let o = state.origin();
-                    if self.apply(now, o, message, &state) {
-                        learned_from_peer = true;
-                        let subject = self.subject_of(&state, o);
-                        self.enqueue(subject, state);
-                    }
+                    learned_from_peer |= self.apply_and_spread(now, state.origin(), message, state);
                 }
                 Err(e) => self.drop_counted(&e),
             }

@@ -6,6 +6,7 @@
 //! inside another message as piggybacked gossip.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chacha20poly1305::{AeadInOut, XNonce};
 use ed25519_dalek::ed25519::signature::MultipartVerifier;
@@ -56,8 +57,9 @@ const ENCODING_AT: usize = KIND_AT + 1;
 /// A message with its origin's signature: `signature ‖ origin ‖ id ‖ kind ‖ encoding ‖ payload`.
 ///
 /// Holding one does not mean it verified; [`Codec::accept`] and [`Codec::verify`] do that.
+/// Cloning shares the bytes: a packet is queued, piggybacked and forwarded many times.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SignedPacket(Vec<u8>);
+pub struct SignedPacket(Arc<[u8]>);
 
 impl SignedPacket {
     /// Wraps bytes received from the network, checking only that the fixed header is present.
@@ -68,7 +70,7 @@ impl SignedPacket {
                 have: bytes.len(),
             });
         }
-        Ok(SignedPacket(bytes))
+        Ok(SignedPacket(bytes.into()))
     }
 
     /// The whole packet.
@@ -255,7 +257,7 @@ impl Codec {
             .identity
             .sign(&[SIGNATURE_DOMAIN, &[VERSION], &out[ORIGIN_AT..]]);
         out[..SIGNATURE_LEN].copy_from_slice(&signature.to_bytes());
-        Ok(SignedPacket(out))
+        Ok(SignedPacket(out.into()))
     }
 
     /// Seals a signed packet (this node's or a forwarded one) into a frame with `ttl` hops left.

@@ -11,6 +11,7 @@ pub mod hlc;
 pub mod identity;
 pub mod keyring;
 pub mod limits;
+pub mod link;
 pub mod membership;
 pub mod message;
 pub mod node;

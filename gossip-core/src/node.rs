@@ -815,6 +815,34 @@ impl Node {
         self.respond(now, to, id, crate::typed::to_bytes(value)?)
     }
 
+    /// Changes where this node can be reached (a browser that lost its server and re-joins
+    /// through another one) and announces it with a new incarnation, which outranks every record
+    /// of the old addresses.
+    pub fn set_addresses(&mut self, now: Instant, addrs: Vec<Address>) -> Result<(), CommandError> {
+        if self.left {
+            return Err(CommandError::Left);
+        }
+        let me = self.local();
+        let incarnation = me.incarnation.max(self.wall(now)) + 1;
+        let alive = Alive {
+            incarnation,
+            addrs: addrs.clone(),
+            name: me.name.clone(),
+        };
+        let id = self.hlc.now(self.wall(now));
+        let packet = self.codec.sign(id, &alive.into())?;
+        let me = self
+            .members
+            .get_mut(&self.id)
+            .expect("self is always a member");
+        me.incarnation = incarnation;
+        me.addrs = addrs;
+        me.alive = packet.clone();
+        self.enqueue(Subject::Member(self.id), packet);
+        self.flush(now);
+        Ok(())
+    }
+
     /// Leaves the cluster: announces a leave signed by this node and stops probing. Keep the
     /// driver running a moment (a few gossip intervals) so the announcement spreads.
     pub fn leave(&mut self, now: Instant) {
@@ -842,18 +870,27 @@ impl Node {
     // ----- inputs ----------------------------------------------------------------------------
 
     /// A frame arrived from `from` (the address to answer an unknown sender at).
-    pub fn handle_packet(&mut self, now: Instant, from: Address, bytes: &[u8]) {
+    ///
+    /// Returns the frame's origin once its signature verified (`None` when it was dropped), so
+    /// a driver can bind the connection it came over to that member. A relay forwards frames it
+    /// did not sign, so a driver binds a connection to the origin of its *first* frame only.
+    pub fn handle_packet(&mut self, now: Instant, from: Address, bytes: &[u8]) -> Option<NodeId> {
         self.last_now = self.last_now.max(now);
         self.stats.packets_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         let wall = self.wall(now);
         let inbound = match self.codec.decode(bytes, wall) {
             Ok(inbound) => inbound,
-            Err(e) => return self.drop_counted(&e),
+            Err(e) => {
+                self.drop_counted(&e);
+                return None;
+            }
         };
         if self.hlc.observe(wall, inbound.id()).is_err() {
-            return self.count_drop("clock_drift");
+            self.count_drop("clock_drift");
+            return None;
         }
+        let origin = inbound.origin();
         if let Some(phi) = self.config.phi
             && self.members.contains_key(&inbound.origin())
             && inbound.origin() != self.id
@@ -865,6 +902,7 @@ impl Node {
         }
         self.dispatch(now, from, inbound);
         self.flush(now);
+        Some(origin)
     }
 
     /// Time passed: run whatever timers are due.

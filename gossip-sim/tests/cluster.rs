@@ -322,6 +322,49 @@ fn relayed_member_is_probed_messaged_and_buried_through_its_relay() {
     }
 }
 
+#[test]
+fn relayed_member_rejoins_through_another_relay_when_its_relay_dies() {
+    for seed in 0..3 {
+        let mut sim = joined(10, seed, Config::lan(), NetConfig::default());
+        let b = sim.add_relayed(2);
+        sim.run_until_true(10_000, 50, Sim::converged)
+            .unwrap_or_else(|| panic!("seed {seed}: relayed member not known to all"));
+        let bid = sim.id(b);
+        let before = sim.nodes[0].node.member(&bid).unwrap().incarnation;
+        sim.crash(2);
+        // What the browser driver does when its WebSocket closes: a new relay, a new join.
+        let via = sim.id(3);
+        sim.with_node(b, |n, now| {
+            n.set_addresses(now, vec![gossip_core::Address::Relayed(via)])
+        })
+        .unwrap();
+        sim.join(b, &[3]);
+        sim.run_until_true(60_000, 100, Sim::converged)
+            .unwrap_or_else(|| panic!("seed {seed}: no single view after the relay died"));
+        for i in sim.up() {
+            let m = sim.nodes[i].node.member(&bid).unwrap();
+            assert_eq!(
+                m.relay(),
+                Some(via),
+                "seed {seed}: node {i} routes the old way"
+            );
+            assert!(m.incarnation > before, "seed {seed}: node {i}");
+        }
+        // Reachable through the new relay.
+        sim.with_node(7, |n, now| n.send(now, bid, "t", b"hi".to_vec(), true))
+            .unwrap();
+        sim.run_for(1_000);
+        let from7 = sim.id(7);
+        assert!(
+            sim.nodes[b]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::Direct { from, .. } if *from == from7)),
+            "seed {seed}: not reachable through the new relay"
+        );
+    }
+}
+
 /// Answers every request addressed to the nodes in `responders` with "echo:" + the request data.
 fn answer_requests(sim: &mut Sim, responders: &[usize], seen: &mut [usize]) {
     for &i in responders {

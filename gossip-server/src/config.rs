@@ -1,0 +1,137 @@
+//! What a node is started with.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gossip_core::{ClusterKey, Config, Identity};
+
+/// Settings of a [`Gossip`](crate::Gossip) node: the engine's [`Config`] plus the transports,
+/// the door (token, origins) and the driver's limits.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GossipConfig {
+    /// The engine's settings (timings, limits, the node's name).
+    pub core: Config,
+    /// The node's key pair; generated from the OS RNG when `None`.
+    pub identity: Option<Identity>,
+    /// The cluster key that encrypts every frame; `None` runs in plain-text development mode
+    /// (frames are still signed).
+    pub cluster_key: Option<ClusterKey>,
+    /// Listen for UDP datagrams here.
+    pub udp: Option<SocketAddr>,
+    /// Listen for TCP connections here. When equal to `udp` (port 0 included), both share one port,
+    /// so a `host:port` seed reaches either.
+    pub tcp: Option<SocketAddr>,
+    /// The public `ws://` or `wss://` URL of this node's WebSocket route, advertised to the
+    /// cluster. Set it when you mount [`Gossip::router`](crate::Gossip::router) in your own
+    /// service; [`Gossip::serve`](crate::Gossip::serve) sets it itself.
+    pub ws_url: Option<String>,
+    /// Members to join through: `host:port` (every A/AAAA record, over TCP), `tcp://`, `udp://`,
+    /// `ws://`/`wss://` URLs, or `srv+<name>` (an SRV record's targets).
+    pub seeds: Vec<String>,
+    /// Metadata set before joining.
+    pub metadata: Vec<(String, Vec<u8>)>,
+    /// A bearer token WebSocket clients must present (header, `?token=` or subprotocol `bearer.<t>`).
+    pub token: Option<String>,
+    /// Token presented when this node dials a WebSocket seed.
+    pub dial_token: Option<String>,
+    /// `Origin` values allowed on the WebSocket route; empty allows any (and requests without one).
+    pub allowed_origins: Vec<String>,
+    /// Limits of the driver.
+    pub limits: DriverLimits,
+    /// While this node knows no other live member, it re-resolves its seeds and joins again this often.
+    pub rejoin_interval: Duration,
+    /// How long a graceful shutdown keeps gossiping the leave before closing.
+    pub leave_drain: Duration,
+}
+
+/// Bounds on what peers can make the driver hold. Every queue is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DriverLimits {
+    /// Open connections (TCP and WebSocket, in and out) beyond which new inbound ones are refused.
+    pub max_connections: usize,
+    /// Frames queued for one connection; a peer that lets it fill is too slow and is disconnected.
+    pub conn_queue: usize,
+    /// Frames queued from all transports for the engine; a full queue drops UDP datagrams and
+    /// pauses reading from connections.
+    pub inbound_queue: usize,
+    /// Largest frame accepted on any transport (also the WebSocket message limit).
+    pub max_frame: usize,
+    /// Time allowed to dial a connection (TCP connect plus WebSocket handshake).
+    pub dial_timeout: std::time::Duration,
+    /// Incoming streams waiting for [`Gossip::accept_stream`](crate::Gossip::accept_stream).
+    pub accept_queue: usize,
+    /// Bytes buffered per stream direction in the driver.
+    pub stream_buffer: usize,
+}
+
+impl Default for DriverLimits {
+    fn default() -> Self {
+        DriverLimits {
+            max_connections: 4096,
+            conn_queue: 1024,
+            inbound_queue: 8192,
+            max_frame: gossip_core::Limits::default().max_frame_bytes,
+            dial_timeout: Duration::from_secs(5),
+            accept_queue: 64,
+            stream_buffer: 256 * 1024,
+        }
+    }
+}
+
+impl GossipConfig {
+    /// Settings with no transport yet: add `udp`/`tcp` listeners, [`Gossip::serve`](crate::Gossip::serve)
+    /// or mount the router.
+    pub fn new(core: Config) -> Self {
+        GossipConfig {
+            core,
+            identity: None,
+            cluster_key: None,
+            udp: None,
+            tcp: None,
+            ws_url: None,
+            seeds: Vec::new(),
+            metadata: Vec::new(),
+            token: None,
+            dial_token: None,
+            allowed_origins: Vec::new(),
+            limits: DriverLimits::default(),
+            rejoin_interval: Duration::from_secs(5),
+            leave_drain: Duration::from_millis(500),
+        }
+    }
+
+    /// Listens for UDP and TCP on one address (port 0 picks a port free for both).
+    pub fn with_bind(mut self, addr: SocketAddr) -> Self {
+        self.udp = Some(addr);
+        self.tcp = Some(addr);
+        self
+    }
+
+    /// Sets the cluster key.
+    pub fn with_key(mut self, key: ClusterKey) -> Self {
+        self.cluster_key = Some(key);
+        self
+    }
+
+    /// Adds a seed.
+    pub fn with_seed(mut self, seed: impl Into<String>) -> Self {
+        self.seeds.push(seed.into());
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// Requires (and presents, when dialing) a bearer token on WebSocket connections.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.dial_token = Some(token.clone());
+        self.token = Some(token);
+        self
+    }
+}

@@ -1,0 +1,120 @@
+//! State the transport tasks share with the driver.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use gossip_core::NodeId;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DriverLimits;
+use crate::conn::{ConnId, Input};
+
+/// Read-mostly state every task of one node holds.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) limits: DriverLimits,
+    pub(crate) inbound: mpsc::Sender<Input>,
+    /// Cancelled when the node stops: every task ends.
+    pub(crate) cancel: CancellationToken,
+    pub(crate) token: Option<String>,
+    pub(crate) dial_token: Option<String>,
+    pub(crate) allowed_origins: Vec<String>,
+    conn_ids: AtomicU64,
+    open: AtomicUsize,
+    pub(crate) sent: SentCounters,
+    drops: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// How frames left this node.
+#[derive(Debug, Default)]
+pub(crate) struct SentCounters {
+    pub(crate) udp: AtomicU64,
+    pub(crate) udp_max: AtomicU64,
+    pub(crate) reliable: AtomicU64,
+}
+
+impl SentCounters {
+    pub(crate) fn datagram(&self, len: usize) {
+        self.udp.fetch_add(1, Ordering::Relaxed);
+        self.udp_max.fetch_max(len as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reliable(&self) {
+        self.reliable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.udp.load(Ordering::Relaxed),
+            self.udp_max.load(Ordering::Relaxed),
+            self.reliable.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Counts a connection as open until dropped.
+#[derive(Debug)]
+pub(crate) struct OpenGuard<'a>(&'a AtomicUsize);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: NodeId,
+        limits: DriverLimits,
+        inbound: mpsc::Sender<Input>,
+        token: Option<String>,
+        dial_token: Option<String>,
+        allowed_origins: Vec<String>,
+    ) -> Shared {
+        Shared {
+            id,
+            limits,
+            inbound,
+            cancel: CancellationToken::new(),
+            token,
+            dial_token,
+            allowed_origins,
+            conn_ids: AtomicU64::new(1),
+            sent: SentCounters::default(),
+            open: AtomicUsize::new(0),
+            drops: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn connection_opened(&self) -> OpenGuard<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(&self.open)
+    }
+
+    /// Whether another connection may be opened.
+    pub(crate) fn has_room(&self) -> bool {
+        self.open.load(Ordering::Relaxed) < self.limits.max_connections
+    }
+
+    /// Counts a drop at the driver level (the engine counts its own in `Stats::drops`).
+    pub(crate) fn count_drop(&self, reason: &'static str) {
+        metrics::counter!("gossip_drops_total", "reason" => reason).increment(1);
+        *self
+            .drops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_insert(0) += 1;
+    }
+
+    pub(crate) fn drops(&self) -> BTreeMap<&'static str, u64> {
+        self.drops.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,122 @@
+//! TCP: length-prefixed frames (a 4-byte big-endian length, then the frame).
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::bytes::Bytes;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
+use crate::shared::Shared;
+
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(max_frame)
+        .new_codec()
+}
+
+/// Runs `socket` as a connection (either direction).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    id: ConnId,
+    socket: TcpStream,
+    rx: mpsc::Receiver<Vec<u8>>,
+    handle: ConnHandle,
+) {
+    let _ = socket.set_nodelay(true);
+    let (sink, stream) = Framed::new(socket, codec(shared.limits.max_frame)).split();
+    let sink = sink.with(|out: LinkOut| async move {
+        match out {
+            LinkOut::Binary(b) => Ok::<_, std::io::Error>(Bytes::from(b)),
+            // TCP has no close message: an empty frame is never sent, the socket just shuts.
+            LinkOut::Close(..) => Err(std::io::Error::other("close")),
+        }
+    });
+    let stream = stream.map(|item| match item {
+        Ok(b) => LinkIn::Binary(b.to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => LinkIn::TooBig,
+        Err(_) => LinkIn::End,
+    });
+    let _guard = shared.connection_opened();
+    conn::pump(
+        id,
+        Box::pin(sink),
+        Box::pin(stream),
+        rx,
+        handle.closer,
+        shared.inbound.clone(),
+        None,
+    )
+    .await;
+}
+
+/// Dials `addr` and runs the connection; frames queued meanwhile wait in `rx`.
+pub(crate) async fn dial(
+    shared: Arc<Shared>,
+    id: ConnId,
+    addr: std::net::SocketAddr,
+    rx: mpsc::Receiver<Vec<u8>>,
+    handle: ConnHandle,
+) {
+    let connect = tokio::time::timeout(shared.limits.dial_timeout, TcpStream::connect(addr));
+    let socket = tokio::select! {
+        _ = handle.closer_cancelled() => None,
+        r = connect => match r {
+            Ok(Ok(socket)) => Some(socket),
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "tcp dial failed");
+                None
+            }
+            Err(_) => None,
+        },
+    };
+    match socket {
+        Some(socket) => run(shared, id, socket, rx, handle).await,
+        None => {
+            shared.count_drop("dial_failed");
+            let _ = shared.inbound.send(Input::Closed { id }).await;
+        }
+    }
+}
+
+/// Accepts TCP connections until the node stops; refuses those over the connection limit.
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !shared.has_room() {
+            shared.count_drop("too_many_connections");
+            drop(socket);
+            continue;
+        }
+        let id = shared.next_conn_id();
+        let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
+        let handle = ConnHandle {
+            tx,
+            closer: conn::Closer::new(&shared.cancel),
+        };
+        tracing::debug!(conn = id, %peer, "tcp accepted");
+        let input = Input::Accepted {
+            id,
+            handle: handle.clone(),
+            transport: Transport::Tcp,
+        };
+        if shared.inbound.send(input).await.is_err() {
+            return;
+        }
+        tokio::spawn(run(shared.clone(), id, socket, rx, handle));
+    }
+}

@@ -1,0 +1,204 @@
+//! WebSocket: the axum route (inbound) and the tokio-tungstenite client (outbound).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::auth::{self, Refusal};
+use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport, close};
+use crate::handle::Gossip;
+use crate::shared::Shared;
+
+/// `GET /ws`: checks the door, upgrades, greets with the node id and pumps frames.
+pub(crate) async fn handler(
+    State(gossip): State<Gossip>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let shared = gossip.shared().clone();
+    let max = shared.limits.max_frame;
+    let verdict = auth::check(
+        &headers,
+        query.get("token").map(String::as_str),
+        shared.token.as_deref(),
+        &shared.allowed_origins,
+    );
+    let mut upgrade = upgrade.max_message_size(max).max_frame_size(max);
+    if let Ok(Some(protocol)) = &verdict {
+        upgrade = upgrade.protocols([protocol.clone()]);
+    }
+    // Refusals still upgrade, then close with a code: a browser sees the close code and reason,
+    // while a plain HTTP error reaches its script only as an anonymous failure.
+    upgrade.on_upgrade(move |socket| async move {
+        let refusal = match verdict {
+            Err(Refusal::Token) => Some((close::UNAUTHORIZED, "missing or wrong token")),
+            Err(Refusal::Origin) => Some((close::FORBIDDEN_ORIGIN, "origin not allowed")),
+            Ok(_) if !shared.has_room() => Some((close::TOO_MANY, "too many connections")),
+            Ok(_) => None,
+        };
+        if let Some((code, reason)) = refusal {
+            shared.count_drop(match code {
+                close::UNAUTHORIZED => "ws_unauthorized",
+                close::FORBIDDEN_ORIGIN => "ws_forbidden_origin",
+                _ => "too_many_connections",
+            });
+            return refuse(socket, code, reason).await;
+        }
+        let id = shared.next_conn_id();
+        let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
+        let handle = ConnHandle {
+            tx,
+            closer: conn::Closer::new(&shared.cancel),
+        };
+        let accepted = Input::Accepted {
+            id,
+            handle: handle.clone(),
+            transport: Transport::WebSocket,
+        };
+        if shared.inbound.send(accepted).await.is_err() {
+            return refuse(socket, close::GOING_AWAY, "node shutting down").await;
+        }
+        let hello = gossip_core::link::encode_hello(&shared.id);
+        serve_socket(shared, id, socket, rx, handle, hello).await;
+    })
+}
+
+async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+async fn serve_socket(
+    shared: Arc<Shared>,
+    id: ConnId,
+    socket: WebSocket,
+    rx: mpsc::Receiver<Vec<u8>>,
+    handle: ConnHandle,
+    hello: Vec<u8>,
+) {
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|out: LinkOut| async move {
+        Ok::<_, axum::Error>(match out {
+            LinkOut::Binary(b) => Message::Binary(b.into()),
+            LinkOut::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.as_ref().into(),
+            })),
+        })
+    });
+    let stream = stream.filter_map(|m| async move {
+        match m {
+            Ok(Message::Binary(b)) => Some(LinkIn::Binary(b.to_vec())),
+            Ok(Message::Text(_)) => Some(LinkIn::Text),
+            Ok(Message::Ping(_) | Message::Pong(_)) => None,
+            Ok(Message::Close(_)) => Some(LinkIn::End),
+            Err(e) if is_too_big(&e.to_string()) => Some(LinkIn::TooBig),
+            Err(_) => Some(LinkIn::End),
+        }
+    });
+    let _guard = shared.connection_opened();
+    conn::pump(
+        id,
+        Box::pin(sink),
+        Box::pin(stream),
+        rx,
+        handle.closer,
+        shared.inbound.clone(),
+        Some(hello),
+    )
+    .await;
+}
+
+fn is_too_big(error: &str) -> bool {
+    error.contains("too long") || error.contains("too big") || error.contains("Capacity")
+}
+
+/// Dials a `ws://` or `wss://` URL (presenting the dial token) and pumps it.
+pub(crate) async fn dial(
+    shared: Arc<Shared>,
+    id: ConnId,
+    url: String,
+    rx: mpsc::Receiver<Vec<u8>>,
+    handle: ConnHandle,
+) {
+    let connect = async {
+        let mut request = url.as_str().into_client_request()?;
+        if let Some(token) = &shared.dial_token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                tungstenite::Error::Url(tungstenite::error::UrlError::EmptyHostName)
+            })?;
+            request
+                .headers_mut()
+                .insert(axum::http::header::AUTHORIZATION, value);
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(shared.limits.max_frame))
+            .max_frame_size(Some(shared.limits.max_frame));
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
+    };
+    let socket = tokio::select! {
+        _ = handle.closer_cancelled() => None,
+        r = tokio::time::timeout(shared.limits.dial_timeout, connect) => match r {
+            Ok(Ok((socket, _))) => Some(socket),
+            Ok(Err(e)) => {
+                tracing::debug!(%url, error = %e, "websocket dial failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%url, "websocket dial timed out");
+                None
+            }
+        },
+    };
+    let Some(socket) = socket else {
+        shared.count_drop("dial_failed");
+        let _ = shared.inbound.send(Input::Closed { id }).await;
+        return;
+    };
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|out: LinkOut| async move {
+        Ok::<_, tungstenite::Error>(match out {
+            LinkOut::Binary(b) => tungstenite::Message::Binary(b.into()),
+            LinkOut::Close(code, reason) => {
+                tungstenite::Message::Close(Some(tungstenite::protocol::CloseFrame {
+                    code: code.into(),
+                    reason: reason.as_ref().into(),
+                }))
+            }
+        })
+    });
+    let stream = stream.filter_map(|m| async move {
+        match m {
+            Ok(tungstenite::Message::Binary(b)) => Some(LinkIn::Binary(b.to_vec())),
+            Ok(tungstenite::Message::Text(_)) => Some(LinkIn::Text),
+            Ok(tungstenite::Message::Close(_)) => Some(LinkIn::End),
+            Ok(_) => None,
+            Err(tungstenite::Error::Capacity(_)) => Some(LinkIn::TooBig),
+            Err(_) => Some(LinkIn::End),
+        }
+    });
+    let _guard = shared.connection_opened();
+    conn::pump(
+        id,
+        Box::pin(sink),
+        Box::pin(stream),
+        rx,
+        handle.closer,
+        shared.inbound.clone(),
+        None,
+    )
+    .await;
+}

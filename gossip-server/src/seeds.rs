@@ -155,4 +155,92 @@ mod tests {
                 .all(|a| matches!(a, Address::Tcp(s) if s.port() == 7946 && s.ip().is_loopback()))
         );
     }
+
+    /// A DNS server on 127.0.0.1 answering one SRV name with two targets, each with an A record.
+    async fn dns_server() -> std::net::SocketAddr {
+        use hickory_resolver::proto::op::{Message, OpCode};
+        use hickory_resolver::proto::rr::rdata::{A, SRV};
+        use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            // Bounded: a handful of queries is all one resolution needs.
+            for _ in 0..32 {
+                let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let mut resp = Message::response(query.metadata.id, OpCode::Query);
+                resp.metadata.authoritative = true;
+                for q in &query.queries {
+                    resp.add_query(q.clone());
+                    let name = q.name().clone();
+                    let target = |t: &str| Name::from_ascii(t).unwrap();
+                    match (q.query_type(), name.to_ascii().trim_end_matches('.')) {
+                        (RecordType::SRV, "_gossip._tcp.cluster.test") => {
+                            for (t, port) in [("a.cluster.test.", 7001), ("b.cluster.test.", 7002)]
+                            {
+                                let srv = SRV::new(0, 0, port, target(t));
+                                resp.add_answer(Record::from_rdata(
+                                    name.clone(),
+                                    60,
+                                    RData::SRV(srv),
+                                ));
+                            }
+                        }
+                        (RecordType::A, "a.cluster.test") => {
+                            resp.add_answer(Record::from_rdata(
+                                name.clone(),
+                                60,
+                                RData::A(A([127, 0, 0, 11].into())),
+                            ));
+                        }
+                        (RecordType::A, "b.cluster.test") => {
+                            resp.add_answer(Record::from_rdata(
+                                name.clone(),
+                                60,
+                                RData::A(A([127, 0, 0, 12].into())),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = socket.send_to(&resp.to_vec().unwrap(), from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn srv_seed_resolves_every_target_through_dns() {
+        use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+        let dns = dns_server().await;
+        let mut ns = NameServerConfig::udp(dns.ip());
+        ns.connections[0].port = dns.port();
+        let resolver = hickory_resolver::TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![ns]),
+            hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+        )
+        .build()
+        .unwrap();
+        let mut addrs = resolve_srv(&resolver, "_gossip._tcp.cluster.test.")
+            .await
+            .unwrap();
+        addrs.sort();
+        assert_eq!(
+            addrs,
+            vec![
+                Address::Tcp("127.0.0.11:7001".parse().unwrap()),
+                Address::Tcp("127.0.0.12:7002".parse().unwrap()),
+            ]
+        );
+        assert!(
+            resolve_srv(&resolver, "_nothing._tcp.cluster.test.")
+                .await
+                .is_err()
+        );
+    }
 }

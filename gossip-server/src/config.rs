@@ -39,7 +39,8 @@ pub struct GossipConfig {
     pub allowed_origins: Vec<String>,
     /// Limits of the driver.
     pub limits: DriverLimits,
-    /// While this node knows no other live member, it re-resolves its seeds and joins again this often.
+    /// While this node knows no other live member, it re-resolves its seeds and joins again this
+    /// often; otherwise every 12 intervals (a minute by default), to follow DNS changes.
     pub rejoin_interval: Duration,
     /// How long a graceful shutdown keeps gossiping the leave before closing.
     pub leave_drain: Duration,

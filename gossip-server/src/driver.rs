@@ -17,6 +17,9 @@ use crate::metrics_export::Exporter;
 use crate::shared::Shared;
 use crate::stream::{GossipStream, StreamTable};
 
+/// While the node knows other members, seeds are re-resolved every this many rejoin intervals.
+const RESOLVE_EVERY_TICKS: u64 = 12;
+
 /// Work the handle sends to the driver: a closure run with the driver borrowed.
 pub(crate) type Job = Box<dyn FnOnce(&mut Driver) + Send>;
 
@@ -126,6 +129,7 @@ impl Driver {
         let mut rejoin = tokio::time::interval(self.rejoin_interval);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut metrics = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
         loop {
             let wake = match (self.node.poll_timeout(), self.stopping) {
                 (Some(t), Some(s)) => self.deadline(t).min(s),
@@ -152,7 +156,12 @@ impl Driver {
                     self.node.handle_timeout(now);
                 }
                 _ = rejoin.tick() => {
-                    if self.stopping.is_none() && self.node.live_count() <= 1 {
+                    // Alone: retry the seeds now. Otherwise re-resolve now and then, so seeds
+                    // whose DNS records changed (or a split that only the seeds can heal) are
+                    // followed.
+                    ticks += 1;
+                    let alone = self.node.live_count() <= 1;
+                    if self.stopping.is_none() && (alone || ticks.is_multiple_of(RESOLVE_EVERY_TICKS)) {
                         self.resolve_and_join();
                     }
                 }

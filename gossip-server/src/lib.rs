@@ -1,5 +1,7 @@
 //! The tokio driver of `gossip-core`: run a cluster member inside your axum service.
 //!
+//! See also the crate README (transports, limits, CLI).
+//!
 //! A [`Gossip`] owns one engine on a task of its own and connects it to the network: an axum
 //! WebSocket route you nest in your app ([`Gossip::router`]), a WebSocket client, UDP for small
 //! best-effort frames with automatic fallback to TCP (or an open WebSocket) above the UDP budget,

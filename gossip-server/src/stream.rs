@@ -334,10 +334,10 @@ impl StreamTable {
                 }
             }
         }
-        if b.write.len() < state.cap {
-            if let Some(w) = b.write_waker.take() {
-                w.wake();
-            }
+        if b.write.len() < state.cap
+            && let Some(w) = b.write_waker.take()
+        {
+            w.wake();
         }
         if b.finishing && !b.closed && (b.write.is_empty() || b.ended.is_some()) {
             let _ = node.close_stream(now, key, close_code::NORMAL, "done");

@@ -28,12 +28,12 @@ pub(crate) async fn run(
 ) {
     let _ = socket.set_nodelay(true);
     let (sink, stream) = Framed::new(socket, codec(shared.limits.max_frame)).split();
-    let sink = sink.with(|out: LinkOut| async move {
-        match out {
-            LinkOut::Binary(b) => Ok::<_, std::io::Error>(Bytes::from(b)),
-            // TCP has no close message: an empty frame is never sent, the socket just shuts.
-            LinkOut::Close(..) => Err(std::io::Error::other("close")),
-        }
+    // TCP has no close message: a close becomes no frame at all, then the socket shuts.
+    let sink = sink.with_flat_map(|out: LinkOut| {
+        futures_util::stream::iter(match out {
+            LinkOut::Binary(b) => Some(Ok(Bytes::from(b))),
+            LinkOut::Close(..) => None,
+        })
     });
     let stream = stream.map(|item| match item {
         Ok(b) => LinkIn::Binary(b.to_vec()),

@@ -140,6 +140,7 @@ async fn close_of(ws: &mut Ws) -> (u16, String) {
 }
 
 async fn ws_server(f: impl FnOnce(GossipConfig) -> GossipConfig) -> (Gossip, String) {
+    watch_task_panics();
     let cfg = f(GossipConfig::new(fast("server"))
         .with_key(key())
         .with_bind(localhost()));
@@ -202,6 +203,7 @@ async fn garbage_forgeries_replays_and_wrong_keys_over_udp_and_tcp_are_counted()
     assert_eq!(n, 0);
     still_serves(&g, seed_of(&g)).await;
     g.shutdown().await;
+    assert_no_task_panicked();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,6 +268,7 @@ async fn websocket_abuse_is_closed_with_a_reason() {
     drop(ws);
     still_serves(&g, seed_of(&g)).await;
     g.shutdown().await;
+    assert_no_task_panicked();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,6 +314,7 @@ async fn a_member_that_never_reads_is_disconnected() {
     drop(ws);
     still_serves(&g, seed_of(&g)).await;
     g.shutdown().await;
+    assert_no_task_panicked();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,4 +345,5 @@ async fn a_connection_flood_is_refused_over_the_limit() {
     .await;
     still_serves(&g, seed_of(&g)).await;
     g.shutdown().await;
+    assert_no_task_panicked();
 }

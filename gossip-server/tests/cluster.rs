@@ -102,6 +102,7 @@ async fn ten_nodes_mixing_udp_tcp_and_websocket_converge_spread_and_detect() {
     for g in nodes {
         g.shutdown().await;
     }
+    assert_no_task_panicked();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,6 +133,7 @@ async fn a_frame_over_the_udp_budget_goes_over_tcp() {
     assert!(s.counters.frames_reliable > 0);
     a.shutdown().await;
     b.shutdown().await;
+    assert_no_task_panicked();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +205,7 @@ async fn requests_and_quorum_requests_complete_or_time_out() {
     for g in all {
         g.shutdown().await;
     }
+    assert_no_task_panicked();
 }
 
 /// Writes `len` pseudo-random bytes while reading the echo back; returns what came back.
@@ -281,6 +284,7 @@ async fn ten_megabyte_streams_node_to_node_and_through_a_relay() {
     }
     a.shutdown().await;
     relay.shutdown().await;
+    assert_no_task_panicked();
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -295,6 +299,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_works_nested_beside_the_users_routes() {
+    watch_task_panics();
     let gossip = Gossip::start(GossipConfig::new(fast("embedded")).with_key(key()))
         .await
         .unwrap();
@@ -335,4 +340,5 @@ async fn the_router_works_nested_beside_the_users_routes() {
     .await;
     other.shutdown().await;
     gossip.shutdown().await;
+    assert_no_task_panicked();
 }

@@ -9,6 +9,33 @@ use std::time::Duration;
 use gossip_core::{ClusterKey, Config, NodeId};
 use gossip_server::{Gossip, GossipConfig, Status};
 
+static TASK_PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Records panics on tokio worker threads: a panicking task dies silently otherwise.
+pub fn watch_task_panics() {
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-r"))
+            {
+                TASK_PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            default(info);
+        }));
+    });
+}
+
+/// Fails if any task of any node panicked so far.
+pub fn assert_no_task_panicked() {
+    assert!(
+        !TASK_PANICKED.load(std::sync::atomic::Ordering::SeqCst),
+        "a task panicked (see the output above)"
+    );
+}
+
 pub const KEY: &str = "5e1f0c0ffee0ddba11ad0be5eed5a1ad5c0ffee0ddba11ad0be5eed5a1adbeef";
 
 pub fn key() -> ClusterKey {
@@ -31,6 +58,7 @@ pub fn localhost() -> SocketAddr {
 
 /// A node on UDP + TCP (one port).
 pub async fn udp_node(name: &str, seeds: &[String]) -> Gossip {
+    watch_task_panics();
     let mut cfg = GossipConfig::new(fast(name))
         .with_key(key())
         .with_bind(localhost());
@@ -40,6 +68,7 @@ pub async fn udp_node(name: &str, seeds: &[String]) -> Gossip {
 
 /// A node reachable only over WebSocket (it still dials TCP/UDP members out).
 pub async fn ws_node(name: &str, seeds: &[String]) -> (Gossip, String) {
+    watch_task_panics();
     let mut cfg = GossipConfig::new(fast(name)).with_key(key());
     cfg.seeds = seeds.to_vec();
     let g = Gossip::start(cfg).await.unwrap();

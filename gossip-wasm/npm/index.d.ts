@@ -1,0 +1,1 @@
+export * from "./web/gossip_wasm.js";

@@ -1,0 +1,107 @@
+
+/** Message data: raw bytes, or any JSON-able value (sent as MessagePack, readable with `message.value()`). */
+export type Data = Uint8Array | ArrayBuffer | string | number | boolean | null | Data[] | { [key: string]: Data | undefined };
+
+/** Options of `GossipNode.create`. */
+export interface GossipOptions {
+  /** Human-friendly name (default "browser"). */
+  name?: string;
+  /** WebSocket URLs of servers (`ws://host:port/gossip/ws`), tried in turn; when the current one dies the node re-joins through another. */
+  seeds: string | string[];
+  /** The cluster key: 64 hex digits, base64 of 32 bytes, or 32 bytes. Omit only for a plaintext development cluster. */
+  clusterKey?: string | Uint8Array;
+  /** Token the servers require (sent as the `token` query parameter). */
+  token?: string;
+  /** Initial metadata of this node. */
+  metadata?: Record<string, string | Uint8Array>;
+  /** Protocol timing preset, as the cluster's (default "lan"). */
+  config?: "lan" | "wan" | "local";
+  /** A 32-byte secret to keep the same id across page loads (default: a fresh one). */
+  identity?: Uint8Array;
+  /** How long a seed may take to let the node in (default 5000). */
+  connectTimeoutMs?: number;
+}
+
+/** Options of `send` and `group.send`. */
+export interface SendOptions { topic?: string }
+
+/** Options of `request`. */
+export interface RequestOptions { topic?: string; timeoutMs?: number }
+
+/** A group's criteria: exact values, `true` (key present), `{ prefix }` or `{ contains }`. */
+export type GroupCriteria = Record<string, string | Uint8Array | true | { prefix: string | Uint8Array } | { contains: string | Uint8Array }>;
+
+/** A member as this node sees it. */
+export interface MemberInfo {
+  id: string;
+  short: string;
+  name: string;
+  state: "alive" | "suspect" | "dead" | "left";
+  /** Whether it is this node. */
+  self: boolean;
+  addrs: string[];
+  /** The server it relays through, if it cannot be dialed. */
+  relay: string | null;
+  incarnation: number;
+  /** Metadata values as UTF-8 text. */
+  metadata: Record<string, string>;
+  rttMs: number | null;
+}
+
+/** A member event whose member may already be forgotten (then only ids are known). */
+export type MemberEvent = MemberInfo | { id: string; short: string };
+
+/** A membership change of a group, as the node's `group` event reports it. */
+export interface GroupChangeEvent { group: number; change: "added" | "removed" | "updated"; member: MemberEvent }
+
+/** Counters of the core and the driver. */
+export interface NodeStats {
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  drops: Record<string, number>;
+  reconnects: number;
+}
+
+/** Errors thrown or rejected by this package. */
+export interface GossipError extends Error {
+  name: "GossipError";
+  code:
+    | "INVALID_OPTION" | "INVALID_ARGUMENT" | "ENCODE" | "DECODE" | "BUSY"
+    | "UNAUTHORIZED" | "CLUSTER_KEY" | "ORIGIN_REFUSED" | "TOO_MANY_CONNECTIONS" | "PROTOCOL" | "CONNECT"
+    | "UNKNOWN_MEMBER" | "TIMEOUT" | "MEMBER_DOWN" | "TOO_MANY_REQUESTS" | "METADATA_TOO_LARGE" | "LEFT"
+    | "STREAM_CLOSED" | "TOO_MANY_STREAMS" | "TOO_MANY_GROUPS" | "REFUSED";
+}
+
+/** Listener types of `GossipNode.on`. */
+export interface GossipNodeEvents {
+  memberJoined: (member: MemberEvent) => void;
+  memberAlive: (member: MemberEvent) => void;
+  memberSuspect: (member: MemberEvent) => void;
+  memberDead: (member: MemberEvent) => void;
+  memberLeft: (member: MemberEvent) => void;
+  metadata: (member: MemberEvent & { version: number }) => void;
+  message: (message: Message) => void;
+  request: (request: Message) => void;
+  stream: (stream: GossipStream) => void;
+  group: (event: GroupChangeEvent) => void;
+  connected: (info: { url: string; server: string }) => void;
+  disconnected: (info: { reason: string; code: string }) => void;
+}
+
+/** Listener types of `Group.on`. */
+export interface GroupEvents {
+  added: (member: MemberEvent) => void;
+  removed: (member: MemberEvent) => void;
+  updated: (member: MemberEvent) => void;
+}
+
+export interface GossipNode {
+  on<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E]): void;
+  off<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E]): void;
+}
+
+export interface Group {
+  on<E extends keyof GroupEvents>(event: E, listener: GroupEvents[E]): void;
+}

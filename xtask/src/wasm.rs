@@ -1,0 +1,637 @@
+//! `cargo xtask wasm`: the npm package of `gossip-wasm`, its size budget, and its tests.
+//!
+//! The package is built from the `wasm-release` profile (opt-level "z", LTO, one codegen unit,
+//! abort on panic), bound with wasm-bindgen (`--target web`, name and producers sections
+//! removed) and shrunk with `wasm-opt -Oz`. One `.wasm` serves both entries: browsers load it
+//! with `fetch`, Node.js reads it from disk (its `fetch` cannot load `file:` URLs).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{Result, output, run};
+
+/// The CLI must be the version of the `wasm-bindgen` crate in Cargo.lock.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+/// Fail above this many gzipped bytes (the goal, recorded in docs/BENCHMARKS.md, is 120 KB).
+const MAX_GZIP_BYTES: u64 = 200 * 1024;
+const PROFILE: &str = "wasm-release";
+/// Features of the `.wasm` rustc emits for wasm32-unknown-unknown, so wasm-opt accepts them.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-nontrapping-float-to-int",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-reference-types",
+    "--enable-multivalue",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn have(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs what the package and its tests need, each only when missing.
+pub fn setup() -> Result {
+    let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if !version.contains(WASM_BINDGEN_VERSION) {
+        // No --locked: the CLI's own lockfile wants a webpki-roots the registry here lacks.
+        run(
+            "cargo",
+            &[
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                WASM_BINDGEN_VERSION,
+            ],
+        )?;
+    }
+    let missing: Vec<&str> = [
+        ("/usr/bin/chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver"),
+        ("/usr/bin/wasm-opt", "binaryen"),
+    ]
+    .into_iter()
+    .filter(|(bin, _)| !Path::new(bin).exists())
+    .map(|(_, pkg)| pkg)
+    .collect();
+    if !missing.is_empty() {
+        run("apt-get", &["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq"];
+        args.extend(&missing);
+        let status = Command::new("apt-get")
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot start apt-get: {e}"))?;
+        if !status.success() {
+            return Err(format!("apt-get install {} failed", missing.join(" ")));
+        }
+    }
+    if !have("node", "--version") || !have("npm", "--version") {
+        return Err("node and npm are needed for the package tests".into());
+    }
+    Ok(())
+}
+
+/// What `package` built.
+pub struct Package {
+    /// The package folder.
+    pub dir: PathBuf,
+    /// The optimized `.wasm` in it.
+    pub wasm: PathBuf,
+}
+
+/// `cargo xtask wasm`: builds `gossip-wasm/pkg/`.
+pub fn package() -> Result<Package> {
+    setup()?;
+    let root = root();
+    let started = Instant::now();
+    run(
+        "cargo",
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "gossip-wasm",
+            "--lib",
+            "--target",
+            crate::WASM_TARGET,
+            "--profile",
+            PROFILE,
+        ],
+    )?;
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let raw = target_dir
+        .join(crate::WASM_TARGET)
+        .join(PROFILE)
+        .join("gossip_wasm.wasm");
+    let pkg = root.join("gossip-wasm/pkg");
+    if pkg.exists() {
+        fs::remove_dir_all(&pkg).map_err(|e| format!("cannot clear {}: {e}", pkg.display()))?;
+    }
+    // wasm-opt runs before wasm-bindgen: binaryen 108 (Debian's) breaks the externref table
+    // wasm-bindgen adds (Node: "WebAssembly.Table.set(): Argument 1 is invalid").
+    let unopt = fs::metadata(&raw).map_err(|e| e.to_string())?.len();
+    fs::create_dir_all(&pkg).map_err(|e| e.to_string())?;
+    let opt = pkg.join("opt.wasm");
+    let (raw_s, opt_s) = (
+        raw.to_string_lossy().into_owned(),
+        opt.to_string_lossy().into_owned(),
+    );
+    let mut args = vec!["-Oz", "--strip-debug", "--strip-producers"];
+    args.extend(WASM_FEATURES);
+    args.extend(["-o", &opt_s, &raw_s]);
+    run("wasm-opt", &args)?;
+    let web = pkg.join("web");
+    run(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            &web.to_string_lossy(),
+            "--out-name",
+            "gossip_wasm",
+            "--remove-name-section",
+            "--remove-producers-section",
+            &opt_s,
+        ],
+    )?;
+    fs::remove_file(&opt).map_err(|e| e.to_string())?;
+    let wasm = web.join("gossip_wasm_bg.wasm");
+
+    let npm = root.join("gossip-wasm/npm");
+    for file in ["README.md", "index.js", "node.js", "index.d.ts"] {
+        copy(&npm.join(file), &pkg.join(file))?;
+    }
+    fs::create_dir_all(pkg.join("example")).map_err(|e| e.to_string())?;
+    copy(
+        &npm.join("example/index.html"),
+        &pkg.join("example/index.html"),
+    )?;
+    fs::write(pkg.join("package.json"), package_json()).map_err(|e| e.to_string())?;
+
+    let size = fs::metadata(&wasm).map_err(|e| e.to_string())?.len();
+    let gz = gzip_size(&wasm)?;
+    eprintln!(
+        "xtask: gossip-wasm package in {} ({:.1?}): .wasm {} B from cargo, {} B after wasm-opt and wasm-bindgen, {} B gzipped",
+        pkg.display(),
+        started.elapsed(),
+        unopt,
+        size,
+        gz
+    );
+    Ok(Package { dir: pkg, wasm })
+}
+
+fn copy(from: &Path, to: &Path) -> Result {
+    fs::copy(from, to)
+        .map(drop)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+fn package_json() -> String {
+    format!(
+        r#"{{
+  "name": "gossip-wasm",
+  "version": "{version}",
+  "description": "A browser tab (or Node.js process) as a full member of a gossip cluster",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "./node.js",
+  "browser": "./index.js",
+  "types": "./index.d.ts",
+  "exports": {{
+    ".": {{
+      "types": "./index.d.ts",
+      "node": "./node.js",
+      "default": "./index.js"
+    }},
+    "./gossip_wasm_bg.wasm": "./web/gossip_wasm_bg.wasm",
+    "./package.json": "./package.json"
+  }},
+  "files": [
+    "index.js",
+    "node.js",
+    "index.d.ts",
+    "web/gossip_wasm.js",
+    "web/gossip_wasm.d.ts",
+    "web/gossip_wasm_bg.wasm",
+    "web/gossip_wasm_bg.wasm.d.ts",
+    "example/index.html",
+    "README.md"
+  ],
+  "sideEffects": true,
+  "engines": {{ "node": ">=20" }},
+  "keywords": ["gossip", "swim", "membership", "cluster", "webassembly", "websocket"]
+}}
+"#,
+        version = env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Bytes of `gzip -9` output.
+fn gzip_size(path: &Path) -> Result<u64> {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot start gzip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("gzip {} failed", path.display()));
+    }
+    Ok(out.stdout.len() as u64)
+}
+
+/// The size budget and the import check.
+pub fn check(pkg: &Package) -> Result {
+    let gz = gzip_size(&pkg.wasm)?;
+    if gz > MAX_GZIP_BYTES {
+        return Err(format!(
+            "{} is {gz} B gzipped, over the {MAX_GZIP_BYTES} B budget",
+            pkg.wasm.display()
+        ));
+    }
+    let bytes = fs::read(&pkg.wasm).map_err(|e| e.to_string())?;
+    let modules = import_modules(&bytes)?;
+    if modules.iter().any(|m| m == "env") {
+        return Err(format!(
+            "{} imports from \"env\" (something links a C or libc symbol): {modules:?}",
+            pkg.wasm.display()
+        ));
+    }
+    eprintln!(
+        "xtask: .wasm is {gz} B gzipped (budget {MAX_GZIP_BYTES}); imports only from {modules:?}"
+    );
+    Ok(())
+}
+
+/// The module names of a `.wasm`'s imports (import section, id 2).
+fn import_modules(wasm: &[u8]) -> Result<Vec<String>> {
+    let bad = || "not a valid .wasm file".to_string();
+    if wasm.get(..8) != Some(b"\0asm\x01\0\0\0".as_slice()) {
+        return Err(bad());
+    }
+    let mut at = 8;
+    let mut modules = Vec::new();
+    while at < wasm.len() {
+        let id = wasm[at];
+        at += 1;
+        let len = leb(wasm, &mut at).ok_or_else(bad)? as usize;
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= wasm.len())
+            .ok_or_else(bad)?;
+        if id == 2 {
+            let mut p = at;
+            let count = leb(wasm, &mut p).ok_or_else(bad)?;
+            for _ in 0..count {
+                let module = name(wasm, &mut p).ok_or_else(bad)?;
+                let _field = name(wasm, &mut p).ok_or_else(bad)?;
+                let kind = *wasm.get(p).ok_or_else(bad)?;
+                p += 1;
+                match kind {
+                    0 => drop(leb(wasm, &mut p).ok_or_else(bad)?), // function: type index
+                    1 => {
+                        p += 1; // table: reference type, then limits
+                        limits(wasm, &mut p).ok_or_else(bad)?;
+                    }
+                    2 => limits(wasm, &mut p).ok_or_else(bad)?, // memory
+                    3 => p += 2,                                // global: type, mutability
+                    4 => p += 1 + leb_len(wasm, p + 1).ok_or_else(bad)?, // tag
+                    _ => return Err(bad()),
+                }
+                if !modules.contains(&module) {
+                    modules.push(module);
+                }
+            }
+        }
+        at = end;
+    }
+    Ok(modules)
+}
+
+fn leb(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn leb_len(b: &[u8], at: usize) -> Option<usize> {
+    let mut p = at;
+    leb(b, &mut p)?;
+    Some(p - at)
+}
+
+fn name(b: &[u8], at: &mut usize) -> Option<String> {
+    let len = leb(b, at)? as usize;
+    let s = b.get(*at..at.checked_add(len)?)?;
+    *at += len;
+    Some(String::from_utf8_lossy(s).into_owned())
+}
+
+fn limits(b: &[u8], at: &mut usize) -> Option<()> {
+    let flags = *b.get(*at)?;
+    *at += 1;
+    leb(b, at)?;
+    if flags & 1 != 0 {
+        leb(b, at)?;
+    }
+    Some(())
+}
+
+/// `npm pack`, then install the tarball in a fresh folder and import it from Node.js.
+pub fn pack_and_import(pkg: &Package, extra: &[(&str, &str)]) -> Result {
+    let tmp = std::env::temp_dir().join(format!("gossip-wasm-pack-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| e.to_string())?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let packed = Command::new("npm")
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(&tmp)
+        .current_dir(&pkg.dir)
+        .output()
+        .map_err(|e| format!("cannot start npm: {e}"))?;
+    if !packed.status.success() {
+        return Err(format!(
+            "npm pack failed: {}",
+            String::from_utf8_lossy(&packed.stderr)
+        ));
+    }
+    let tarball = String::from_utf8_lossy(&packed.stdout).trim().to_owned();
+    let tarball = tmp.join(tarball.lines().last().unwrap_or_default());
+    let app = tmp.join("app");
+    fs::create_dir_all(&app).map_err(|e| e.to_string())?;
+    fs::write(
+        app.join("package.json"),
+        r#"{ "name": "app", "version": "1.0.0", "private": true, "type": "module" }"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--offline"])
+        .arg(&tarball)
+        .current_dir(&app)
+        .status()
+        .map_err(|e| format!("cannot start npm: {e}"))?;
+    if !status.success() {
+        return Err(format!("npm install {} failed", tarball.display()));
+    }
+    let script = root().join("gossip-wasm/tests/node/package.mjs");
+    copy(&script, &app.join("package.mjs"))?;
+    let mut cmd = Command::new("node");
+    cmd.args(["--experimental-websocket", "package.mjs"])
+        .current_dir(&app);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    eprintln!(
+        "xtask: $ node --experimental-websocket package.mjs (in {})",
+        app.display()
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let _ = fs::remove_dir_all(&tmp);
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the Node.js test of the packed package failed".into())
+    }
+}
+
+/// `cargo test` of gossip-wasm for wasm32 in headless Chromium, with `extra` arguments and env.
+fn browser_tests(what: &str, args: &[&str], env: &[(&str, &str)]) -> Result {
+    let root = root();
+    let webdriver = root.join("gossip-wasm/tests/webdriver.json");
+    eprintln!("xtask: browser tests ({what}) in headless Chromium");
+    let status = Command::new("cargo")
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "gossip-wasm",
+            "--target",
+            crate::WASM_TARGET,
+        ])
+        .args(args)
+        .envs(env.iter().copied())
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+        .status()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the browser tests of gossip-wasm ({what}) failed"))
+    }
+}
+
+/// Ports, key and token for a `wasm-cluster`, chosen before the browser test is compiled with
+/// them (a browser test cannot read the environment at run time).
+struct Plan {
+    ports: Vec<u16>,
+    key: String,
+    token: String,
+}
+
+impl Plan {
+    fn new() -> Result<Plan> {
+        // Free now, bound by the harness once the test is built: a small window, on loopback only.
+        let listeners: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| format!("cannot find free ports: {e}"))?;
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Plan {
+            ports,
+            key: hex(&random_bytes(32)?),
+            token: format!("t{}", hex(&random_bytes(8)?)),
+        })
+    }
+
+    fn seeds(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("ws://127.0.0.1:{p}/gossip/ws"))
+            .collect()
+    }
+
+    fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("GOSSIP_WASM_SEEDS", self.seeds().join(",")),
+            ("GOSSIP_WASM_KEY", self.key.clone()),
+            ("GOSSIP_WASM_TOKEN", self.token.clone()),
+        ]
+    }
+
+    /// Starts the harness and waits until its nodes see each other.
+    fn start(self, bin: &Path) -> Result<Cluster> {
+        let ports_arg = self
+            .ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut child = Command::new(bin)
+            .args([&ports_arg, &self.key, &self.token])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "ready" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let cluster = Cluster {
+            child,
+            seeds: self.seeds(),
+            key: self.key,
+            token: self.token,
+        };
+        rx.recv_timeout(Duration::from_secs(90))
+            .map_err(|_| "the native cluster did not become ready within 90 s".to_string())?;
+        eprintln!("xtask: native cluster ready at {}", cluster.seeds.join(" "));
+        Ok(cluster)
+    }
+}
+
+/// A running `wasm-cluster` (3 native nodes); stopped when dropped.
+struct Cluster {
+    child: Child,
+    seeds: Vec<String>,
+    key: String,
+    token: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Closing stdin asks the harness to stop; a stuck one is killed after 10 s.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(buf)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds the native harness; returns its path.
+fn build_harness() -> Result<PathBuf> {
+    run(
+        "cargo",
+        &["build", "--locked", "-p", "tests", "--bin", "wasm-cluster"],
+    )?;
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    Ok(target_dir.join("debug/wasm-cluster"))
+}
+
+/// Everything `cargo xtask test` checks about the browser driver.
+pub fn test() -> Result {
+    let started = Instant::now();
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--locked",
+            "-p",
+            "gossip-wasm",
+            "--all-targets",
+            "--all-features",
+            "--target",
+            crate::WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    let pkg = package()?;
+    browser_tests("no server", &["--lib"], &[])?;
+    let harness = build_harness()?;
+    {
+        let plan = Plan::new()?;
+        let env = plan.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args = ["--features", "cluster-test", "--test", "cluster"];
+        // Build first: the harness must not idle (or time out) while the test compiles.
+        browser_tests("build", &[&args[..], &["--no-run"]].concat(), &env)?;
+        let _cluster = plan.start(&harness)?;
+        browser_tests("against a native cluster", &args, &env)?;
+    }
+    {
+        // A fresh cluster: the browser test killed one of the first one's nodes.
+        let cluster = Plan::new()?.start(&harness)?;
+        let seeds = cluster.seeds.join(",");
+        pack_and_import(
+            &pkg,
+            &[
+                ("GOSSIP_SEEDS", &seeds),
+                ("GOSSIP_KEY", &cluster.key),
+                ("GOSSIP_TOKEN", &cluster.token),
+            ],
+        )?;
+    }
+    // Last, so a size regression still shows every functional result first.
+    check(&pkg)?;
+    eprintln!(
+        "xtask: gossip-wasm checks passed in {:.0?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_import_modules() {
+        // A module importing one function "env"."f" and one memory "js"."mem".
+        let wasm = [
+            0, b'a', b's', b'm', 1, 0, 0, 0, // header
+            1, 4, 1, 0x60, 0, 0, // type section: () -> ()
+            2, 19, 2, // import section, 2 imports
+            3, b'e', b'n', b'v', 1, b'f', 0, 0, // env.f: function type 0
+            2, b'j', b's', 3, b'm', b'e', b'm', 2, 0, 1, // js.mem: memory min 1
+        ];
+        assert_eq!(import_modules(&wasm).unwrap(), ["env", "js"]);
+        assert!(import_modules(&wasm[..20]).is_err());
+        assert!(import_modules(b"nope").is_err());
+    }
+}

@@ -47,13 +47,66 @@ impl NodeId {
     }
 }
 
+/// Characters of the full text form: 256 bits in 5-bit digits, no padding.
+const TEXT_LEN: usize = (NODE_ID_LEN * 8).div_ceil(5);
+
+/// The RFC 4648 base32 alphabet, lowercase.
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// RFC 4648 base32 of the id, lowercase, without padding.
+fn encode_base32(bytes: &[u8; NODE_ID_LEN]) -> [u8; TEXT_LEN] {
+    let mut out = [0u8; TEXT_LEN];
+    let (mut acc, mut bits, mut at) = (0u16, 0u32, 0);
+    for &byte in bytes {
+        acc = (acc << 8) | u16::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out[at] = BASE32[usize::from((acc >> bits) & 31)];
+            at += 1;
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        // The last digit carries the remaining bits, zero-filled on the right.
+        out[at] = BASE32[usize::from((acc << (5 - bits)) & 31)];
+    }
+    out
+}
+
+/// Parses RFC 4648 base32 without padding, in either case. Refuses any other length or
+/// character, and a last digit whose unused low bits are not zero (so each id has one text form).
+fn decode_base32(text: &[u8]) -> Option<[u8; NODE_ID_LEN]> {
+    if text.len() != TEXT_LEN {
+        return None;
+    }
+    let mut out = [0u8; NODE_ID_LEN];
+    let (mut acc, mut bits, mut at) = (0u16, 0u32, 0);
+    for &c in text {
+        let digit = match c {
+            b'a'..=b'z' => c - b'a',
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        acc = (acc << 5) | u16::from(digit);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out[at] = (acc >> bits) as u8;
+            at += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // 52 digits carry 260 bits: the last 4 must be zero.
+    (acc == 0).then_some(out)
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &data_encoding::BASE32_NOPAD
-                .encode(&self.0)
-                .to_ascii_lowercase(),
-        )
+        let text = encode_base32(&self.0);
+        // The alphabet is ASCII.
+        f.write_str(core::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -72,12 +125,9 @@ impl FromStr for NodeId {
     type Err = ParseNodeIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let upper = s.to_ascii_uppercase();
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(upper.as_bytes())
-            .map_err(|_| ParseNodeIdError)?;
-        let bytes: [u8; NODE_ID_LEN] = bytes.try_into().map_err(|_| ParseNodeIdError)?;
-        Ok(NodeId(bytes))
+        decode_base32(s.as_bytes())
+            .map(NodeId)
+            .ok_or(ParseNodeIdError)
     }
 }
 
@@ -154,6 +204,55 @@ mod tests {
         assert!("".parse::<NodeId>().is_err());
         assert!("abc".parse::<NodeId>().is_err());
         assert!("1".repeat(52).parse::<NodeId>().is_err());
+        let text = NodeId::from_bytes([0x5a; 32]).to_string();
+        assert!(text.parse::<NodeId>().is_ok());
+        // One character too few or too many, padding, a character outside the alphabet.
+        assert!(text[..51].parse::<NodeId>().is_err());
+        assert!(format!("{text}a").parse::<NodeId>().is_err());
+        assert!(format!("{}====", &text[..51]).parse::<NodeId>().is_err());
+        for bad in ['0', '1', '8', '9', '=', ' ', '-', 'é'] {
+            let mut s = text.clone();
+            s.replace_range(10..11, &bad.to_string());
+            assert!(s.parse::<NodeId>().is_err(), "{s:?}");
+        }
+        // The last digit's 4 unused bits must be zero: "...a" is canonical, "...b" is not.
+        let zero = "a".repeat(52);
+        assert_eq!(zero.parse::<NodeId>().unwrap(), NodeId::from_bytes([0; 32]));
+        assert!(format!("{}b", &zero[..51]).parse::<NodeId>().is_err());
+    }
+
+    #[test]
+    fn base32_matches_rfc_4648() {
+        // RFC 4648 section 10 vectors, lowercase and without padding, through the same digits.
+        let vectors: [(&[u8], &str); 3] =
+            [(b"f", "my"), (b"fo", "mzxq"), (b"foobar", "mzxw6ytboi")];
+        for (raw, text) in vectors {
+            let mut id = [0u8; NODE_ID_LEN];
+            id[..raw.len()].copy_from_slice(raw);
+            let full = NodeId::from_bytes(id).to_string();
+            assert!(full.starts_with(text), "{full}");
+        }
+        // All ones: 51 `7`s then the last digit holding the final bit (0b1_0000 = `q`).
+        let ones = NodeId::from_bytes([0xff; 32]);
+        assert_eq!(ones.to_string(), format!("{}q", "7".repeat(51)));
+        assert_eq!(
+            ones.to_string().to_uppercase().parse::<NodeId>().unwrap(),
+            ones
+        );
+        // Every byte value round-trips, in both cases, and matches the reference implementation.
+        for b in 0..=255u8 {
+            let mut raw = [0u8; NODE_ID_LEN];
+            for (i, x) in raw.iter_mut().enumerate() {
+                *x = b.wrapping_mul(i as u8 + 1) ^ (i as u8);
+            }
+            let id = NodeId::from_bytes(raw);
+            let text = id.to_string();
+            let reference = data_encoding::BASE32_NOPAD.encode(&raw);
+            assert_eq!(text, reference.to_ascii_lowercase());
+            assert_eq!(reference.parse::<NodeId>().unwrap(), id);
+            assert_eq!(text.parse::<NodeId>().unwrap(), id);
+            assert_eq!(text.to_uppercase().parse::<NodeId>().unwrap(), id);
+        }
     }
 
     #[test]

@@ -29,8 +29,57 @@ impl ClusterKey {
 
     /// A 64-digit lowercase hex form, accepted back by `FromStr`.
     pub fn to_hex(&self) -> String {
-        data_encoding::HEXLOWER.encode(&self.0)
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for &b in &self.0 {
+            hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(b & 15)]));
+        }
+        hex
     }
+}
+
+/// 64 hex digits, in either case.
+fn decode_hex(text: &[u8]) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Standard padded base64 (RFC 4648 section 4) of 32 bytes: 43 digits and one `=`, the last
+/// digit's two unused bits zero (so each key has one text form).
+fn decode_base64(text: &[u8]) -> Option<[u8; 32]> {
+    let (digits, pad) = text.split_at_checked(43)?;
+    if pad != b"=" {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    let (mut acc, mut bits, mut at) = (0u32, 0u32, 0);
+    for &c in digits {
+        let d = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(d);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out[at] = (acc >> bits) as u8;
+            at += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (acc == 0).then_some(out)
 }
 
 impl FromStr for ClusterKey {
@@ -38,13 +87,11 @@ impl FromStr for ClusterKey {
 
     /// Accepts 64 hex digits or standard base64 of 32 bytes.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let bytes = data_encoding::HEXLOWER_PERMISSIVE
-            .decode(s.as_bytes())
-            .or_else(|_| data_encoding::BASE64.decode(s.as_bytes()))
-            .map_err(|_| KeyringError::Parse)?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyringError::Parse)?;
-        Ok(ClusterKey(bytes))
+        let s = s.trim().as_bytes();
+        decode_hex(s)
+            .or_else(|| decode_base64(s))
+            .map(ClusterKey)
+            .ok_or(KeyringError::Parse)
     }
 }
 
@@ -193,5 +240,50 @@ mod tests {
         );
         assert_eq!("abcd".parse::<ClusterKey>(), Err(KeyringError::Parse));
         assert!(!format!("{k:?}").contains("ab"));
+    }
+
+    #[test]
+    fn text_forms_match_data_encoding() {
+        use data_encoding::{BASE64, HEXLOWER, HEXUPPER};
+        for seed in 0..=255u8 {
+            let raw: [u8; 32] = core::array::from_fn(|i| seed.wrapping_mul(31) ^ (i as u8 * 7));
+            let k = ClusterKey::from_bytes(raw);
+            assert_eq!(k.to_hex(), HEXLOWER.encode(&raw));
+            for text in [
+                HEXLOWER.encode(&raw),
+                HEXUPPER.encode(&raw),
+                BASE64.encode(&raw),
+            ] {
+                assert_eq!(text.parse::<ClusterKey>().unwrap(), k, "{text}");
+                assert_eq!(format!("  {text}\n").parse::<ClusterKey>().unwrap(), k);
+            }
+        }
+        let b64 = BASE64.encode(&[0xab; 32]);
+        let refused = [
+            String::new(),
+            "0".repeat(63),
+            "0".repeat(65),
+            format!("{}g", "0".repeat(63)),
+            // Base64 without its padding, with too much, of 31 or 33 bytes.
+            b64.trim_end_matches('=').to_owned(),
+            format!("{b64}="),
+            BASE64.encode(&[0xab; 31]),
+            BASE64.encode(&[0xab; 33]),
+            // Non-zero unused bits in the last digit ("t" is "s" plus one).
+            b64.replace("s=", "t="),
+            b64.replace('q', "-"),
+        ];
+        for text in refused {
+            assert!(
+                BASE64
+                    .decode(text.as_bytes())
+                    .map_or(true, |b| b.len() != 32)
+            );
+            assert_eq!(
+                text.parse::<ClusterKey>(),
+                Err(KeyringError::Parse),
+                "{text:?}"
+            );
+        }
     }
 }

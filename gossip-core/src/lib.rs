@@ -14,6 +14,7 @@ pub mod limits;
 pub mod link;
 pub mod membership;
 pub mod message;
+mod msgpack;
 pub mod node;
 pub mod replay;
 pub mod requests;

@@ -280,7 +280,7 @@ messages! {
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
     // The slice reader checks every declared length against the bytes left before allocating.
-    rmp_serde::from_slice(payload).map_err(|e| Malformed::Payload(e.to_string()).into())
+    crate::msgpack::from_slice(payload).map_err(|e| Malformed::Payload(e.0).into())
 }
 
 impl Message {

@@ -118,3 +118,19 @@ async fn unreachable_seeds_are_reported() {
     assert!(message.contains("any seed"), "{message}");
     assert!(message.contains("127.0.0.1:9"), "{message}");
 }
+
+#[wasm_bindgen_test]
+fn float_map_keys_are_spelled_as_javascript_does() {
+    // {1.5: 1, 1e21: 2, inf: 3} with f64 keys (another language's encoder may write them).
+    let mut bytes = vec![0x83];
+    for (i, key) in [1.5f64, 1e21, f64::INFINITY].into_iter().enumerate() {
+        bytes.push(0xcb);
+        bytes.extend_from_slice(&key.to_be_bytes());
+        bytes.push(i as u8 + 1);
+    }
+    let msgpack::Value::Map(entries) = msgpack::decode(&bytes).unwrap() else {
+        panic!("not a map");
+    };
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["1.5", "1e+21", "Infinity"]);
+}

@@ -216,7 +216,7 @@ impl<'a> Reader<'a> {
                 Value::Int(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Nil => "null".into(),
-                Value::F64(f) => f.to_string(),
+                Value::F64(f) => float_key(f),
                 Value::Bin(b) => String::from_utf8_lossy(&b).into_owned(),
                 Value::Array(_) | Value::Map(_) => return Err(DecodeError::Unsupported(0x80)),
             };
@@ -272,6 +272,22 @@ impl<'a> Reader<'a> {
             other => return Err(DecodeError::Unsupported(other)),
         })
     }
+}
+
+/// A float map key as JavaScript spells it (`String(f)`: `1e+21`, `Infinity`), which also
+/// spares the browser build Rust's float formatting.
+#[cfg(target_arch = "wasm32")]
+fn float_key(f: f64) -> String {
+    js_sys::Number::from(f)
+        .to_string_with_radix(10)
+        .map(String::from)
+        .unwrap_or_default()
+}
+
+/// A float map key in Rust's shortest round-trip form (native builds, for tests).
+#[cfg(not(target_arch = "wasm32"))]
+fn float_key(f: f64) -> String {
+    f.to_string()
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! `test` is the one command that checks everything, on a developer's machine and in CI alike.
 //! It installs what it needs on a fresh machine before it runs anything.
 
+mod demo;
+mod wasm;
+
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -13,12 +16,22 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("setup") => setup(),
+        Some("demo") => demo::demo(&args[1..]),
+        Some("e2e") => demo::e2e(true),
+        Some("wasm") => wasm::package().and_then(|p| wasm::check(&p)),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup>");
+            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm>");
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
             );
             eprintln!("  setup  only install what is missing (wasm32 target)");
+            eprintln!(
+                "  demo   build and run the live dashboard (web-demo) on http://127.0.0.1:8080"
+            );
+            eprintln!("  e2e    run the dashboard's end-to-end test in headless Chromium");
+            eprintln!(
+                "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/ and check its size"
+            );
             return ExitCode::from(2);
         }
     };
@@ -70,6 +83,10 @@ fn test() -> Result {
         ],
     )?;
     run("cargo", &["test", "--workspace", "--locked"])?;
+    // The browser driver: npm package, size budget, headless Chromium and Node.js tests.
+    wasm::test()?;
+    // The dashboard end to end in headless Chromium (the package was just built).
+    demo::e2e(false)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -1,0 +1,170 @@
+//! `cargo xtask demo` runs the live dashboard; `cargo xtask e2e` (part of `cargo xtask test`)
+//! drives it in headless Chromium.
+//!
+//! Both build what they need first: the `gossip-wasm` npm package the page loads, and the
+//! `web-demo` binary. The end-to-end test also installs, only when missing, Chromium (apt) and
+//! its Node dependencies (npm, pinned by `web-demo/e2e/package-lock.json`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Result;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Builds the wasm package and the demo, then becomes the demo: Ctrl-C reaches it directly and
+/// it stops every member before exiting. `args` go to `web-demo` (`--members N`, `--port P`,
+/// `--bind IP`).
+pub fn demo(args: &[String]) -> Result {
+    build_wasm_package()?;
+    // The dev profile: the workspace builds every dependency and the core optimized in it, so the
+    // demo runs as fast, and shares its build with `cargo xtask test` instead of a second one.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .args(["run", "--locked", "-p", "web-demo", "--"])
+        .args(args);
+    eprintln!(
+        "xtask: $ cargo run --locked -p web-demo -- {}",
+        args.join(" ")
+    );
+    eprintln!("xtask: the dashboard's URL follows once the cluster is up; Ctrl-C stops everything");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Replace this process, so no parent is left to race the demo's graceful stop.
+        let err = cmd.exec();
+        Err(format!("cannot start cargo: {err}"))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot start cargo: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the demo failed ({status})"))
+        }
+    }
+}
+
+/// Installs what is missing, builds (the wasm package too, with `build_package`), and runs
+/// `web-demo/e2e/dashboard.mjs`, which starts the demo on free ports, drives two tabs in headless
+/// Chromium, saves `docs/dashboard.png`, and stops the demo (also on failure).
+pub fn e2e(build_package: bool) -> Result {
+    ensure_chromium()?;
+    ensure_node()?;
+    let dir = root().join("web-demo").join("e2e");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    }
+    if build_package {
+        build_wasm_package()?;
+    }
+    run_in(&root(), "cargo", &["build", "--locked", "-p", "web-demo"])?;
+    // The test starts the binary just built (not `cargo run`, which could rebuild meanwhile).
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        // Cargo takes a relative target dir from where it was started, as xtask was.
+        Some(dir) if dir.is_relative() => std::env::current_dir()
+            .map_err(|e| format!("no current directory: {e}"))?
+            .join(dir),
+        Some(dir) => dir,
+        None => root().join("target"),
+    };
+    let bin = target_dir
+        .join("debug")
+        .join(format!("web-demo{}", std::env::consts::EXE_SUFFIX));
+    let bin = bin
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    eprintln!("xtask: $ (cd {}) node dashboard.mjs", dir.display());
+    let status = Command::new("node")
+        .arg("dashboard.mjs")
+        .current_dir(&dir)
+        .env("DEMO_CMD", format!("[\"{bin}\"]"))
+        .status()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the dashboard's end-to-end test failed ({status})"))
+    }
+}
+
+/// The npm package of `gossip-wasm` in `gossip-wasm/pkg` (what `cargo xtask wasm` builds), with
+/// what building it needs on a fresh machine: the wasm32 target, Node.js and npm.
+fn build_wasm_package() -> Result {
+    crate::setup()?;
+    ensure_node()?;
+    crate::wasm::package().map(drop)
+}
+
+fn ensure_chromium() -> Result {
+    if Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    apt_install(&["chromium"])?;
+    if Path::new(CHROMIUM).exists() {
+        Ok(())
+    } else {
+        Err(format!("chromium was installed but {CHROMIUM} is missing"))
+    }
+}
+
+fn ensure_node() -> Result {
+    let has = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has("node") && has("npm") {
+        return Ok(());
+    }
+    apt_install(&["nodejs", "npm"])
+}
+
+fn apt_install(packages: &[&str]) -> Result {
+    run_in(&root(), "apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq"];
+    args.extend_from_slice(packages);
+    eprintln!("xtask: $ apt-get {}", args.join(" "));
+    let status = Command::new("apt-get")
+        .args(&args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("cannot start apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`apt-get {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result {
+    eprintln!(
+        "xtask: $ (cd {}) {program} {}",
+        dir.display(),
+        args.join(" ")
+    );
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}

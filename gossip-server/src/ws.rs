@@ -18,6 +18,9 @@ use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport, c
 use crate::handle::Gossip;
 use crate::shared::Shared;
 
+/// Read and write buffer of each WebSocket (frames larger than this still pass, in pieces).
+const IO_BUFFER: usize = 8 * 1024;
+
 /// `GET /ws`: checks the door, upgrades, greets with the node id and pumps frames.
 pub(crate) async fn handler(
     State(gossip): State<Gossip>,
@@ -33,7 +36,13 @@ pub(crate) async fn handler(
         shared.token.as_deref(),
         &shared.allowed_origins,
     );
-    let mut upgrade = upgrade.max_message_size(max).max_frame_size(max);
+    // Small I/O buffers: most frames are a few hundred bytes, and a server holds thousands of
+    // members' connections (tungstenite's defaults are 128 KiB each way).
+    let mut upgrade = upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(IO_BUFFER)
+        .write_buffer_size(IO_BUFFER);
     if let Ok(Some(protocol)) = &verdict {
         upgrade = upgrade.protocols([protocol.clone()]);
     }
@@ -146,7 +155,9 @@ pub(crate) async fn dial(
         }
         let config = WebSocketConfig::default()
             .max_message_size(Some(shared.limits.max_frame))
-            .max_frame_size(Some(shared.limits.max_frame));
+            .max_frame_size(Some(shared.limits.max_frame))
+            .read_buffer_size(IO_BUFFER)
+            .write_buffer_size(IO_BUFFER);
         tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
     };
     let socket = tokio::select! {

@@ -82,7 +82,15 @@ pub fn setup() -> Result {
         }
     }
     if !have("node", "--version") || !have("npm", "--version") {
-        return Err("node and npm are needed for the package tests".into());
+        run("apt-get", &["update", "-qq"])?;
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "nodejs", "npm"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot start apt-get: {e}"))?;
+        if !status.success() || !have("node", "--version") {
+            return Err("node and npm are needed for the package tests".into());
+        }
     }
     Ok(())
 }

@@ -38,6 +38,8 @@ struct Conn {
     /// The id a WebSocket server's hello claimed.
     claimed: Option<NodeId>,
     verified: bool,
+    /// This node dialed it (only the accepting side of a WebSocket sends a hello).
+    outbound: bool,
 }
 
 /// The engine and everything the driver tracks around it.
@@ -237,6 +239,7 @@ impl Driver {
                         owner: None,
                         claimed: None,
                         verified: false,
+                        outbound: false,
                     },
                 );
             }
@@ -244,6 +247,13 @@ impl Driver {
                 let Some(c) = self.conns.get_mut(&id) else {
                     return;
                 };
+                if !c.outbound {
+                    // A client claiming an id must not capture the route to that member.
+                    c.handle
+                        .closer
+                        .close(close::BAD_FRAME, "only the accepting side sends a hello");
+                    return self.shared.count_drop("unexpected_hello");
+                }
                 c.claimed = Some(node);
                 if c.owner.is_none() {
                     c.owner = Some(node);
@@ -479,6 +489,7 @@ impl Driver {
                 owner: node,
                 claimed: None,
                 verified: false,
+                outbound: true,
             },
         );
         Some(id)

@@ -237,6 +237,12 @@ async fn websocket_abuse_is_closed_with_a_reason() {
         .unwrap();
     assert_eq!(close_of(&mut ws).await.0, 4400, "garbage frame");
 
+    // A client's hello claiming to be a member would capture the route to it: refused.
+    let mut ws = ws_connect(&with_token, None).await;
+    let claim = gossip_core::link::encode_hello(&Identity::from_secret_bytes([9; 32]).id());
+    ws.send(WsMessage::Binary(claim.into())).await.unwrap();
+    assert_eq!(close_of(&mut ws).await.0, 4400, "hello from a client");
+
     let mut ws = ws_connect(&with_token, None).await;
     let mut stranger = Forger::new(3, Some("22".repeat(32).parse().unwrap()));
     ws.send(WsMessage::Binary(stranger.join_via(g.id()).into()))

@@ -176,10 +176,16 @@ pub(crate) async fn pump<Si, St>(
             }
         }
     };
+    // The greeting goes out before anything is read, so a client always gets it first.
+    let greeted = match hello {
+        Some(hello) => tokio::select! {
+            _ = closer.token.cancelled() => false,
+            sent = sink.send(LinkOut::Binary(hello)) => sent.is_ok(),
+        },
+        None => true,
+    };
     let writer = async {
-        if let Some(hello) = hello
-            && sink.send(LinkOut::Binary(hello)).await.is_err()
-        {
+        if !greeted {
             return;
         }
         loop {
@@ -213,6 +219,34 @@ pub(crate) async fn pump<Si, St>(
     }
     closer.token.cancel();
     let _ = inbound.send(Input::Closed { id }).await;
+}
+
+/// Runs a transport's connection, counted as open while it lasts: the one way every transport
+/// (TCP, the WebSocket route, the WebSocket client) hands its link to [`pump`].
+pub(crate) async fn run<Si, St>(
+    shared: &crate::shared::Shared,
+    id: ConnId,
+    sink: Si,
+    stream: St,
+    rx: mpsc::Receiver<Vec<u8>>,
+    closer: Arc<Closer>,
+    hello: Option<Vec<u8>>,
+) where
+    Si: Sink<LinkOut>,
+    St: Stream<Item = LinkIn>,
+{
+    let _guard = shared.connection_opened();
+    let inbound = shared.inbound.clone();
+    pump(
+        id,
+        Box::pin(sink),
+        Box::pin(stream),
+        rx,
+        closer,
+        inbound,
+        hello,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -40,17 +40,7 @@ pub(crate) async fn run(
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => LinkIn::TooBig,
         Err(_) => LinkIn::End,
     });
-    let _guard = shared.connection_opened();
-    conn::pump(
-        id,
-        Box::pin(sink),
-        Box::pin(stream),
-        rx,
-        handle.closer,
-        shared.inbound.clone(),
-        None,
-    )
-    .await;
+    conn::run(&shared, id, sink, stream, rx, handle.closer, None).await;
 }
 
 /// Dials `addr` and runs the connection; frames queued meanwhile wait in `rx`.

@@ -118,17 +118,7 @@ async fn serve_socket(
             Err(_) => Some(LinkIn::End),
         }
     });
-    let _guard = shared.connection_opened();
-    conn::pump(
-        id,
-        Box::pin(sink),
-        Box::pin(stream),
-        rx,
-        handle.closer,
-        shared.inbound.clone(),
-        Some(hello),
-    )
-    .await;
+    conn::run(&shared, id, sink, stream, rx, handle.closer, Some(hello)).await;
 }
 
 fn is_too_big(error: &str) -> bool {
@@ -201,15 +191,5 @@ pub(crate) async fn dial(
             Err(_) => Some(LinkIn::End),
         }
     });
-    let _guard = shared.connection_opened();
-    conn::pump(
-        id,
-        Box::pin(sink),
-        Box::pin(stream),
-        rx,
-        handle.closer,
-        shared.inbound.clone(),
-        None,
-    )
-    .await;
+    conn::run(&shared, id, sink, stream, rx, handle.closer, None).await;
 }

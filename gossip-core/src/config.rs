@@ -18,7 +18,8 @@ pub struct Config {
     pub indirect_checks: usize,
     /// Time between gossip rounds.
     pub gossip_interval_ms: u64,
-    /// Members gossiped to per round, and the fan-out of event-driven push.
+    /// Members gossiped to per round, and the least fan-out of event-driven push (which grows
+    /// with the cluster: [`Config::push_fanout`]).
     pub gossip_nodes: usize,
     /// While fresh updates are queued, gossip rounds run this often instead, so an update's
     /// retransmit budget is spent within a few network round trips rather than gossip intervals.
@@ -122,6 +123,15 @@ impl Config {
         self.retransmit_mult * scale
     }
 
+    /// Members a new update is pushed to the moment it is news, in a cluster of `n` members:
+    /// `gossip_nodes`, raised to `ceil(ln(n + 1))`. With fan-out `ln(n) + c`, one wave of pushes
+    /// alone reaches every member with probability about `exp(-exp(-c))` (Kermarrec, Massoulié
+    /// and Ganesh, 2003), so gossip rounds only mop up what a lost datagram missed.
+    pub fn push_fanout(&self, n: usize) -> usize {
+        let ln = ((n as f64) + 1.0).ln().ceil() as usize;
+        self.gossip_nodes.max(ln)
+    }
+
     /// Lifeguard suspicion timeout bounds `(min, max)` in ms for a cluster of `n` members.
     pub fn suspicion_timeout_ms(&self, n: usize) -> (u64, u64) {
         let scale = (n.max(1) as f64).log10().max(1.0);
@@ -148,6 +158,11 @@ mod tests {
         assert_eq!(c.retransmit_limit(10), 8);
         assert_eq!(c.retransmit_limit(1_000), 16);
         assert_eq!(c.suspicion_timeout_ms(5), (4_000, 24_000));
+        assert_eq!(c.push_fanout(1), 3);
+        assert_eq!(c.push_fanout(20), 4);
+        assert_eq!(c.push_fanout(100), 5);
+        assert_eq!(c.push_fanout(1_000), 7);
+        assert_eq!(c.push_fanout(10_000), 10);
         assert_eq!(c.suspicion_timeout_ms(100), (8_000, 48_000));
         assert!(Config::wan().probe_interval_ms > c.probe_interval_ms);
         assert!(Config::local().probe_timeout_ms < c.probe_timeout_ms);

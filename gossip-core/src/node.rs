@@ -190,6 +190,13 @@ pub struct Node {
     suspicions: HashMap<NodeId, Suspicion>,
     queue: Vec<Queued>,
     fresh: Vec<SignedPacket>,
+    /// Who sent the input being handled: its news is not pushed back to it.
+    fresh_from: Option<NodeId>,
+    /// News waiting for the next delivery to the members this node relays for.
+    hub_pending: Vec<SignedPacket>,
+    next_hub: Instant,
+    /// Members relayed through this node: it hands them news itself (see `deliver_hub`).
+    leaves: BTreeSet<NodeId>,
     sync_followups: HashMap<NodeId, u8>,
     bootstrap_syncs: u8,
     requests: Requests,
@@ -270,6 +277,10 @@ impl Node {
             suspicions: HashMap::new(),
             queue: Vec::new(),
             fresh: Vec::new(),
+            fresh_from: None,
+            hub_pending: Vec::new(),
+            next_hub: now,
+            leaves: BTreeSet::new(),
             sync_followups: HashMap::new(),
             bootstrap_syncs: 0,
             requests: Requests::new(rng.next_u64()),
@@ -382,6 +393,9 @@ impl Node {
         }
         if let Some(d) = self.requests.next_deadline() {
             t = t.min(d);
+        }
+        if !self.hub_pending.is_empty() {
+            t = t.min(self.next_hub);
         }
         Some(t)
     }
@@ -900,8 +914,10 @@ impl Node {
                 .or_default()
                 .heartbeat(now, &phi);
         }
+        self.fresh_from = Some(origin);
         self.dispatch(now, from, inbound);
         self.flush(now);
+        self.fresh_from = None;
         Some(origin)
     }
 
@@ -939,6 +955,9 @@ impl Node {
         if now >= self.next_reap {
             self.reap(now);
             self.next_reap = now.plus_millis(1_000);
+        }
+        if now >= self.next_hub {
+            self.deliver_hub(now);
         }
         self.flush(now);
     }
@@ -1286,6 +1305,7 @@ impl Node {
             .collect();
         for id in gone {
             self.detectors.remove(&id);
+            self.leaves.remove(&id);
             if let Some(m) = self.members.remove(&id) {
                 self.tombstones
                     .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
@@ -1400,6 +1420,7 @@ impl Node {
                     },
                 );
                 self.tombstones.remove(&origin);
+                self.track_leaf(origin);
                 // Probe newcomers soon, at a random place in the current pass.
                 let at = self.probe_index
                     + (self.rng.next_u64() as usize)
@@ -1427,6 +1448,7 @@ impl Node {
                 if was != State::Alive {
                     m.since = now;
                 }
+                self.track_leaf(origin);
                 self.suspicions.remove(&origin);
                 if was != State::Alive {
                     self.push_event(Event::MemberAlive { id: origin });
@@ -1719,10 +1741,18 @@ impl Node {
         if self.queue.is_empty() {
             return;
         }
+        if self.local().relay().is_some() {
+            // A relayed member's every link runs through its relay, which `flush` already handed
+            // the news to over a reliable link: retransmitting would only cost the relay.
+            self.queue.clear();
+            return;
+        }
         let retention = self.config.dead_retention_ms;
         // Gossip to the recently dead too, so a falsely buried member learns it and refutes.
+        // Relayed members are left out: their relay serves them (`deliver_hub`).
         let targets = self.random_members(self.config.gossip_nodes, |m| {
-            !m.state.is_down() || now.micros_since(m.since) / 1_000 < retention
+            (!m.state.is_down() || now.micros_since(m.since) / 1_000 < retention)
+                && m.relay().is_none()
         });
         for target in targets {
             let items = self.take_piggyback(self.piggyback_budget());
@@ -1733,29 +1763,123 @@ impl Node {
         }
     }
 
-    /// Event-driven push: what became news during this input goes to fan-out members now.
+    /// Event-driven push: what became news during this input goes to fan-out members now, and
+    /// to the members relayed through this node.
     fn flush(&mut self, now: Instant) {
         if self.fresh.is_empty() {
             return;
         }
         let fresh = std::mem::take(&mut self.fresh);
-        let targets = self.random_members(self.config.gossip_nodes, |m| !m.state.is_down());
-        let budget = self.config.max_sync_bytes;
-        for target in targets {
-            let mut batch = Vec::new();
-            let mut size = 0;
-            for item in &fresh {
-                if size + item.len() + ITEM_OVERHEAD > budget && !batch.is_empty() {
-                    let items = std::mem::take(&mut batch);
-                    self.send_to_member(now, target, Gossip { items }.into(), false);
-                    size = 0;
+        if !self.leaves.is_empty() {
+            self.hub_pending.extend(fresh.iter().cloned());
+            let excess = self.hub_pending.len().saturating_sub(self.config.max_queue);
+            if excess > 0 {
+                self.hub_pending.drain(..excess);
+                self.stats.transmits_dropped += excess as u64;
+            }
+            if now >= self.next_hub {
+                self.deliver_hub(now);
+            }
+        }
+        let source = self.fresh_from;
+        let targets = match self.local().relay() {
+            // Anything a relayed member sends crosses its relay: hand the news to the relay
+            // alone, which pushes it on and delivers it to every member beside us.
+            Some(relay) => {
+                let up = self.members.get(&relay).is_some_and(|m| !m.state.is_down());
+                if up && Some(relay) != source {
+                    vec![relay]
+                } else {
+                    Vec::new()
                 }
-                size += item.len() + ITEM_OVERHEAD;
-                batch.push(item.clone());
             }
-            if !batch.is_empty() {
-                self.send_to_member(now, target, Gossip { items: batch }.into(), false);
+            // Relayed members are left out: once the news reaches their relay, it delivers it
+            // to them in one hop, while a push from here would cross that relay anyway.
+            None => {
+                let fanout = self.config.push_fanout(self.live_count());
+                self.random_members(fanout, |m| {
+                    !m.state.is_down() && Some(m.id) != source && m.relay().is_none()
+                })
             }
+        };
+        if targets.is_empty() {
+            return;
+        }
+        // One signature for every target: the envelope names no recipient.
+        for batch in self.sign_batches(now, &fresh) {
+            for &target in &targets {
+                self.route_packet(now, target, &batch, false);
+            }
+        }
+    }
+
+    /// Hands pending news to every member relayed through this node, at most once per
+    /// fast-gossip interval: browsers hear everything in one hop from their server instead of
+    /// through random gossip that would cross the server twice per hop.
+    fn deliver_hub(&mut self, now: Instant) {
+        if self.hub_pending.is_empty() {
+            return;
+        }
+        self.next_hub = now.plus_millis(self.config.fast_gossip_interval_ms);
+        let pending = std::mem::take(&mut self.hub_pending);
+        let retention = self.config.dead_retention_ms;
+        // The recently buried too: a falsely buried browser must hear it to refute.
+        let leaves: Vec<NodeId> = self
+            .leaves
+            .iter()
+            .filter(|id| {
+                self.members.get(id).is_some_and(|m| {
+                    !m.state.is_down() || now.micros_since(m.since) / 1_000 < retention
+                })
+            })
+            .copied()
+            .collect();
+        if leaves.is_empty() {
+            return;
+        }
+        for batch in self.sign_batches(now, &pending) {
+            for &leaf in &leaves {
+                if let Some(frame) = self.seal(&batch) {
+                    self.emit(Transmit {
+                        to: Address::Relayed(leaf),
+                        node: Some(leaf),
+                        bytes: frame,
+                        reliable: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Signed `Gossip` envelopes carrying `items`, each within the sync byte and item budgets.
+    fn sign_batches(&mut self, now: Instant, items: &[SignedPacket]) -> Vec<SignedPacket> {
+        let budget = self.config.max_sync_bytes;
+        let max_items = self.config.limits.max_items;
+        let mut out = Vec::new();
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for item in items {
+            let cost = item.len() + ITEM_OVERHEAD;
+            if !batch.is_empty() && (size + cost > budget || batch.len() >= max_items) {
+                let items = std::mem::take(&mut batch);
+                out.extend(self.sign(now, Gossip { items }.into()));
+                size = 0;
+            }
+            size += cost;
+            batch.push(item.clone());
+        }
+        if !batch.is_empty() {
+            out.extend(self.sign(now, Gossip { items: batch }.into()));
+        }
+        out
+    }
+
+    /// Keeps `leaves` in step with a member's addresses.
+    fn track_leaf(&mut self, id: NodeId) {
+        if self.members.get(&id).and_then(Member::relay) == Some(self.id) {
+            self.leaves.insert(id);
+        } else {
+            self.leaves.remove(&id);
         }
     }
 

@@ -135,6 +135,7 @@ fn metadata(sim: &mut Sim, log: &mut Log, settle_ms: u64) -> Outcome {
         o.notes.push(format!("set_metadata refused: {e}"));
     }
     o.extra.insert("metadata_seen".into(), json!(seen(sim)));
+    push_rounds(sim, ms, &mut o);
     o.notes.push(format!(
         "metadata role=x seen by {}/{} nodes after {:?} ms",
         seen(sim),
@@ -142,6 +143,38 @@ fn metadata(sim: &mut Sim, log: &mut Log, settle_ms: u64) -> Outcome {
         ms
     ));
     o
+}
+
+/// Counts the update's spread in gossip rounds and compares it with the push-gossip bound
+/// `log_(f+1)(N) + ln(N)/f` (Pittel 1987) for the push fan-out `f` at this cluster size.
+///
+/// While an update is news a node pushes it on receipt and then gossips every fast-gossip
+/// interval, so each such interval holds at least one model round (every informed node pushes
+/// to `f` members): rounds counted in fast-gossip intervals are an upper bound on model rounds.
+fn push_rounds(sim: &mut Sim, ms: Option<u64>, o: &mut Outcome) {
+    let n = sim.up().len();
+    let config = sim.with_node(0, |node, _| node.config().clone());
+    let f = config.push_fanout(n) as f64;
+    let ln_n = (n.max(2) as f64).ln();
+    let bound = ln_n / (f + 1.0).ln() + ln_n / f;
+    let interval = config.fast_gossip_interval_ms.max(1);
+    let rounds = ms.map(|ms| ms as f64 / interval as f64);
+    let round2 = |v: f64| (v * 100.0).round() / 100.0;
+    o.extra.insert("push_fanout".into(), json!(f as u64));
+    o.extra.insert("round_ms".into(), json!(interval));
+    o.extra
+        .insert("push_rounds".into(), json!(rounds.map(round2)));
+    o.extra
+        .insert("push_bound_rounds".into(), json!(round2(bound)));
+    o.extra.insert(
+        "push_bound_ratio".into(),
+        json!(rounds.map(|r| round2(r / bound))),
+    );
+    o.notes.push(format!(
+        "spread in {} rounds of {interval} ms; push-gossip bound log_(f+1)(N) + ln(N)/f = {:.2} rounds (f = {f})",
+        rounds.map_or("-".to_owned(), |r| format!("{r:.2}")),
+        bound
+    ));
 }
 
 fn crash(sim: &mut Sim, log: &mut Log) -> Outcome {

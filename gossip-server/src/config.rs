@@ -4,6 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gossip_core::{ClusterKey, Config, Identity};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::error::StartError;
 
 /// Settings of a [`Gossip`](crate::Gossip) node: the engine's [`Config`] plus the transports,
 /// the door (token, origins) and the driver's limits.
@@ -37,6 +41,9 @@ pub struct GossipConfig {
     pub dial_token: Option<String>,
     /// `Origin` values allowed on the WebSocket route; empty allows any (and requests without one).
     pub allowed_origins: Vec<String>,
+    /// Certificates trusted when dialing `wss://`, besides the public web roots: a private CA, or
+    /// a self-signed server certificate.
+    pub tls_roots: Vec<CertificateDer<'static>>,
     /// Limits of the driver.
     pub limits: DriverLimits,
     /// While this node knows no other live member, it re-resolves its seeds and joins again this
@@ -97,6 +104,7 @@ impl GossipConfig {
             token: None,
             dial_token: None,
             allowed_origins: Vec::new(),
+            tls_roots: Vec::new(),
             limits: DriverLimits::default(),
             rejoin_interval: Duration::from_secs(5),
             leave_drain: Duration::from_millis(500),
@@ -126,6 +134,21 @@ impl GossipConfig {
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.metadata.push((key.into(), value.into()));
         self
+    }
+
+    /// Trusts every certificate in `pem` when dialing `wss://` (see [`GossipConfig::tls_roots`]).
+    pub fn with_tls_roots_pem(mut self, pem: &[u8]) -> Result<Self, StartError> {
+        let before = self.tls_roots.len();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| StartError::Config(format!("TLS root PEM: {e}")))?;
+            self.tls_roots.push(cert);
+        }
+        if self.tls_roots.len() == before {
+            return Err(StartError::Config(
+                "TLS root PEM holds no certificate".into(),
+            ));
+        }
+        Ok(self)
     }
 
     /// Requires (and presents, when dialing) a bearer token on WebSocket connections.

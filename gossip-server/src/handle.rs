@@ -98,6 +98,7 @@ impl Gossip {
                 .map_err(|e| StartError::Config(e.to_string()))?;
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(config.limits.inbound_queue);
+        let tls = crate::ws::client_tls(config.tls_roots)?;
         let shared = Arc::new(Shared::new(
             id,
             config.limits,
@@ -105,6 +106,7 @@ impl Gossip {
             config.token,
             config.dial_token,
             config.allowed_origins,
+            tls,
         ));
         let udp = udp.map(Arc::new);
         if let Some(listener) = tcp {

@@ -1,8 +1,8 @@
 //! State the transport tasks share with the driver.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gossip_core::NodeId;
 use tokio::sync::mpsc;
@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     pub(crate) token: Option<String>,
     pub(crate) dial_token: Option<String>,
     pub(crate) allowed_origins: Vec<String>,
+    /// TLS settings for `wss://` dials when extra roots are trusted (`None`: the library's own,
+    /// with the public web roots).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     conn_ids: AtomicU64,
     open: AtomicUsize,
     pub(crate) sent: SentCounters,
@@ -73,6 +76,7 @@ impl Shared {
         token: Option<String>,
         dial_token: Option<String>,
         allowed_origins: Vec<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Shared {
         Shared {
             id,
@@ -82,6 +86,7 @@ impl Shared {
             token,
             dial_token,
             allowed_origins,
+            tls,
             conn_ids: AtomicU64::new(1),
             sent: SentCounters::default(),
             open: AtomicUsize::new(0),

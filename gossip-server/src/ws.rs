@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{self, Refusal};
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport, close};
+use crate::error::StartError;
 use crate::handle::Gossip;
 use crate::shared::Shared;
 
@@ -125,6 +126,31 @@ fn is_too_big(error: &str) -> bool {
     error.contains("too long") || error.contains("too big") || error.contains("Capacity")
 }
 
+/// TLS settings trusting `extra` besides the public web roots; `None` when there is nothing
+/// extra (tungstenite's own settings then apply, with the same public roots).
+pub(crate) fn client_tls(
+    extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, StartError> {
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        roots
+            .add(cert)
+            .map_err(|e| StartError::Config(format!("TLS root: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(config)))
+}
+
 /// Dials a `ws://` or `wss://` URL (presenting the dial token) and pumps it.
 pub(crate) async fn dial(
     shared: Arc<Shared>,
@@ -148,7 +174,9 @@ pub(crate) async fn dial(
             .max_frame_size(Some(shared.limits.max_frame))
             .read_buffer_size(IO_BUFFER)
             .write_buffer_size(IO_BUFFER);
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
+        let connector = shared.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+            .await
     };
     let socket = tokio::select! {
         _ = handle.closer_cancelled() => None,

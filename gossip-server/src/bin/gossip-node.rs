@@ -54,6 +54,10 @@ struct Args {
     /// Bearer token required from (and presented to) WebSocket peers.
     #[arg(long, env = "GOSSIP_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of certificates to trust when dialing wss:// seeds (a private CA or a
+    /// self-signed certificate), besides the public web roots.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Timing preset.
     #[arg(long, value_enum, default_value_t = Preset::Lan)]
     config: Preset,
@@ -128,6 +132,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     if let Some(t) = &args.token {
         config = config.with_token(t.clone());
+    }
+    if let Some(path) = &args.tls_ca {
+        let pem = std::fs::read(path).map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
+        config = config.with_tls_roots_pem(&pem)?;
     }
     let gossip = Gossip::start(config).await?;
     let mut events = gossip.subscribe();

@@ -16,6 +16,7 @@ pub mod membership;
 pub mod message;
 mod msgpack;
 pub mod node;
+pub mod overlay;
 pub mod replay;
 pub mod requests;
 pub mod streams;

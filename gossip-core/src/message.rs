@@ -9,6 +9,10 @@ use crate::address::Address;
 use crate::error::{Incompatible, Malformed, TooLarge, WireError};
 use crate::identity::NodeId;
 use crate::limits::Limits;
+use crate::overlay::messages::{
+    Disconnect, EagerPush, ForwardJoin, Graft, Heartbeat, IHave, Neighbor, NeighborReply,
+    OverlayJoin, Prune, Shuffle, ShuffleReply,
+};
 use crate::streams::{StreamAccept, StreamClose, StreamCredit, StreamData, StreamOpen};
 use crate::wire::SignedPacket;
 
@@ -276,6 +280,30 @@ messages! {
     StreamCredit = 20,
     /// Stream close.
     StreamClose = 21,
+    /// Overlay: a new member asks its contact to take it in.
+    OverlayJoin = 22,
+    /// Overlay: a join's random walk.
+    ForwardJoin = 23,
+    /// Overlay: asks for an active link.
+    Neighbor = 24,
+    /// Overlay: answer to a join or a neighbor request.
+    NeighborReply = 25,
+    /// Overlay: an active link is dropped.
+    Disconnect = 26,
+    /// Overlay: a shuffle's random walk.
+    Shuffle = 27,
+    /// Overlay: answer to a shuffle.
+    ShuffleReply = 28,
+    /// Overlay: keeps an idle active link alive.
+    Heartbeat = 29,
+    /// Overlay broadcast: eager push along the tree.
+    EagerPush = 30,
+    /// Overlay broadcast: lazy push of ids.
+    IHave = 31,
+    /// Overlay broadcast: asks for a missing broadcast, joins the tree.
+    Graft = 32,
+    /// Overlay broadcast: leaves the tree.
+    Prune = 33,
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
@@ -308,6 +336,24 @@ impl Message {
                 check("sync.states", m.states.len())
             }
             Message::Metadata(m) => check("metadata.entries", m.entries.len()),
+            Message::OverlayJoin(m) => check("overlay_join.addrs", m.addrs.len()),
+            Message::ForwardJoin(m) => check("forward_join.addrs", m.joiner.addrs.len()),
+            Message::Neighbor(m) => check("neighbor.addrs", m.addrs.len()),
+            Message::NeighborReply(m) => check("neighbor_reply.addrs", m.addrs.len()),
+            Message::Shuffle(m) => {
+                check("shuffle.addrs", m.origin.addrs.len())?;
+                check("shuffle.peers", m.peers.len())?;
+                m.peers
+                    .iter()
+                    .try_for_each(|p| check("shuffle.peers.addrs", p.addrs.len()))
+            }
+            Message::ShuffleReply(m) => {
+                check("shuffle_reply.peers", m.peers.len())?;
+                m.peers
+                    .iter()
+                    .try_for_each(|p| check("shuffle_reply.peers.addrs", p.addrs.len()))
+            }
+            Message::IHave(m) => check("ihave.ids", m.ids.len()),
             Message::Nack(_)
             | Message::Suspect(_)
             | Message::Dead(_)
@@ -321,7 +367,12 @@ impl Message {
             | Message::StreamAccept(_)
             | Message::StreamData(_)
             | Message::StreamCredit(_)
-            | Message::StreamClose(_) => Ok(()),
+            | Message::StreamClose(_)
+            | Message::Disconnect(_)
+            | Message::Heartbeat(_)
+            | Message::EagerPush(_)
+            | Message::Graft(_)
+            | Message::Prune(_) => Ok(()),
         }
     }
 }

@@ -183,6 +183,7 @@ pub struct Codec {
     limits: Limits,
     replay: ReplayGuard,
     keys: HashMap<NodeId, VerifyingKey>,
+    key_cache_capacity: usize,
 }
 
 impl Codec {
@@ -194,7 +195,21 @@ impl Codec {
             limits,
             replay: ReplayGuard::new(replay),
             keys: HashMap::new(),
+            key_cache_capacity: KEY_CACHE_CAPACITY,
         }
+    }
+
+    /// Caps the parsed verifying keys kept (default 4,096, about 230 bytes each). A small cap
+    /// suits nodes that talk to few peers (the overlay); 0 disables the cache.
+    pub fn set_key_cache_capacity(&mut self, capacity: usize) {
+        self.key_cache_capacity = capacity;
+        while self.keys.len() > capacity {
+            let Some(victim) = self.keys.keys().next().copied() else {
+                break;
+            };
+            self.keys.remove(&victim);
+        }
+        self.keys.shrink_to_fit();
     }
 
     /// The signing identity.
@@ -431,8 +446,8 @@ impl Codec {
         .map_err(|_| Unauthenticated::Signature)?;
         // Cache only keys that just proved themselves: forgeries naming made-up origins must not
         // be able to evict the keys of real members.
-        if cached.is_none() {
-            if self.keys.len() >= KEY_CACHE_CAPACITY {
+        if cached.is_none() && self.key_cache_capacity > 0 {
+            if self.keys.len() >= self.key_cache_capacity {
                 // Any victim will do: a miss costs one point decompression, not correctness.
                 if let Some(victim) = self.keys.keys().next().copied() {
                     self.keys.remove(&victim);

@@ -27,7 +27,7 @@ proptest! {
     }
 
     #[test]
-    fn mutated_valid_frames(case in 0usize..21, at in any::<prop::sample::Index>(), value: u8) {
+    fn mutated_valid_frames(case in 0usize..33, at in any::<prop::sample::Index>(), value: u8) {
         let msg = &all_kinds()[case].1;
         let mut frame = plaintext(1).encode(&mut CountingRng(0), ts(0), 1, msg).unwrap();
         let i = at.index(frame.len());

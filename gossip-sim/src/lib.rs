@@ -8,6 +8,8 @@
 
 #![deny(missing_docs)]
 
+pub mod overlay;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -67,7 +69,7 @@ pub struct SimNode {
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Delivery {
+pub(crate) struct Delivery {
     at: Instant,
     seq: u64,
     to: usize,
@@ -103,7 +105,7 @@ pub struct Sim {
     pub dropped: u64,
 }
 
-fn addr_of(i: usize) -> Address {
+pub(crate) fn addr_of(i: usize) -> Address {
     let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
     Address::Udp(SocketAddr::V4(SocketAddrV4::new(ip, 7946)))
 }

@@ -4,6 +4,7 @@
 //! the scenario's success criterion held, 1 otherwise.
 
 mod observe;
+mod overlay_join;
 mod report;
 mod scenario;
 
@@ -12,7 +13,7 @@ use std::time::Instant as WallClock;
 
 use clap::Parser;
 use gossip_core::Config;
-use gossip_sim::{NetConfig, Sim};
+use gossip_sim::NetConfig;
 
 use crate::report::Params;
 use crate::scenario::Scenario;
@@ -113,11 +114,12 @@ fn main() -> ExitCode {
         "gossip-sim: seed {} (scenario {}, {} nodes)",
         args.seed, params.scenario, params.nodes
     );
-    let mut sim = Sim::new(params.nodes, args.seed, config, net);
     let duration_s = args
         .duration_s
         .unwrap_or(args.scenario.default_duration_s());
-    let outcome = args.scenario.run(&mut sim, duration_s);
+    let outcome = args
+        .scenario
+        .run(params.nodes, args.seed, config, net, duration_s);
     let wall_ms = started.elapsed().as_millis();
     for line in report::summary(&params, &outcome, wall_ms) {
         println!("{line}");

@@ -3,8 +3,9 @@
 
 use std::collections::HashSet;
 
+use gossip_core::Config;
 use gossip_core::State;
-use gossip_sim::Sim;
+use gossip_sim::{NetConfig, Sim};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde_json::json;
@@ -32,6 +33,10 @@ pub enum Scenario {
     Partition,
     /// Converge, crash/restart/leave a node every 2 s for --duration-s, then converge (max 120 s).
     Churn,
+    /// Partial-view overlay (HyParView + Plumtree): nodes join 0.2 ms apart through random
+    /// earlier nodes; converged = every active view within its target, symmetric, connected,
+    /// and two broadcasts reach every node.
+    OverlayJoin,
 }
 
 impl Scenario {
@@ -44,6 +49,7 @@ impl Scenario {
             Scenario::Loss => "loss",
             Scenario::Partition => "partition",
             Scenario::Churn => "churn",
+            Scenario::OverlayJoin => "overlay-join",
         }
     }
 
@@ -56,17 +62,27 @@ impl Scenario {
         }
     }
 
-    /// Runs it. `duration_s` is used by `loss` and `churn`, and by `metadata` as the time the
-    /// converged cluster settles before the update (so join traffic has drained).
-    pub fn run(self, sim: &mut Sim, duration_s: u64) -> Outcome {
+    /// Runs it on a fresh cluster of `nodes`. `duration_s` is used by `loss` and `churn`, and by
+    /// `metadata` as the time the converged cluster settles before the update (so join traffic
+    /// has drained).
+    pub fn run(
+        self,
+        nodes: usize,
+        seed: u64,
+        config: Config,
+        net: NetConfig,
+        duration_s: u64,
+    ) -> Outcome {
         let mut log = Log::default();
+        let fresh = || Sim::new(nodes, seed, config, net);
         match self {
-            Scenario::Join => join(sim, &mut log),
-            Scenario::Metadata => metadata(sim, &mut log, duration_s * 1_000),
-            Scenario::Crash => crash(sim, &mut log),
-            Scenario::Loss => loss(sim, &mut log, duration_s * 1_000),
-            Scenario::Partition => partition(sim, &mut log),
-            Scenario::Churn => churn(sim, &mut log, duration_s * 1_000),
+            Scenario::Join => join(&mut fresh(), &mut log),
+            Scenario::Metadata => metadata(&mut fresh(), &mut log, duration_s * 1_000),
+            Scenario::Crash => crash(&mut fresh(), &mut log),
+            Scenario::Loss => loss(&mut fresh(), &mut log, duration_s * 1_000),
+            Scenario::Partition => partition(&mut fresh(), &mut log),
+            Scenario::Churn => churn(&mut fresh(), &mut log, duration_s * 1_000),
+            Scenario::OverlayJoin => crate::overlay_join::run(nodes, seed, net),
         }
     }
 }

@@ -10,6 +10,10 @@ use gossip_core::message::{
     Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Metadata, Nack, Ping, PingReq,
     Relay, Request, Response, Suspect, Sync, sync_phase,
 };
+use gossip_core::overlay::messages::{
+    Disconnect, EagerPush, ForwardJoin, Graft, Heartbeat, IHave, MessageRef, Neighbor,
+    NeighborReply, OverlayJoin, PeerInfo, Prune, Shuffle, ShuffleReply, priority,
+};
 use gossip_core::streams::{
     ACCEPTOR_BIT, StreamAccept, StreamClose, StreamCredit, StreamData, StreamOpen,
 };
@@ -100,7 +104,7 @@ pub fn nested(node: u8, logical: u16) -> SignedPacket {
 /// One message of every kind, named. `every_kind_is_covered` keeps this list complete.
 pub fn all_kinds() -> Vec<(&'static str, Message)> {
     let target = identity(9).id();
-    vec![
+    let mut kinds: Vec<(&'static str, Message)> = vec![
         (
             "ping",
             Ping {
@@ -277,6 +281,90 @@ pub fn all_kinds() -> Vec<(&'static str, Message)> {
             }
             .into(),
         ),
+    ];
+    kinds.extend(overlay_kinds());
+    kinds
+}
+
+/// The overlay's kinds (22-33), appended after the older ones so their golden ids stay put.
+pub fn overlay_kinds() -> Vec<(&'static str, Message)> {
+    let udp = || vec![Address::Udp(addr("127.0.0.1:7946"))];
+    let peer = |n: u8| PeerInfo {
+        node: identity(n).id(),
+        addrs: vec![Address::Udp(addr("10.0.0.7:7946"))],
+    };
+    vec![
+        ("overlay_join", OverlayJoin { addrs: udp() }.into()),
+        (
+            "forward_join",
+            ForwardJoin {
+                joiner: peer(5),
+                ttl: 6,
+            }
+            .into(),
+        ),
+        (
+            "neighbor",
+            Neighbor {
+                addrs: udp(),
+                priority: priority::HIGH,
+            }
+            .into(),
+        ),
+        (
+            "neighbor_reply",
+            NeighborReply {
+                accepted: true,
+                addrs: udp(),
+            }
+            .into(),
+        ),
+        ("disconnect", Disconnect { leaving: false }.into()),
+        (
+            "shuffle",
+            Shuffle {
+                origin: peer(5),
+                ttl: 6,
+                peers: vec![peer(6), peer(7)],
+            }
+            .into(),
+        ),
+        (
+            "shuffle_reply",
+            ShuffleReply {
+                peers: vec![peer(8)],
+            }
+            .into(),
+        ),
+        ("heartbeat", Heartbeat { probe: true }.into()),
+        (
+            "eager_push",
+            EagerPush {
+                round: 2,
+                packet: nested(3, 104),
+            }
+            .into(),
+        ),
+        (
+            "ihave",
+            IHave {
+                ids: vec![MessageRef {
+                    origin: identity(3).id(),
+                    id: ts(104),
+                    round: 2,
+                }],
+            }
+            .into(),
+        ),
+        (
+            "graft",
+            Graft {
+                origin: identity(3).id(),
+                id: ts(104),
+            }
+            .into(),
+        ),
+        ("prune", Prune {}.into()),
     ]
 }
 

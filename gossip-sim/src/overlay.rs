@@ -1,0 +1,490 @@
+//! The same network model driving [`Overlay`] nodes (partial views, HyParView + Plumtree)
+//! instead of full-membership [`Node`](gossip_core::Node)s.
+//!
+//! Kept lean for 10,000-node runs: nodes are found by address arithmetic rather than a map,
+//! events are folded into counters and the last broadcast received, and each node has at most
+//! one live timer entry in the heap.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+
+use gossip_core::overlay::{Overlay, OverlayConfig, OverlayEvent};
+use gossip_core::{Address, ClusterKey, Identity, Instant, Keyring, NodeId, Timestamp};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::{Delivery, EPOCH_MS, NetConfig, RETRANSMIT_US, addr_of};
+
+/// A broadcast as one node received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Its origin.
+    pub origin: NodeId,
+    /// The origin's message id.
+    pub id: Timestamp,
+    /// Virtual time of delivery.
+    pub at: Instant,
+    /// Hops it travelled.
+    pub hops: u8,
+}
+
+/// A member of the overlay simulation.
+#[derive(Debug)]
+pub struct OverlaySimNode {
+    /// The engine.
+    pub node: Overlay,
+    /// Whether it is running (crashed nodes neither send nor receive).
+    pub up: bool,
+    /// Frames it sent.
+    pub sent_packets: u64,
+    /// Bytes it sent.
+    pub sent_bytes: u64,
+    /// Broadcasts it received.
+    pub received: u32,
+    /// The last broadcast it received.
+    pub last: Option<Received>,
+    /// `NeighborDown` events with `failed`.
+    pub failures_seen: u32,
+    /// `Isolated` events.
+    pub isolated: u32,
+    armed: Option<Instant>,
+}
+
+/// The simulation of an overlay.
+#[derive(Debug)]
+pub struct OverlaySim {
+    /// Virtual now.
+    pub now: Instant,
+    /// The nodes, by index.
+    pub nodes: Vec<OverlaySimNode>,
+    /// The network model.
+    pub net: NetConfig,
+    seed: u64,
+    rng: ChaCha20Rng,
+    in_flight: BinaryHeap<Reverse<Delivery>>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// (id, index), sorted by id.
+    ids: Vec<(NodeId, u32)>,
+    seq: u64,
+    /// Total frames delivered.
+    pub delivered: u64,
+    /// Total frames dropped by the network model (loss, crashed receiver).
+    pub dropped: u64,
+}
+
+/// The index `addr_of` encoded in an address.
+fn index_of(addr: &Address) -> Option<usize> {
+    match addr {
+        Address::Udp(SocketAddr::V4(v4)) => {
+            let [_, a, b, c] = v4.ip().octets();
+            Some(usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c))
+        }
+        _ => None,
+    }
+}
+
+impl OverlaySim {
+    /// `n` overlay nodes with `config`, not yet joined.
+    pub fn new(n: usize, seed: u64, config: OverlayConfig, net: NetConfig) -> OverlaySim {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let key = ClusterKey::from_bytes(key);
+        let now = Instant::from_millis(0);
+        let mut nodes = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            let mut node_seed = [0u8; 32];
+            rng.fill_bytes(&mut node_seed);
+            let node = Overlay::new(
+                config.clone(),
+                Identity::from_secret_bytes(secret),
+                Keyring::new(key.clone()),
+                vec![addr_of(i)],
+                node_seed,
+                now,
+                EPOCH_MS,
+            );
+            ids.push((node.id(), i as u32));
+            nodes.push(OverlaySimNode {
+                node,
+                up: true,
+                sent_packets: 0,
+                sent_bytes: 0,
+                received: 0,
+                last: None,
+                failures_seen: 0,
+                isolated: 0,
+                armed: None,
+            });
+        }
+        ids.sort_unstable();
+        OverlaySim {
+            now,
+            nodes,
+            net,
+            seed,
+            rng,
+            in_flight: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            ids,
+            seq: 0,
+            delivered: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The seed, for failure messages.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Node `i`'s id.
+    pub fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].node.id()
+    }
+
+    /// Index of a node by id.
+    pub fn index(&self, id: &NodeId) -> Option<usize> {
+        let at = self.ids.binary_search_by(|(n, _)| n.cmp(id)).ok()?;
+        Some(self.ids[at].1 as usize)
+    }
+
+    /// Node `i`'s address.
+    pub fn addr(&self, i: usize) -> Address {
+        addr_of(i)
+    }
+
+    /// Node `i` joins through the nodes at `seeds`.
+    pub fn join(&mut self, i: usize, seeds: &[usize]) {
+        let addrs: Vec<Address> = seeds.iter().map(|s| addr_of(*s)).collect();
+        let now = self.now;
+        // Only an empty seed list is refused, which callers never pass.
+        let _ = self.nodes[i].node.join(now, &addrs);
+        self.drain(i);
+    }
+
+    /// Node 0 starts the overlay; node i joins `spacing_us` after node i-1, through a random node
+    /// that joined at least 20 ms earlier (or node 0).
+    pub fn join_staggered(&mut self, spacing_us: u64) {
+        let lag = (20_000 / spacing_us.max(1)).max(1) as usize;
+        for i in 1..self.nodes.len() {
+            let until = self.now + spacing_us;
+            self.run_until(until);
+            let contact = if i > lag {
+                (self.rng.next_u64() % (i - lag) as u64) as usize
+            } else {
+                0
+            };
+            self.join(i, &[contact]);
+        }
+    }
+
+    /// Node `i` broadcasts; returns the message id.
+    pub fn broadcast(&mut self, i: usize, data: &[u8]) -> Option<Timestamp> {
+        let now = self.now;
+        let id = self.nodes[i].node.broadcast(now, "sim", data.to_vec()).ok();
+        self.drain(i);
+        id
+    }
+
+    /// Crashes node `i`: it stops at once, sending nothing more.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].up = false;
+    }
+
+    /// Node `i` leaves gracefully, then stops.
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        self.nodes[i].node.leave(now);
+        self.drain(i);
+        self.nodes[i].up = false;
+    }
+
+    fn arm(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(t) = node.node.poll_timeout()
+            && node.armed.is_none_or(|armed| t < armed)
+        {
+            node.armed = Some(t);
+            self.timers.push(Reverse((t, i as u32)));
+        }
+    }
+
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(t) = self.nodes[i].node.poll_transmit() {
+            self.nodes[i].sent_packets += 1;
+            self.nodes[i].sent_bytes += t.bytes.len() as u64;
+            let Some(to) = index_of(&t.to).filter(|to| *to < self.nodes.len()) else {
+                self.dropped += 1;
+                continue;
+            };
+            let copies = if !t.reliable && self.rng_f64() < self.net.duplicate {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let mut delay = 0;
+                let mut lost = false;
+                for attempt in 0.. {
+                    if self.rng_f64() >= self.net.loss {
+                        break;
+                    }
+                    if !t.reliable || attempt == 4 {
+                        lost = true;
+                        break;
+                    }
+                    delay += RETRANSMIT_US << attempt;
+                }
+                if lost {
+                    self.dropped += 1;
+                    continue;
+                }
+                let jitter = if self.net.jitter_us > 0 {
+                    self.rng.next_u64() % self.net.jitter_us
+                } else {
+                    0
+                };
+                self.seq += 1;
+                self.in_flight.push(Reverse(Delivery {
+                    at: now + self.net.latency_us + jitter + delay,
+                    seq: self.seq,
+                    to,
+                    from: i,
+                    bytes: t.bytes.clone(),
+                }));
+            }
+        }
+        while let Some(e) = self.nodes[i].node.poll_event() {
+            let n = &mut self.nodes[i];
+            match e {
+                OverlayEvent::Broadcast {
+                    origin, id, hops, ..
+                } => {
+                    n.received += 1;
+                    n.last = Some(Received {
+                        origin,
+                        id,
+                        at: now,
+                        hops,
+                    });
+                }
+                OverlayEvent::NeighborDown { failed: true, .. } => n.failures_seen += 1,
+                OverlayEvent::Isolated => n.isolated += 1,
+                _ => {}
+            }
+        }
+        self.arm(i);
+    }
+
+    fn rng_f64(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.
+    pub fn step(&mut self, until: Instant) -> bool {
+        loop {
+            let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
+            let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
+            let next = match (next_delivery, next_timer) {
+                (Some(d), Some(t)) => d.min(t),
+                (Some(d), None) => d,
+                (None, Some(t)) => t,
+                (None, None) => return false,
+            };
+            if next > until {
+                return false;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            if next_delivery == Some(next) {
+                let Some(Reverse(d)) = self.in_flight.pop() else {
+                    return false;
+                };
+                if !self.nodes[d.to].up {
+                    self.dropped += 1;
+                    return true;
+                }
+                self.delivered += 1;
+                self.nodes[d.to]
+                    .node
+                    .handle_packet(now, addr_of(d.from), &d.bytes);
+                self.drain(d.to);
+                return true;
+            }
+            let Some(Reverse((t, i))) = self.timers.pop() else {
+                return false;
+            };
+            let i = i as usize;
+            // Entries superseded by an earlier one are skipped.
+            if self.nodes[i].armed != Some(t) {
+                continue;
+            }
+            self.nodes[i].armed = None;
+            if !self.nodes[i].up {
+                continue;
+            }
+            if self.nodes[i]
+                .node
+                .poll_timeout()
+                .is_some_and(|due| due <= now)
+            {
+                self.nodes[i].node.handle_timeout(now);
+            }
+            self.drain(i);
+            return true;
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while self.step(until) {}
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `ms` more virtual milliseconds.
+    pub fn run_for(&mut self, ms: u64) {
+        let until = self.now.plus_millis(ms);
+        self.run_until(until);
+    }
+
+    /// Runs in `check_ms` slices until `done(self)` or `max_ms` pass; returns the virtual
+    /// milliseconds it took, or None.
+    pub fn run_until_true(
+        &mut self,
+        max_ms: u64,
+        check_ms: u64,
+        mut done: impl FnMut(&OverlaySim) -> bool,
+    ) -> Option<u64> {
+        let start = self.now;
+        let end = start.plus_millis(max_ms);
+        loop {
+            if done(self) {
+                return Some(self.now.micros_since(start) / 1_000);
+            }
+            if self.now >= end {
+                return None;
+            }
+            let next = self.now.plus_millis(check_ms).min(end);
+            self.run_until(next);
+        }
+    }
+
+    /// Indices of running nodes.
+    pub fn up(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].up)
+            .collect()
+    }
+
+    /// Node `i`'s active neighbours, as indices.
+    pub fn neighbors(&self, i: usize) -> Vec<usize> {
+        self.nodes[i]
+            .node
+            .active()
+            .iter()
+            .filter_map(|p| self.index(&p.node))
+            .collect()
+    }
+
+    /// (min, mean, max) active view size over running nodes.
+    pub fn active_sizes(&self) -> (usize, f64, usize) {
+        sizes(
+            self.nodes
+                .iter()
+                .filter(|n| n.up)
+                .map(|n| n.node.active().len()),
+        )
+    }
+
+    /// (min, mean, max) passive view size over running nodes.
+    pub fn passive_sizes(&self) -> (usize, f64, usize) {
+        sizes(
+            self.nodes
+                .iter()
+                .filter(|n| n.up)
+                .map(|n| n.node.passive().len()),
+        )
+    }
+
+    /// Whether every running node's neighbours are running and hold it as a neighbour too.
+    pub fn symmetric(&self) -> bool {
+        self.up().into_iter().all(|i| {
+            let me = self.id(i);
+            self.nodes[i].node.active().iter().all(|p| {
+                self.index(&p.node)
+                    .is_some_and(|j| self.nodes[j].up && self.nodes[j].node.active().contains(&me))
+            })
+        })
+    }
+
+    /// Whether the running nodes form one component over active links.
+    pub fn connected(&self) -> bool {
+        let up = self.up();
+        let Some(&first) = up.first() else {
+            return true;
+        };
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![first];
+        seen[first] = true;
+        let mut reached = 1;
+        while let Some(i) = stack.pop() {
+            for j in self.neighbors(i) {
+                if self.nodes[j].up && !seen[j] {
+                    seen[j] = true;
+                    reached += 1;
+                    stack.push(j);
+                }
+            }
+        }
+        reached == up.len()
+    }
+
+    /// The overlay's structure is converged: every running node's active view holds between
+    /// `active_min` and `active_size` neighbours, links are symmetric, and the graph is connected.
+    pub fn converged(&self) -> bool {
+        let Some(n) = self.nodes.first() else {
+            return true;
+        };
+        let (lo, hi) = (n.node.config().active_min, n.node.config().active_size);
+        let (min, _, max) = self.active_sizes();
+        min >= lo && max <= hi && self.symmetric() && self.connected()
+    }
+
+    /// Running nodes (other than the origin) that received broadcast `(origin, id)`, and the
+    /// virtual ms from `sent_at` to each delivery.
+    pub fn reach(&self, origin: usize, id: Timestamp, sent_at: Instant) -> (usize, Vec<u64>) {
+        let oid = self.id(origin);
+        let mut latencies = Vec::new();
+        let mut others = 0;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.up || i == origin {
+                continue;
+            }
+            others += 1;
+            if let Some(r) = n.last.filter(|r| r.origin == oid && r.id == id) {
+                latencies.push(r.at.micros_since(sent_at) / 1_000);
+            }
+        }
+        (others, latencies)
+    }
+}
+
+fn sizes(values: impl Iterator<Item = usize>) -> (usize, f64, usize) {
+    let (mut min, mut max, mut sum, mut count) = (usize::MAX, 0, 0, 0);
+    for v in values {
+        min = min.min(v);
+        max = max.max(v);
+        sum += v;
+        count += 1;
+    }
+    if count == 0 {
+        return (0, 0.0, 0);
+    }
+    (min, sum as f64 / count as f64, max)
+}

@@ -7,11 +7,15 @@
 //!    browsers) join the server; the server broadcasts; time until each member has it.
 //!
 //! ```text
-//! cargo bench -p gossip-server --bench ws_fanin -- [N light members] [M full members]
+//! cargo bench -p gossip-server --bench ws_fanin -- [N light] [M full] [member probe interval ms]
 //! ```
 //!
-//! Full members run their whole engine in this process (signatures, probes, gossip), so on a
-//! small machine M is bounded by the CPU of the members themselves, not by the server.
+//! The server node runs on a runtime (one thread) of its own, as it would in its own process: in
+//! a shared runtime, tokio's per-task fairness would give the one task that handles every
+//! member's traffic the same share as each single member. Full members run their whole engine in
+//! this process (signatures, probes, gossip) on two worker threads; with many of them, a longer
+//! probe interval (third argument, default 1,000 ms as in `Config::lan()`) keeps their own CPU
+//! from dominating the machine. Progress lines go to stderr while members join.
 
 use std::time::{Duration, Instant};
 
@@ -53,13 +57,7 @@ async fn hub() -> (Gossip, String) {
 }
 
 async fn alive(g: &Gossip) -> usize {
-    g.status()
-        .await
-        .unwrap()
-        .members
-        .iter()
-        .filter(|m| m.state == "alive")
-        .count()
+    g.with_node(|n, _| n.live_count()).await.unwrap()
 }
 
 async fn known(g: &Gossip) -> usize {
@@ -88,6 +86,34 @@ async fn wait_alive(g: &Gossip, n: usize, what: &str) -> Duration {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t0.elapsed()
+}
+
+/// Every few seconds until aborted: what the server and the members see while members join.
+fn progress(server: Gossip, members: Vec<Gossip>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let s = server.status().await.unwrap();
+            let mut live = Vec::new();
+            for m in &members {
+                live.push(alive(m).await as f64);
+            }
+            eprintln!(
+                "[{:>3} s] server: {} alive of {} known, {} connections, backlog {}, frames in/out {}/{}, drops {:?} | members: alive seen min {} p50 {}",
+                t0.elapsed().as_secs(),
+                s.members.iter().filter(|m| m.state == "alive").count(),
+                s.members.len(),
+                s.counters.connections,
+                s.counters.inbound_backlog,
+                s.counters.packets_in,
+                s.counters.packets_out,
+                s.counters.drops,
+                pct(&mut live.clone(), 0.0),
+                pct(&mut live, 0.5),
+            );
+        }
+    })
 }
 
 /// A member that says who it is and then only reads: the server's cost of one connection.
@@ -140,15 +166,28 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let nums: Vec<usize> = std::env::args()
+    let nums: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let n = nums.first().copied().unwrap_or(1_000);
-    let m = nums.get(1).copied().unwrap_or(100);
+    let n = nums.first().copied().unwrap_or(1_000) as usize;
+    let m = nums.get(1).copied().unwrap_or(100) as usize;
+    let probe_ms = nums
+        .get(2)
+        .copied()
+        .unwrap_or(Config::lan().probe_interval_ms);
+
+    // The server's own runtime: its thread competes with the members' two, not each of its tasks
+    // with each of theirs.
+    let hub_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("hub")
+        .enable_all()
+        .build()
+        .unwrap();
 
     // 1. Memory per connection.
-    let (server, url) = hub().await;
+    let (server, url) = hub_rt.spawn(hub()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss0 = rss_kb();
     let mut light = Vec::new();
@@ -175,26 +214,34 @@ async fn main() {
         t.abort();
     }
     server.kill().await;
+    if m == 0 {
+        return;
+    }
     let n = m;
 
     // 2. Broadcast latency with full members.
-    let (server, url) = hub().await;
+    let (server, url) = hub_rt.spawn(hub()).await.unwrap();
+    let rss_before = rss_kb();
     let t0 = Instant::now();
     let mut members = Vec::new();
     for i in 0..n {
-        let mut cfg = GossipConfig::new(Config::lan().with_name(format!("member-{i}")))
-            .with_key(KEY.parse().unwrap());
+        let mut core = Config::lan().with_name(format!("member-{i}"));
+        core.probe_interval_ms = probe_ms;
+        let mut cfg = GossipConfig::new(core).with_key(KEY.parse().unwrap());
         cfg.seeds = vec![url.clone()];
         members.push(Gossip::start(cfg).await.unwrap());
+        // Stay under the listener's accept backlog.
         if i % 50 == 49 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    wait_alive(&server, n + 1, "full members on the server").await;
-    for m in members.iter().step_by((n / 10).max(1)) {
-        wait_alive(m, n + 1, "full members on a member").await;
+    let watch = progress(server.clone(), members.clone());
+    let server_join = wait_alive(&server, n + 1, "full members on the server").await;
+    for m in &members {
+        wait_alive(m, n + 1, "full members on every member").await;
     }
     let full_join = t0.elapsed();
+    watch.abort();
     let rss2 = rss_kb();
 
     let mut lat = Vec::new();
@@ -235,33 +282,43 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let status = server.status().await.unwrap();
+    let live_now = alive(&server).await;
 
     println!(
-        "| {n} full members: all alive on the server and on sampled members | {:.1} s |",
+        "| {n} full members (`Config::lan()`, probe interval {probe_ms} ms): all alive on the server | {:.1} s |",
+        server_join.as_secs_f64()
+    );
+    println!(
+        "| ... and on every member | {:.1} s |",
         full_join.as_secs_f64()
     );
     println!(
-        "| process RSS with {n} full members + server | {} MB |",
-        rss2 / 1024
+        "| process RSS, server plus {n} full members (each with its own engine and client socket) | {} MB ({:.0} KB per member) |",
+        rss2 / 1024,
+        rss2.saturating_sub(rss_before) as f64 / n as f64
     );
     println!(
-        "| broadcast latency per member ({} samples) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
+        "| broadcast from the server, per member ({} samples) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
         lat.len(),
         pct(&mut lat.clone(), 0.5),
         pct(&mut lat.clone(), 0.99),
         pct(&mut lat, 1.0)
     );
     println!(
-        "| broadcast reaches all {n} (10 broadcasts) | p50 {:.1} ms, max {:.1} ms |",
+        "| the broadcast reaches all {n} (10 broadcasts) | p50 {:.1} ms, max {:.1} ms |",
         pct(&mut all.clone(), 0.5),
         pct(&mut all, 1.0)
     );
     println!(
-        "| server: frames in / out | {} / {} |",
-        status.counters.packets_in, status.counters.packets_out
+        "| server after the broadcasts: alive, frames in / out, drops | {live_now} of {}, {} / {}, {:?} |",
+        n + 1,
+        status.counters.packets_in,
+        status.counters.packets_out,
+        status.counters.drops
     );
     for m in members {
         m.kill().await;
     }
     server.kill().await;
+    hub_rt.shutdown_background();
 }

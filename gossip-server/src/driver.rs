@@ -150,13 +150,8 @@ impl Driver {
                 },
                 Some(input) = inputs.recv() => self.input(input),
                 _ = dirty.notified() => self.service_streams(),
-                _ = tokio::time::sleep_until(wake) => {
-                    if self.stopping.is_some_and(|s| tokio::time::Instant::now() >= s) {
-                        break;
-                    }
-                    let now = self.now();
-                    self.node.handle_timeout(now);
-                }
+                // Only wakes the loop: the timers run below, after any branch.
+                _ = tokio::time::sleep_until(wake) => {}
                 _ = rejoin.tick() => {
                     // Alone: retry the seeds now. Otherwise re-resolve now and then, so seeds
                     // whose DNS records changed (or a split that only the seeds can heal) are
@@ -168,6 +163,19 @@ impl Driver {
                     }
                 }
                 _ = metrics.tick() => self.exporter.export(&self.node, &self.shared, self.conns.len()),
+            }
+            // The select prefers inputs. As a branch of their own, the timers (probes, suspicion
+            // timeouts, gossip rounds, a hub's deliveries) would run only when no input happened
+            // to be ready, which a busy hub cannot promise.
+            if self
+                .stopping
+                .is_some_and(|s| tokio::time::Instant::now() >= s)
+            {
+                break;
+            }
+            let now = self.now();
+            if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now);
             }
             self.drain();
         }

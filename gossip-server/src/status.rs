@@ -71,6 +71,10 @@ pub struct Counters {
     pub frames_reliable: u64,
     /// Drops by reason (engine and driver).
     pub drops: BTreeMap<String, u64>,
+    /// Inputs (frames, connection events) waiting for the engine, at most
+    /// `DriverLimits::inbound_queue`: a backlog that stays near that bound means the engine cannot
+    /// keep up, and every frame waits that long before it is read.
+    pub inbound_backlog: usize,
 }
 
 impl MemberStatus {
@@ -123,6 +127,7 @@ impl Status {
                 udp_max_datagram,
                 frames_reliable,
                 drops,
+                inbound_backlog: shared.inbound.max_capacity() - shared.inbound.capacity(),
             },
         }
     }

@@ -1,8 +1,10 @@
 //! WebSocket fan-in: N members connected over WebSocket to one server node, all in this process
 //! on 127.0.0.1. Prints a table.
 //!
-//! 1. Memory per connection: N light members (a WebSocket that sent a signed join, then only
-//!    reads) on one server; resident memory of the process before and after, divided by N.
+//! 1. Memory per connection: N light members on one server (a WebSocket that sent a signed
+//!    join, then answers the server's probes and reads); resident memory of the process before
+//!    and after, divided by N. Then broadcast latency to those N: the server broadcasts, and each
+//!    light member decodes and verifies what its server delivers.
 //! 2. Broadcast latency: N full client nodes (no listener: relayed through the server, like
 //!    browsers) join the server; the server broadcasts; time until each member has it.
 //!
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use gossip_core::hlc::Hlc;
-use gossip_core::message::{Alive, Sync, sync_phase};
+use gossip_core::message::{Ack, Alive, Message as Msg, Sync, sync_phase};
 use gossip_core::{Address, Config, Event, Identity, Keyring, Limits, ReplayConfig};
 use gossip_server::{Gossip, GossipConfig};
 use rand_chacha::ChaCha20Rng;
@@ -117,11 +119,22 @@ fn progress(server: Gossip, members: Vec<Gossip>) -> tokio::task::JoinHandle<()>
 }
 
 /// A member that says who it is and then only reads: the server's cost of one connection.
-async fn light_member(i: u32, url: String, hub_id: gossip_core::NodeId) {
+/// Broadcast latencies (ms) light members measured, per broadcast round.
+type Samples = std::sync::Arc<std::sync::Mutex<Vec<(u32, f64)>>>;
+
+/// A light member: joins with a signed alive record, answers the server's probes, and records
+/// when each `bench` broadcast arrives (its data: the round, then micros since `t0` at sending).
+async fn light_member(
+    i: u32,
+    url: String,
+    hub_id: gossip_core::NodeId,
+    t0: Instant,
+    samples: Samples,
+) {
     let mut secret = [0u8; 32];
     secret[..4].copy_from_slice(&i.to_le_bytes());
     secret[4] = 0x5a;
-    let codec = gossip_core::Codec::new(
+    let mut codec = gossip_core::Codec::new(
         Identity::from_secret_bytes(secret),
         Keyring::new(KEY.parse().unwrap()),
         Limits::default(),
@@ -156,7 +169,49 @@ async fn light_member(i: u32, url: String, hub_id: gossip_core::NodeId) {
         .await
         .unwrap();
     ws.send(Message::Binary(frame.into())).await.unwrap();
-    while let Some(Ok(_)) = ws.next().await {}
+    let broadcast_kind = Msg::Broadcast(gossip_core::message::Broadcast {
+        topic: String::new(),
+        data: Default::default(),
+    })
+    .kind();
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Binary(bytes) = msg else {
+            continue;
+        };
+        let wall = wall_ms();
+        let Ok(inbound) = codec.decode(&bytes, wall) else {
+            continue;
+        };
+        match inbound.message {
+            Msg::Ping(ping) if inbound.origin() == hub_id => {
+                let ack = Ack {
+                    seq: ping.seq,
+                    piggyback: Vec::new(),
+                };
+                let packet = codec.sign(hlc.now(wall), &ack.into()).unwrap();
+                let frame = codec.seal(&mut rng, 0, &packet).unwrap();
+                if ws.send(Message::Binary(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+            Msg::Gossip(gossip) => {
+                // Only broadcasts are verified: a light member keeps no member table, and
+                // checking every alive record of the join would cost it 1,000 signatures.
+                for item in gossip.items.iter().filter(|i| i.kind() == broadcast_kind) {
+                    if let Ok(Msg::Broadcast(b)) = codec.accept(item, wall)
+                        && b.topic == "bench"
+                        && b.data.len() == 12
+                    {
+                        let round = u32::from_le_bytes(b.data[..4].try_into().unwrap());
+                        let sent = u64::from_le_bytes(b.data[4..].try_into().unwrap());
+                        let ms = (t0.elapsed().as_micros() as u64 - sent) as f64 / 1_000.0;
+                        samples.lock().unwrap().push((round, ms));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -191,8 +246,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss0 = rss_kb();
     let mut light = Vec::new();
+    let t0 = Instant::now();
+    let samples = Samples::default();
     for i in 0..n as u32 {
-        light.push(tokio::spawn(light_member(i, url.clone(), server.id())));
+        let member = light_member(i, url.clone(), server.id(), t0, samples.clone());
+        light.push(tokio::spawn(member));
     }
     // Light members do not answer probes: count them known, whatever their state.
     let light_join = wait_known(&server, n + 1, "light members").await;
@@ -210,11 +268,62 @@ async fn main() {
         rss0 / 1024,
         rss1 / 1024
     );
+    // Broadcast latency to the light members: the server delivers to every member relayed
+    // through it.
+    const ROUNDS: u32 = 10;
+    for round in 0..ROUNDS {
+        let mut data = round.to_le_bytes().to_vec();
+        data.extend_from_slice(&(t0.elapsed().as_micros() as u64).to_le_bytes());
+        server.broadcast("bench", data).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = samples.lock().unwrap().clone();
+    let alive_light = alive(&server).await - 1;
+    let mut lat: Vec<f64> = got.iter().map(|&(_, ms)| ms).collect();
+    if !lat.is_empty() {
+        let mut per_round = Vec::new();
+        for round in 0..ROUNDS {
+            let r: Vec<f64> = got
+                .iter()
+                .filter(|&&(g, _)| g == round)
+                .map(|&(_, ms)| ms)
+                .collect();
+            if r.len() == n {
+                per_round.push(r.iter().copied().fold(0.0, f64::max));
+            }
+        }
+        println!(
+            "| broadcast from the server to {n} light members ({ROUNDS} broadcasts, {} of {} deliveries; {alive_light} members alive on the server) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms |",
+            lat.len(),
+            n * ROUNDS as usize,
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+            pct(&mut lat, 1.0)
+        );
+        if !per_round.is_empty() {
+            println!(
+                "| the broadcast reaches all {n} ({} of {ROUNDS} broadcasts reached all) | p50 {:.1} ms, max {:.1} ms |",
+                per_round.len(),
+                pct(&mut per_round, 0.5),
+                pct(&mut per_round, 1.0)
+            );
+        }
+    }
+    let after = server.status().await.unwrap().counters;
+    println!(
+        "| server after those broadcasts: connections, frames in / out, drops | {}, {} / {}, {} |",
+        after.connections,
+        after.packets_in,
+        after.packets_out,
+        serde_json::to_string(&after.drops).unwrap()
+    );
     for t in light {
         t.abort();
     }
     server.kill().await;
     if m == 0 {
+        hub_rt.shutdown_background();
         return;
     }
     let n = m;

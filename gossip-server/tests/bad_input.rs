@@ -14,7 +14,7 @@ use gossip_core::{
 };
 use gossip_server::{Gossip, GossipConfig};
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -297,15 +297,15 @@ async fn a_member_that_never_reads_is_disconnected() {
         state_of(&g, &forger_id).await.as_deref() == Some("alive")
     })
     .await;
-    // From now on it reads nothing; the node pushes 100 KB broadcasts at it.
-    // Incompressible, so lz4 cannot shrink it.
-    let big: Vec<u8> = (0..100 * 1024u64)
-        .map(|i| (i.wrapping_mul(6364136223846793005) >> 56) as u8)
-        .collect();
+    // From now on it reads nothing; the node pushes 100 KB broadcasts at it. Random bytes, so
+    // lz4 cannot shrink them: the frames must outgrow the socket buffers, whatever the batching.
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
     let mut closed = false;
     for _ in 0..20 {
         for _ in 0..20 {
-            g.broadcast("flood", big.clone()).await.unwrap();
+            let mut big = vec![0u8; 100 * 1024];
+            rng.fill_bytes(&mut big);
+            g.broadcast("flood", big).await.unwrap();
         }
         if drops(&g, "slow_consumer").await > 0 {
             closed = true;

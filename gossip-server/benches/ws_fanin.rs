@@ -122,6 +122,9 @@ fn progress(server: Gossip, members: Vec<Gossip>) -> tokio::task::JoinHandle<()>
 /// Broadcast latencies (ms) light members measured, per broadcast round.
 type Samples = std::sync::Arc<std::sync::Mutex<Vec<(u32, f64)>>>;
 
+/// Frames light members have read, to see when the join's deliveries are drained.
+static LIGHT_FRAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A light member: joins with a signed alive record, answers the server's probes, and records
 /// when each `bench` broadcast arrives (its data: the round, then micros since `t0` at sending).
 async fn light_member(
@@ -178,6 +181,7 @@ async fn light_member(
         let Message::Binary(bytes) = msg else {
             continue;
         };
+        LIGHT_FRAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wall = wall_ms();
         let Ok(inbound) = codec.decode(&bytes, wall) else {
             continue;
@@ -269,7 +273,22 @@ async fn main() {
         rss1 / 1024
     );
     // Broadcast latency to the light members: the server delivers to every member relayed
-    // through it.
+    // through it. First let the members (all in this process) read what the join brought them:
+    // each new member's record was delivered to every member already there.
+    let drain_start = Instant::now();
+    let mut seen = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    println!(
+        "| the join's deliveries read by all light members ({seen} frames in all) | {:.1} s after all joined |",
+        drain_start.elapsed().as_secs_f64() - 1.0
+    );
     const ROUNDS: u32 = 10;
     for round in 0..ROUNDS {
         let mut data = round.to_le_bytes().to_vec();

@@ -20,6 +20,9 @@ use gossip_core::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
+mod clock;
+pub use clock::VirtualTime;
+
 /// The simulated wall clock at virtual time zero (2023-11-14T22:13:20Z).
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
 
@@ -386,40 +389,6 @@ impl Sim {
         }
     }
 
-    /// Runs until virtual time `until`.
-    pub fn run_until(&mut self, until: Instant) {
-        while self.step(until) {}
-        self.now = self.now.max(until);
-    }
-
-    /// Runs for `ms` more virtual milliseconds.
-    pub fn run_for(&mut self, ms: u64) {
-        let until = self.now.plus_millis(ms);
-        self.run_until(until);
-    }
-
-    /// Runs in `check_ms` slices until `done(self)` or `max_ms` pass; returns the virtual
-    /// milliseconds it took, or None.
-    pub fn run_until_true(
-        &mut self,
-        max_ms: u64,
-        check_ms: u64,
-        mut done: impl FnMut(&Sim) -> bool,
-    ) -> Option<u64> {
-        let start = self.now;
-        let end = start.plus_millis(max_ms);
-        loop {
-            if done(self) {
-                return Some(self.now.micros_since(start) / 1_000);
-            }
-            if self.now >= end {
-                return None;
-            }
-            let next = self.now.plus_millis(check_ms).min(end);
-            self.run_until(next);
-        }
-    }
-
     /// Indices of running nodes.
     pub fn up(&self) -> Vec<usize> {
         (0..self.nodes.len())
@@ -467,5 +436,19 @@ impl Sim {
         for i in 1..self.nodes.len() {
             self.join(i, &[0]);
         }
+    }
+}
+
+impl VirtualTime for Sim {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn advance_to(&mut self, until: Instant) {
+        self.now = self.now.max(until);
+    }
+
+    fn step(&mut self, until: Instant) -> bool {
+        Sim::step(self, until)
     }
 }

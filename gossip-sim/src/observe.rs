@@ -2,6 +2,7 @@
 //!
 //! Free functions over `Sim`, so the simulator library itself stays untouched.
 
+use gossip_sim::VirtualTime;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant as WallClock;
 

@@ -14,7 +14,7 @@ use gossip_core::{Address, ClusterKey, Identity, Instant, Keyring, NodeId, Times
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::{Delivery, EPOCH_MS, NetConfig, RETRANSMIT_US, addr_of};
+use crate::{Delivery, EPOCH_MS, NetConfig, RETRANSMIT_US, VirtualTime, addr_of};
 
 /// A broadcast as one node received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,40 +341,6 @@ impl OverlaySim {
         }
     }
 
-    /// Runs until virtual time `until`.
-    pub fn run_until(&mut self, until: Instant) {
-        while self.step(until) {}
-        self.now = self.now.max(until);
-    }
-
-    /// Runs for `ms` more virtual milliseconds.
-    pub fn run_for(&mut self, ms: u64) {
-        let until = self.now.plus_millis(ms);
-        self.run_until(until);
-    }
-
-    /// Runs in `check_ms` slices until `done(self)` or `max_ms` pass; returns the virtual
-    /// milliseconds it took, or None.
-    pub fn run_until_true(
-        &mut self,
-        max_ms: u64,
-        check_ms: u64,
-        mut done: impl FnMut(&OverlaySim) -> bool,
-    ) -> Option<u64> {
-        let start = self.now;
-        let end = start.plus_millis(max_ms);
-        loop {
-            if done(self) {
-                return Some(self.now.micros_since(start) / 1_000);
-            }
-            if self.now >= end {
-                return None;
-            }
-            let next = self.now.plus_millis(check_ms).min(end);
-            self.run_until(next);
-        }
-    }
-
     /// Indices of running nodes.
     pub fn up(&self) -> Vec<usize> {
         (0..self.nodes.len())
@@ -487,4 +453,18 @@ fn sizes(values: impl Iterator<Item = usize>) -> (usize, f64, usize) {
         return (0, 0.0, 0);
     }
     (min, sum as f64 / count as f64, max)
+}
+
+impl crate::VirtualTime for OverlaySim {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn advance_to(&mut self, until: Instant) {
+        self.now = self.now.max(until);
+    }
+
+    fn step(&mut self, until: Instant) -> bool {
+        OverlaySim::step(self, until)
+    }
 }

@@ -3,6 +3,7 @@
 
 use gossip_core::overlay::OverlayConfig;
 use gossip_sim::NetConfig;
+use gossip_sim::VirtualTime;
 use gossip_sim::overlay::OverlaySim;
 use serde_json::json;
 

@@ -2,6 +2,7 @@
 //! rerun one with the same seed to reproduce it exactly.
 
 use gossip_core::{Config, Event, Instant, NodeId, State};
+use gossip_sim::VirtualTime;
 use gossip_sim::{NetConfig, Sim};
 
 fn joined(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {

@@ -4,6 +4,7 @@
 use gossip_core::overlay::OverlayConfig;
 use gossip_core::{Address, Instant};
 use gossip_sim::NetConfig;
+use gossip_sim::VirtualTime;
 use gossip_sim::overlay::OverlaySim;
 
 /// `n` nodes joined 1 ms apart; asserts the structure converges within 30 s.

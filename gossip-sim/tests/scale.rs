@@ -2,6 +2,7 @@
 //! update, and a 100-member cluster at 10% loss has no false deaths over 30 simulated minutes.
 
 use gossip_core::{Config, Event};
+use gossip_sim::VirtualTime;
 use gossip_sim::{NetConfig, Sim};
 
 #[test]

@@ -78,6 +78,11 @@ impl Overlay {
             return;
         };
         self.pending.retain(|p| p.node.is_some());
+        self.join_through(now, seed);
+    }
+
+    /// Asks the member at `seed` to let us join, and waits for its answer.
+    fn join_through(&mut self, now: Instant, seed: Address) {
         self.pending.push(Pending {
             node: None,
             addr: seed.clone(),
@@ -436,13 +441,7 @@ impl Overlay {
             if let Some(seed) = super::views::pick(&mut self.rng, outside.iter()).cloned() {
                 self.stale_shuffles = 0;
                 self.next_rejoin = now.plus_millis(self.config.shuffle_interval_ms);
-                self.pending.push(Pending {
-                    node: None,
-                    addr: seed.clone(),
-                    deadline: now.plus_millis(self.config.request_timeout_ms),
-                });
-                let addrs = self.addrs.clone();
-                self.send(now, None, seed, OverlayJoin { addrs }.into());
+                self.join_through(now, seed);
             }
         }
         let asking = self.pending.iter().filter(|p| p.node.is_some()).count();

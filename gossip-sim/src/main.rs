@@ -72,6 +72,10 @@ struct Args {
     /// settling after the join before the update (metadata, default 0).
     #[arg(long)]
     duration_s: Option<u64>,
+    /// Worker threads of the overlay simulator (default: the machine's cores). Results do not
+    /// depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
     /// Report progress on stderr every 10 wall-clock seconds.
     #[arg(long)]
     progress: bool,
@@ -81,6 +85,9 @@ fn main() -> ExitCode {
     let started = WallClock::now();
     let args = Args::parse();
     observe::PROGRESS.store(args.progress, std::sync::atomic::Ordering::Relaxed);
+    if let Some(threads) = args.threads {
+        overlay_join::THREADS.store(threads as usize, std::sync::atomic::Ordering::Relaxed);
+    }
     if !(0.0..=1.0).contains(&args.loss) {
         eprintln!("--loss must be within [0, 1]");
         return ExitCode::from(2);

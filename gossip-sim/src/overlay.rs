@@ -10,9 +10,10 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 use gossip_core::overlay::{Overlay, OverlayConfig, OverlayEvent};
-use gossip_core::{Address, ClusterKey, Identity, Instant, Keyring, NodeId, Timestamp};
+use gossip_core::{Address, ClusterKey, Identity, Instant, Keyring, NodeId, Timestamp, Transmit};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 use crate::{Delivery, EPOCH_MS, NetConfig, RETRANSMIT_US, VirtualTime, addr_of};
 
@@ -51,6 +52,108 @@ pub struct OverlaySimNode {
     armed: Option<Instant>,
 }
 
+impl OverlaySimNode {
+    /// Takes what the engine queued: frames into `out`, events folded into the counters.
+    fn collect(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        while let Some(t) = self.node.poll_transmit() {
+            self.sent_packets += 1;
+            self.sent_bytes += t.bytes.len() as u64;
+            out.push(t);
+        }
+        while let Some(e) = self.node.poll_event() {
+            match e {
+                OverlayEvent::Broadcast {
+                    origin, id, hops, ..
+                } => {
+                    self.received += 1;
+                    self.last = Some(Received {
+                        origin,
+                        id,
+                        at: now,
+                        hops,
+                    });
+                }
+                OverlayEvent::NeighborDown { failed: true, .. } => self.failures_seen += 1,
+                OverlayEvent::Isolated => self.isolated += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs this node's share of a window: its deliveries and its timeouts before `end`, in
+    /// time order (a delivery before a timeout due at the same instant, as one step at a time
+    /// would).
+    fn run(&mut self, start: Instant, end: Instant, job: &mut Job) {
+        let mut now = start;
+        let mut next = 0;
+        let mut buf = Vec::new();
+        loop {
+            let delivery = job.inputs.get(next).map(|d| d.at);
+            let timer = if self.up {
+                self.node.poll_timeout().filter(|t| *t < end)
+            } else {
+                None
+            };
+            match (delivery, timer) {
+                (Some(d), t) if t.is_none_or(|t| d <= t) => {
+                    let input = &job.inputs[next];
+                    next += 1;
+                    now = now.max(d);
+                    if !self.up {
+                        job.dropped += 1;
+                        continue;
+                    }
+                    job.delivered += 1;
+                    self.node
+                        .handle_packet(now, addr_of(input.from), &input.bytes);
+                }
+                (_, Some(t)) => {
+                    now = now.max(t);
+                    self.node.handle_timeout(now);
+                }
+                (_, None) => break,
+            }
+            self.collect(now, &mut buf);
+            job.out.extend(buf.drain(..).map(|t| (now, t)));
+        }
+        job.last = now;
+    }
+}
+
+/// One node's work in a window, and what it produced.
+#[derive(Debug)]
+struct Job {
+    index: usize,
+    /// Its deliveries, in time order.
+    inputs: Vec<Delivery>,
+    /// Frames it sent, with the virtual time they were sent at.
+    out: Vec<(Instant, Transmit)>,
+    delivered: u64,
+    dropped: u64,
+    /// The time of its last input.
+    last: Instant,
+}
+
+/// Below this many busy nodes, a window runs on the calling thread: handing it to the pool
+/// would cost more than it saves.
+const MIN_PARALLEL_JOBS: usize = 16;
+
+/// Mutable references to the elements of `slice` at `sorted` (strictly increasing) indices.
+fn disjoint_mut<'a, T>(mut slice: &'a mut [T], sorted: &[usize]) -> Vec<&'a mut T> {
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut base = 0;
+    for &i in sorted {
+        let (_, rest) = std::mem::take(&mut slice).split_at_mut(i - base);
+        let Some((item, rest)) = rest.split_first_mut() else {
+            break;
+        };
+        out.push(item);
+        slice = rest;
+        base = i + 1;
+    }
+    out
+}
+
 /// The simulation of an overlay.
 #[derive(Debug)]
 pub struct OverlaySim {
@@ -67,8 +170,13 @@ pub struct OverlaySim {
     /// (id, index), sorted by id.
     ids: Vec<(NodeId, u32)>,
     seq: u64,
+    threads: usize,
+    /// Runs a window's nodes in parallel; None with one thread.
+    pool: Option<rayon::ThreadPool>,
     /// Total frames delivered.
     pub delivered: u64,
+    /// Windows whose nodes ran on the thread pool.
+    pub parallel_windows: u64,
     /// Total frames dropped by the network model (loss, crashed receiver).
     pub dropped: u64,
 }
@@ -132,7 +240,10 @@ impl OverlaySim {
             timers: BinaryHeap::new(),
             ids,
             seq: 0,
+            threads: 1,
+            pool: None,
             delivered: 0,
+            parallel_windows: 0,
             dropped: 0,
         }
     }
@@ -216,129 +327,198 @@ impl OverlaySim {
 
     fn drain(&mut self, i: usize) {
         let now = self.now;
-        while let Some(t) = self.nodes[i].node.poll_transmit() {
-            self.nodes[i].sent_packets += 1;
-            self.nodes[i].sent_bytes += t.bytes.len() as u64;
-            let Some(to) = index_of(&t.to).filter(|to| *to < self.nodes.len()) else {
-                self.dropped += 1;
-                continue;
-            };
-            let copies = if !t.reliable && self.rng_f64() < self.net.duplicate {
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                let mut delay = 0;
-                let mut lost = false;
-                for attempt in 0.. {
-                    if self.rng_f64() >= self.net.loss {
-                        break;
-                    }
-                    if !t.reliable || attempt == 4 {
-                        lost = true;
-                        break;
-                    }
-                    delay += RETRANSMIT_US << attempt;
-                }
-                if lost {
-                    self.dropped += 1;
-                    continue;
-                }
-                let jitter = if self.net.jitter_us > 0 {
-                    self.rng.next_u64() % self.net.jitter_us
-                } else {
-                    0
-                };
-                self.seq += 1;
-                self.in_flight.push(Reverse(Delivery {
-                    at: now + self.net.latency_us + jitter + delay,
-                    seq: self.seq,
-                    to,
-                    from: i,
-                    bytes: t.bytes.clone(),
-                }));
-            }
-        }
-        while let Some(e) = self.nodes[i].node.poll_event() {
-            let n = &mut self.nodes[i];
-            match e {
-                OverlayEvent::Broadcast {
-                    origin, id, hops, ..
-                } => {
-                    n.received += 1;
-                    n.last = Some(Received {
-                        origin,
-                        id,
-                        at: now,
-                        hops,
-                    });
-                }
-                OverlayEvent::NeighborDown { failed: true, .. } => n.failures_seen += 1,
-                OverlayEvent::Isolated => n.isolated += 1,
-                _ => {}
-            }
+        let mut out = Vec::new();
+        self.nodes[i].collect(now, &mut out);
+        for t in out {
+            self.route(i, now, t);
         }
         self.arm(i);
+    }
+
+    /// Puts a frame `from` sent at `at` on the network model: loss, duplication, retransmission
+    /// of reliable frames, latency and jitter.
+    fn route(&mut self, from: usize, at: Instant, t: Transmit) {
+        let Some(to) = index_of(&t.to).filter(|to| *to < self.nodes.len()) else {
+            self.dropped += 1;
+            return;
+        };
+        let copies = if !t.reliable && self.rng_f64() < self.net.duplicate {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut delay = 0;
+            let mut lost = false;
+            for attempt in 0.. {
+                if self.rng_f64() >= self.net.loss {
+                    break;
+                }
+                if !t.reliable || attempt == 4 {
+                    lost = true;
+                    break;
+                }
+                delay += RETRANSMIT_US << attempt;
+            }
+            if lost {
+                self.dropped += 1;
+                continue;
+            }
+            let jitter = if self.net.jitter_us > 0 {
+                self.rng.next_u64() % self.net.jitter_us
+            } else {
+                0
+            };
+            self.seq += 1;
+            self.in_flight.push(Reverse(Delivery {
+                at: at + self.net.latency_us + jitter + delay,
+                seq: self.seq,
+                to,
+                from,
+                bytes: t.bytes.clone(),
+            }));
+        }
     }
 
     fn rng_f64(&mut self) -> f64 {
         (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.
+    /// Worker threads for [`step`](Self::step) (default 1). The outcome of a run does not
+    /// depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+        self.pool = None;
+        if self.threads > 1 {
+            // Without a pool the run is the same, only slower: a failure to start threads is
+            // not worth failing the simulation for.
+            self.pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(self.threads)
+                .build()
+                .ok();
+            if self.pool.is_none() {
+                self.threads = 1;
+            }
+        }
+    }
+
+    /// Worker threads [`step`](Self::step) uses.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Processes everything pending before `until` within one lookahead window (at least one
+    /// delivery or timeout); false when nothing is pending before `until`.
+    ///
+    /// No frame arrives sooner than the link latency after it was sent, so within
+    /// `[t, t + latency)`, where `t` is the earliest pending time, no node's input depends on
+    /// another node's output in the same window: the nodes run in parallel, each through its
+    /// own inputs in time order, exactly as one at a time would. Their frames then enter the
+    /// network model in node order, so the run is the same on any number of threads.
     pub fn step(&mut self, until: Instant) -> bool {
-        loop {
-            let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
-            let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
-            let next = match (next_delivery, next_timer) {
-                (Some(d), Some(t)) => d.min(t),
-                (Some(d), None) => d,
-                (None, Some(t)) => t,
-                (None, None) => return false,
-            };
-            if next > until {
-                return false;
-            }
-            self.now = self.now.max(next);
-            let now = self.now;
-            if next_delivery == Some(next) {
-                let Some(Reverse(d)) = self.in_flight.pop() else {
-                    return false;
-                };
-                if !self.nodes[d.to].up {
-                    self.dropped += 1;
-                    return true;
+        let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let start = match (next_delivery, next_timer) {
+            (Some(d), Some(t)) => d.min(t),
+            (Some(d), None) => d,
+            (None, Some(t)) => t,
+            (None, None) => return false,
+        };
+        if start > until {
+            return false;
+        }
+        // Zero latency: a frame can arrive in the instant it was sent, so only the earliest
+        // input is safe to process.
+        let end = if self.net.latency_us == 0 {
+            start + 1
+        } else {
+            (start + self.net.latency_us).min(until + 1)
+        };
+        let mut inputs: Vec<Delivery> = Vec::new();
+        while self.in_flight.peek().is_some_and(|Reverse(d)| d.at < end) {
+            if let Some(Reverse(d)) = self.in_flight.pop() {
+                inputs.push(d);
+                if self.net.latency_us == 0 {
+                    break;
                 }
-                self.delivered += 1;
-                self.nodes[d.to]
-                    .node
-                    .handle_packet(now, addr_of(d.from), &d.bytes);
-                self.drain(d.to);
-                return true;
             }
-            let Some(Reverse((t, i))) = self.timers.pop() else {
-                return false;
-            };
+        }
+        let mut woken: Vec<usize> = Vec::new();
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if t >= end || (self.net.latency_us == 0 && !inputs.is_empty()) {
+                break;
+            }
+            self.timers.pop();
             let i = i as usize;
             // Entries superseded by an earlier one are skipped.
-            if self.nodes[i].armed != Some(t) {
-                continue;
+            if self.nodes[i].armed == Some(t) {
+                self.nodes[i].armed = None;
+                woken.push(i);
+                if self.net.latency_us == 0 {
+                    break;
+                }
             }
-            self.nodes[i].armed = None;
-            if !self.nodes[i].up {
-                continue;
-            }
-            if self.nodes[i]
-                .node
-                .poll_timeout()
-                .is_some_and(|due| due <= now)
-            {
-                self.nodes[i].node.handle_timeout(now);
-            }
-            self.drain(i);
-            return true;
         }
+        // Popped in (time, seq) order; a stable sort by receiver keeps that order per node.
+        inputs.sort_by_key(|d| d.to);
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut rest = inputs.into_iter().peekable();
+        woken.sort_unstable();
+        woken.dedup();
+        let mut woken = woken.into_iter().peekable();
+        loop {
+            let i = match (rest.peek().map(|d| d.to), woken.peek()) {
+                (Some(d), Some(&w)) => d.min(w),
+                (Some(d), None) => d,
+                (None, Some(&w)) => w,
+                (None, None) => break,
+            };
+            let mut job = Job {
+                index: i,
+                inputs: Vec::new(),
+                out: Vec::new(),
+                delivered: 0,
+                dropped: 0,
+                last: self.now,
+            };
+            while rest.peek().is_some_and(|d| d.to == i) {
+                job.inputs.extend(rest.next());
+            }
+            if woken.peek() == Some(&i) {
+                woken.next();
+            }
+            jobs.push(job);
+        }
+        let indices: Vec<usize> = jobs.iter().map(|j| j.index).collect();
+        let nodes = disjoint_mut(&mut self.nodes, &indices);
+        let mut work: Vec<(&mut OverlaySimNode, &mut Job)> =
+            nodes.into_iter().zip(jobs.iter_mut()).collect();
+        let now = self.now;
+        if work.len() < MIN_PARALLEL_JOBS || self.pool.is_none() {
+            for (node, job) in &mut work {
+                node.run(now, end, job);
+            }
+        } else if let Some(pool) = &self.pool {
+            self.parallel_windows += 1;
+            pool.install(|| {
+                work.par_iter_mut()
+                    .for_each(|(node, job)| node.run(now, end, job))
+            });
+        }
+        drop(work);
+        for job in jobs {
+            self.delivered += job.delivered;
+            self.dropped += job.dropped;
+            self.now = self.now.max(job.last);
+            for (at, t) in job.out {
+                self.route(job.index, at, t);
+            }
+            // A crashed node's timers stay disarmed: it would otherwise be woken forever.
+            if self.nodes[job.index].up {
+                self.arm(job.index);
+            }
+        }
+        true
     }
 
     /// Indices of running nodes.

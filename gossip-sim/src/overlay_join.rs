@@ -6,6 +6,7 @@ use gossip_sim::NetConfig;
 use gossip_sim::VirtualTime;
 use gossip_sim::overlay::OverlaySim;
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::observe::percentile;
 use crate::report::Outcome;
@@ -16,6 +17,20 @@ const CONVERGE_MAX_MS: u64 = 60_000;
 const BROADCAST_MAX_MS: u64 = 10_000;
 /// Virtual time between two joins.
 const JOIN_SPACING_US: u64 = 200;
+
+/// Worker threads for the simulator; 0 means the machine's cores.
+pub static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// CPU time this process used so far (user + system), in ms.
+pub fn cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // utime and stime are fields 14 and 15 of the line, in USER_HZ ticks (100 per second on
+    // every Linux architecture we build for).
+    Some((ticks(11)? + ticks(12)?) * 10)
+}
 
 /// The process's resident set size now, in KiB (`VmRSS`).
 pub fn rss_kb() -> Option<u64> {
@@ -29,7 +44,13 @@ pub fn run(nodes: usize, seed: u64, net: NetConfig) -> Outcome {
     let baseline_kb = rss_kb();
     let config = OverlayConfig::for_cluster_size(nodes);
     let (lo, hi) = (config.active_min, config.active_size);
+    let cpu_start = cpu_ms();
     let mut sim = OverlaySim::new(nodes, seed, config, net);
+    let threads = match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    sim.set_threads(threads);
     sim.join_staggered(JOIN_SPACING_US);
     let joins_ms = sim.now.as_millis();
     let settle = sim.run_until_true(CONVERGE_MAX_MS, 100, OverlaySim::converged);
@@ -127,6 +148,11 @@ pub fn run(nodes: usize, seed: u64, net: NetConfig) -> Outcome {
         ("replay_entries_max", json!(seen)),
         ("baseline_rss_kb", json!(baseline_kb)),
         ("rss_per_node_kb", json!(per_node_kb)),
+        ("threads", json!(sim.threads())),
+        (
+            "cpu_ms",
+            json!(cpu_ms().zip(cpu_start).map(|(end, start)| end - start)),
+        ),
     ];
     for (k, v) in extra {
         o.extra.insert(k.into(), v);

@@ -203,3 +203,59 @@ fn hostile_frames_are_dropped_and_counted() {
             .is_some()
     );
 }
+
+/// What a run leaves behind on each node: frames and bytes sent, broadcasts received, and its
+/// active view.
+fn fingerprint(sim: &OverlaySim) -> Vec<(u64, u64, u32, Vec<usize>)> {
+    (0..sim.nodes.len())
+        .map(|i| {
+            let n = &sim.nodes[i];
+            let mut view = sim.neighbors(i);
+            view.sort_unstable();
+            (n.sent_packets, n.sent_bytes, n.received, view)
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_is_the_same_on_one_thread_and_on_several() {
+    let net = NetConfig {
+        loss: 0.05,
+        duplicate: 0.02,
+        ..NetConfig::default()
+    };
+    for seed in 0..2 {
+        let runs: Vec<_> = [1, 3]
+            .into_iter()
+            .map(|threads| {
+                let mut sim = OverlaySim::new(300, seed, OverlayConfig::for_cluster_size(300), net);
+                sim.set_threads(threads);
+                sim.join_staggered(200);
+                sim.run_for(3_000);
+                sim.crash(11);
+                sim.broadcast(5, b"same");
+                sim.run_for(6_000);
+                let parallel = sim.parallel_windows;
+                (
+                    fingerprint(&sim),
+                    sim.delivered,
+                    sim.dropped,
+                    sim.now,
+                    parallel,
+                )
+            })
+            .collect();
+        assert!(
+            runs[1].4 > 100,
+            "seed {seed}: only {} windows ran in parallel",
+            runs[1].4
+        );
+        let busy = runs[0].0.iter().filter(|(sent, ..)| *sent > 0).count();
+        assert_eq!(busy, 300, "seed {seed}: some nodes never sent");
+        let (a, b) = (&runs[0], &runs[1]);
+        assert!(
+            (&a.0, a.1, a.2, a.3) == (&b.0, b.1, b.2, b.3),
+            "seed {seed}: the run on 3 threads differs from the run on one"
+        );
+    }
+}

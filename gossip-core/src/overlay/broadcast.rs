@@ -167,26 +167,24 @@ impl Overlay {
         packet: &SignedPacket,
         except: Option<NodeId>,
     ) {
-        let targets: Vec<(NodeId, Address, bool)> = self
-            .active
-            .iter()
-            .filter(|p| Some(p.node) != except)
-            .map(|p| (p.node, p.addr.clone(), p.eager))
-            .collect();
-        for (node, addr, eager) in targets {
-            if eager {
-                self.stats.eager_sent += 1;
-                let push = EagerPush {
-                    round,
-                    packet: packet.clone(),
-                };
-                self.send(now, Some(node), addr, push.into());
+        let (mut eager, mut lazy) = (Vec::new(), Vec::new());
+        for p in self.active.iter().filter(|p| Some(p.node) != except) {
+            let target = (Some(p.node), p.addr.clone());
+            if p.eager {
+                eager.push(target);
             } else {
-                self.stats.ihave_sent += 1;
-                let ids = vec![MessageRef { origin, id, round }];
-                self.send(now, Some(node), addr, IHave { ids }.into());
+                lazy.push(target);
             }
         }
+        self.stats.eager_sent += eager.len() as u64;
+        self.stats.ihave_sent += lazy.len() as u64;
+        let push = EagerPush {
+            round,
+            packet: packet.clone(),
+        };
+        self.send_many(now, eager, push.into());
+        let ids = vec![MessageRef { origin, id, round }];
+        self.send_many(now, lazy, IHave { ids }.into());
     }
 
     /// The link to `sender` carried a duplicate: make it lazy and tell the sender.

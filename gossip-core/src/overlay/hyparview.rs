@@ -136,16 +136,15 @@ impl Overlay {
                 ShuffleReply { peers }.into(),
             );
         }
-        for (node, to) in others {
-            let walk = ForwardJoin {
-                joiner: PeerInfo {
-                    node: joiner,
-                    addrs: vec![addr.clone()],
-                },
-                ttl: self.config.active_walk,
-            };
-            self.send(now, Some(node), to, walk.into());
-        }
+        let walk = ForwardJoin {
+            joiner: PeerInfo {
+                node: joiner,
+                addrs: vec![addr],
+            },
+            ttl: self.config.active_walk,
+        };
+        let targets = others.into_iter().map(|(n, a)| (Some(n), a)).collect();
+        self.send_many(now, targets, walk.into());
     }
 
     pub(super) fn on_forward_join(&mut self, now: Instant, sender: NodeId, m: ForwardJoin) {
@@ -403,9 +402,14 @@ impl Overlay {
         for node in failed {
             self.drop_active(now, node, true, false);
         }
-        for (node, addr, probe) in beats {
-            self.stats.heartbeats_sent += 1;
-            self.send(now, Some(node), addr, Heartbeat { probe }.into());
+        self.stats.heartbeats_sent += beats.len() as u64;
+        for probe in [false, true] {
+            let targets = beats
+                .iter()
+                .filter(|(_, _, p)| *p == probe)
+                .map(|(node, addr, _)| (Some(*node), addr.clone()))
+                .collect();
+            self.send_many(now, targets, Heartbeat { probe }.into());
         }
         self.repair(now);
         if now >= self.next_shuffle {

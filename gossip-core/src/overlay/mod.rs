@@ -355,31 +355,54 @@ impl Overlay {
 
     /// Signs, seals and queues `message` for `to`.
     fn send(&mut self, now: Instant, node: Option<NodeId>, to: Address, message: Message) {
-        if self.transmits.len() >= self.config.max_queue {
-            self.stats.drops.queue_full += 1;
+        self.send_many(now, vec![(node, to)], message);
+    }
+
+    /// Signs `message` once and seals it for each target: the signed part names no recipient,
+    /// and a signature costs several times the sealing.
+    fn send_many(
+        &mut self,
+        now: Instant,
+        targets: Vec<(Option<NodeId>, Address)>,
+        message: Message,
+    ) {
+        if targets.is_empty() {
             return;
         }
         let id = self.hlc.now(self.wall(now));
-        let bytes = match self.codec.encode(&mut self.rng, id, 0, &message) {
-            Ok(bytes) => bytes,
+        let packet = match self.codec.sign(id, &message) {
+            Ok(packet) => packet,
             // Only a broadcast can be too large, and `originate` checks it first.
             Err(_) => {
                 self.stats.encode_errors += 1;
                 return;
             }
         };
-        if let Some(peer) = node.and_then(|n| self.active.get_mut(&n)) {
-            peer.last_sent = now;
+        for (node, to) in targets {
+            if self.transmits.len() >= self.config.max_queue {
+                self.stats.drops.queue_full += 1;
+                continue;
+            }
+            let bytes = match self.codec.seal(&mut self.rng, 0, &packet) {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    continue;
+                }
+            };
+            if let Some(peer) = node.and_then(|n| self.active.get_mut(&n)) {
+                peer.last_sent = now;
+            }
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += bytes.len() as u64;
+            let reliable = bytes.len() > self.config.udp_budget || to.is_reliable();
+            self.transmits.push_back(Transmit {
+                to,
+                node,
+                bytes,
+                reliable,
+            });
         }
-        self.stats.packets_out += 1;
-        self.stats.bytes_out += bytes.len() as u64;
-        let reliable = bytes.len() > self.config.udp_budget || to.is_reliable();
-        self.transmits.push_back(Transmit {
-            to,
-            node,
-            bytes,
-            reliable,
-        });
     }
 
     fn emit(&mut self, event: OverlayEvent) {

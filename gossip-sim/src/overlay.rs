@@ -13,7 +13,8 @@ use gossip_core::overlay::{Overlay, OverlayConfig, OverlayEvent};
 use gossip_core::{Address, ClusterKey, Identity, Instant, Keyring, NodeId, Timestamp, Transmit};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use rayon::prelude::*;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::{Delivery, EPOCH_MS, NetConfig, RETRANSMIT_US, VirtualTime, addr_of};
 
@@ -134,8 +135,8 @@ struct Job {
     last: Instant,
 }
 
-/// Below this many busy nodes, a window runs on the calling thread: handing it to the pool
-/// would cost more than it saves.
+/// Below this many busy nodes, a window runs on the calling thread: starting threads would
+/// cost more than it saves.
 const MIN_PARALLEL_JOBS: usize = 16;
 
 /// Mutable references to the elements of `slice` at `sorted` (strictly increasing) indices.
@@ -171,8 +172,6 @@ pub struct OverlaySim {
     ids: Vec<(NodeId, u32)>,
     seq: u64,
     threads: usize,
-    /// Runs a window's nodes in parallel; None with one thread.
-    pool: Option<rayon::ThreadPool>,
     /// Total frames delivered.
     pub delivered: u64,
     /// Windows whose nodes ran on the thread pool.
@@ -241,7 +240,6 @@ impl OverlaySim {
             ids,
             seq: 0,
             threads: 1,
-            pool: None,
             delivered: 0,
             parallel_windows: 0,
             dropped: 0,
@@ -388,18 +386,6 @@ impl OverlaySim {
     /// depend on it.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
-        self.pool = None;
-        if self.threads > 1 {
-            // Without a pool the run is the same, only slower: a failure to start threads is
-            // not worth failing the simulation for.
-            self.pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(self.threads)
-                .build()
-                .ok();
-            if self.pool.is_none() {
-                self.threads = 1;
-            }
-        }
     }
 
     /// Worker threads [`step`](Self::step) uses.
@@ -494,15 +480,34 @@ impl OverlaySim {
         let mut work: Vec<(&mut OverlaySimNode, &mut Job)> =
             nodes.into_iter().zip(jobs.iter_mut()).collect();
         let now = self.now;
-        if work.len() < MIN_PARALLEL_JOBS || self.pool.is_none() {
+        if work.len() < MIN_PARALLEL_JOBS || self.threads == 1 {
             for (node, job) in &mut work {
                 node.run(now, end, job);
             }
-        } else if let Some(pool) = &self.pool {
+        } else {
             self.parallel_windows += 1;
-            pool.install(|| {
-                work.par_iter_mut()
-                    .for_each(|(node, job)| node.run(now, end, job))
+            // Each thread claims the next unclaimed node: the cost of a node's inputs varies
+            // (a signature here, five there), so fixed shares would leave a thread idle. The
+            // calling thread works too, and the others end with the window: a pool's idle
+            // threads would spin on the cores the serial part between windows needs.
+            let work: Vec<Mutex<&mut (&mut OverlaySimNode, &mut Job)>> =
+                work.iter_mut().map(Mutex::new).collect();
+            let next = AtomicUsize::new(0);
+            let claim = || {
+                while let Some(slot) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    // A poisoned slot means a node panicked on another thread; the scope
+                    // re-raises that panic when it ends.
+                    if let Ok(mut slot) = slot.lock() {
+                        let (node, job) = &mut **slot;
+                        node.run(now, end, job);
+                    }
+                }
+            };
+            std::thread::scope(|s| {
+                for _ in 1..self.threads {
+                    s.spawn(claim);
+                }
+                claim();
             });
         }
         drop(work);

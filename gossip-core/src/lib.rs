@@ -17,6 +17,7 @@ pub mod message;
 mod msgpack;
 pub mod node;
 pub mod overlay;
+mod push_tree;
 pub mod replay;
 pub mod requests;
 pub mod streams;

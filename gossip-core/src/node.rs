@@ -24,6 +24,7 @@ use crate::message::{
     Ack, Alive, Broadcast, Dead, DigestEntry, Direct, Gossip, Leave, Message, Metadata, Nack, Ping,
     PingReq, Relay, Request, Response, Suspect, Sync, sync_phase,
 };
+use crate::push_tree;
 use crate::requests::{Quorum, QuorumId, RequestId, Requests};
 use crate::streams::{StreamError, StreamKey, StreamLimits, StreamMessage, StreamOutput, Streams};
 use crate::time::Instant;
@@ -1763,8 +1764,8 @@ impl Node {
         }
     }
 
-    /// Event-driven push: what became news during this input goes to fan-out members now, and
-    /// to the members relayed through this node.
+    /// Event-driven push: what became news during this input goes down its push tree now (see
+    /// `push_down_trees`), and to the members relayed through this node.
     fn flush(&mut self, now: Instant) {
         if self.fresh.is_empty() {
             return;
@@ -1782,32 +1783,114 @@ impl Node {
             }
         }
         let source = self.fresh_from;
-        let targets = match self.local().relay() {
+        match self.local().relay() {
             // Anything a relayed member sends crosses its relay: hand the news to the relay
             // alone, which pushes it on and delivers it to every member beside us.
             Some(relay) => {
                 let up = self.members.get(&relay).is_some_and(|m| !m.state.is_down());
                 if up && Some(relay) != source {
-                    vec![relay]
-                } else {
-                    Vec::new()
+                    self.push_signed(now, &fresh, [relay]);
                 }
             }
-            // Relayed members are left out: once the news reaches their relay, it delivers it
-            // to them in one hop, while a push from here would cross that relay anyway.
-            None => {
-                let fanout = self.config.push_fanout(self.live_count());
-                self.random_members(fanout, |m| {
-                    !m.state.is_down() && Some(m.id) != source && m.relay().is_none()
-                })
-            }
+            None => self.push_down_trees(now, fresh, source),
+        }
+    }
+
+    /// Pushes news to this node's children in the push tree of the member it started from (see
+    /// `push_tree`). Every member does so on first receipt, from whomever the news came, so
+    /// when views agree one wave reaches every direct member in about `log_f(n)` hops with
+    /// `n - 1` frames, where random targets cost `n * f` frames and still missed about
+    /// `n * e^-f` members until a gossip round. A member the wave missed (stale view, lost
+    /// frame, dead parent) pushes to its own subtree once a gossip round or push-pull reaches
+    /// it. Relayed members are left out: their relay delivers to them (`deliver_hub`).
+    fn push_down_trees(
+        &mut self,
+        now: Instant,
+        mut fresh: Vec<SignedPacket>,
+        source: Option<NodeId>,
+    ) {
+        let fanout = self.config.push_fanout(self.live_count());
+        // Sorted ids lay out the same ring on every member whose view agrees. The map is a
+        // HashMap, so sorting is the price of that order; it is small next to one signature.
+        let mut ring: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.id != self.id && is_push_target(m))
+            .map(|m| m.id)
+            .collect();
+        ring.push(self.id);
+        ring.sort_unstable();
+        // Found: this node was just added to the ring.
+        let me = ring.binary_search(&self.id).unwrap_or_else(|at| at);
+        let ring = &ring[..];
+        let children = move |root: usize| {
+            push_tree::children(ring.len(), fanout, root, me)
+                .map(move |i| ring[i])
+                .filter(move |id| Some(*id) != source)
         };
-        if targets.is_empty() {
+
+        // Roots in order of first appearance: the batch keeps that order, so the members it
+        // reaches pick the same first roots and the same trees.
+        let mut roots = [None::<usize>; 2];
+        let mut in_first = 0;
+        let (mut more_roots, mut treeless) = (false, false);
+        for item in &fresh {
+            let root = tree_root(&self.members, ring, item);
+            match root {
+                None => treeless = true,
+                Some(_) if roots.contains(&root) => {}
+                Some(_) if roots[0].is_none() => roots[0] = root,
+                Some(_) if roots[1].is_none() => roots[1] = root,
+                Some(_) => more_roots = true,
+            }
+            in_first += usize::from(root.is_some() && root == roots[0]);
+        }
+        let spill = more_roots || treeless;
+        match roots {
+            [Some(a), None] if !spill => self.push_signed(now, &fresh, children(a)),
+            [Some(a), Some(b)] if !spill => {
+                // Stable, so each group keeps its order for the members downstream.
+                fresh.sort_by_key(|item| tree_root(&self.members, ring, item) != Some(a));
+                let (first, second) = fresh.split_at(in_first);
+                self.push_signed(now, first, children(a));
+                self.push_signed(now, second, children(b));
+            }
+            _ => {
+                // More than two roots, or news without a tree (its origin is down, unknown or
+                // relayed through a member we do not push to). A signature per root would make
+                // a join storm cost one per joiner at every hop, so the whole set is signed once
+                // and follows the first two trees: the members it reaches hold it fresh too and
+                // pick the same first roots from the same order, so news of every root still
+                // crosses the cluster in one wave, for at most twice the frames. Treeless news
+                // has no wave of its own: topping up to the fan-out with random members keeps
+                // for it, at tree leaves too, at least the random push this replaces.
+                let mut targets: Vec<NodeId> =
+                    roots.iter().flatten().flat_map(|&r| children(r)).collect();
+                targets.sort_unstable();
+                targets.dedup();
+                let missing = fanout.saturating_sub(targets.len());
+                if treeless && missing > 0 {
+                    let more = self.random_members(missing, |m| {
+                        is_push_target(m) && Some(m.id) != source && !targets.contains(&m.id)
+                    });
+                    targets.extend(more);
+                }
+                self.push_signed(now, &fresh, targets.iter().copied());
+            }
+        }
+    }
+
+    /// Signs `items` once per batch and seals each batch per target: the envelope names no
+    /// recipient. Nothing is signed when there is nobody to send to (a tree leaf).
+    fn push_signed<I>(&mut self, now: Instant, items: &[SignedPacket], targets: I)
+    where
+        I: IntoIterator<Item = NodeId> + Clone,
+    {
+        if targets.clone().into_iter().next().is_none() {
             return;
         }
-        // One signature for every target: the envelope names no recipient.
-        for batch in self.sign_batches(now, &fresh) {
-            for &target in &targets {
+        for batch in self.sign_batches(now, items) {
+            for target in targets.clone() {
                 self.route_packet(now, target, &batch, false);
             }
         }
@@ -2203,6 +2286,26 @@ impl Node {
         ids.truncate(k);
         ids
     }
+}
+
+/// A member news is pushed to directly: up, dialable, not behind a relay.
+fn is_push_target(m: &Member) -> bool {
+    !m.state.is_down() && m.relay().is_none() && !m.addrs.is_empty()
+}
+
+/// Ring index of the member an update's push tree hangs from: its origin, or for a relayed
+/// origin its relay, which is the member that pushes a relayed member's news first. None when
+/// neither is on the ring: that update has no tree.
+fn tree_root(
+    members: &HashMap<NodeId, Member>,
+    ring: &[NodeId],
+    item: &SignedPacket,
+) -> Option<usize> {
+    let origin = item.origin();
+    ring.binary_search(&origin).ok().or_else(|| {
+        let relay = members.get(&origin)?.relay()?;
+        ring.binary_search(&relay).ok()
+    })
 }
 
 fn shuffle(rng: &mut ChaCha20Rng, v: &mut [NodeId]) {

@@ -490,6 +490,10 @@ impl OverlaySim {
             // (a signature here, five there), so fixed shares would leave a thread idle. The
             // calling thread works too, and the others end with the window: a pool's idle
             // threads would spin on the cores the serial part between windows needs.
+            // Busiest nodes first, so that the window does not end with one thread finishing
+            // a long node while the others wait. Outputs are merged by node index afterwards,
+            // so the order of work does not change the run.
+            work.sort_by_key(|(_, job)| std::cmp::Reverse(job.inputs.len()));
             let work: Vec<Mutex<&mut (&mut OverlaySimNode, &mut Job)>> =
                 work.iter_mut().map(Mutex::new).collect();
             let next = AtomicUsize::new(0);

@@ -38,6 +38,8 @@ const PROBE_FIELDS: usize = 64;
 const MAX_SYNC_FOLLOWUPS: u8 = 32;
 /// Quick push-pulls after a join, one probe interval apart.
 const BOOTSTRAP_SYNCS: u8 = 3;
+/// Newcomers remembered per input; one frame holds at most a few hundred items.
+const NEWCOMERS_MAX: usize = 1_024;
 
 /// A datagram or frame the driver must send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +195,9 @@ pub struct Node {
     fresh: Vec<SignedPacket>,
     /// Who sent the input being handled: its news is not pushed back to it.
     fresh_from: Option<NodeId>,
+    /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
+    /// members may not know them yet, so their news gets no push tree (see `tree_root`).
+    newcomers: Vec<NodeId>,
     /// News waiting for the next delivery to the members this node relays for.
     hub_pending: Vec<SignedPacket>,
     next_hub: Instant,
@@ -279,6 +284,7 @@ impl Node {
             queue: Vec::new(),
             fresh: Vec::new(),
             fresh_from: None,
+            newcomers: Vec::new(),
             hub_pending: Vec::new(),
             next_hub: now,
             leaves: BTreeSet::new(),
@@ -1422,6 +1428,9 @@ impl Node {
                 );
                 self.tombstones.remove(&origin);
                 self.track_leaf(origin);
+                if self.newcomers.len() < NEWCOMERS_MAX {
+                    self.newcomers.push(origin);
+                }
                 // Probe newcomers soon, at a random place in the current pass.
                 let at = self.probe_index
                     + (self.rng.next_u64() as usize)
@@ -1768,6 +1777,7 @@ impl Node {
     /// `push_down_trees`), and to the members relayed through this node.
     fn flush(&mut self, now: Instant) {
         if self.fresh.is_empty() {
+            self.newcomers.clear();
             return;
         }
         let fresh = std::mem::take(&mut self.fresh);
@@ -1831,11 +1841,15 @@ impl Node {
 
         // Roots in order of first appearance: the batch keeps that order, so the members it
         // reaches pick the same first roots and the same trees.
+        let newcomers = std::mem::take(&mut self.newcomers);
+        let tree_root = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
+            tree_root(members, ring, &newcomers, item)
+        };
         let mut roots = [None::<usize>; 2];
         let mut in_first = 0;
         let (mut more_roots, mut treeless) = (false, false);
         for item in &fresh {
-            let root = tree_root(&self.members, ring, item);
+            let root = tree_root(&self.members, item);
             match root {
                 None => treeless = true,
                 Some(_) if roots.contains(&root) => {}
@@ -1850,7 +1864,7 @@ impl Node {
             [Some(a), None] if !spill => self.push_signed(now, &fresh, children(a)),
             [Some(a), Some(b)] if !spill => {
                 // Stable, so each group keeps its order for the members downstream.
-                fresh.sort_by_key(|item| tree_root(&self.members, ring, item) != Some(a));
+                fresh.sort_by_key(|item| tree_root(&self.members, item) != Some(a));
                 let (first, second) = fresh.split_at(in_first);
                 self.push_signed(now, first, children(a));
                 self.push_signed(now, second, children(b));
@@ -2295,13 +2309,19 @@ fn is_push_target(m: &Member) -> bool {
 
 /// Ring index of the member an update's push tree hangs from: its origin, or for a relayed
 /// origin its relay, which is the member that pushes a relayed member's news first. None when
-/// neither is on the ring: that update has no tree.
+/// neither is on the ring, or when the origin is a newcomer: then the members that get the news
+/// disagree on whether it is on their ring (in a join storm, on most of it), their trees do not
+/// line up, and a random push covers more.
 fn tree_root(
     members: &HashMap<NodeId, Member>,
     ring: &[NodeId],
+    newcomers: &[NodeId],
     item: &SignedPacket,
 ) -> Option<usize> {
     let origin = item.origin();
+    if newcomers.contains(&origin) {
+        return None;
+    }
     ring.binary_search(&origin).ok().or_else(|| {
         let relay = members.get(&origin)?.relay()?;
         ring.binary_search(&relay).ok()

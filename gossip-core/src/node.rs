@@ -1842,14 +1842,14 @@ impl Node {
         // Roots in order of first appearance: the batch keeps that order, so the members it
         // reaches pick the same first roots and the same trees.
         let newcomers = std::mem::take(&mut self.newcomers);
-        let tree_root = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
+        let root_of = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
             tree_root(members, ring, &newcomers, item)
         };
         let mut roots = [None::<usize>; 2];
         let mut in_first = 0;
         let (mut more_roots, mut treeless) = (false, false);
         for item in &fresh {
-            let root = tree_root(&self.members, item);
+            let root = root_of(&self.members, item);
             match root {
                 None => treeless = true,
                 Some(_) if roots.contains(&root) => {}
@@ -1864,7 +1864,7 @@ impl Node {
             [Some(a), None] if !spill => self.push_signed(now, &fresh, children(a)),
             [Some(a), Some(b)] if !spill => {
                 // Stable, so each group keeps its order for the members downstream.
-                fresh.sort_by_key(|item| tree_root(&self.members, item) != Some(a));
+                fresh.sort_by_key(|item| root_of(&self.members, item) != Some(a));
                 let (first, second) = fresh.split_at(in_first);
                 self.push_signed(now, first, children(a));
                 self.push_signed(now, second, children(b));

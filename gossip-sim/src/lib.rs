@@ -42,6 +42,45 @@ pub struct NetConfig {
     pub duplicate: f64,
 }
 
+impl NetConfig {
+    /// The fate of one frame: for each copy that arrives (two when a best-effort datagram is
+    /// duplicated), Some(microseconds from sending to arrival), or None when it is lost. A
+    /// reliable link (TCP) turns each lost segment into a retransmission delay; after five losses
+    /// in a row the connection gives up and the frame is lost.
+    pub(crate) fn transit(&self, rng: &mut ChaCha20Rng, reliable: bool) -> Vec<Option<u64>> {
+        let copies = if !reliable && unit(rng) < self.duplicate {
+            2
+        } else {
+            1
+        };
+        (0..copies)
+            .map(|_| {
+                let mut delay = 0;
+                for attempt in 0.. {
+                    if unit(rng) >= self.loss {
+                        break;
+                    }
+                    if !reliable || attempt == 4 {
+                        return None;
+                    }
+                    delay += RETRANSMIT_US << attempt;
+                }
+                let jitter = if self.jitter_us > 0 {
+                    rng.next_u64() % self.jitter_us
+                } else {
+                    0
+                };
+                Some(self.latency_us + jitter + delay)
+            })
+            .collect()
+    }
+}
+
+/// A uniform draw in [0, 1).
+fn unit(rng: &mut ChaCha20Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
@@ -292,36 +331,12 @@ impl Sim {
                 self.dropped += 1;
                 continue;
             };
-            let copies = if !t.reliable && self.rng_f64() < self.net.duplicate {
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                // A reliable link (TCP) turns each lost segment into a retransmission delay; after
-                // five losses in a row the connection gives up and the frame is lost.
-                let mut delay = 0;
-                let mut lost = false;
-                for attempt in 0.. {
-                    if self.rng_f64() >= self.net.loss {
-                        break;
-                    }
-                    if !t.reliable || attempt == 4 {
-                        lost = true;
-                        break;
-                    }
-                    delay += RETRANSMIT_US << attempt;
-                }
-                if lost {
+            for transit in self.net.transit(&mut self.rng, t.reliable) {
+                let Some(transit) = transit else {
                     self.dropped += 1;
                     continue;
-                }
-                let jitter = if self.net.jitter_us > 0 {
-                    self.rng.next_u64() % self.net.jitter_us
-                } else {
-                    0
                 };
-                let mut at = now + self.net.latency_us + jitter + delay;
+                let mut at = now + transit;
                 if t.reliable {
                     // Head-of-line blocking: a frame never overtakes an earlier one on its link.
                     let tail = self.reliable_tail.entry((i, to)).or_insert(at);
@@ -342,10 +357,6 @@ impl Sim {
             self.nodes[i].events.push((now, e));
         }
         self.arm(i);
-    }
-
-    fn rng_f64(&mut self) -> f64 {
-        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.

@@ -16,7 +16,7 @@ use rand_core::{Rng, SeedableRng};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{Delivery, EPOCH_MS, NetConfig, RETRANSMIT_US, VirtualTime, addr_of};
+use crate::{Delivery, EPOCH_MS, NetConfig, VirtualTime, addr_of};
 
 /// A broadcast as one node received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,46 +340,20 @@ impl OverlaySim {
             self.dropped += 1;
             return;
         };
-        let copies = if !t.reliable && self.rng_f64() < self.net.duplicate {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let mut delay = 0;
-            let mut lost = false;
-            for attempt in 0.. {
-                if self.rng_f64() >= self.net.loss {
-                    break;
-                }
-                if !t.reliable || attempt == 4 {
-                    lost = true;
-                    break;
-                }
-                delay += RETRANSMIT_US << attempt;
-            }
-            if lost {
+        for transit in self.net.transit(&mut self.rng, t.reliable) {
+            let Some(transit) = transit else {
                 self.dropped += 1;
                 continue;
-            }
-            let jitter = if self.net.jitter_us > 0 {
-                self.rng.next_u64() % self.net.jitter_us
-            } else {
-                0
             };
             self.seq += 1;
             self.in_flight.push(Reverse(Delivery {
-                at: at + self.net.latency_us + jitter + delay,
+                at: at + transit,
                 seq: self.seq,
                 to,
                 from,
                 bytes: t.bytes.clone(),
             }));
         }
-    }
-
-    fn rng_f64(&mut self) -> f64 {
-        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Worker threads for [`step`](Self::step) (default 1). The outcome of a run does not

@@ -364,11 +364,8 @@ impl Sim {
         loop {
             let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
             let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
-            let next = match (next_delivery, next_timer) {
-                (Some(d), Some(t)) => d.min(t),
-                (Some(d), None) => d,
-                (None, Some(t)) => t,
-                (None, None) => return false,
+            let Some(next) = next_delivery.into_iter().chain(next_timer).min() else {
+                return false;
             };
             if next > until {
                 return false;

@@ -378,11 +378,8 @@ impl OverlaySim {
     pub fn step(&mut self, until: Instant) -> bool {
         let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
         let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        let start = match (next_delivery, next_timer) {
-            (Some(d), Some(t)) => d.min(t),
-            (Some(d), None) => d,
-            (None, Some(t)) => t,
-            (None, None) => return false,
+        let Some(start) = next_delivery.into_iter().chain(next_timer).min() else {
+            return false;
         };
         if start > until {
             return false;

@@ -4,6 +4,7 @@
 pub mod address;
 pub mod config;
 pub mod detector;
+pub mod drop_reason;
 pub mod error;
 pub mod event;
 pub mod groups;
@@ -27,6 +28,7 @@ pub mod wire;
 
 pub use address::Address;
 pub use config::Config;
+pub use drop_reason::{DropReason, Refused};
 pub use error::{EncodeError, WireError};
 pub use event::Event;
 pub use hlc::{Hlc, Timestamp};

@@ -13,6 +13,7 @@ use serde_bytes::ByteBuf;
 use crate::address::Address;
 use crate::config::Config;
 use crate::detector::PhiDetector;
+use crate::drop_reason::{DropReason, Refused};
 use crate::error::{EncodeError, WireError};
 use crate::event::Event;
 use crate::groups::{GroupError, GroupId, GroupSpec, Groups};
@@ -65,8 +66,8 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes emitted.
     pub bytes_out: u64,
-    /// Dropped inbound frames or items, by `WireError::reason` or a protocol reason.
-    pub drops: BTreeMap<&'static str, u64>,
+    /// Dropped inbound frames or items, by reason.
+    pub drops: BTreeMap<DropReason, u64>,
     /// Outbound frames dropped because the transmit queue was full.
     pub transmits_dropped: u64,
     /// Events dropped because the event queue was full.
@@ -758,7 +759,7 @@ impl Node {
     fn on_stream_message(&mut self, now: Instant, origin: NodeId, msg: StreamMessage) {
         match self.streams.handle(origin, msg) {
             Ok(outputs) => self.stream_outputs(now, outputs),
-            Err(_) => self.count_drop("stream_ignored"),
+            Err(_) => self.count_drop(DropReason::StreamIgnored),
         }
     }
 
@@ -892,10 +893,15 @@ impl Node {
 
     /// A frame arrived from `from` (the address to answer an unknown sender at).
     ///
-    /// Returns the frame's origin once its signature verified (`None` when it was dropped), so
-    /// a driver can bind the connection it came over to that member. A relay forwards frames it
-    /// did not sign, so a driver binds a connection to the origin of its *first* frame only.
-    pub fn handle_packet(&mut self, now: Instant, from: Address, bytes: &[u8]) -> Option<NodeId> {
+    /// Returns the frame's origin once its signature verified, or why it was refused before
+    /// that (counted in [`Stats::drops`] too). A relay forwards frames it did not sign, so the
+    /// origin alone never proves who is at the other end of a connection.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        from: Address,
+        bytes: &[u8],
+    ) -> Result<NodeId, Refused> {
         self.last_now = self.last_now.max(now);
         self.stats.packets_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
@@ -904,12 +910,16 @@ impl Node {
             Ok(inbound) => inbound,
             Err(e) => {
                 self.drop_counted(&e);
-                return None;
+                return Err(Refused {
+                    reason: (&e).into(),
+                });
             }
         };
         if self.hlc.observe(wall, inbound.id()).is_err() {
-            self.count_drop("clock_drift");
-            return None;
+            self.count_drop(DropReason::ClockDrift);
+            return Err(Refused {
+                reason: DropReason::ClockDrift,
+            });
         }
         let origin = inbound.origin();
         if let Some(phi) = self.config.phi
@@ -925,7 +935,7 @@ impl Node {
         self.dispatch(now, from, inbound);
         self.flush(now);
         self.fresh_from = None;
-        Some(origin)
+        Ok(origin)
     }
 
     /// Time passed: run whatever timers are due.
@@ -975,7 +985,7 @@ impl Node {
             Message::Ping(ping) => {
                 self.receive_items(now, ping.piggyback);
                 if ping.target != self.id || self.left {
-                    return self.count_drop("ping_not_for_us");
+                    return self.count_drop(DropReason::PingNotForUs);
                 }
                 let budget = self.piggyback_budget();
                 let piggyback = self.take_piggyback(budget);
@@ -1018,11 +1028,13 @@ impl Node {
                     .requests
                     .on_response(origin, r.req, r.data.into_vec(), &mut events)
                 {
-                    self.count_drop("unexpected_response");
+                    self.count_drop(DropReason::UnexpectedResponse);
                 }
                 events.into_iter().for_each(|e| self.push_event(e));
             }
-            Message::Request(_) | Message::Response(_) => self.count_drop("request_not_for_us"),
+            Message::Request(_) | Message::Response(_) => {
+                self.count_drop(DropReason::RequestNotForUs)
+            }
             Message::StreamOpen(m) => self.on_stream_message(now, origin, m.into()),
             Message::StreamAccept(m) => self.on_stream_message(now, origin, m.into()),
             Message::StreamData(m) => self.on_stream_message(now, origin, m.into()),
@@ -1036,7 +1048,7 @@ impl Node {
                         data: d.data.into_vec(),
                     });
                 } else {
-                    self.count_drop("direct_not_for_us");
+                    self.count_drop(DropReason::DirectNotForUs);
                 }
             }
             message => {
@@ -1217,7 +1229,7 @@ impl Node {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         if self.indirect.len() >= self.config.max_queue {
-            return self.count_drop("indirect_probe_overflow");
+            return self.count_drop(DropReason::IndirectProbeOverflow);
         }
         self.indirect.insert(
             seq,
@@ -1384,7 +1396,7 @@ impl Node {
                 true
             }
             _ => {
-                self.count_drop("not_an_update");
+                self.count_drop(DropReason::NotAnUpdate);
                 false
             }
         }
@@ -1608,7 +1620,7 @@ impl Node {
         }
         let size: usize = meta.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > max {
-            self.count_drop("metadata_too_large");
+            self.count_drop(DropReason::MetadataTooLarge);
             return false;
         }
         m.metadata = meta
@@ -2137,7 +2149,7 @@ impl Node {
             // have WebSockets): keep the relayed hop reliable too, so credits and acks are not lost.
             self.emit_to_member(now, relay.to, bytes, true);
         } else {
-            self.count_drop("relay_refused");
+            self.count_drop(DropReason::RelayRefused);
         }
     }
 
@@ -2179,7 +2191,7 @@ impl Node {
     /// Sends a sealed frame to a member, through its relay (or ours) when it cannot be dialed.
     fn emit_to_member(&mut self, now: Instant, to: NodeId, frame: Vec<u8>, reliable: bool) {
         let Some(m) = self.members.get(&to) else {
-            return self.count_drop("no_route");
+            return self.count_drop(DropReason::NoRoute);
         };
         let via = m.relay();
         let my_relay = self.local().relay();
@@ -2202,7 +2214,7 @@ impl Node {
             _ => {
                 let reliable = reliable || frame.len() > self.config.udp_budget;
                 let Some(addr) = pick_address(&m.addrs, reliable) else {
-                    return self.count_drop("no_route");
+                    return self.count_drop(DropReason::NoRoute);
                 };
                 self.emit(Transmit {
                     to: addr,
@@ -2276,10 +2288,10 @@ impl Node {
     }
 
     fn drop_counted(&mut self, e: &WireError) {
-        self.count_drop(e.reason());
+        self.count_drop(e.into());
     }
 
-    fn count_drop(&mut self, reason: &'static str) {
+    fn count_drop(&mut self, reason: DropReason) {
         *self.stats.drops.entry(reason).or_insert(0) += 1;
     }
 

@@ -23,10 +23,6 @@ const RESOLVE_EVERY_TICKS: u64 = 12;
 /// Work the handle sends to the driver: a closure run with the driver borrowed.
 pub(crate) type Job = Box<dyn FnOnce(&mut Driver) + Send>;
 
-/// Drop reasons the engine counts when a frame cannot be authenticated or parsed. A connection
-/// whose first frame ends like this is not a member of this cluster.
-const REFUSED: [&str; 3] = ["malformed", "unauthenticated", "incompatible"];
-
 #[derive(Debug)]
 struct Conn {
     handle: ConnHandle,
@@ -229,7 +225,8 @@ impl Driver {
         let now = self.now();
         match input {
             Input::Datagram { from, bytes } => {
-                self.node.handle_packet(now, Address::Udp(from), &bytes);
+                // A refused datagram is counted by the engine; UDP has no connection to close.
+                let _ = self.node.handle_packet(now, Address::Udp(from), &bytes);
             }
             Input::Accepted {
                 id,
@@ -283,9 +280,7 @@ impl Driver {
             return;
         };
         let from = c.from.clone();
-        let refused_before = self.refused_count();
         let origin = self.node.handle_packet(now, from, bytes);
-        let refused = self.refused_count() > refused_before;
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -293,7 +288,7 @@ impl Driver {
             return;
         }
         match origin {
-            Some(origin) => {
+            Ok(origin) => {
                 // A server may forward frames of the browsers it relays over the same connection.
                 let relayed_by = self.node.member(&origin).and_then(|m| m.relay());
                 if c.claimed
@@ -320,19 +315,14 @@ impl Driver {
                     self.by_node.insert(origin, id);
                 }
             }
-            None if refused => {
+            Err(refused) if refused.is_foreign() => {
                 c.handle.closer.close(
                     close::BAD_FRAME,
                     "frame failed to decode or authenticate (wrong cluster key?)",
                 );
             }
-            None => {}
+            Err(_) => {}
         }
-    }
-
-    fn refused_count(&self) -> u64 {
-        let drops = &self.node.stats().drops;
-        REFUSED.iter().filter_map(|r| drops.get(r)).sum()
     }
 
     fn forget(&mut self, id: ConnId) {

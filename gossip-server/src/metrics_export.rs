@@ -12,7 +12,7 @@ pub(crate) struct Exporter {
     packets_out: u64,
     bytes_in: u64,
     bytes_out: u64,
-    drops: std::collections::BTreeMap<&'static str, u64>,
+    drops: std::collections::BTreeMap<gossip_core::DropReason, u64>,
 }
 
 impl Exporter {
@@ -27,8 +27,9 @@ impl Exporter {
         self.bytes_in = s.bytes_in;
         self.bytes_out = s.bytes_out;
         for (reason, n) in &s.drops {
-            let before = self.drops.insert(reason, *n).unwrap_or(0);
-            metrics::counter!("gossip_drops_total", "reason" => *reason).increment(n - before);
+            let before = self.drops.insert(*reason, *n).unwrap_or(0);
+            metrics::counter!("gossip_drops_total", "reason" => reason.as_str())
+                .increment(n - before);
         }
         let mut by_state = [0usize; 4];
         for m in node.members() {

@@ -105,8 +105,11 @@ impl Status {
         let mut members: Vec<MemberStatus> = node.members().map(MemberStatus::of).collect();
         members.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         let s = node.stats();
-        let mut drops: BTreeMap<String, u64> =
-            s.drops.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let mut drops: BTreeMap<String, u64> = s
+            .drops
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), *v))
+            .collect();
         for (k, v) in driver_drops {
             *drops.entry(k.to_owned()).or_insert(0) += v;
         }

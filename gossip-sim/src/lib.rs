@@ -381,7 +381,8 @@ impl Sim {
                 self.delivered += 1;
                 let from = self.nodes[d.from].addr.clone();
                 let now = self.now;
-                self.nodes[d.to].node.handle_packet(now, from, &d.bytes);
+                // A refused frame is counted in the node's stats.
+                let _ = self.nodes[d.to].node.handle_packet(now, from, &d.bytes);
                 self.drain(d.to);
                 return true;
             }

@@ -390,7 +390,11 @@ fn relayed_member_is_probed_messaged_and_buried_through_its_relay() {
         }
         // The relay refuses to forward for strangers.
         assert_eq!(
-            sim.nodes[2].node.stats().drops.get("relay_refused"),
+            sim.nodes[2]
+                .node
+                .stats()
+                .drops
+                .get(&gossip_core::DropReason::RelayRefused),
             None,
             "seed {seed}"
         );

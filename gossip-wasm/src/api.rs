@@ -384,7 +384,7 @@ impl GossipNode {
         js::set(&o, "bytesOut", &n(core.bytes_out));
         let drops = Object::new();
         for (k, v) in &core.drops {
-            js::set(&drops, k, &n(*v));
+            js::set(&drops, k.as_str(), &n(*v));
         }
         js::set(&drops, "noLink", &n(s.stats.no_link));
         js::set(&drops, "socketFull", &n(s.stats.socket_full));

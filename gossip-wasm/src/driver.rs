@@ -508,16 +508,16 @@ impl State {
             return;
         }
         match origin {
-            Some(o) if o == server => {
+            Ok(o) if o == server => {
                 link.verified = true;
                 self.failures = 0;
                 self.on_joined(out);
             }
-            Some(_) => {
+            Ok(_) => {
                 let reason = "the first frame was not signed by the server that sent the hello";
                 self.fail_link(now, 1002, protocol(reason), out);
             }
-            None => {
+            Err(_) => {
                 link.failures += 1;
                 if link.failures >= MAX_UNVERIFIED_FAILURES {
                     self.fail_link(now, 1002, JoinError::ClusterKey { url }, out);

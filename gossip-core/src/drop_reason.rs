@@ -1,0 +1,143 @@
+//! Why an inbound frame, or an item inside one, was dropped.
+//!
+//! One enum for every engine and driver, so no code learns why a frame was refused by comparing
+//! strings. [`DropReason::as_str`] is only for metric labels and status JSON.
+
+use crate::error::{Replayed, WireError};
+
+/// Why an inbound frame (or an item it carried) was dropped. Nothing a dropped input carried
+/// changed the node's state, except where [`WireError`] says so for its variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    // ----- the frame itself (see `WireError`) -----
+    /// The bytes do not form a valid frame.
+    Malformed,
+    /// No cluster key opens it, or its origin's signature does not verify.
+    Unauthenticated,
+    /// The same message was accepted before (normal with gossip: not an attack).
+    Duplicate,
+    /// Older than the replay window, below the replay floor, or too far in the future.
+    Replayed,
+    /// A size limit was exceeded.
+    TooLarge,
+    /// An unknown protocol version or message kind.
+    Incompatible,
+    /// Its timestamp is too far ahead for the hybrid logical clock to merge.
+    ClockDrift,
+    // ----- addressed to someone else -----
+    /// A ping that names another member as its target, or arrived after this node left.
+    PingNotForUs,
+    /// A direct message for another member.
+    DirectNotForUs,
+    /// A request or response for another member.
+    RequestNotForUs,
+    /// A response to no request this node has outstanding.
+    UnexpectedResponse,
+    // ----- refused by the protocol -----
+    /// A message kind that is not a state update arrived where only updates are allowed.
+    NotAnUpdate,
+    /// A member's metadata exceeds `Config::max_metadata_bytes`.
+    MetadataTooLarge,
+    /// A stream message for no stream, or one that breaks the stream's rules.
+    StreamIgnored,
+    /// Too many indirect probes are outstanding (`Config::max_queue`).
+    IndirectProbeOverflow,
+    /// A relay request from or for a member this node does not relay for.
+    RelayRefused,
+    /// No address or connection reaches the member.
+    NoRoute,
+}
+
+impl DropReason {
+    /// A short, stable label for metrics (`drops{reason=...}`) and status JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::Duplicate => "duplicate",
+            DropReason::Replayed => "replayed",
+            DropReason::TooLarge => "too_large",
+            DropReason::Incompatible => "incompatible",
+            DropReason::ClockDrift => "clock_drift",
+            DropReason::PingNotForUs => "ping_not_for_us",
+            DropReason::DirectNotForUs => "direct_not_for_us",
+            DropReason::RequestNotForUs => "request_not_for_us",
+            DropReason::UnexpectedResponse => "unexpected_response",
+            DropReason::NotAnUpdate => "not_an_update",
+            DropReason::MetadataTooLarge => "metadata_too_large",
+            DropReason::StreamIgnored => "stream_ignored",
+            DropReason::IndirectProbeOverflow => "indirect_probe_overflow",
+            DropReason::RelayRefused => "relay_refused",
+            DropReason::NoRoute => "no_route",
+        }
+    }
+
+    /// The frame cannot come from a member of this cluster (wrong key, garbage, another
+    /// protocol): a connection whose first frame is refused like this is not one to keep.
+    pub fn is_foreign(self) -> bool {
+        matches!(
+            self,
+            DropReason::Malformed | DropReason::Unauthenticated | DropReason::Incompatible
+        )
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&WireError> for DropReason {
+    fn from(e: &WireError) -> Self {
+        match e {
+            WireError::Malformed(_) => DropReason::Malformed,
+            WireError::Unauthenticated(_) => DropReason::Unauthenticated,
+            WireError::Replayed(Replayed::Duplicate) => DropReason::Duplicate,
+            WireError::Replayed(_) => DropReason::Replayed,
+            WireError::TooLarge(_) => DropReason::TooLarge,
+            WireError::Incompatible(_) => DropReason::Incompatible,
+        }
+    }
+}
+
+/// Why [`Node::handle_packet`](crate::Node::handle_packet) refused a frame before it knew who
+/// sent it. Nothing in the frame changed the node's state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("frame refused: {reason}")]
+pub struct Refused {
+    /// Why, as counted in `Stats::drops`.
+    pub reason: DropReason,
+}
+
+impl Refused {
+    /// See [`DropReason::is_foreign`].
+    pub fn is_foreign(&self) -> bool {
+        self.reason.is_foreign()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Incompatible, Malformed, Unauthenticated};
+
+    #[test]
+    fn wire_errors_map_to_the_labels_they_had() {
+        let cases = [
+            (WireError::from(Malformed::Flags(1)), "malformed"),
+            (Unauthenticated::Decrypt.into(), "unauthenticated"),
+            (Replayed::Duplicate.into(), "duplicate"),
+            (Replayed::BelowFloor.into(), "replayed"),
+            (Incompatible::Kind(99).into(), "incompatible"),
+        ];
+        for (e, label) in cases {
+            assert_eq!(DropReason::from(&e).as_str(), label);
+            assert_eq!(e.reason(), label);
+        }
+        assert!(DropReason::Unauthenticated.is_foreign());
+        assert!(!DropReason::Duplicate.is_foreign());
+        assert!(!DropReason::ClockDrift.is_foreign());
+    }
+}

@@ -23,6 +23,7 @@ pub mod replay;
 pub mod requests;
 pub mod streams;
 pub mod time;
+pub mod transmit;
 pub mod typed;
 pub mod wire;
 

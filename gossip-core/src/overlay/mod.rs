@@ -67,8 +67,8 @@ use crate::hlc::{Hlc, Timestamp};
 use crate::identity::{Identity, NodeId};
 use crate::keyring::Keyring;
 use crate::message::Message;
-use crate::node::Transmit;
 use crate::time::Instant;
+use crate::transmit::Transmit;
 use crate::wire::Codec;
 
 use self::broadcast::Plumtree;

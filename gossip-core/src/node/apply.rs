@@ -1,0 +1,438 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::Rng;
+
+use super::Node;
+use super::probe::Suspicion;
+use super::spread::Subject;
+use crate::address::Address;
+use crate::drop_reason::DropReason;
+use crate::event::Event;
+use crate::identity::NodeId;
+use crate::membership::{Member, State};
+use crate::message::{Alive, Dead, Leave, Message, Metadata, Suspect};
+use crate::time::Instant;
+use crate::wire::SignedPacket;
+
+/// Newcomers remembered per input; one frame holds at most a few hundred items.
+pub(super) const NEWCOMERS_MAX: usize = 1_024;
+
+impl Node {
+    pub(super) fn reap(&mut self, now: Instant) {
+        let retention = self.config.dead_retention_ms;
+        let gone: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.id != self.id
+                    && m.state.is_down()
+                    && now.micros_since(m.since) / 1_000 >= retention
+            })
+            .map(|m| m.id)
+            .collect();
+        for id in gone {
+            self.detectors.remove(&id);
+            self.leaves.remove(&id);
+            if let Some(m) = self.members.remove(&id) {
+                self.tombstones
+                    .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
+            }
+        }
+        self.tombstones.retain(|_, (_, until)| *until > now);
+        self.challenged.retain(|_, next| *next > now);
+    }
+
+    pub(super) fn receive_items(&mut self, now: Instant, items: Vec<SignedPacket>) {
+        let wall = self.wall(now);
+        for item in items {
+            match self.codec.accept(&item, wall) {
+                Ok(message) => {
+                    self.apply_and_spread(now, item.origin(), message, item);
+                }
+                Err(e) => self.drop_counted(&e),
+            }
+        }
+    }
+
+    /// Applies a verified update and, if it was news, queues it to be passed on under its
+    /// subject (a newer update about the same subject replaces a queued older one).
+    pub(super) fn apply_and_spread(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        message: Message,
+        packet: SignedPacket,
+    ) -> bool {
+        let subject = match &message {
+            Message::Alive(_) | Message::Leave(_) => Subject::Member(origin),
+            Message::Suspect(s) => Subject::Member(s.node),
+            Message::Dead(d) => Subject::Member(d.node),
+            Message::Metadata(_) => Subject::Metadata(origin),
+            _ => Subject::Broadcast(origin, packet.id().to_u64()),
+        };
+        let news = self.apply(now, origin, message, &packet);
+        if news {
+            self.enqueue(subject, packet);
+        }
+        news
+    }
+
+    /// Applies a verified update; true if it was news (and should be passed on).
+    pub(super) fn apply(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        message: Message,
+        packet: &SignedPacket,
+    ) -> bool {
+        match message {
+            Message::Alive(a) => self.apply_alive(now, origin, a, packet),
+            Message::Suspect(s) => self.apply_suspect(now, origin, s, packet),
+            Message::Dead(d) => self.apply_dead(now, d, packet),
+            Message::Leave(l) => self.apply_leave(now, origin, l, packet),
+            Message::Metadata(m) => self.apply_metadata(origin, m, packet),
+            Message::Broadcast(b) => {
+                if origin != self.id {
+                    self.push_event(Event::Broadcast {
+                        from: origin,
+                        topic: b.topic,
+                        data: b.data.into_vec(),
+                    });
+                }
+                true
+            }
+            _ => {
+                self.count_drop(DropReason::NotAnUpdate);
+                false
+            }
+        }
+    }
+
+    pub(super) fn apply_alive(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        a: Alive,
+        packet: &SignedPacket,
+    ) -> bool {
+        if origin == self.id {
+            return false;
+        }
+        if let Some(&(buried_at, _)) = self.tombstones.get(&origin)
+            && buried_at >= a.incarnation
+        {
+            self.challenge(now, origin, buried_at, &a.addrs);
+            return false;
+        }
+        match self.members.get_mut(&origin) {
+            None => {
+                let name = a.name.clone();
+                self.members.insert(
+                    origin,
+                    Member {
+                        id: origin,
+                        name: a.name,
+                        addrs: a.addrs,
+                        incarnation: a.incarnation,
+                        state: State::Alive,
+                        since: now,
+                        metadata: BTreeMap::new(),
+                        meta_version: 0,
+                        rtt_micros: None,
+                        alive: packet.clone(),
+                        status: None,
+                        meta: None,
+                    },
+                );
+                self.tombstones.remove(&origin);
+                self.track_leaf(origin);
+                if self.newcomers.len() < NEWCOMERS_MAX {
+                    self.newcomers.push(origin);
+                }
+                // Probe newcomers soon, at a random place in the current pass.
+                let at = self.probe_index
+                    + (self.rng.next_u64() as usize)
+                        % (self.probe_order.len() - self.probe_index + 1);
+                self.probe_order.insert(at, origin);
+                self.push_event(Event::MemberJoined {
+                    id: origin,
+                    name: name.clone(),
+                });
+                self.regroup(origin);
+                self.resolve_name_conflict(now, origin, &name, a.incarnation);
+                true
+            }
+            Some(m) => {
+                if a.incarnation <= m.incarnation {
+                    return false;
+                }
+                let was = m.state;
+                m.incarnation = a.incarnation;
+                m.addrs = a.addrs;
+                m.name = a.name.clone();
+                m.alive = packet.clone();
+                m.status = None;
+                m.state = State::Alive;
+                if was != State::Alive {
+                    m.since = now;
+                }
+                self.track_leaf(origin);
+                self.suspicions.remove(&origin);
+                if was != State::Alive {
+                    self.push_event(Event::MemberAlive { id: origin });
+                }
+                if was.is_down() {
+                    self.regroup(origin);
+                }
+                self.resolve_name_conflict(now, origin, &a.name, a.incarnation);
+                true
+            }
+        }
+    }
+
+    /// A restarted node with a new identity but the same name replaces its earlier self.
+    pub(super) fn resolve_name_conflict(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        name: &str,
+        incarnation: u64,
+    ) {
+        if name.is_empty() {
+            return;
+        }
+        let older: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.id != id
+                    && m.id != self.id
+                    && m.name == name
+                    && !m.state.is_down()
+                    && m.incarnation < incarnation
+            })
+            .map(|m| m.id)
+            .collect();
+        for old in older {
+            if let Some(m) = self.members.get_mut(&old) {
+                m.state = State::Left;
+                m.since = now;
+                self.suspicions.remove(&old);
+                self.push_event(Event::MemberLeft { id: old });
+                self.member_down(old);
+            }
+        }
+    }
+
+    pub(super) fn apply_suspect(
+        &mut self,
+        now: Instant,
+        accuser: NodeId,
+        s: Suspect,
+        packet: &SignedPacket,
+    ) -> bool {
+        if s.node == self.id {
+            self.refute(now, s.incarnation);
+            return false;
+        }
+        let n = self.live_count();
+        let (min_ms, max_ms) = self.config.suspicion_timeout_ms(n);
+        let expected = if n > 2 {
+            (self.config.suspicion_mult.saturating_sub(2)).min((n - 2) as u32)
+        } else {
+            0
+        };
+        let Some(m) = self.members.get_mut(&s.node) else {
+            return false;
+        };
+        if m.state.is_down() || s.incarnation < m.incarnation {
+            return false;
+        }
+        if m.state == State::Suspect && s.incarnation == m.incarnation {
+            // Lifeguard: an independent confirmation shortens the timeout, and is passed on.
+            let Some(sus) = self.suspicions.get_mut(&s.node) else {
+                return false;
+            };
+            if !sus.confirmations.insert(accuser) {
+                return false;
+            }
+            sus.recompute();
+            return true;
+        }
+        m.state = State::Suspect;
+        m.incarnation = s.incarnation;
+        m.status = Some(packet.clone());
+        m.since = now;
+        let mut sus = Suspicion {
+            incarnation: s.incarnation,
+            start: now,
+            min_ms,
+            max_ms,
+            expected,
+            confirmations: BTreeSet::from([accuser]),
+            deadline: now,
+        };
+        sus.recompute();
+        self.suspicions.insert(s.node, sus);
+        self.push_event(Event::MemberSuspect { id: s.node });
+        true
+    }
+
+    pub(super) fn apply_dead(&mut self, now: Instant, d: Dead, packet: &SignedPacket) -> bool {
+        if d.node == self.id {
+            self.refute(now, d.incarnation);
+            return false;
+        }
+        let Some(m) = self.members.get_mut(&d.node) else {
+            return false;
+        };
+        if m.state.is_down() || d.incarnation < m.incarnation {
+            return false;
+        }
+        m.state = State::Dead;
+        m.incarnation = d.incarnation;
+        m.status = Some(packet.clone());
+        m.since = now;
+        self.suspicions.remove(&d.node);
+        self.push_event(Event::MemberDead { id: d.node });
+        self.member_down(d.node);
+        true
+    }
+
+    pub(super) fn apply_leave(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        l: Leave,
+        packet: &SignedPacket,
+    ) -> bool {
+        let Some(m) = self.members.get_mut(&origin) else {
+            return false;
+        };
+        if origin == self.id || m.state == State::Left || l.incarnation < m.incarnation {
+            return false;
+        }
+        m.state = State::Left;
+        m.incarnation = l.incarnation;
+        m.status = Some(packet.clone());
+        m.since = now;
+        self.suspicions.remove(&origin);
+        self.push_event(Event::MemberLeft { id: origin });
+        self.member_down(origin);
+        true
+    }
+
+    pub(super) fn apply_metadata(
+        &mut self,
+        origin: NodeId,
+        meta: Metadata,
+        packet: &SignedPacket,
+    ) -> bool {
+        let max = self.config.max_metadata_bytes;
+        let Some(m) = self.members.get_mut(&origin) else {
+            return false;
+        };
+        if origin == self.id || meta.version <= m.meta_version {
+            return false;
+        }
+        let size: usize = meta.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > max {
+            self.count_drop(DropReason::MetadataTooLarge);
+            return false;
+        }
+        m.metadata = meta
+            .entries
+            .into_iter()
+            .map(|(k, v)| (k, v.into_vec()))
+            .collect();
+        m.meta_version = meta.version;
+        m.meta = Some(packet.clone());
+        self.push_event(Event::MetadataChanged {
+            id: origin,
+            version: meta.version,
+        });
+        self.regroup(origin);
+        true
+    }
+
+    /// An alive record arrived for a member we buried and forgot: either it is stale, or the
+    /// member is alive on the far side of a healed partition and never heard it was buried. Tell
+    /// it, directly and signed: if it is alive it refutes and answers with a newer incarnation,
+    /// which the tombstone lets through. Rate-limited to once per probe interval per member.
+    pub(super) fn challenge(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        incarnation: u64,
+        addrs: &[Address],
+    ) {
+        if self.challenged.get(&node).is_some_and(|next| now < *next) {
+            return;
+        }
+        let Some(addr) = addrs
+            .iter()
+            .find(|a| !matches!(a, Address::Relayed(_)))
+            .cloned()
+        else {
+            return;
+        };
+        if self.challenged.len() >= self.config.max_queue {
+            self.challenged.retain(|_, next| *next > now);
+        }
+        self.challenged
+            .insert(node, now.plus_millis(self.config.probe_interval_ms));
+        self.send_to_addr(
+            now,
+            addr,
+            Some(node),
+            Dead { node, incarnation }.into(),
+            false,
+        );
+    }
+
+    /// Fails what was waiting on a member that is gone, and takes it out of its groups.
+    pub(super) fn member_down(&mut self, id: NodeId) {
+        self.regroup(id);
+        let closed = self.streams.peer_gone(id);
+        let now = self.last_now;
+        self.stream_outputs(now, closed);
+        let mut events = Vec::new();
+        self.requests.on_member_down(id, &mut events);
+        events.into_iter().for_each(|e| self.push_event(e));
+    }
+
+    /// Someone suspects or buried us at `incarnation`: outbid it with a fresh alive record.
+    pub(super) fn refute(&mut self, now: Instant, incarnation: u64) {
+        let me = &self.members[&self.id];
+        if self.left || incarnation < me.incarnation {
+            return;
+        }
+        let alive = Alive {
+            incarnation: incarnation + 1,
+            addrs: me.addrs.clone(),
+            name: me.name.clone(),
+        };
+        // Lifeguard: being suspected hints that our own responses are slow.
+        self.adjust_awareness(1);
+        if let Some(packet) = self.sign(now, alive.into()) {
+            let me = self
+                .members
+                .get_mut(&self.id)
+                .expect("self is always a member");
+            me.incarnation = incarnation + 1;
+            me.alive = packet.clone();
+            self.enqueue(Subject::Member(self.id), packet);
+        }
+    }
+
+    /// Re-evaluates `id` against every group after a join, a metadata change or a death.
+    pub(super) fn regroup(&mut self, id: NodeId) {
+        let events = match self.members.get(&id) {
+            Some(m) if !m.state.is_down() => self.groups.member_changed(id, Some(&m.metadata)),
+            _ => self.groups.member_changed(id, None),
+        };
+        events
+            .into_iter()
+            .for_each(|e| self.push_event(Event::Group(e)));
+    }
+}

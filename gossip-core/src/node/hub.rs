@@ -1,0 +1,107 @@
+use super::Node;
+use super::spread::ITEM_OVERHEAD;
+use crate::address::Address;
+use crate::drop_reason::DropReason;
+use crate::identity::NodeId;
+use crate::membership::Member;
+use crate::message::{Gossip, Relay};
+use crate::time::Instant;
+use crate::transmit::Transmit;
+use crate::wire::SignedPacket;
+
+impl Node {
+    /// Hands pending news to every member relayed through this node, at most once per
+    /// fast-gossip interval: browsers hear everything in one hop from their server instead of
+    /// through random gossip that would cross the server twice per hop.
+    pub(super) fn deliver_hub(&mut self, now: Instant) {
+        if self.hub_pending.is_empty() {
+            return;
+        }
+        self.next_hub = now.plus_millis(self.config.fast_gossip_interval_ms);
+        let pending = std::mem::take(&mut self.hub_pending);
+        let retention = self.config.dead_retention_ms;
+        // The recently buried too: a falsely buried browser must hear it to refute.
+        let leaves: Vec<NodeId> = self
+            .leaves
+            .iter()
+            .filter(|id| {
+                self.members.get(id).is_some_and(|m| {
+                    !m.state.is_down() || now.micros_since(m.since) / 1_000 < retention
+                })
+            })
+            .copied()
+            .collect();
+        if leaves.is_empty() {
+            return;
+        }
+        for batch in self.sign_batches(now, &pending) {
+            for &leaf in &leaves {
+                if let Some(frame) = self.seal(&batch) {
+                    self.emit(Transmit {
+                        to: Address::Relayed(leaf),
+                        node: Some(leaf),
+                        bytes: frame,
+                        reliable: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Signed `Gossip` envelopes carrying `items`, each within the sync byte and item budgets.
+    pub(super) fn sign_batches(
+        &mut self,
+        now: Instant,
+        items: &[SignedPacket],
+    ) -> Vec<SignedPacket> {
+        let budget = self.config.max_sync_bytes;
+        let max_items = self.config.limits.max_items;
+        let mut out = Vec::new();
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for item in items {
+            let cost = item.len() + ITEM_OVERHEAD;
+            if !batch.is_empty() && (size + cost > budget || batch.len() >= max_items) {
+                let items = std::mem::take(&mut batch);
+                out.extend(self.sign(now, Gossip { items }.into()));
+                size = 0;
+            }
+            size += cost;
+            batch.push(item.clone());
+        }
+        if !batch.is_empty() {
+            out.extend(self.sign(now, Gossip { items: batch }.into()));
+        }
+        out
+    }
+
+    /// Keeps `leaves` in step with a member's addresses.
+    pub(super) fn track_leaf(&mut self, id: NodeId) {
+        if self.members.get(&id).and_then(Member::relay) == Some(self.id) {
+            self.leaves.insert(id);
+        } else {
+            self.leaves.remove(&id);
+        }
+    }
+
+    pub(super) fn on_relay(&mut self, now: Instant, origin: NodeId, relay: Relay) {
+        // Relay only for members this node serves, never for strangers (no open amplifier).
+        let serves = |id: &NodeId| self.members.get(id).and_then(Member::relay) == Some(self.id);
+        if serves(&relay.to) {
+            let t = Transmit {
+                to: Address::Relayed(relay.to),
+                node: Some(relay.to),
+                bytes: relay.frame.into_vec(),
+                reliable: true,
+            };
+            self.emit(t);
+        } else if serves(&origin) && relay.to != self.id {
+            let bytes = relay.frame.into_vec();
+            // The sender asked for a reliable link or would not have needed a relay (browsers only
+            // have WebSockets): keep the relayed hop reliable too, so credits and acks are not lost.
+            self.emit_to_member(now, relay.to, bytes, true);
+        } else {
+            self.count_drop(DropReason::RelayRefused);
+        }
+    }
+}

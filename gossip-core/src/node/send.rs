@@ -1,0 +1,241 @@
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::Rng;
+
+use super::Node;
+use crate::address::Address;
+use crate::drop_reason::DropReason;
+use crate::error::WireError;
+use crate::event::Event;
+use crate::identity::NodeId;
+use crate::membership::Member;
+use crate::message::{Message, Relay};
+use crate::time::Instant;
+use crate::transmit::Transmit;
+use crate::wire::SignedPacket;
+
+/// Counters a driver exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames received.
+    pub packets_in: u64,
+    /// Frames emitted.
+    pub packets_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes emitted.
+    pub bytes_out: u64,
+    /// Dropped inbound frames or items, by reason.
+    pub drops: BTreeMap<DropReason, u64>,
+    /// Outbound frames dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Messages that could not be encoded.
+    pub encode_errors: u64,
+}
+
+pub(super) fn shuffle(rng: &mut ChaCha20Rng, v: &mut [NodeId]) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() as usize) % (i + 1);
+        v.swap(i, j);
+    }
+}
+
+/// UDP for small best-effort frames, a reliable transport otherwise (falling back to UDP when
+/// the member has nothing else: the driver then uses an open connection or its TCP fallback).
+pub(super) fn pick_address(addrs: &[Address], reliable: bool) -> Option<Address> {
+    let udp = addrs.iter().find(|a| matches!(a, Address::Udp(_)));
+    let stream = addrs
+        .iter()
+        .find(|a| a.is_reliable() && !matches!(a, Address::Relayed(_)));
+    if reliable {
+        stream.or(udp)
+    } else {
+        udp.or(stream)
+    }
+    .cloned()
+}
+
+impl Node {
+    pub(super) fn sign(&mut self, now: Instant, message: Message) -> Option<SignedPacket> {
+        let id = self.hlc.now(self.wall(now));
+        match self.codec.sign(id, &message) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                None
+            }
+        }
+    }
+
+    pub(super) fn seal(&mut self, packet: &SignedPacket) -> Option<Vec<u8>> {
+        match self.codec.seal(&mut self.rng, 0, packet) {
+            Ok(f) => Some(f),
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                None
+            }
+        }
+    }
+
+    pub(super) fn send_to_member(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        message: Message,
+        reliable: bool,
+    ) {
+        if let Some(packet) = self.sign(now, message) {
+            self.route_packet(now, to, &packet, reliable);
+        }
+    }
+
+    pub(super) fn route_packet(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        packet: &SignedPacket,
+        reliable: bool,
+    ) {
+        if let Some(frame) = self.seal(packet) {
+            self.emit_to_member(now, to, frame, reliable);
+        }
+    }
+
+    /// Sends a sealed frame to a member, through its relay (or ours) when it cannot be dialed.
+    pub(super) fn emit_to_member(
+        &mut self,
+        now: Instant,
+        to: NodeId,
+        frame: Vec<u8>,
+        reliable: bool,
+    ) {
+        let Some(m) = self.members.get(&to) else {
+            return self.count_drop(DropReason::NoRoute);
+        };
+        let via = m.relay();
+        let my_relay = self.local().relay();
+        match (via, my_relay) {
+            (Some(via), _) if via == self.id => {
+                self.emit(Transmit {
+                    to: Address::Relayed(to),
+                    node: Some(to),
+                    bytes: frame,
+                    reliable: true,
+                });
+            }
+            (Some(via), _) | (None, Some(via)) if via != to => {
+                let relay = Relay {
+                    to,
+                    frame: frame.into(),
+                };
+                self.send_to_member(now, via, relay.into(), true);
+            }
+            _ => {
+                let reliable = reliable || frame.len() > self.config.udp_budget;
+                let Some(addr) = pick_address(&m.addrs, reliable) else {
+                    return self.count_drop(DropReason::NoRoute);
+                };
+                self.emit(Transmit {
+                    to: addr,
+                    node: Some(to),
+                    bytes: frame,
+                    reliable,
+                });
+            }
+        }
+    }
+
+    pub(super) fn send_to_addr(
+        &mut self,
+        now: Instant,
+        to: Address,
+        node: Option<NodeId>,
+        message: Message,
+        reliable: bool,
+    ) {
+        let Some(packet) = self.sign(now, message) else {
+            return;
+        };
+        let Some(frame) = self.seal(&packet) else {
+            return;
+        };
+        let reliable = reliable || frame.len() > self.config.udp_budget || to.is_reliable();
+        self.emit(Transmit {
+            to,
+            node,
+            bytes: frame,
+            reliable,
+        });
+    }
+
+    /// Answers a known member through its route, an unknown one at the address it came from.
+    pub(super) fn reply(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        from: Address,
+        message: Message,
+        reliable: bool,
+    ) {
+        if self
+            .members
+            .get(&origin)
+            .is_some_and(|m| !m.addrs.is_empty())
+        {
+            self.send_to_member(now, origin, message, reliable);
+        } else {
+            self.send_to_addr(now, from, Some(origin), message, reliable);
+        }
+    }
+
+    pub(super) fn emit(&mut self, t: Transmit) {
+        if self.transmits.len() >= self.config.max_queue {
+            self.transmits.pop_front();
+            self.stats.transmits_dropped += 1;
+        }
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += t.bytes.len() as u64;
+        self.transmits.push_back(t);
+    }
+
+    pub(super) fn push_event(&mut self, e: Event) {
+        if self.events.len() >= self.config.max_queue {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    pub(super) fn drop_counted(&mut self, e: &WireError) {
+        self.count_drop(e.into());
+    }
+
+    pub(super) fn count_drop(&mut self, reason: DropReason) {
+        *self.stats.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    pub(super) fn random_members(
+        &mut self,
+        k: usize,
+        keep: impl Fn(&Member) -> bool,
+    ) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
+            .map(|m| m.id)
+            .collect();
+        ids.sort_unstable();
+        // Partial Fisher-Yates: k draws, not a full shuffle.
+        let k = k.min(ids.len());
+        for i in 0..k {
+            let j = i + (self.rng.next_u64() as usize) % (ids.len() - i);
+            ids.swap(i, j);
+        }
+        ids.truncate(k);
+        ids
+    }
+}

@@ -1,0 +1,276 @@
+use std::collections::HashMap;
+
+use super::Node;
+use crate::identity::NodeId;
+use crate::membership::Member;
+use crate::message::Gossip;
+use crate::push_tree;
+use crate::time::Instant;
+use crate::wire::{ENCRYPTED_OVERHEAD, SignedPacket};
+
+/// Bytes a piggybacked packet costs on top of its own length (MessagePack `bin` header).
+pub(super) const ITEM_OVERHEAD: usize = 5;
+
+/// Room left in a probe for its own fields when filling the rest with piggyback.
+pub(super) const PROBE_FIELDS: usize = 64;
+
+/// What an update is about: a newer update about the same subject replaces the queued one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Subject {
+    Member(NodeId),
+    Metadata(NodeId),
+    Broadcast(NodeId, u64),
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Queued {
+    pub(super) subject: Subject,
+    pub(super) packet: SignedPacket,
+    pub(super) transmits: u32,
+}
+
+/// A member news is pushed to directly: up, dialable, not behind a relay.
+pub(super) fn is_push_target(m: &Member) -> bool {
+    !m.state.is_down() && m.relay().is_none() && !m.addrs.is_empty()
+}
+
+/// Ring index of the member an update's push tree hangs from: its origin, or for a relayed
+/// origin its relay, which is the member that pushes a relayed member's news first. None when
+/// neither is on the ring, or when the origin is a newcomer: then the members that get the news
+/// disagree on whether it is on their ring (in a join storm, on most of it), their trees do not
+/// line up, and a random push covers more.
+pub(super) fn tree_root(
+    members: &HashMap<NodeId, Member>,
+    ring: &[NodeId],
+    newcomers: &[NodeId],
+    item: &SignedPacket,
+) -> Option<usize> {
+    let origin = item.origin();
+    if newcomers.contains(&origin) {
+        return None;
+    }
+    ring.binary_search(&origin).ok().or_else(|| {
+        let relay = members.get(&origin)?.relay()?;
+        ring.binary_search(&relay).ok()
+    })
+}
+
+impl Node {
+    pub(super) fn enqueue(&mut self, subject: Subject, packet: SignedPacket) {
+        self.queue
+            .retain(|q| q.subject != subject || matches!(subject, Subject::Broadcast(..)));
+        if self.queue.len() >= self.config.max_queue {
+            // Drop the most-sent item: it has had the most chances already.
+            if let Some(i) = self
+                .queue
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, q)| q.transmits)
+                .map(|(i, _)| i)
+            {
+                self.queue.swap_remove(i);
+            }
+        }
+        self.queue.push(Queued {
+            subject,
+            packet: packet.clone(),
+            transmits: 0,
+        });
+        self.fresh.push(packet);
+        let fast = self
+            .last_now
+            .plus_millis(self.config.fast_gossip_interval_ms);
+        self.next_gossip = self.next_gossip.min(fast);
+    }
+
+    pub(super) fn piggyback_budget(&self) -> usize {
+        self.config
+            .udp_budget
+            .saturating_sub(ENCRYPTED_OVERHEAD + PROBE_FIELDS)
+    }
+
+    /// Least-sent items first, within `budget` bytes; items retire after the retransmit limit.
+    pub(super) fn take_piggyback(&mut self, budget: usize) -> Vec<SignedPacket> {
+        if self.queue.is_empty() {
+            return Vec::new();
+        }
+        let limit = self.config.retransmit_limit(self.live_count());
+        self.queue.sort_by_key(|q| q.transmits);
+        let mut used = 0;
+        let mut out = Vec::new();
+        for q in self.queue.iter_mut() {
+            let cost = q.packet.len() + ITEM_OVERHEAD;
+            if used + cost > budget {
+                continue;
+            }
+            used += cost;
+            q.transmits += 1;
+            out.push(q.packet.clone());
+        }
+        self.queue.retain(|q| q.transmits < limit);
+        out
+    }
+
+    pub(super) fn gossip_round(&mut self, now: Instant) {
+        if self.queue.is_empty() {
+            return;
+        }
+        if self.local().relay().is_some() {
+            // A relayed member's every link runs through its relay, which `flush` already handed
+            // the news to over a reliable link: retransmitting would only cost the relay.
+            self.queue.clear();
+            return;
+        }
+        let retention = self.config.dead_retention_ms;
+        // Gossip to the recently dead too, so a falsely buried member learns it and refutes.
+        // Relayed members are left out: their relay serves them (`deliver_hub`).
+        let targets = self.random_members(self.config.gossip_nodes, |m| {
+            (!m.state.is_down() || now.micros_since(m.since) / 1_000 < retention)
+                && m.relay().is_none()
+        });
+        for target in targets {
+            let items = self.take_piggyback(self.piggyback_budget());
+            if items.is_empty() {
+                break;
+            }
+            self.send_to_member(now, target, Gossip { items }.into(), false);
+        }
+    }
+
+    /// Event-driven push: what became news during this input goes down its push tree now (see
+    /// `push_down_trees`), and to the members relayed through this node.
+    pub(super) fn flush(&mut self, now: Instant) {
+        if self.fresh.is_empty() {
+            self.newcomers.clear();
+            return;
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        if !self.leaves.is_empty() {
+            self.hub_pending.extend(fresh.iter().cloned());
+            let excess = self.hub_pending.len().saturating_sub(self.config.max_queue);
+            if excess > 0 {
+                self.hub_pending.drain(..excess);
+                self.stats.transmits_dropped += excess as u64;
+            }
+            if now >= self.next_hub {
+                self.deliver_hub(now);
+            }
+        }
+        let source = self.fresh_from;
+        match self.local().relay() {
+            // Anything a relayed member sends crosses its relay: hand the news to the relay
+            // alone, which pushes it on and delivers it to every member beside us.
+            Some(relay) => {
+                let up = self.members.get(&relay).is_some_and(|m| !m.state.is_down());
+                if up && Some(relay) != source {
+                    self.push_signed(now, &fresh, [relay]);
+                }
+            }
+            None => self.push_down_trees(now, fresh, source),
+        }
+    }
+
+    /// Pushes news to this node's children in the push tree of the member it started from (see
+    /// `push_tree`). Every member does so on first receipt, from whomever the news came, so
+    /// when views agree one wave reaches every direct member in about `log_f(n)` hops with
+    /// `n - 1` frames, where random targets cost `n * f` frames and still missed about
+    /// `n * e^-f` members until a gossip round. A member the wave missed (stale view, lost
+    /// frame, dead parent) pushes to its own subtree once a gossip round or push-pull reaches
+    /// it. Relayed members are left out: their relay delivers to them (`deliver_hub`).
+    pub(super) fn push_down_trees(
+        &mut self,
+        now: Instant,
+        mut fresh: Vec<SignedPacket>,
+        source: Option<NodeId>,
+    ) {
+        let fanout = self.config.push_fanout(self.live_count());
+        // Sorted ids lay out the same ring on every member whose view agrees. The map is a
+        // HashMap, so sorting is the price of that order; it is small next to one signature.
+        let mut ring: Vec<NodeId> = self
+            .members
+            .values()
+            .filter(|m| m.id != self.id && is_push_target(m))
+            .map(|m| m.id)
+            .collect();
+        ring.push(self.id);
+        ring.sort_unstable();
+        // Found: this node was just added to the ring.
+        let me = ring.binary_search(&self.id).unwrap_or_else(|at| at);
+        let ring = &ring[..];
+        let children = move |root: usize| {
+            push_tree::children(ring.len(), fanout, root, me)
+                .map(move |i| ring[i])
+                .filter(move |id| Some(*id) != source)
+        };
+
+        // Roots in order of first appearance: the batch keeps that order, so the members it
+        // reaches pick the same first roots and the same trees.
+        let newcomers = std::mem::take(&mut self.newcomers);
+        let root_of = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
+            tree_root(members, ring, &newcomers, item)
+        };
+        let mut roots = [None::<usize>; 2];
+        let mut in_first = 0;
+        let (mut more_roots, mut treeless) = (false, false);
+        for item in &fresh {
+            let root = root_of(&self.members, item);
+            match root {
+                None => treeless = true,
+                Some(_) if roots.contains(&root) => {}
+                Some(_) if roots[0].is_none() => roots[0] = root,
+                Some(_) if roots[1].is_none() => roots[1] = root,
+                Some(_) => more_roots = true,
+            }
+            in_first += usize::from(root.is_some() && root == roots[0]);
+        }
+        let spill = more_roots || treeless;
+        match roots {
+            [Some(a), None] if !spill => self.push_signed(now, &fresh, children(a)),
+            [Some(a), Some(b)] if !spill => {
+                // Stable, so each group keeps its order for the members downstream.
+                fresh.sort_by_key(|item| root_of(&self.members, item) != Some(a));
+                let (first, second) = fresh.split_at(in_first);
+                self.push_signed(now, first, children(a));
+                self.push_signed(now, second, children(b));
+            }
+            _ => {
+                // More than two roots, or news without a tree (its origin is down, unknown or
+                // relayed through a member we do not push to). A signature per root would make
+                // a join storm cost one per joiner at every hop, so the whole set is signed once
+                // and follows the first two trees: the members it reaches hold it fresh too and
+                // pick the same first roots from the same order, so news of every root still
+                // crosses the cluster in one wave, for at most twice the frames. Treeless news
+                // has no wave of its own: topping up to the fan-out with random members keeps
+                // for it, at tree leaves too, at least the random push this replaces.
+                let mut targets: Vec<NodeId> =
+                    roots.iter().flatten().flat_map(|&r| children(r)).collect();
+                targets.sort_unstable();
+                targets.dedup();
+                let missing = fanout.saturating_sub(targets.len());
+                if treeless && missing > 0 {
+                    let more = self.random_members(missing, |m| {
+                        is_push_target(m) && Some(m.id) != source && !targets.contains(&m.id)
+                    });
+                    targets.extend(more);
+                }
+                self.push_signed(now, &fresh, targets.iter().copied());
+            }
+        }
+    }
+
+    /// Signs `items` once per batch and seals each batch per target: the envelope names no
+    /// recipient. Nothing is signed when there is nobody to send to (a tree leaf).
+    pub(super) fn push_signed<I>(&mut self, now: Instant, items: &[SignedPacket], targets: I)
+    where
+        I: IntoIterator<Item = NodeId> + Clone,
+    {
+        if targets.clone().into_iter().next().is_none() {
+            return;
+        }
+        for batch in self.sign_batches(now, items) {
+            for target in targets.clone() {
+                self.route_packet(now, target, &batch, false);
+            }
+        }
+    }
+}

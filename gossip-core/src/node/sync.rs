@@ -1,0 +1,157 @@
+use std::collections::HashMap;
+
+use super::Node;
+use super::send::shuffle;
+use super::spread::ITEM_OVERHEAD;
+use crate::address::Address;
+use crate::identity::NodeId;
+use crate::membership::{Member, State, outranks};
+use crate::message::{DigestEntry, Sync, sync_phase};
+use crate::time::Instant;
+use crate::wire::SignedPacket;
+
+/// Follow-up push-pull rounds when an answer was cut by the byte budget.
+pub(super) const MAX_SYNC_FOLLOWUPS: u8 = 32;
+
+/// Quick push-pulls after a join, one probe interval apart.
+pub(super) const BOOTSTRAP_SYNCS: u8 = 3;
+
+impl Node {
+    pub(super) fn digest(&self) -> Vec<DigestEntry> {
+        let mut d: Vec<DigestEntry> = self.members.values().map(Member::digest).collect();
+        d.sort_unstable_by_key(|e| e.node);
+        d.truncate(self.config.limits.max_items);
+        d
+    }
+
+    pub(super) fn own_records(&self) -> Vec<SignedPacket> {
+        let me = self.local();
+        let mut v = vec![me.alive.clone()];
+        v.extend(me.meta.clone());
+        v
+    }
+
+    /// The records a peer with `digest` lacks, cut to the sync budget.
+    pub(super) fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
+        let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
+        let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
+        ids.sort_unstable();
+        shuffle(&mut self.rng, &mut ids);
+        let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
+        let budget = self.config.max_sync_bytes;
+        for id in ids {
+            let m = &self.members[&id];
+            let e = theirs.get(&id);
+            let their_state = e.and_then(|e| State::from_code(e.state).map(|s| (e.incarnation, s)));
+            let mut records = Vec::new();
+            match their_state {
+                None if m.state.is_down() => {}
+                None => records.push(&m.alive),
+                Some((inc, st)) if outranks(m.incarnation, m.state, inc, st) => {
+                    if inc < m.incarnation || st != State::Alive {
+                        records.push(&m.alive);
+                    }
+                    records.extend(m.status.as_ref());
+                }
+                Some(_) => {}
+            }
+            if e.is_none_or(|e| e.meta_version < m.meta_version) && !m.state.is_down() {
+                records.extend(m.meta.as_ref());
+            }
+            for r in records {
+                if size + r.len() + ITEM_OVERHEAD > budget
+                    || out.len() >= self.config.limits.max_items
+                {
+                    cut = true;
+                    continue;
+                }
+                size += r.len() + ITEM_OVERHEAD;
+                out.push(r.clone());
+            }
+        }
+        (out, cut)
+    }
+
+    pub(super) fn push_pull_round(&mut self, now: Instant) {
+        let mut peers = self.random_members(1, |m| m.state == State::Alive);
+        // Serf-style reconnect: also sync with one member we believe dead, so the two sides of a
+        // healed partition find each other (the buried learn it and refute) before reaping.
+        peers.extend(self.random_members(1, |m| m.state == State::Dead));
+        for peer in peers {
+            let msg = Sync {
+                phase: sync_phase::OPEN,
+                digest: self.digest(),
+                states: Vec::new(),
+            };
+            self.send_to_member(now, peer, msg.into(), true);
+        }
+    }
+
+    pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
+        let mut learned_from_peer = false;
+        for state in sync.states {
+            match self.codec.verify(&state) {
+                Ok(message) => {
+                    learned_from_peer |= self.apply_and_spread(now, state.origin(), message, state);
+                }
+                Err(e) => self.drop_counted(&e),
+            }
+        }
+        match sync.phase {
+            sync_phase::OPEN | sync_phase::JOIN => {
+                let (states, _) = self.delta(&sync.digest);
+                let answer = Sync {
+                    phase: sync_phase::ANSWER,
+                    digest: self.digest(),
+                    states,
+                };
+                self.reply(now, origin, from, answer.into(), true);
+            }
+            sync_phase::ANSWER => {
+                let (states, _) = self.delta(&sync.digest);
+                if !states.is_empty() {
+                    let close = Sync {
+                        phase: sync_phase::CLOSE,
+                        digest: Vec::new(),
+                        states,
+                    };
+                    self.reply(now, origin, from.clone(), close.into(), true);
+                }
+                // The answer was cut by the budget if the peer still knows more than we do now.
+                let behind = sync.digest.iter().any(|e| self.lacks(e));
+                let rounds = self.sync_followups.entry(origin).or_insert(0);
+                if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
+                    *rounds += 1;
+                    let again = Sync {
+                        phase: sync_phase::OPEN,
+                        digest: self.digest(),
+                        states: Vec::new(),
+                    };
+                    self.reply(now, origin, from, again.into(), true);
+                } else {
+                    self.sync_followups.remove(&origin);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn lacks(&self, e: &DigestEntry) -> bool {
+        let Some(state) = State::from_code(e.state) else {
+            return false;
+        };
+        match self.members.get(&e.node) {
+            None => {
+                !state.is_down()
+                    && self
+                        .tombstones
+                        .get(&e.node)
+                        .is_none_or(|(inc, _)| *inc < e.incarnation)
+            }
+            Some(m) => {
+                outranks(e.incarnation, state, m.incarnation, m.state)
+                    || e.meta_version > m.meta_version
+            }
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod overlay;
 mod push_tree;
 pub mod replay;
 pub mod requests;
+mod shell;
 pub mod streams;
 pub mod time;
 pub mod transmit;

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::Rng;
@@ -13,6 +14,15 @@ use crate::membership::{Member, State};
 use crate::message::{Alive, Dead, Leave, Message, Metadata, Suspect};
 use crate::time::Instant;
 use crate::wire::SignedPacket;
+
+/// Members this node buried and forgot, kept long enough to refuse their stale records.
+#[derive(Debug, Default)]
+pub(super) struct Graves {
+    /// Reaped members: the incarnation they were buried at, and until when it is remembered.
+    pub(super) tombstones: HashMap<NodeId, (u64, Instant)>,
+    /// Members challenged with their burial, and when they may be challenged again.
+    pub(super) challenged: HashMap<NodeId, Instant>,
+}
 
 /// Newcomers remembered per input; one frame holds at most a few hundred items.
 pub(super) const NEWCOMERS_MAX: usize = 1_024;
@@ -31,25 +41,26 @@ impl Node {
             .map(|m| m.id)
             .collect();
         for id in gone {
-            self.detectors.remove(&id);
-            self.leaves.remove(&id);
+            self.probing.detectors.remove(&id);
+            self.hub.leaves.remove(&id);
             if let Some(m) = self.members.remove(&id) {
-                self.tombstones
+                self.graves
+                    .tombstones
                     .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
             }
         }
-        self.tombstones.retain(|_, (_, until)| *until > now);
-        self.challenged.retain(|_, next| *next > now);
+        self.graves.tombstones.retain(|_, (_, until)| *until > now);
+        self.graves.challenged.retain(|_, next| *next > now);
     }
 
     pub(super) fn receive_items(&mut self, now: Instant, items: Vec<SignedPacket>) {
-        let wall = self.wall(now);
+        let wall = self.shell.wall(now);
         for item in items {
-            match self.codec.accept(&item, wall) {
+            match self.shell.codec.accept(&item, wall) {
                 Ok(message) => {
                     self.apply_and_spread(now, item.origin(), message, item);
                 }
-                Err(e) => self.drop_counted(&e),
+                Err(e) => self.shell.drop_counted(&e),
             }
         }
     }
@@ -93,7 +104,7 @@ impl Node {
             Message::Metadata(m) => self.apply_metadata(origin, m, packet),
             Message::Broadcast(b) => {
                 if origin != self.id {
-                    self.push_event(Event::Broadcast {
+                    self.shell.push_event(Event::Broadcast {
                         from: origin,
                         topic: b.topic,
                         data: b.data.into_vec(),
@@ -102,7 +113,7 @@ impl Node {
                 true
             }
             _ => {
-                self.count_drop(DropReason::NotAnUpdate);
+                self.shell.count_drop(DropReason::NotAnUpdate);
                 false
             }
         }
@@ -118,7 +129,7 @@ impl Node {
         if origin == self.id {
             return false;
         }
-        if let Some(&(buried_at, _)) = self.tombstones.get(&origin)
+        if let Some(&(buried_at, _)) = self.graves.tombstones.get(&origin)
             && buried_at >= a.incarnation
         {
             self.challenge(now, origin, buried_at, &a.addrs);
@@ -144,17 +155,17 @@ impl Node {
                         meta: None,
                     },
                 );
-                self.tombstones.remove(&origin);
+                self.graves.tombstones.remove(&origin);
                 self.track_leaf(origin);
-                if self.newcomers.len() < NEWCOMERS_MAX {
-                    self.newcomers.push(origin);
+                if self.spread.newcomers.len() < NEWCOMERS_MAX {
+                    self.spread.newcomers.push(origin);
                 }
                 // Probe newcomers soon, at a random place in the current pass.
-                let at = self.probe_index
+                let at = self.probing.index
                     + (self.rng.next_u64() as usize)
-                        % (self.probe_order.len() - self.probe_index + 1);
-                self.probe_order.insert(at, origin);
-                self.push_event(Event::MemberJoined {
+                        % (self.probing.order.len() - self.probing.index + 1);
+                self.probing.order.insert(at, origin);
+                self.shell.push_event(Event::MemberJoined {
                     id: origin,
                     name: name.clone(),
                 });
@@ -177,9 +188,9 @@ impl Node {
                     m.since = now;
                 }
                 self.track_leaf(origin);
-                self.suspicions.remove(&origin);
+                self.probing.suspicions.remove(&origin);
                 if was != State::Alive {
-                    self.push_event(Event::MemberAlive { id: origin });
+                    self.shell.push_event(Event::MemberAlive { id: origin });
                 }
                 if was.is_down() {
                     self.regroup(origin);
@@ -217,8 +228,8 @@ impl Node {
             if let Some(m) = self.members.get_mut(&old) {
                 m.state = State::Left;
                 m.since = now;
-                self.suspicions.remove(&old);
-                self.push_event(Event::MemberLeft { id: old });
+                self.probing.suspicions.remove(&old);
+                self.shell.push_event(Event::MemberLeft { id: old });
                 self.member_down(old);
             }
         }
@@ -250,7 +261,7 @@ impl Node {
         }
         if m.state == State::Suspect && s.incarnation == m.incarnation {
             // Lifeguard: an independent confirmation shortens the timeout, and is passed on.
-            let Some(sus) = self.suspicions.get_mut(&s.node) else {
+            let Some(sus) = self.probing.suspicions.get_mut(&s.node) else {
                 return false;
             };
             if !sus.confirmations.insert(accuser) {
@@ -273,8 +284,8 @@ impl Node {
             deadline: now,
         };
         sus.recompute();
-        self.suspicions.insert(s.node, sus);
-        self.push_event(Event::MemberSuspect { id: s.node });
+        self.probing.suspicions.insert(s.node, sus);
+        self.shell.push_event(Event::MemberSuspect { id: s.node });
         true
     }
 
@@ -293,8 +304,8 @@ impl Node {
         m.incarnation = d.incarnation;
         m.status = Some(packet.clone());
         m.since = now;
-        self.suspicions.remove(&d.node);
-        self.push_event(Event::MemberDead { id: d.node });
+        self.probing.suspicions.remove(&d.node);
+        self.shell.push_event(Event::MemberDead { id: d.node });
         self.member_down(d.node);
         true
     }
@@ -316,8 +327,8 @@ impl Node {
         m.incarnation = l.incarnation;
         m.status = Some(packet.clone());
         m.since = now;
-        self.suspicions.remove(&origin);
-        self.push_event(Event::MemberLeft { id: origin });
+        self.probing.suspicions.remove(&origin);
+        self.shell.push_event(Event::MemberLeft { id: origin });
         self.member_down(origin);
         true
     }
@@ -337,7 +348,7 @@ impl Node {
         }
         let size: usize = meta.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > max {
-            self.count_drop(DropReason::MetadataTooLarge);
+            self.shell.count_drop(DropReason::MetadataTooLarge);
             return false;
         }
         m.metadata = meta
@@ -347,7 +358,7 @@ impl Node {
             .collect();
         m.meta_version = meta.version;
         m.meta = Some(packet.clone());
-        self.push_event(Event::MetadataChanged {
+        self.shell.push_event(Event::MetadataChanged {
             id: origin,
             version: meta.version,
         });
@@ -366,7 +377,12 @@ impl Node {
         incarnation: u64,
         addrs: &[Address],
     ) {
-        if self.challenged.get(&node).is_some_and(|next| now < *next) {
+        if self
+            .graves
+            .challenged
+            .get(&node)
+            .is_some_and(|next| now < *next)
+        {
             return;
         }
         let Some(addr) = addrs
@@ -376,10 +392,11 @@ impl Node {
         else {
             return;
         };
-        if self.challenged.len() >= self.config.max_queue {
-            self.challenged.retain(|_, next| *next > now);
+        if self.graves.challenged.len() >= self.config.max_queue {
+            self.graves.challenged.retain(|_, next| *next > now);
         }
-        self.challenged
+        self.graves
+            .challenged
             .insert(node, now.plus_millis(self.config.probe_interval_ms));
         self.send_to_addr(
             now,
@@ -394,11 +411,11 @@ impl Node {
     pub(super) fn member_down(&mut self, id: NodeId) {
         self.regroup(id);
         let closed = self.streams.peer_gone(id);
-        let now = self.last_now;
+        let now = self.timers.latest();
         self.stream_outputs(now, closed);
         let mut events = Vec::new();
         self.requests.on_member_down(id, &mut events);
-        events.into_iter().for_each(|e| self.push_event(e));
+        events.into_iter().for_each(|e| self.shell.push_event(e));
     }
 
     /// Someone suspects or buried us at `incarnation`: outbid it with a fresh alive record.
@@ -414,7 +431,7 @@ impl Node {
         };
         // Lifeguard: being suspected hints that our own responses are slow.
         self.adjust_awareness(1);
-        if let Some(packet) = self.sign(now, alive.into()) {
+        if let Some(packet) = self.shell.sign(now, alive.into()) {
             let me = self
                 .members
                 .get_mut(&self.id)
@@ -433,6 +450,6 @@ impl Node {
         };
         events
             .into_iter()
-            .for_each(|e| self.push_event(Event::Group(e)));
+            .for_each(|e| self.shell.push_event(Event::Group(e)));
     }
 }

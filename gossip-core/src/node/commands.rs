@@ -4,6 +4,7 @@ use serde_bytes::ByteBuf;
 use super::Node;
 use super::spread::Subject;
 use super::sync::BOOTSTRAP_SYNCS;
+use super::timers::Timer;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::error::EncodeError;
@@ -56,9 +57,12 @@ impl Node {
     pub fn join(&mut self, now: Instant, seeds: &[Address]) {
         // Members that join together learn little from the seed's first answer: a few quick
         // push-pulls with random members close the gap in seconds instead of a full interval.
-        self.bootstrap_syncs = BOOTSTRAP_SYNCS;
+        self.sync.bootstrap_syncs = BOOTSTRAP_SYNCS;
         let jitter = self.rng.next_u64() % self.config.probe_interval_ms.max(1);
-        self.next_push_pull = now.plus_millis(self.config.probe_interval_ms / 2 + jitter);
+        if self.config.push_pull_interval_ms > 0 {
+            let at = now.plus_millis(self.config.probe_interval_ms / 2 + jitter);
+            self.timers.set(Timer::PushPull, at);
+        }
         let digest = self.digest();
         let states = self.own_records();
         for seed in seeds {
@@ -93,7 +97,7 @@ impl Node {
                 max: self.config.max_metadata_bytes,
             });
         }
-        let id = self.hlc.now(self.wall(now));
+        let id = self.shell.next_id(now);
         let meta = Metadata {
             version: id.to_u64(),
             entries: entries
@@ -101,7 +105,7 @@ impl Node {
                 .map(|(k, v)| (k.clone(), ByteBuf::from(v.clone())))
                 .collect(),
         };
-        let packet = self.codec.sign(id, &meta.into())?;
+        let packet = self.shell.codec.sign(id, &meta.into())?;
         let me = self
             .members
             .get_mut(&self.id)
@@ -109,7 +113,7 @@ impl Node {
         me.metadata = entries;
         me.meta_version = id.to_u64();
         me.meta = Some(packet.clone());
-        self.push_event(Event::MetadataChanged {
+        self.shell.push_event(Event::MetadataChanged {
             id: self.id,
             version: id.to_u64(),
         });
@@ -129,12 +133,12 @@ impl Node {
         if self.left {
             return Err(CommandError::Left);
         }
-        let id = self.hlc.now(self.wall(now));
+        let id = self.shell.next_id(now);
         let msg = Broadcast {
             topic: topic.to_owned(),
             data: data.into(),
         };
-        let packet = self.codec.sign(id, &msg.into())?;
+        let packet = self.shell.codec.sign(id, &msg.into())?;
         self.enqueue(Subject::Broadcast(self.id, id.to_u64()), packet);
         self.flush(now);
         Ok(())
@@ -160,8 +164,8 @@ impl Node {
             topic: topic.to_owned(),
             data: data.into(),
         };
-        let id = self.hlc.now(self.wall(now));
-        let packet = self.codec.sign(id, &msg.into())?;
+        let id = self.shell.next_id(now);
+        let packet = self.shell.codec.sign(id, &msg.into())?;
         self.route_packet(now, to, &packet, reliable);
         Ok(())
     }
@@ -225,7 +229,7 @@ impl Node {
             };
             self.send_to_member(now, to, msg.into(), true);
         }
-        events.into_iter().for_each(|e| self.push_event(e));
+        events.into_iter().for_each(|e| self.shell.push_event(e));
         Ok(qid)
     }
 
@@ -281,7 +285,7 @@ impl Node {
         let (id, events) = self.groups.define(spec, live)?;
         events
             .into_iter()
-            .for_each(|e| self.push_event(Event::Group(e)));
+            .for_each(|e| self.shell.push_event(Event::Group(e)));
         Ok(id)
     }
 
@@ -400,7 +404,7 @@ impl Node {
     pub(super) fn on_stream_message(&mut self, now: Instant, origin: NodeId, msg: StreamMessage) {
         match self.streams.handle(origin, msg) {
             Ok(outputs) => self.stream_outputs(now, outputs),
-            Err(_) => self.count_drop(DropReason::StreamIgnored),
+            Err(_) => self.shell.count_drop(DropReason::StreamIgnored),
         }
     }
 
@@ -417,7 +421,7 @@ impl Node {
                     };
                     self.send_to_member(now, peer, msg, true);
                 }
-                other => self.push_event(Event::Stream(other)),
+                other => self.shell.push_event(Event::Stream(other)),
             }
         }
     }
@@ -475,14 +479,14 @@ impl Node {
             return Err(CommandError::Left);
         }
         let me = self.local();
-        let incarnation = me.incarnation.max(self.wall(now)) + 1;
+        let incarnation = me.incarnation.max(self.shell.wall(now)) + 1;
         let alive = Alive {
             incarnation,
             addrs: addrs.clone(),
             name: me.name.clone(),
         };
-        let id = self.hlc.now(self.wall(now));
-        let packet = self.codec.sign(id, &alive.into())?;
+        let id = self.shell.next_id(now);
+        let packet = self.shell.codec.sign(id, &alive.into())?;
         let me = self
             .members
             .get_mut(&self.id)
@@ -502,7 +506,7 @@ impl Node {
             return;
         }
         let incarnation = self.local().incarnation;
-        if let Some(packet) = self.sign(now, Leave { incarnation }.into()) {
+        if let Some(packet) = self.shell.sign(now, Leave { incarnation }.into()) {
             let me = self
                 .members
                 .get_mut(&self.id)
@@ -516,6 +520,6 @@ impl Node {
             self.gossip_round(now);
         }
         self.left = true;
-        self.probe = None;
+        self.probing.current = None;
     }
 }

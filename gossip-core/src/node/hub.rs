@@ -8,20 +8,48 @@ use crate::message::{Gossip, Relay};
 use crate::time::Instant;
 use crate::transmit::Transmit;
 use crate::wire::SignedPacket;
+use std::collections::BTreeSet;
+
+/// Members relayed through this node (browsers): it hands them every piece of news itself.
+#[derive(Debug)]
+pub(super) struct Hub {
+    /// News waiting for the next delivery.
+    pub(super) pending: Vec<SignedPacket>,
+    /// Deliveries are batched: the next one may not happen before this.
+    pub(super) next_delivery: Instant,
+    /// The members this node relays for.
+    pub(super) leaves: BTreeSet<NodeId>,
+}
+
+impl Hub {
+    pub(super) fn new(now: Instant) -> Self {
+        Hub {
+            pending: Vec::new(),
+            next_delivery: now,
+            leaves: BTreeSet::new(),
+        }
+    }
+
+    /// When pending news is due for delivery (None: nothing pending).
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        (!self.pending.is_empty()).then_some(self.next_delivery)
+    }
+}
 
 impl Node {
     /// Hands pending news to every member relayed through this node, at most once per
     /// fast-gossip interval: browsers hear everything in one hop from their server instead of
     /// through random gossip that would cross the server twice per hop.
     pub(super) fn deliver_hub(&mut self, now: Instant) {
-        if self.hub_pending.is_empty() {
+        if self.hub.pending.is_empty() {
             return;
         }
-        self.next_hub = now.plus_millis(self.config.fast_gossip_interval_ms);
-        let pending = std::mem::take(&mut self.hub_pending);
+        self.hub.next_delivery = now.plus_millis(self.config.fast_gossip_interval_ms);
+        let pending = std::mem::take(&mut self.hub.pending);
         let retention = self.config.dead_retention_ms;
         // The recently buried too: a falsely buried browser must hear it to refute.
         let leaves: Vec<NodeId> = self
+            .hub
             .leaves
             .iter()
             .filter(|id| {
@@ -36,8 +64,8 @@ impl Node {
         }
         for batch in self.sign_batches(now, &pending) {
             for &leaf in &leaves {
-                if let Some(frame) = self.seal(&batch) {
-                    self.emit(Transmit {
+                if let Some(frame) = self.shell.seal(&mut self.rng, &batch) {
+                    self.shell.emit(Transmit {
                         to: Address::Relayed(leaf),
                         node: Some(leaf),
                         bytes: frame,
@@ -63,14 +91,14 @@ impl Node {
             let cost = item.len() + ITEM_OVERHEAD;
             if !batch.is_empty() && (size + cost > budget || batch.len() >= max_items) {
                 let items = std::mem::take(&mut batch);
-                out.extend(self.sign(now, Gossip { items }.into()));
+                out.extend(self.shell.sign(now, Gossip { items }.into()));
                 size = 0;
             }
             size += cost;
             batch.push(item.clone());
         }
         if !batch.is_empty() {
-            out.extend(self.sign(now, Gossip { items: batch }.into()));
+            out.extend(self.shell.sign(now, Gossip { items: batch }.into()));
         }
         out
     }
@@ -78,9 +106,9 @@ impl Node {
     /// Keeps `leaves` in step with a member's addresses.
     pub(super) fn track_leaf(&mut self, id: NodeId) {
         if self.members.get(&id).and_then(Member::relay) == Some(self.id) {
-            self.leaves.insert(id);
+            self.hub.leaves.insert(id);
         } else {
-            self.leaves.remove(&id);
+            self.hub.leaves.remove(&id);
         }
     }
 
@@ -94,14 +122,14 @@ impl Node {
                 bytes: relay.frame.into_vec(),
                 reliable: true,
             };
-            self.emit(t);
+            self.shell.emit(t);
         } else if serves(&origin) && relay.to != self.id {
             let bytes = relay.frame.into_vec();
             // The sender asked for a reliable link or would not have needed a relay (browsers only
             // have WebSockets): keep the relayed hop reliable too, so credits and acks are not lost.
             self.emit_to_member(now, relay.to, bytes, true);
         } else {
-            self.count_drop(DropReason::RelayRefused);
+            self.shell.count_drop(DropReason::RelayRefused);
         }
     }
 }

@@ -11,21 +11,25 @@ mod probe;
 mod send;
 mod spread;
 mod sync;
+mod timers;
 
 pub use self::commands::CommandError;
-pub use self::send::Stats;
+pub use crate::shell::Stats;
 pub use crate::transmit::Transmit;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
-use self::probe::{IndirectProbe, Probe, Suspicion};
-use self::spread::Queued;
+use self::apply::Graves;
+use self::hub::Hub;
+use self::probe::Probing;
+use self::spread::Spread;
+use self::sync::SyncState;
+use self::timers::{Timer, TimerTable};
 use crate::address::Address;
 use crate::config::Config;
-use crate::detector::PhiDetector;
 use crate::drop_reason::{DropReason, Refused};
 use crate::event::Event;
 use crate::groups::Groups;
@@ -35,56 +39,40 @@ use crate::keyring::Keyring;
 use crate::membership::{Member, State};
 use crate::message::{Ack, Alive, Message};
 use crate::requests::Requests;
+use crate::shell::Shell;
 use crate::streams::{StreamLimits, Streams};
 use crate::time::Instant;
-use crate::wire::{Codec, Inbound, SignedPacket};
+use crate::wire::{Codec, Inbound};
 
 /// One member of a cluster.
+///
+/// Methods come in four kinds: getters ([`Node::id`], [`Node::members`], [`Node::stats`], ...),
+/// inputs ([`Node::handle_packet`], [`Node::handle_timeout`]), commands ([`Node::join`],
+/// [`Node::broadcast`], [`Node::streams`], [`Node::groups`], ...) and outputs. After every input
+/// or command, drain [`Node::poll_transmit`] and [`Node::poll_event`], then sleep until
+/// [`Node::poll_timeout`].
 #[derive(Debug)]
 pub struct Node {
     config: Config,
-    codec: Codec,
-    hlc: Hlc,
-    rng: ChaCha20Rng,
     id: NodeId,
-    start: Instant,
-    wall_at_start_ms: u64,
+    rng: ChaCha20Rng,
+    /// Codec, clocks, output queues and counters.
+    shell: Shell<Event>,
     members: HashMap<NodeId, Member>,
-    tombstones: HashMap<NodeId, (u64, Instant)>,
-    challenged: HashMap<NodeId, Instant>,
-    probe_order: Vec<NodeId>,
-    probe_index: usize,
-    probe: Option<Probe>,
-    next_probe: Instant,
-    seq: u32,
-    indirect: HashMap<u32, IndirectProbe>,
-    awareness: u32,
-    suspicions: HashMap<NodeId, Suspicion>,
-    queue: Vec<Queued>,
-    fresh: Vec<SignedPacket>,
-    /// Who sent the input being handled: its news is not pushed back to it.
-    fresh_from: Option<NodeId>,
-    /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
-    /// members may not know them yet, so their news gets no push tree (see `tree_root`).
-    newcomers: Vec<NodeId>,
-    /// News waiting for the next delivery to the members this node relays for.
-    hub_pending: Vec<SignedPacket>,
-    next_hub: Instant,
-    /// Members relayed through this node: it hands them news itself (see `deliver_hub`).
-    leaves: BTreeSet<NodeId>,
-    sync_followups: HashMap<NodeId, u8>,
-    bootstrap_syncs: u8,
+    /// Forgotten members and the challenges sent to them (`apply.rs`).
+    graves: Graves,
+    /// Failure detection (`probe.rs`).
+    probing: Probing,
+    /// Dissemination (`spread.rs`).
+    spread: Spread,
+    /// Members relayed through this node (`hub.rs`).
+    hub: Hub,
+    /// Push-pull anti-entropy (`sync.rs`).
+    sync: SyncState,
     requests: Requests,
     groups: Groups,
-    detectors: HashMap<NodeId, PhiDetector>,
     streams: Streams,
-    last_now: Instant,
-    next_gossip: Instant,
-    next_push_pull: Instant,
-    next_reap: Instant,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    stats: Stats,
+    timers: TimerTable,
     left: bool,
 }
 
@@ -133,43 +121,30 @@ impl Node {
         let next_probe = jitter(&mut rng, config.probe_interval_ms);
         let next_gossip = jitter(&mut rng, config.gossip_interval_ms);
         let next_push_pull = jitter(&mut rng, config.push_pull_interval_ms.max(1));
+        let seq = rng.next_u32();
+        let mut timers = TimerTable::new(now);
+        timers.set(Timer::Probe, next_probe);
+        timers.set(Timer::Gossip, next_gossip);
+        if config.push_pull_interval_ms > 0 {
+            timers.set(Timer::PushPull, next_push_pull);
+        }
+        timers.set(
+            Timer::Reap,
+            now.plus_millis(config.dead_retention_ms.max(1_000)),
+        );
         Node {
-            codec,
-            hlc,
             id,
-            start: now,
-            wall_at_start_ms: wall_ms,
+            shell: Shell::new(codec, hlc, now, wall_ms, config.max_queue),
             members: HashMap::from([(id, me)]),
-            tombstones: HashMap::new(),
-            challenged: HashMap::new(),
-            probe_order: Vec::new(),
-            probe_index: 0,
-            probe: None,
-            next_probe,
-            seq: rng.next_u32(),
-            indirect: HashMap::new(),
-            awareness: 0,
-            suspicions: HashMap::new(),
-            queue: Vec::new(),
-            fresh: Vec::new(),
-            fresh_from: None,
-            newcomers: Vec::new(),
-            hub_pending: Vec::new(),
-            next_hub: now,
-            leaves: BTreeSet::new(),
-            sync_followups: HashMap::new(),
-            bootstrap_syncs: 0,
+            graves: Graves::default(),
+            probing: Probing::new(seq),
+            spread: Spread::default(),
+            hub: Hub::new(now),
+            sync: SyncState::default(),
             requests: Requests::new(rng.next_u64()),
             groups: Groups::new(),
-            detectors: HashMap::new(),
             streams: Streams::new(StreamLimits::default()),
-            last_now: now,
-            next_gossip,
-            next_push_pull,
-            next_reap: now.plus_millis(config.dead_retention_ms.max(1_000)),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: Stats::default(),
+            timers,
             left: false,
             rng,
             config,
@@ -208,68 +183,43 @@ impl Node {
 
     /// Lifeguard's local health score (0 is healthy; probes slow down by `score + 1`).
     pub fn health_score(&self) -> u32 {
-        self.awareness
+        self.probing.awareness
     }
 
     /// Counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.shell.stats
     }
 
     /// Cluster keys, for rotation.
     pub fn keyring_mut(&mut self) -> &mut Keyring {
-        self.codec.keyring_mut()
+        self.shell.codec.keyring_mut()
     }
 
     /// Re-anchors the wall clock (a driver may call this when the OS clock is adjusted).
     pub fn set_wall_clock(&mut self, now: Instant, wall_ms: u64) {
-        self.start = now;
-        self.wall_at_start_ms = wall_ms;
-    }
-
-    fn wall(&self, now: Instant) -> u64 {
-        self.wall_at_start_ms + now.micros_since(self.start) / 1_000
+        self.shell.set_wall_clock(now, wall_ms);
     }
 
     /// The next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.shell.poll_transmit()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.shell.poll_event()
     }
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.left {
-            return None;
-        }
-        let mut t = self.next_probe.min(self.next_gossip).min(self.next_reap);
-        if self.config.push_pull_interval_ms > 0 {
-            t = t.min(self.next_push_pull);
-        }
-        if let Some(p) = &self.probe {
-            t = t.min(if p.indirect_sent {
-                p.deadline
-            } else {
-                p.indirect_at
-            });
-        }
-        for s in self.suspicions.values() {
-            t = t.min(s.deadline);
-        }
-        for i in self.indirect.values() {
-            t = t.min(i.deadline);
-        }
-        if let Some(d) = self.requests.next_deadline() {
-            t = t.min(d);
-        }
-        if !self.hub_pending.is_empty() {
-            t = t.min(self.next_hub);
-        }
-        Some(t)
+        let deadlines = [
+            self.timers.next(),
+            self.probing.next_deadline(),
+            self.requests.next_deadline(),
+            self.hub.next_deadline(),
+        ];
+        (!self.left).then(|| deadlines.into_iter().flatten().min())?
     }
 
     /// A frame arrived from `from` (the address to answer an unknown sender at).
@@ -283,45 +233,29 @@ impl Node {
         from: Address,
         bytes: &[u8],
     ) -> Result<NodeId, Refused> {
-        self.last_now = self.last_now.max(now);
-        self.stats.packets_in += 1;
-        self.stats.bytes_in += bytes.len() as u64;
-        let wall = self.wall(now);
-        let inbound = match self.codec.decode(bytes, wall) {
-            Ok(inbound) => inbound,
-            Err(e) => {
-                self.drop_counted(&e);
-                return Err(Refused {
-                    reason: (&e).into(),
-                });
-            }
-        };
-        if self.hlc.observe(wall, inbound.id()).is_err() {
-            self.count_drop(DropReason::ClockDrift);
-            return Err(Refused {
-                reason: DropReason::ClockDrift,
-            });
-        }
+        self.timers.advance(now);
+        let inbound = self.shell.decode(now, bytes)?;
         let origin = inbound.origin();
         if let Some(phi) = self.config.phi
             && self.members.contains_key(&inbound.origin())
             && inbound.origin() != self.id
         {
-            self.detectors
+            self.probing
+                .detectors
                 .entry(inbound.origin())
                 .or_default()
                 .heartbeat(now, &phi);
         }
-        self.fresh_from = Some(origin);
+        self.spread.fresh_from = Some(origin);
         self.dispatch(now, from, inbound);
         self.flush(now);
-        self.fresh_from = None;
+        self.spread.fresh_from = None;
         Ok(origin)
     }
 
     /// Time passed: run whatever timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.last_now = self.last_now.max(now);
+        self.timers.advance(now);
         if self.left {
             return;
         }
@@ -329,32 +263,32 @@ impl Node {
         self.indirect_tick(now);
         let mut events = Vec::new();
         self.requests.on_timeout(now, &mut events);
-        events.into_iter().for_each(|e| self.push_event(e));
+        events.into_iter().for_each(|e| self.shell.push_event(e));
         self.suspicion_tick(now);
-        if now >= self.next_gossip {
+        if self.timers.is_due(Timer::Gossip, now) {
             self.gossip_round(now);
-            let interval = if self.queue.is_empty() {
+            let interval = if self.spread.queue.is_empty() {
                 self.config.gossip_interval_ms
             } else {
                 self.config.fast_gossip_interval_ms
             };
-            self.next_gossip = now.plus_millis(interval);
+            self.timers.set(Timer::Gossip, now.plus_millis(interval));
         }
-        if self.config.push_pull_interval_ms > 0 && now >= self.next_push_pull {
+        if self.timers.is_due(Timer::PushPull, now) {
             self.push_pull_round(now);
-            let interval = if self.bootstrap_syncs > 0 {
-                self.bootstrap_syncs -= 1;
+            let interval = if self.sync.bootstrap_syncs > 0 {
+                self.sync.bootstrap_syncs -= 1;
                 self.config.probe_interval_ms
             } else {
                 self.config.push_pull_interval_ms
             };
-            self.next_push_pull = now.plus_millis(interval);
+            self.timers.set(Timer::PushPull, now.plus_millis(interval));
         }
-        if now >= self.next_reap {
+        if self.timers.is_due(Timer::Reap, now) {
             self.reap(now);
-            self.next_reap = now.plus_millis(1_000);
+            self.timers.set(Timer::Reap, now.plus_millis(1_000));
         }
-        if now >= self.next_hub {
+        if now >= self.hub.next_delivery {
             self.deliver_hub(now);
         }
         self.flush(now);
@@ -366,7 +300,7 @@ impl Node {
             Message::Ping(ping) => {
                 self.receive_items(now, ping.piggyback);
                 if ping.target != self.id || self.left {
-                    return self.count_drop(DropReason::PingNotForUs);
+                    return self.shell.count_drop(DropReason::PingNotForUs);
                 }
                 let budget = self.piggyback_budget();
                 let piggyback = self.take_piggyback(budget);
@@ -388,7 +322,7 @@ impl Node {
             }
             Message::PingReq(req) => self.on_ping_req(now, origin, from, req),
             Message::Nack(nack) => {
-                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == nack.seq) {
+                if let Some(p) = self.probing.current.as_mut().filter(|p| p.seq == nack.seq) {
                     p.nacks += 1;
                 }
             }
@@ -396,7 +330,7 @@ impl Node {
             Message::Sync(sync) => self.on_sync(now, origin, from, sync),
             Message::Relay(relay) => self.on_relay(now, origin, relay),
             Message::Request(r) if r.to == self.id => {
-                self.push_event(Event::Request {
+                self.shell.push_event(Event::Request {
                     from: origin,
                     id: r.req,
                     topic: r.topic,
@@ -409,12 +343,12 @@ impl Node {
                     .requests
                     .on_response(origin, r.req, r.data.into_vec(), &mut events)
                 {
-                    self.count_drop(DropReason::UnexpectedResponse);
+                    self.shell.count_drop(DropReason::UnexpectedResponse);
                 }
-                events.into_iter().for_each(|e| self.push_event(e));
+                events.into_iter().for_each(|e| self.shell.push_event(e));
             }
             Message::Request(_) | Message::Response(_) => {
-                self.count_drop(DropReason::RequestNotForUs)
+                self.shell.count_drop(DropReason::RequestNotForUs)
             }
             Message::StreamOpen(m) => self.on_stream_message(now, origin, m.into()),
             Message::StreamAccept(m) => self.on_stream_message(now, origin, m.into()),
@@ -423,13 +357,13 @@ impl Node {
             Message::StreamClose(m) => self.on_stream_message(now, origin, m.into()),
             Message::Direct(d) => {
                 if d.to == self.id {
-                    self.push_event(Event::Direct {
+                    self.shell.push_event(Event::Direct {
                         from: origin,
                         topic: d.topic,
                         data: d.data.into_vec(),
                     });
                 } else {
-                    self.count_drop(DropReason::DirectNotForUs);
+                    self.shell.count_drop(DropReason::DirectNotForUs);
                 }
             }
             message => {
@@ -443,9 +377,9 @@ impl Node {
                 self.apply_and_spread(now, origin, message, inbound.packet);
                 if about_me && !self.left {
                     let alive = self.local().alive.clone();
-                    if let Some(frame) = self.seal(&alive) {
+                    if let Some(frame) = self.shell.seal(&mut self.rng, &alive) {
                         let reliable = frame.len() > self.config.udp_budget;
-                        self.emit(Transmit {
+                        self.shell.emit(Transmit {
                             to: from,
                             node: Some(origin),
                             bytes: frame,

@@ -1,14 +1,65 @@
+use crate::detector::PhiDetector;
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use super::Node;
 use super::send::shuffle;
 use super::spread::Subject;
+use super::timers::Timer;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
 use crate::membership::State;
 use crate::message::{Ack, Dead, Nack, Ping, PingReq, Suspect};
 use crate::time::Instant;
+
+/// SWIM's failure detector with Lifeguard: the probe cycle, indirect probes, suspicions, local
+/// health and (optionally) phi-accrual detectors.
+#[derive(Debug)]
+pub(super) struct Probing {
+    /// This pass's probe order (round-robin over a shuffled list).
+    pub(super) order: Vec<NodeId>,
+    pub(super) index: usize,
+    /// The probe in flight.
+    pub(super) current: Option<Probe>,
+    /// Last probe sequence number used (also for indirect pings).
+    pub(super) seq: u32,
+    /// Pings this node sends on another member's behalf, by our sequence number.
+    pub(super) indirect: HashMap<u32, IndirectProbe>,
+    /// Lifeguard's local health score: probe intervals and timeouts stretch by `awareness + 1`.
+    pub(super) awareness: u32,
+    pub(super) suspicions: HashMap<NodeId, Suspicion>,
+    pub(super) detectors: HashMap<NodeId, PhiDetector>,
+}
+
+impl Probing {
+    pub(super) fn new(seq: u32) -> Self {
+        Probing {
+            order: Vec::new(),
+            index: 0,
+            current: None,
+            seq,
+            indirect: HashMap::new(),
+            awareness: 0,
+            suspicions: HashMap::new(),
+            detectors: HashMap::new(),
+        }
+    }
+
+    /// The earliest of the probe's next stage, a suspicion's end and an indirect probe's end.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let probe = self.current.as_ref().map(|p| {
+            if p.indirect_sent {
+                p.deadline
+            } else {
+                p.indirect_at
+            }
+        });
+        let suspicions = self.suspicions.values().map(|s| s.deadline);
+        let indirect = self.indirect.values().map(|i| i.deadline);
+        probe.into_iter().chain(suspicions).chain(indirect).min()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(super) struct Probe {
@@ -59,18 +110,18 @@ impl Suspicion {
 
 impl Node {
     pub(super) fn multiplier(&self) -> u64 {
-        u64::from(self.awareness) + 1
+        u64::from(self.probing.awareness) + 1
     }
 
     pub(super) fn adjust_awareness(&mut self, delta: i64) {
         let max = i64::from(self.config.awareness_max_multiplier.saturating_sub(1));
-        self.awareness = (i64::from(self.awareness) + delta).clamp(0, max) as u32;
+        self.probing.awareness = (i64::from(self.probing.awareness) + delta).clamp(0, max) as u32;
     }
 
     pub(super) fn probe_tick(&mut self, now: Instant) {
-        if let Some(p) = self.probe.clone() {
+        if let Some(p) = self.probing.current.clone() {
             if p.acked {
-                self.probe = None;
+                self.probing.current = None;
             } else if !p.indirect_sent && now >= p.indirect_at {
                 self.send_indirect_probes(now, &p);
             } else if p.indirect_sent && now >= p.deadline {
@@ -81,9 +132,9 @@ impl Node {
                     1
                 };
                 self.adjust_awareness(delta);
-                self.probe = None;
+                self.probing.current = None;
                 // In phi mode a missed probe is only suspicious if the silence is too.
-                let silent = match (self.config.phi, self.detectors.get(&p.target)) {
+                let silent = match (self.config.phi, self.probing.detectors.get(&p.target)) {
                     (Some(phi), Some(d)) => d.phi(now, &phi).is_none_or(|v| v >= phi.threshold),
                     _ => true,
                 };
@@ -92,20 +143,20 @@ impl Node {
                 }
             }
         }
-        if self.probe.is_none() && now >= self.next_probe {
+        if self.probing.current.is_none() && self.timers.is_due(Timer::Probe, now) {
             self.start_probe(now);
         }
     }
 
     pub(super) fn start_probe(&mut self, now: Instant) {
         let interval = self.config.probe_interval_ms * self.multiplier();
-        self.next_probe = now.plus_millis(interval);
+        self.timers.set(Timer::Probe, now.plus_millis(interval));
         let Some(target) = self.next_probe_target() else {
             return;
         };
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        self.probe = Some(Probe {
+        self.probing.seq = self.probing.seq.wrapping_add(1);
+        let seq = self.probing.seq;
+        self.probing.current = Some(Probe {
             target,
             seq,
             sent: now,
@@ -134,9 +185,9 @@ impl Node {
     /// Round-robin over a shuffled list, reshuffled each pass (SWIM's bounded detection time).
     pub(super) fn next_probe_target(&mut self) -> Option<NodeId> {
         for _ in 0..2 {
-            while self.probe_index < self.probe_order.len() {
-                let id = self.probe_order[self.probe_index];
-                self.probe_index += 1;
+            while self.probing.index < self.probing.order.len() {
+                let id = self.probing.order[self.probing.index];
+                self.probing.index += 1;
                 if self
                     .members
                     .get(&id)
@@ -153,8 +204,8 @@ impl Node {
                 .collect();
             order.sort_unstable();
             shuffle(&mut self.rng, &mut order);
-            self.probe_order = order;
-            self.probe_index = 0;
+            self.probing.order = order;
+            self.probing.index = 0;
         }
         None
     }
@@ -177,14 +228,19 @@ impl Node {
             };
             self.send_to_member(now, *helper, req.into(), false);
         }
-        if let Some(probe) = self.probe.as_mut() {
+        if let Some(probe) = self.probing.current.as_mut() {
             probe.indirect_sent = true;
             probe.nacks_expected = helpers.len() as u32;
         }
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, origin: NodeId, seq: u32) {
-        if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq && !p.acked) {
+        if let Some(p) = self
+            .probing
+            .current
+            .as_mut()
+            .filter(|p| p.seq == seq && !p.acked)
+        {
             p.acked = true;
             let (target, sent, direct) = (p.target, p.sent, origin == p.target);
             self.adjust_awareness(-1);
@@ -193,7 +249,7 @@ impl Node {
             }
             return;
         }
-        if let Some(ind) = self.indirect.remove(&seq) {
+        if let Some(ind) = self.probing.indirect.remove(&seq) {
             let ack = Ack {
                 seq: ind.seq,
                 piggyback: Vec::new(),
@@ -212,12 +268,12 @@ impl Node {
         if self.left || req.target == self.id {
             return;
         }
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        if self.indirect.len() >= self.config.max_queue {
-            return self.count_drop(DropReason::IndirectProbeOverflow);
+        self.probing.seq = self.probing.seq.wrapping_add(1);
+        let seq = self.probing.seq;
+        if self.probing.indirect.len() >= self.config.max_queue {
+            return self.shell.count_drop(DropReason::IndirectProbeOverflow);
         }
-        self.indirect.insert(
+        self.probing.indirect.insert(
             seq,
             IndirectProbe {
                 requester: origin,
@@ -240,13 +296,14 @@ impl Node {
 
     pub(super) fn indirect_tick(&mut self, now: Instant) {
         let expired: Vec<u32> = self
+            .probing
             .indirect
             .iter()
             .filter(|(_, i)| now >= i.deadline)
             .map(|(s, _)| *s)
             .collect();
         for seq in expired {
-            if let Some(ind) = self.indirect.remove(&seq) {
+            if let Some(ind) = self.probing.indirect.remove(&seq) {
                 self.reply(
                     now,
                     ind.requester,
@@ -271,7 +328,7 @@ impl Node {
             node: target,
             incarnation: m.incarnation,
         };
-        if let Some(packet) = self.sign(now, msg.clone().into())
+        if let Some(packet) = self.shell.sign(now, msg.clone().into())
             && self.apply_suspect(now, self.id, msg, &packet)
         {
             self.enqueue(Subject::Member(target), packet);
@@ -280,15 +337,16 @@ impl Node {
 
     pub(super) fn suspicion_tick(&mut self, now: Instant) {
         let due: Vec<(NodeId, u64)> = self
+            .probing
             .suspicions
             .iter()
             .filter(|(_, s)| now >= s.deadline)
             .map(|(id, s)| (*id, s.incarnation))
             .collect();
         for (node, incarnation) in due {
-            self.suspicions.remove(&node);
+            self.probing.suspicions.remove(&node);
             let msg = Dead { node, incarnation };
-            if let Some(packet) = self.sign(now, msg.clone().into())
+            if let Some(packet) = self.shell.sign(now, msg.clone().into())
                 && self.apply_dead(now, msg, &packet)
             {
                 self.enqueue(Subject::Member(node), packet);

@@ -1,40 +1,15 @@
-use std::collections::BTreeMap;
-
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 
 use super::Node;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
-use crate::error::WireError;
-use crate::event::Event;
 use crate::identity::NodeId;
 use crate::membership::Member;
 use crate::message::{Message, Relay};
 use crate::time::Instant;
 use crate::transmit::Transmit;
 use crate::wire::SignedPacket;
-
-/// Counters a driver exports as metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Frames received.
-    pub packets_in: u64,
-    /// Frames emitted.
-    pub packets_out: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes emitted.
-    pub bytes_out: u64,
-    /// Dropped inbound frames or items, by reason.
-    pub drops: BTreeMap<DropReason, u64>,
-    /// Outbound frames dropped because the transmit queue was full.
-    pub transmits_dropped: u64,
-    /// Events dropped because the event queue was full.
-    pub events_dropped: u64,
-    /// Messages that could not be encoded.
-    pub encode_errors: u64,
-}
 
 pub(super) fn shuffle(rng: &mut ChaCha20Rng, v: &mut [NodeId]) {
     for i in (1..v.len()).rev() {
@@ -59,27 +34,6 @@ pub(super) fn pick_address(addrs: &[Address], reliable: bool) -> Option<Address>
 }
 
 impl Node {
-    pub(super) fn sign(&mut self, now: Instant, message: Message) -> Option<SignedPacket> {
-        let id = self.hlc.now(self.wall(now));
-        match self.codec.sign(id, &message) {
-            Ok(p) => Some(p),
-            Err(_) => {
-                self.stats.encode_errors += 1;
-                None
-            }
-        }
-    }
-
-    pub(super) fn seal(&mut self, packet: &SignedPacket) -> Option<Vec<u8>> {
-        match self.codec.seal(&mut self.rng, 0, packet) {
-            Ok(f) => Some(f),
-            Err(_) => {
-                self.stats.encode_errors += 1;
-                None
-            }
-        }
-    }
-
     pub(super) fn send_to_member(
         &mut self,
         now: Instant,
@@ -87,7 +41,7 @@ impl Node {
         message: Message,
         reliable: bool,
     ) {
-        if let Some(packet) = self.sign(now, message) {
+        if let Some(packet) = self.shell.sign(now, message) {
             self.route_packet(now, to, &packet, reliable);
         }
     }
@@ -99,7 +53,7 @@ impl Node {
         packet: &SignedPacket,
         reliable: bool,
     ) {
-        if let Some(frame) = self.seal(packet) {
+        if let Some(frame) = self.shell.seal(&mut self.rng, packet) {
             self.emit_to_member(now, to, frame, reliable);
         }
     }
@@ -113,13 +67,13 @@ impl Node {
         reliable: bool,
     ) {
         let Some(m) = self.members.get(&to) else {
-            return self.count_drop(DropReason::NoRoute);
+            return self.shell.count_drop(DropReason::NoRoute);
         };
         let via = m.relay();
         let my_relay = self.local().relay();
         match (via, my_relay) {
             (Some(via), _) if via == self.id => {
-                self.emit(Transmit {
+                self.shell.emit(Transmit {
                     to: Address::Relayed(to),
                     node: Some(to),
                     bytes: frame,
@@ -136,9 +90,9 @@ impl Node {
             _ => {
                 let reliable = reliable || frame.len() > self.config.udp_budget;
                 let Some(addr) = pick_address(&m.addrs, reliable) else {
-                    return self.count_drop(DropReason::NoRoute);
+                    return self.shell.count_drop(DropReason::NoRoute);
                 };
-                self.emit(Transmit {
+                self.shell.emit(Transmit {
                     to: addr,
                     node: Some(to),
                     bytes: frame,
@@ -156,14 +110,14 @@ impl Node {
         message: Message,
         reliable: bool,
     ) {
-        let Some(packet) = self.sign(now, message) else {
+        let Some(packet) = self.shell.sign(now, message) else {
             return;
         };
-        let Some(frame) = self.seal(&packet) else {
+        let Some(frame) = self.shell.seal(&mut self.rng, &packet) else {
             return;
         };
         let reliable = reliable || frame.len() > self.config.udp_budget || to.is_reliable();
-        self.emit(Transmit {
+        self.shell.emit(Transmit {
             to,
             node,
             bytes: frame,
@@ -189,32 +143,6 @@ impl Node {
         } else {
             self.send_to_addr(now, from, Some(origin), message, reliable);
         }
-    }
-
-    pub(super) fn emit(&mut self, t: Transmit) {
-        if self.transmits.len() >= self.config.max_queue {
-            self.transmits.pop_front();
-            self.stats.transmits_dropped += 1;
-        }
-        self.stats.packets_out += 1;
-        self.stats.bytes_out += t.bytes.len() as u64;
-        self.transmits.push_back(t);
-    }
-
-    pub(super) fn push_event(&mut self, e: Event) {
-        if self.events.len() >= self.config.max_queue {
-            self.events.pop_front();
-            self.stats.events_dropped += 1;
-        }
-        self.events.push_back(e);
-    }
-
-    pub(super) fn drop_counted(&mut self, e: &WireError) {
-        self.count_drop(e.into());
-    }
-
-    pub(super) fn count_drop(&mut self, reason: DropReason) {
-        *self.stats.drops.entry(reason).or_insert(0) += 1;
     }
 
     pub(super) fn random_members(

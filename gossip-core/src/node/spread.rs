@@ -1,12 +1,27 @@
 use std::collections::HashMap;
 
 use super::Node;
+use super::timers::Timer;
 use crate::identity::NodeId;
 use crate::membership::Member;
 use crate::message::Gossip;
 use crate::push_tree;
 use crate::time::Instant;
 use crate::wire::{ENCRYPTED_OVERHEAD, SignedPacket};
+
+/// What is being disseminated: the retransmit queue and the news of the input being handled.
+#[derive(Debug, Default)]
+pub(super) struct Spread {
+    /// Updates to piggyback and gossip, each until its retransmit budget is spent.
+    pub(super) queue: Vec<Queued>,
+    /// What became news while handling the current input (pushed by `flush`).
+    pub(super) fresh: Vec<SignedPacket>,
+    /// Who sent the input being handled: its news is not pushed back to it.
+    pub(super) fresh_from: Option<NodeId>,
+    /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
+    /// members may not know them yet, so their news gets no push tree (see `tree_root`).
+    pub(super) newcomers: Vec<NodeId>,
+}
 
 /// Bytes a piggybacked packet costs on top of its own length (MessagePack `bin` header).
 pub(super) const ITEM_OVERHEAD: usize = 5;
@@ -57,30 +72,33 @@ pub(super) fn tree_root(
 
 impl Node {
     pub(super) fn enqueue(&mut self, subject: Subject, packet: SignedPacket) {
-        self.queue
+        self.spread
+            .queue
             .retain(|q| q.subject != subject || matches!(subject, Subject::Broadcast(..)));
-        if self.queue.len() >= self.config.max_queue {
+        if self.spread.queue.len() >= self.config.max_queue {
             // Drop the most-sent item: it has had the most chances already.
             if let Some(i) = self
+                .spread
                 .queue
                 .iter()
                 .enumerate()
                 .max_by_key(|(_, q)| q.transmits)
                 .map(|(i, _)| i)
             {
-                self.queue.swap_remove(i);
+                self.spread.queue.swap_remove(i);
             }
         }
-        self.queue.push(Queued {
+        self.spread.queue.push(Queued {
             subject,
             packet: packet.clone(),
             transmits: 0,
         });
-        self.fresh.push(packet);
+        self.spread.fresh.push(packet);
         let fast = self
-            .last_now
+            .timers
+            .latest()
             .plus_millis(self.config.fast_gossip_interval_ms);
-        self.next_gossip = self.next_gossip.min(fast);
+        self.timers.lower(Timer::Gossip, fast);
     }
 
     pub(super) fn piggyback_budget(&self) -> usize {
@@ -91,14 +109,14 @@ impl Node {
 
     /// Least-sent items first, within `budget` bytes; items retire after the retransmit limit.
     pub(super) fn take_piggyback(&mut self, budget: usize) -> Vec<SignedPacket> {
-        if self.queue.is_empty() {
+        if self.spread.queue.is_empty() {
             return Vec::new();
         }
         let limit = self.config.retransmit_limit(self.live_count());
-        self.queue.sort_by_key(|q| q.transmits);
+        self.spread.queue.sort_by_key(|q| q.transmits);
         let mut used = 0;
         let mut out = Vec::new();
-        for q in self.queue.iter_mut() {
+        for q in self.spread.queue.iter_mut() {
             let cost = q.packet.len() + ITEM_OVERHEAD;
             if used + cost > budget {
                 continue;
@@ -107,18 +125,18 @@ impl Node {
             q.transmits += 1;
             out.push(q.packet.clone());
         }
-        self.queue.retain(|q| q.transmits < limit);
+        self.spread.queue.retain(|q| q.transmits < limit);
         out
     }
 
     pub(super) fn gossip_round(&mut self, now: Instant) {
-        if self.queue.is_empty() {
+        if self.spread.queue.is_empty() {
             return;
         }
         if self.local().relay().is_some() {
             // A relayed member's every link runs through its relay, which `flush` already handed
             // the news to over a reliable link: retransmitting would only cost the relay.
-            self.queue.clear();
+            self.spread.queue.clear();
             return;
         }
         let retention = self.config.dead_retention_ms;
@@ -140,23 +158,23 @@ impl Node {
     /// Event-driven push: what became news during this input goes down its push tree now (see
     /// `push_down_trees`), and to the members relayed through this node.
     pub(super) fn flush(&mut self, now: Instant) {
-        if self.fresh.is_empty() {
-            self.newcomers.clear();
+        if self.spread.fresh.is_empty() {
+            self.spread.newcomers.clear();
             return;
         }
-        let fresh = std::mem::take(&mut self.fresh);
-        if !self.leaves.is_empty() {
-            self.hub_pending.extend(fresh.iter().cloned());
-            let excess = self.hub_pending.len().saturating_sub(self.config.max_queue);
+        let fresh = std::mem::take(&mut self.spread.fresh);
+        if !self.hub.leaves.is_empty() {
+            self.hub.pending.extend(fresh.iter().cloned());
+            let excess = self.hub.pending.len().saturating_sub(self.config.max_queue);
             if excess > 0 {
-                self.hub_pending.drain(..excess);
-                self.stats.transmits_dropped += excess as u64;
+                self.hub.pending.drain(..excess);
+                self.shell.stats.transmits_dropped += excess as u64;
             }
-            if now >= self.next_hub {
+            if now >= self.hub.next_delivery {
                 self.deliver_hub(now);
             }
         }
-        let source = self.fresh_from;
+        let source = self.spread.fresh_from;
         match self.local().relay() {
             // Anything a relayed member sends crosses its relay: hand the news to the relay
             // alone, which pushes it on and delivers it to every member beside us.
@@ -205,7 +223,7 @@ impl Node {
 
         // Roots in order of first appearance: the batch keeps that order, so the members it
         // reaches pick the same first roots and the same trees.
-        let newcomers = std::mem::take(&mut self.newcomers);
+        let newcomers = std::mem::take(&mut self.spread.newcomers);
         let root_of = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
             tree_root(members, ring, &newcomers, item)
         };

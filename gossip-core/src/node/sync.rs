@@ -10,6 +10,15 @@ use crate::message::{DigestEntry, Sync, sync_phase};
 use crate::time::Instant;
 use crate::wire::SignedPacket;
 
+/// Push-pull state: follow-ups of answers cut by the budget, and the quick syncs after a join.
+#[derive(Debug, Default)]
+pub(super) struct SyncState {
+    /// Follow-up rounds run with each peer whose answer was cut.
+    pub(super) followups: HashMap<NodeId, u8>,
+    /// Quick push-pulls still to run after a join, one probe interval apart.
+    pub(super) bootstrap_syncs: u8,
+}
+
 /// Follow-up push-pull rounds when an answer was cut by the byte budget.
 pub(super) const MAX_SYNC_FOLLOWUPS: u8 = 32;
 
@@ -90,11 +99,11 @@ impl Node {
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
         let mut learned_from_peer = false;
         for state in sync.states {
-            match self.codec.verify(&state) {
+            match self.shell.codec.verify(&state) {
                 Ok(message) => {
                     learned_from_peer |= self.apply_and_spread(now, state.origin(), message, state);
                 }
-                Err(e) => self.drop_counted(&e),
+                Err(e) => self.shell.drop_counted(&e),
             }
         }
         match sync.phase {
@@ -119,7 +128,7 @@ impl Node {
                 }
                 // The answer was cut by the budget if the peer still knows more than we do now.
                 let behind = sync.digest.iter().any(|e| self.lacks(e));
-                let rounds = self.sync_followups.entry(origin).or_insert(0);
+                let rounds = self.sync.followups.entry(origin).or_insert(0);
                 if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
                     *rounds += 1;
                     let again = Sync {
@@ -129,7 +138,7 @@ impl Node {
                     };
                     self.reply(now, origin, from, again.into(), true);
                 } else {
-                    self.sync_followups.remove(&origin);
+                    self.sync.followups.remove(&origin);
                 }
             }
             _ => {}
@@ -144,6 +153,7 @@ impl Node {
             None => {
                 !state.is_down()
                     && self
+                        .graves
                         .tombstones
                         .get(&e.node)
                         .is_none_or(|(inc, _)| *inc < e.incarnation)

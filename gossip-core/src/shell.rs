@@ -1,0 +1,175 @@
+//! The shell around an engine: the wire pipeline, the clocks and the output queues.
+//!
+//! Every frame an engine receives goes through [`Shell::decode`] (one clock-drift policy: a
+//! frame stamped further ahead than the hybrid logical clock tolerates is dropped, not merged),
+//! and every frame it sends is signed once ([`Shell::sign`]) and sealed per target
+//! ([`Shell::seal`]). Outputs wait in bounded queues that drop the *oldest* entry when full:
+//! the newest news supersedes what waited longest, and a driver that fell behind catches up on
+//! the present. Drops are counted by [`DropReason`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+
+use crate::drop_reason::{DropReason, Refused};
+use crate::error::WireError;
+use crate::hlc::{Hlc, Timestamp};
+use crate::message::Message;
+use crate::time::Instant;
+use crate::transmit::Transmit;
+use crate::wire::{Codec, Inbound, SignedPacket};
+
+/// Counters a driver exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames received.
+    pub packets_in: u64,
+    /// Frames emitted.
+    pub packets_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes emitted.
+    pub bytes_out: u64,
+    /// Dropped inbound frames or items, by reason.
+    pub drops: BTreeMap<DropReason, u64>,
+    /// Outbound frames dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    /// Messages that could not be encoded.
+    pub encode_errors: u64,
+}
+
+/// Codec, clocks, bounded output queues and counters of one engine (`E` is its event type).
+#[derive(Debug)]
+pub(crate) struct Shell<E> {
+    pub(crate) codec: Codec,
+    hlc: Hlc,
+    /// The monotonic instant at which the wall clock read `wall_at_start_ms`.
+    start: Instant,
+    wall_at_start_ms: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<E>,
+    max_queue: usize,
+    pub(crate) stats: Stats,
+}
+
+impl<E> Shell<E> {
+    /// `hlc` already issued the ids of anything signed before; `max_queue` bounds each queue.
+    pub(crate) fn new(
+        codec: Codec,
+        hlc: Hlc,
+        now: Instant,
+        wall_ms: u64,
+        max_queue: usize,
+    ) -> Self {
+        Shell {
+            codec,
+            hlc,
+            start: now,
+            wall_at_start_ms: wall_ms,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            max_queue,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Wall-clock milliseconds at `now`.
+    pub(crate) fn wall(&self, now: Instant) -> u64 {
+        self.wall_at_start_ms + now.micros_since(self.start) / 1_000
+    }
+
+    pub(crate) fn set_wall_clock(&mut self, now: Instant, wall_ms: u64) {
+        self.start = now;
+        self.wall_at_start_ms = wall_ms;
+    }
+
+    /// Opens, authenticates and replay-checks a frame, and merges its timestamp into the clock.
+    pub(crate) fn decode(&mut self, now: Instant, bytes: &[u8]) -> Result<Inbound, Refused> {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let wall = self.wall(now);
+        let inbound = match self.codec.decode(bytes, wall) {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                self.drop_counted(&e);
+                return Err(Refused {
+                    reason: DropReason::from(&e),
+                });
+            }
+        };
+        if self.hlc.observe(wall, inbound.id()).is_err() {
+            self.count_drop(DropReason::ClockDrift);
+            return Err(Refused {
+                reason: DropReason::ClockDrift,
+            });
+        }
+        Ok(inbound)
+    }
+
+    /// A fresh message id from the hybrid logical clock.
+    pub(crate) fn next_id(&mut self, now: Instant) -> Timestamp {
+        self.hlc.now(self.wall(now))
+    }
+
+    /// Signs `message` with a fresh id (None, counted, if it does not encode).
+    pub(crate) fn sign(&mut self, now: Instant, message: Message) -> Option<SignedPacket> {
+        let id = self.next_id(now);
+        match self.codec.sign(id, &message) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                None
+            }
+        }
+    }
+
+    /// Encrypts a signed packet for one target (a fresh nonce per call).
+    pub(crate) fn seal(&mut self, rng: &mut ChaCha20Rng, packet: &SignedPacket) -> Option<Vec<u8>> {
+        match self.codec.seal(rng, 0, packet) {
+            Ok(f) => Some(f),
+            Err(_) => {
+                self.stats.encode_errors += 1;
+                None
+            }
+        }
+    }
+
+    /// Queues a frame, dropping the oldest when the queue is full.
+    pub(crate) fn emit(&mut self, t: Transmit) {
+        if self.transmits.len() >= self.max_queue {
+            self.transmits.pop_front();
+            self.stats.transmits_dropped += 1;
+        }
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += t.bytes.len() as u64;
+        self.transmits.push_back(t);
+    }
+
+    /// Queues an event, dropping the oldest when the queue is full.
+    pub(crate) fn push_event(&mut self, e: E) {
+        if self.events.len() >= self.max_queue {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(e);
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<E> {
+        self.events.pop_front()
+    }
+
+    /// Counts a refused frame or item under its reason.
+    pub(crate) fn drop_counted(&mut self, e: &WireError) {
+        self.count_drop(DropReason::from(e));
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        *self.stats.drops.entry(reason).or_insert(0) += 1;
+    }
+}

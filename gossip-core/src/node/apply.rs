@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_core::Rng;
 
 use super::Node;
+use super::backlog::Subject;
 use super::probe::Suspicion;
-use super::spread::Subject;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::event::Event;

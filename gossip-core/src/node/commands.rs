@@ -2,7 +2,7 @@ use rand_core::Rng;
 use serde_bytes::ByteBuf;
 
 use super::Node;
-use super::spread::Subject;
+use super::backlog::Subject;
 use super::sync::BOOTSTRAP_SYNCS;
 use super::timers::Timer;
 use crate::address::Address;

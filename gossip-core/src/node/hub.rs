@@ -1,5 +1,5 @@
 use super::Node;
-use super::spread::ITEM_OVERHEAD;
+use super::backlog::ITEM_OVERHEAD;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;

@@ -5,6 +5,7 @@
 //! input: [`Node::poll_transmit`], [`Node::poll_event`], [`Node::poll_timeout`].
 
 mod apply;
+mod backlog;
 mod commands;
 mod hub;
 mod probe;
@@ -183,7 +184,7 @@ impl Node {
 
     /// Lifeguard's local health score (0 is healthy; probes slow down by `score + 1`).
     pub fn health_score(&self) -> u32 {
-        self.probing.awareness
+        self.probing.awareness.score()
     }
 
     /// Counters.

@@ -3,8 +3,8 @@ use std::collections::BTreeSet;
 use std::collections::HashMap;
 
 use super::Node;
+use super::backlog::Subject;
 use super::send::shuffle;
-use super::spread::Subject;
 use super::timers::Timer;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
@@ -26,8 +26,8 @@ pub(super) struct Probing {
     pub(super) seq: u32,
     /// Pings this node sends on another member's behalf, by our sequence number.
     pub(super) indirect: HashMap<u32, IndirectProbe>,
-    /// Lifeguard's local health score: probe intervals and timeouts stretch by `awareness + 1`.
-    pub(super) awareness: u32,
+    /// Lifeguard's local health.
+    pub(super) awareness: Awareness,
     pub(super) suspicions: HashMap<NodeId, Suspicion>,
     pub(super) detectors: HashMap<NodeId, PhiDetector>,
 }
@@ -40,7 +40,7 @@ impl Probing {
             current: None,
             seq,
             indirect: HashMap::new(),
-            awareness: 0,
+            awareness: Awareness::default(),
             suspicions: HashMap::new(),
             detectors: HashMap::new(),
         }
@@ -95,27 +95,70 @@ pub(super) struct Suspicion {
 impl Suspicion {
     /// Lifeguard: the timeout falls from max towards min as independent suspicions arrive.
     pub(super) fn recompute(&mut self) {
-        let c = self.confirmations.len().saturating_sub(1) as f64;
-        let k = self.expected as f64;
-        let span = (self.max_ms - self.min_ms) as f64;
-        let ms = if k < 1.0 {
-            self.min_ms
-        } else {
-            let frac = ((c + 1.0).ln() / (k + 1.0).ln()).min(1.0);
-            (self.max_ms as f64 - span * frac).max(self.min_ms as f64) as u64
-        };
+        let ms = suspicion_timeout_ms(
+            self.confirmations.len(),
+            self.expected,
+            self.min_ms,
+            self.max_ms,
+        );
         self.deadline = self.start.plus_millis(ms);
+    }
+}
+
+/// Lifeguard's suspicion timeout, in ms from the first suspicion, once `accusers` distinct
+/// members (the first included) suspect the same incarnation and `expected` independent
+/// confirmations are hoped for: `max` with one accuser, falling logarithmically to `min` as
+/// confirmations reach `expected`, never below `min` (memberlist's `remainingSuspicionTime`).
+/// With nobody to confirm (`expected` 0: a cluster of two or three) it is `min`.
+pub(super) fn suspicion_timeout_ms(
+    accusers: usize,
+    expected: u32,
+    min_ms: u64,
+    max_ms: u64,
+) -> u64 {
+    let c = accusers.saturating_sub(1) as f64;
+    let k = f64::from(expected);
+    let span = max_ms.saturating_sub(min_ms) as f64;
+    if k < 1.0 {
+        return min_ms;
+    }
+    let frac = ((c + 1.0).ln() / (k + 1.0).ln()).min(1.0);
+    (max_ms as f64 - span * frac).max(min_ms as f64) as u64
+}
+
+/// Lifeguard's local health: missed acks, nacks that did not come and suspicions about
+/// ourselves raise it; acks lower it. Probe intervals and timeouts stretch by its multiplier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Awareness {
+    score: u32,
+}
+
+impl Awareness {
+    /// The current score, from 0 (healthy) to `max_multiplier - 1`.
+    pub(super) fn score(self) -> u32 {
+        self.score
+    }
+
+    /// How much slower to probe: `score + 1`.
+    pub(super) fn multiplier(self) -> u64 {
+        u64::from(self.score) + 1
+    }
+
+    /// Moves the score by `delta`, kept within `[0, max_multiplier - 1]`.
+    pub(super) fn apply(&mut self, delta: i64, max_multiplier: u32) {
+        let max = i64::from(max_multiplier.saturating_sub(1));
+        self.score = i64::from(self.score).saturating_add(delta).clamp(0, max) as u32;
     }
 }
 
 impl Node {
     pub(super) fn multiplier(&self) -> u64 {
-        u64::from(self.probing.awareness) + 1
+        self.probing.awareness.multiplier()
     }
 
     pub(super) fn adjust_awareness(&mut self, delta: i64) {
-        let max = i64::from(self.config.awareness_max_multiplier.saturating_sub(1));
-        self.probing.awareness = (i64::from(self.probing.awareness) + delta).clamp(0, max) as u32;
+        let max = self.config.awareness_max_multiplier;
+        self.probing.awareness.apply(delta, max);
     }
 
     pub(super) fn probe_tick(&mut self, now: Instant) {
@@ -352,5 +395,46 @@ impl Node {
                 self.enqueue(Subject::Member(node), packet);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspicion_timeout_falls_from_max_to_min_with_independent_confirmations() {
+        let (min, max) = (4_000, 24_000);
+        // One accuser: the full timeout.
+        assert_eq!(suspicion_timeout_ms(1, 3, min, max), max);
+        let two = suspicion_timeout_ms(2, 3, min, max);
+        let three = suspicion_timeout_ms(3, 3, min, max);
+        assert!(min < three && three < two && two < max, "{two} {three}");
+        // log(2)/log(4) of the span is gone after one confirmation.
+        assert_eq!(two, 14_000);
+        // `expected` confirmations reach the minimum, and more never go below it.
+        assert_eq!(suspicion_timeout_ms(4, 3, min, max), min);
+        assert_eq!(suspicion_timeout_ms(100, 3, min, max), min);
+        // Nobody to confirm: the minimum at once.
+        assert_eq!(suspicion_timeout_ms(1, 0, min, max), min);
+        // Degenerate configs do not panic or go below min.
+        assert_eq!(suspicion_timeout_ms(0, 3, min, max), max);
+        assert_eq!(suspicion_timeout_ms(2, 3, max, min), max);
+    }
+
+    #[test]
+    fn local_health_is_bounded_and_stretches_probes() {
+        let mut a = Awareness::default();
+        assert_eq!(a.multiplier(), 1);
+        a.apply(3, 8);
+        assert_eq!((a.score(), a.multiplier()), (3, 4));
+        a.apply(100, 8);
+        assert_eq!(a.score(), 7, "at most max_multiplier - 1");
+        a.apply(-1, 8);
+        assert_eq!(a.score(), 6);
+        a.apply(i64::MIN, 8);
+        assert_eq!(a.score(), 0, "never below 0, even from a huge delta");
+        a.apply(i64::MAX, 0);
+        assert_eq!(a.score(), 0, "a zero multiplier keeps it healthy");
     }
 }

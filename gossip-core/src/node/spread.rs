@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use super::Node;
+use super::backlog::{Backlog, Subject};
 use super::timers::Timer;
 use crate::identity::NodeId;
 use crate::membership::Member;
@@ -13,7 +14,7 @@ use crate::wire::{ENCRYPTED_OVERHEAD, SignedPacket};
 #[derive(Debug, Default)]
 pub(super) struct Spread {
     /// Updates to piggyback and gossip, each until its retransmit budget is spent.
-    pub(super) queue: Vec<Queued>,
+    pub(super) queue: Backlog,
     /// What became news while handling the current input (pushed by `flush`).
     pub(super) fresh: Vec<SignedPacket>,
     /// Who sent the input being handled: its news is not pushed back to it.
@@ -23,26 +24,8 @@ pub(super) struct Spread {
     pub(super) newcomers: Vec<NodeId>,
 }
 
-/// Bytes a piggybacked packet costs on top of its own length (MessagePack `bin` header).
-pub(super) const ITEM_OVERHEAD: usize = 5;
-
 /// Room left in a probe for its own fields when filling the rest with piggyback.
 pub(super) const PROBE_FIELDS: usize = 64;
-
-/// What an update is about: a newer update about the same subject replaces the queued one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Subject {
-    Member(NodeId),
-    Metadata(NodeId),
-    Broadcast(NodeId, u64),
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Queued {
-    pub(super) subject: Subject,
-    pub(super) packet: SignedPacket,
-    pub(super) transmits: u32,
-}
 
 /// A member news is pushed to directly: up, dialable, not behind a relay.
 pub(super) fn is_push_target(m: &Member) -> bool {
@@ -74,25 +57,7 @@ impl Node {
     pub(super) fn enqueue(&mut self, subject: Subject, packet: SignedPacket) {
         self.spread
             .queue
-            .retain(|q| q.subject != subject || matches!(subject, Subject::Broadcast(..)));
-        if self.spread.queue.len() >= self.config.max_queue {
-            // Drop the most-sent item: it has had the most chances already.
-            if let Some(i) = self
-                .spread
-                .queue
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, q)| q.transmits)
-                .map(|(i, _)| i)
-            {
-                self.spread.queue.swap_remove(i);
-            }
-        }
-        self.spread.queue.push(Queued {
-            subject,
-            packet: packet.clone(),
-            transmits: 0,
-        });
+            .push(subject, packet.clone(), self.config.max_queue);
         self.spread.fresh.push(packet);
         let fast = self
             .timers
@@ -113,20 +78,7 @@ impl Node {
             return Vec::new();
         }
         let limit = self.config.retransmit_limit(self.live_count());
-        self.spread.queue.sort_by_key(|q| q.transmits);
-        let mut used = 0;
-        let mut out = Vec::new();
-        for q in self.spread.queue.iter_mut() {
-            let cost = q.packet.len() + ITEM_OVERHEAD;
-            if used + cost > budget {
-                continue;
-            }
-            used += cost;
-            q.transmits += 1;
-            out.push(q.packet.clone());
-        }
-        self.spread.queue.retain(|q| q.transmits < limit);
-        out
+        self.spread.queue.take(budget, limit)
     }
 
     pub(super) fn gossip_round(&mut self, now: Instant) {

@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 
 use super::Node;
+use super::backlog::ITEM_OVERHEAD;
 use super::send::shuffle;
-use super::spread::ITEM_OVERHEAD;
 use crate::address::Address;
 use crate::identity::NodeId;
 use crate::membership::{Member, State, outranks};

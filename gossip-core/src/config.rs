@@ -53,6 +53,17 @@ pub struct Config {
     pub limits: Limits,
     /// Replay window.
     pub replay: ReplayConfig,
+    /// Most members, in any state, this node holds: records of more are dropped and counted
+    /// (`too_many_members`). Bounds what any key holder can make every node keep.
+    pub max_members: usize,
+    /// Most members one inbound frame may add (the rest of its records are dropped and counted;
+    /// push-pull fetches them again from honest peers).
+    pub max_new_members_per_frame: usize,
+    /// Most members one sender may introduce, other than itself, per `intake_window_ms`: a key
+    /// holder minting identities adds at most this many per window.
+    pub max_new_members_per_sender: usize,
+    /// The window of `max_new_members_per_sender`, in ms.
+    pub intake_window_ms: u64,
 }
 
 impl Config {
@@ -79,6 +90,10 @@ impl Config {
             max_queue: 16 * 1024,
             limits: Limits::default(),
             replay: ReplayConfig::default(),
+            max_members: 10_000,
+            max_new_members_per_frame: 256,
+            max_new_members_per_sender: 512,
+            intake_window_ms: 10_000,
         }
     }
 

@@ -47,6 +47,18 @@ pub enum DropReason {
     RelayRefused,
     /// No address or connection reaches the member.
     NoRoute,
+    // ----- refused from members that hold the key -----
+    /// A suspicion or death names an incarnation the accused never signed.
+    AccusationAhead,
+    /// An alive record claims a name a live member holds under another key.
+    NameTaken,
+    /// A relayed frame whose inner origin is not the member that asked to relay it.
+    RelayForged,
+    /// A member would be added beyond `Config::max_members`, or beyond the new members one frame
+    /// or one sender may introduce.
+    TooManyMembers,
+    /// An indirect probe of a member this node does not know: it dials only members.
+    UnknownProbeTarget,
 }
 
 impl DropReason {
@@ -70,6 +82,11 @@ impl DropReason {
             DropReason::IndirectProbeOverflow => "indirect_probe_overflow",
             DropReason::RelayRefused => "relay_refused",
             DropReason::NoRoute => "no_route",
+            DropReason::AccusationAhead => "accusation_ahead",
+            DropReason::NameTaken => "name_taken",
+            DropReason::RelayForged => "relay_forged",
+            DropReason::TooManyMembers => "too_many_members",
+            DropReason::UnknownProbeTarget => "unknown_probe_target",
         }
     }
 

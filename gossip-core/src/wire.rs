@@ -370,6 +370,14 @@ impl Codec {
         self.decode_payload(packet)
     }
 
+    /// The origin a frame claims, after decryption but before any signature or replay check:
+    /// enough for a relay to refuse forwarding someone else's frame, and nothing more (the
+    /// recipient verifies it).
+    pub fn peek_origin(&self, frame: &[u8]) -> Result<NodeId, WireError> {
+        let (_, packet) = self.open(frame)?;
+        Ok(packet.origin())
+    }
+
     fn open(&self, frame: &[u8]) -> Result<(u8, SignedPacket), WireError> {
         if frame.len() > self.limits.max_frame_bytes {
             return Err(TooLarge::Frame {

@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use gossip_core::message::{Alive, Leave, Relay, Suspect};
+use gossip_core::message::{Alive, Dead, Gossip, Leave, Message, Nack, PingReq, Relay, Suspect};
 use gossip_core::{
-    Address, CommandError, Config, DropReason, Event, Instant, Keyring, Node, NodeId, State,
-    Transmit,
+    Address, Codec, CommandError, Config, DropReason, Event, Identity, Instant, Keyring, Limits,
+    Node, NodeId, ReplayConfig, SignedPacket, State, Transmit,
 };
 
 fn addr(i: u8) -> Address {
@@ -316,4 +316,267 @@ fn typed_messages_round_trip_between_nodes() {
     });
     let answer: Vec<String> = gossip_core::typed::from_bytes(&answer.expect("response")).unwrap();
     assert_eq!(answer, vec!["a", "a", "a"]);
+}
+
+// ----- hostile members: they hold the cluster key and sign what they like -------------------
+
+/// A frame signed by the member `signer` (any key holder), sealed with the cluster key.
+fn signed_by(signer: &Identity, logical: u16, message: Message) -> Vec<u8> {
+    Codec::new(
+        signer.clone(),
+        Keyring::new(key(1)),
+        Limits::default(),
+        ReplayConfig::default(),
+    )
+    .encode(&mut CountingRng(logical as u8), ts(logical), 0, &message)
+    .unwrap()
+}
+
+fn alive_record(signer: &Identity, name: &str, incarnation: u64) -> SignedPacket {
+    let alive = Alive {
+        incarnation,
+        addrs: vec![Address::Udp("127.0.0.99:7946".parse().unwrap())],
+        name: name.into(),
+    };
+    Codec::new(
+        signer.clone(),
+        Keyring::new(key(1)),
+        Limits::default(),
+        ReplayConfig::default(),
+    )
+    .sign(ts(incarnation as u16), &alive.into())
+    .unwrap()
+}
+
+fn minted(i: u32) -> Identity {
+    let mut secret = [0xaa; 32];
+    secret[..4].copy_from_slice(&i.to_le_bytes());
+    Identity::from_secret_bytes(secret)
+}
+
+fn drops(n: &Node, reason: DropReason) -> u64 {
+    n.stats().drops.get(&reason).copied().unwrap_or(0)
+}
+
+/// Runs the cluster's timers for `ms` of virtual time from `from_ms`.
+fn run(nodes: &mut [Node], from_ms: u64, ms: u64) {
+    for t in (from_ms..from_ms + ms).step_by(50) {
+        let now = Instant::from_millis(t);
+        nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+        pump(nodes, now);
+    }
+}
+
+#[test]
+fn an_accusation_above_the_incarnation_the_member_signed_is_refused_everywhere() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let victim = nodes[2].id();
+    let inc = nodes[2].local().incarnation;
+    // A key holder that is not even a member buries node 3 at an incarnation it never signed,
+    // and accuses node 1 to its face at u64::MAX.
+    let liar = minted(1);
+    let dead = signed_by(
+        &liar,
+        9,
+        Dead {
+            node: victim,
+            incarnation: u64::MAX,
+        }
+        .into(),
+    );
+    let suspect_me = signed_by(
+        &liar,
+        10,
+        Suspect {
+            node: nodes[0].id(),
+            incarnation: u64::MAX,
+        }
+        .into(),
+    );
+    let mine = nodes[0].local().incarnation;
+    let _ = nodes[0].handle_packet(now, addr(9), &dead);
+    let _ = nodes[0].handle_packet(now, addr(9), &suspect_me);
+    assert_eq!(nodes[0].member(&victim).unwrap().state, State::Alive);
+    assert_eq!(nodes[0].member(&victim).unwrap().incarnation, inc);
+    assert_eq!(nodes[0].local().incarnation, mine, "nothing to refute");
+    assert_eq!(drops(&nodes[0], DropReason::AccusationAhead), 2);
+    pump(&mut nodes, now);
+    run(&mut nodes, 6_050, 3_000);
+    for n in &nodes {
+        let m = n.member(&victim).unwrap();
+        assert_eq!(
+            (m.state, m.incarnation),
+            (State::Alive, inc),
+            "{}",
+            n.config().name
+        );
+    }
+    // An accusation at the incarnation the member signed is still heard, and refuted.
+    let honest = signed_by(
+        &liar,
+        11,
+        Suspect {
+            node: victim,
+            incarnation: inc,
+        }
+        .into(),
+    );
+    let _ = nodes[0].handle_packet(Instant::from_millis(9_100), addr(9), &honest);
+    assert_eq!(nodes[0].member(&victim).unwrap().state, State::Suspect);
+    pump(&mut nodes, Instant::from_millis(9_100));
+    run(&mut nodes, 9_150, 2_000);
+    for n in &nodes {
+        let m = n.member(&victim).unwrap();
+        assert_eq!(
+            (m.state, m.incarnation),
+            (State::Alive, inc + 1),
+            "{}",
+            n.config().name
+        );
+    }
+}
+
+#[test]
+fn a_live_members_name_cannot_be_taken_by_another_key() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let holder = nodes[2].id();
+    let squatter = minted(2);
+    let claim = alive_record(&squatter, "n3", u64::MAX - 1);
+    let frame = signed_by(&squatter, 9, Gossip { items: vec![claim] }.into());
+    let _ = nodes[0].handle_packet(now, addr(9), &frame);
+    assert!(nodes[0].member(&squatter.id()).is_none());
+    assert_eq!(nodes[0].member(&holder).unwrap().state, State::Alive);
+    assert_eq!(drops(&nodes[0], DropReason::NameTaken), 1);
+    // This node's own name is not free either.
+    let mine = alive_record(&minted(3), "n1", 5);
+    let _ = nodes[0].handle_packet(
+        now,
+        addr(9),
+        &signed_by(&minted(3), 10, Gossip { items: vec![mine] }.into()),
+    );
+    assert!(nodes[0].member(&minted(3).id()).is_none());
+    // Once the holder has left, the name is free for a new identity.
+    nodes[2].leave(now);
+    pump(&mut nodes, now);
+    assert_eq!(nodes[0].member(&holder).unwrap().state, State::Left);
+    let claim = alive_record(&squatter, "n3", 7);
+    let frame = signed_by(&squatter, 11, Gossip { items: vec![claim] }.into());
+    let _ = nodes[0].handle_packet(Instant::from_millis(6_100), addr(9), &frame);
+    assert_eq!(nodes[0].member(&squatter.id()).unwrap().state, State::Alive);
+}
+
+#[test]
+fn an_indirect_probe_of_a_stranger_dials_nothing() {
+    let mut nodes = cluster(2, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let trap = Address::WebSocket("ws://127.0.0.1:9/x".into());
+    let req = signed_by(
+        &identity(2),
+        9,
+        PingReq {
+            seq: 77,
+            target: minted(4).id(),
+            addrs: vec![trap.clone()],
+        }
+        .into(),
+    );
+    let _ = nodes[0].handle_packet(now, addr(2), &req);
+    let mut sent: Vec<Transmit> = std::iter::from_fn(|| nodes[0].poll_transmit()).collect();
+    nodes[0].handle_timeout(Instant::from_millis(7_000));
+    sent.extend(std::iter::from_fn(|| nodes[0].poll_transmit()));
+    assert!(sent.iter().all(|t| t.to != trap), "dialed {trap}");
+    assert_eq!(drops(&nodes[0], DropReason::UnknownProbeTarget), 1);
+    // The requester still hears back in time (a nack), so its own health is not blamed.
+    assert!(sent.iter().any(|t| t.to == addr(2)));
+}
+
+#[test]
+fn minted_identities_cannot_fill_the_member_table() {
+    let config = Config {
+        max_new_members_per_frame: 50,
+        max_new_members_per_sender: 80,
+        ..Config::lan()
+    };
+    let mut nodes = cluster(3, config);
+    let sender = identity(2);
+    // Three frames of 300 members each, every record validly signed by its minted identity.
+    for (f, logical) in (0..3u32).zip(20u16..) {
+        let items = (0..300)
+            .map(|i| alive_record(&minted(1_000 + f * 300 + i), "", 1))
+            .collect();
+        let frame = signed_by(&sender, logical, Gossip { items }.into());
+        let _ = nodes[0].handle_packet(Instant::from_millis(6_000), addr(2), &frame);
+    }
+    // 50 + 30: the frame cap, then the sender's share for the window.
+    assert_eq!(nodes[0].members().count(), 3 + 80);
+    assert_eq!(drops(&nodes[0], DropReason::TooManyMembers), 900 - 80);
+    // A member introducing itself costs its sender nothing: joins still work.
+    let newcomer = minted(9_999);
+    let own = alive_record(&newcomer, "late", 1);
+    let frame = signed_by(&newcomer, 30, Gossip { items: vec![own] }.into());
+    let _ = nodes[0].handle_packet(Instant::from_millis(6_001), addr(9), &frame);
+    assert!(nodes[0].member(&newcomer.id()).is_some());
+    // After the window, the sender may introduce members again.
+    let later = (0..10)
+        .map(|i| alive_record(&minted(5_000 + i), "", 1))
+        .collect();
+    let frame = signed_by(&sender, 31, Gossip { items: later }.into());
+    let _ = nodes[0].handle_packet(Instant::from_millis(16_001), addr(2), &frame);
+    assert_eq!(nodes[0].members().count(), 3 + 80 + 1 + 10);
+}
+
+#[test]
+fn the_member_table_has_a_hard_bound() {
+    let config = Config {
+        max_members: 20,
+        ..Config::lan()
+    };
+    let mut nodes = cluster(3, config);
+    for i in 0..40u32 {
+        let id = minted(i);
+        let own = alive_record(&id, "", 1);
+        let frame = signed_by(&id, 9, Gossip { items: vec![own] }.into());
+        let _ = nodes[0].handle_packet(Instant::from_millis(6_000), addr(9), &frame);
+    }
+    assert_eq!(nodes[0].members().count(), 20);
+    assert_eq!(drops(&nodes[0], DropReason::TooManyMembers), 23);
+}
+
+#[test]
+fn a_relay_carries_only_frames_its_requester_signed() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    // A browser-like member relayed through node 1.
+    let leaf = minted(7);
+    let alive = Alive {
+        incarnation: 1,
+        addrs: vec![Address::Relayed(nodes[0].id())],
+        name: "leaf".into(),
+    };
+    let _ = nodes[0].handle_packet(now, addr(9), &signed_by(&leaf, 9, alive.into()));
+    assert!(nodes[0].member(&leaf.id()).is_some());
+    std::iter::from_fn(|| nodes[0].poll_transmit()).for_each(drop);
+    // Node 2 asks node 1 to hand the leaf a frame node 3 signed: refused.
+    let forged_inner = signed_by(&identity(3), 10, Nack { seq: 1 }.into());
+    let relay = |inner: Vec<u8>, logical| {
+        signed_by(
+            &identity(2),
+            logical,
+            Relay {
+                to: leaf.id(),
+                frame: inner.into(),
+            }
+            .into(),
+        )
+    };
+    let _ = nodes[0].handle_packet(now, addr(2), &relay(forged_inner, 11));
+    assert_eq!(nodes[0].poll_transmit(), None);
+    assert_eq!(drops(&nodes[0], DropReason::RelayForged), 1);
+    // Its own frame is carried.
+    let own_inner = signed_by(&identity(2), 12, Nack { seq: 2 }.into());
+    let _ = nodes[0].handle_packet(now, addr(2), &relay(own_inner.clone(), 13));
+    let t = nodes[0].poll_transmit().expect("relayed");
+    assert_eq!((t.to, t.bytes), (Address::Relayed(leaf.id()), own_inner));
 }

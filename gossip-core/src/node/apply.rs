@@ -15,13 +15,42 @@ use crate::message::{Alive, Dead, Leave, Message, Metadata, Suspect};
 use crate::time::Instant;
 use crate::wire::SignedPacket;
 
-/// Members this node buried and forgot, kept long enough to refuse their stale records.
+/// What applying one verified update did. Only news is passed on; a refusal was counted.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// It changed what this node knows.
+    News,
+    /// It was known already, is older than what is known, or is about nobody we know.
+    Known,
+    /// A rule refused it (counted under the reason).
+    Refused(DropReason),
+}
+
+impl Applied {
+    pub(super) fn is_news(self) -> bool {
+        self == Applied::News
+    }
+}
+
+/// How far above our own incarnation an accusation about us may be and still be refuted: a
+/// previous life of ours may have signed a higher incarnation than this one started at, but
+/// nobody honest holds one 2^32 above it, and refuting that would hand the accuser our counter.
+const MAX_REFUTE_JUMP: u64 = 1 << 32;
+
+/// Who may enter the member table: members buried and forgotten (kept long enough to refuse
+/// their stale records) and the bounds on how fast new members come in.
 #[derive(Debug, Default)]
-pub(super) struct Graves {
+pub(super) struct Gate {
     /// Reaped members: the incarnation they were buried at, and until when it is remembered.
     pub(super) tombstones: HashMap<NodeId, (u64, Instant)>,
     /// Members challenged with their burial, and when they may be challenged again.
     pub(super) challenged: HashMap<NodeId, Instant>,
+    /// Members added while handling the current frame.
+    pub(super) added_this_frame: usize,
+    /// Members each sender introduced (other than itself) in the current intake window.
+    introduced: HashMap<NodeId, usize>,
+    intake_window_end: Option<Instant>,
 }
 
 /// Newcomers remembered per input; one frame holds at most a few hundred items.
@@ -44,13 +73,13 @@ impl Node {
             self.probing.detectors.remove(&id);
             self.hub.leaves.remove(&id);
             if let Some(m) = self.members.remove(&id) {
-                self.graves
+                self.gate
                     .tombstones
                     .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
             }
         }
-        self.graves.tombstones.retain(|_, (_, until)| *until > now);
-        self.graves.challenged.retain(|_, next| *next > now);
+        self.gate.tombstones.retain(|_, (_, until)| *until > now);
+        self.gate.challenged.retain(|_, next| *next > now);
     }
 
     pub(super) fn receive_items(&mut self, now: Instant, items: Vec<SignedPacket>) {
@@ -81,21 +110,23 @@ impl Node {
             Message::Metadata(_) => Subject::Metadata(origin),
             _ => Subject::Broadcast(origin, packet.id().to_u64()),
         };
-        let news = self.apply(now, origin, message, &packet);
-        if news {
-            self.enqueue(subject, packet);
+        let applied = self.apply(now, origin, message, &packet);
+        match applied {
+            Applied::News => self.enqueue(subject, packet),
+            Applied::Refused(reason) => self.shell.count_drop(reason),
+            Applied::Known => {}
         }
-        news
+        applied.is_news()
     }
 
-    /// Applies a verified update; true if it was news (and should be passed on).
+    /// Applies a verified update.
     pub(super) fn apply(
         &mut self,
         now: Instant,
         origin: NodeId,
         message: Message,
         packet: &SignedPacket,
-    ) -> bool {
+    ) -> Applied {
         match message {
             Message::Alive(a) => self.apply_alive(now, origin, a, packet),
             Message::Suspect(s) => self.apply_suspect(now, origin, s, packet),
@@ -110,12 +141,9 @@ impl Node {
                         data: b.data.into_vec(),
                     });
                 }
-                true
+                Applied::News
             }
-            _ => {
-                self.shell.count_drop(DropReason::NotAnUpdate);
-                false
-            }
+            _ => Applied::Refused(DropReason::NotAnUpdate),
         }
     }
 
@@ -125,18 +153,25 @@ impl Node {
         origin: NodeId,
         a: Alive,
         packet: &SignedPacket,
-    ) -> bool {
+    ) -> Applied {
         if origin == self.id {
-            return false;
+            return Applied::Known;
         }
-        if let Some(&(buried_at, _)) = self.graves.tombstones.get(&origin)
+        if let Some(&(buried_at, _)) = self.gate.tombstones.get(&origin)
             && buried_at >= a.incarnation
         {
             self.challenge(now, origin, buried_at, &a.addrs);
-            return false;
+            return Applied::Known;
+        }
+        let renamed = self.members.get(&origin).is_none_or(|m| m.name != a.name);
+        if renamed && self.name_taken(origin, &a.name) {
+            return Applied::Refused(DropReason::NameTaken);
         }
         match self.members.get_mut(&origin) {
             None => {
+                if !self.admit(now, origin) {
+                    return Applied::Refused(DropReason::TooManyMembers);
+                }
                 let name = a.name.clone();
                 self.members.insert(
                     origin,
@@ -155,7 +190,7 @@ impl Node {
                         meta: None,
                     },
                 );
-                self.graves.tombstones.remove(&origin);
+                self.gate.tombstones.remove(&origin);
                 self.track_leaf(origin);
                 if self.spread.newcomers.len() < NEWCOMERS_MAX {
                     self.spread.newcomers.push(origin);
@@ -170,12 +205,11 @@ impl Node {
                     name: name.clone(),
                 });
                 self.regroup(origin);
-                self.resolve_name_conflict(now, origin, &name, a.incarnation);
-                true
+                Applied::News
             }
             Some(m) => {
                 if a.incarnation <= m.incarnation {
-                    return false;
+                    return Applied::Known;
                 }
                 let was = m.state;
                 m.incarnation = a.incarnation;
@@ -195,44 +229,48 @@ impl Node {
                 if was.is_down() {
                     self.regroup(origin);
                 }
-                self.resolve_name_conflict(now, origin, &a.name, a.incarnation);
-                true
+                Applied::News
             }
         }
     }
 
-    /// A restarted node with a new identity but the same name replaces its earlier self.
-    pub(super) fn resolve_name_conflict(
-        &mut self,
-        now: Instant,
-        id: NodeId,
-        name: &str,
-        incarnation: u64,
-    ) {
-        if name.is_empty() {
-            return;
+    /// Whether a member new to this node may be added, within `max_members` and the intake
+    /// bounds per frame and per sender (see `Config::max_new_members_per_sender`). A member
+    /// introducing itself costs its sender nothing: that is how every join starts.
+    fn admit(&mut self, now: Instant, newcomer: NodeId) -> bool {
+        let gate = &mut self.gate;
+        if gate.intake_window_end.is_none_or(|end| now >= end) {
+            gate.introduced.clear();
+            gate.intake_window_end = Some(now.plus_millis(self.config.intake_window_ms));
         }
-        let older: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| {
-                m.id != id
-                    && m.id != self.id
-                    && m.name == name
-                    && !m.state.is_down()
-                    && m.incarnation < incarnation
-            })
-            .map(|m| m.id)
-            .collect();
-        for old in older {
-            if let Some(m) = self.members.get_mut(&old) {
-                m.state = State::Left;
-                m.since = now;
-                self.probing.suspicions.remove(&old);
-                self.shell.push_event(Event::MemberLeft { id: old });
-                self.member_down(old);
+        if self.members.len() >= self.config.max_members
+            || gate.added_this_frame >= self.config.max_new_members_per_frame
+        {
+            return false;
+        }
+        if let Some(sender) = self.spread.fresh_from.filter(|s| *s != newcomer) {
+            // Bounded: a sender enters the map only by introducing a member, at most
+            // `max_members` senders per window can.
+            let count = gate.introduced.entry(sender).or_insert(0);
+            if *count >= self.config.max_new_members_per_sender {
+                return false;
             }
+            *count += 1;
         }
+        gate.added_this_frame += 1;
+        true
+    }
+
+    /// A name belongs to one live member (this node included): another key cannot take it
+    /// while its holder is up, since every node would then have to choose which of the two
+    /// to believe. A restarted node with a new identity gets its name once the old one is dead or
+    /// left; keep the identity across restarts to come back at once.
+    pub(super) fn name_taken(&self, claimant: NodeId, name: &str) -> bool {
+        !name.is_empty()
+            && self
+                .members
+                .values()
+                .any(|m| m.id != claimant && m.name == name && !m.state.is_down())
     }
 
     pub(super) fn apply_suspect(
@@ -241,10 +279,10 @@ impl Node {
         accuser: NodeId,
         s: Suspect,
         packet: &SignedPacket,
-    ) -> bool {
+    ) -> Applied {
         if s.node == self.id {
             self.refute(now, s.incarnation);
-            return false;
+            return Applied::Known;
         }
         let n = self.live_count();
         let (min_ms, max_ms) = self.config.suspicion_timeout_ms(n);
@@ -254,21 +292,26 @@ impl Node {
             0
         };
         let Some(m) = self.members.get_mut(&s.node) else {
-            return false;
+            return Applied::Known;
         };
-        if m.state.is_down() || s.incarnation < m.incarnation {
-            return false;
+        // `m.incarnation` only ever comes from a record the member signed itself: nobody can
+        // honestly accuse it of an incarnation it never claimed.
+        if s.incarnation > m.incarnation {
+            return Applied::Refused(DropReason::AccusationAhead);
         }
-        if m.state == State::Suspect && s.incarnation == m.incarnation {
+        if m.state.is_down() || s.incarnation < m.incarnation {
+            return Applied::Known;
+        }
+        if m.state == State::Suspect {
             // Lifeguard: an independent confirmation shortens the timeout, and is passed on.
             let Some(sus) = self.probing.suspicions.get_mut(&s.node) else {
-                return false;
+                return Applied::Known;
             };
             if !sus.confirmations.insert(accuser) {
-                return false;
+                return Applied::Known;
             }
             sus.recompute();
-            return true;
+            return Applied::News;
         }
         m.state = State::Suspect;
         m.incarnation = s.incarnation;
@@ -286,19 +329,22 @@ impl Node {
         sus.recompute();
         self.probing.suspicions.insert(s.node, sus);
         self.shell.push_event(Event::MemberSuspect { id: s.node });
-        true
+        Applied::News
     }
 
-    pub(super) fn apply_dead(&mut self, now: Instant, d: Dead, packet: &SignedPacket) -> bool {
+    pub(super) fn apply_dead(&mut self, now: Instant, d: Dead, packet: &SignedPacket) -> Applied {
         if d.node == self.id {
             self.refute(now, d.incarnation);
-            return false;
+            return Applied::Known;
         }
         let Some(m) = self.members.get_mut(&d.node) else {
-            return false;
+            return Applied::Known;
         };
+        if d.incarnation > m.incarnation {
+            return Applied::Refused(DropReason::AccusationAhead);
+        }
         if m.state.is_down() || d.incarnation < m.incarnation {
-            return false;
+            return Applied::Known;
         }
         m.state = State::Dead;
         m.incarnation = d.incarnation;
@@ -307,7 +353,7 @@ impl Node {
         self.probing.suspicions.remove(&d.node);
         self.shell.push_event(Event::MemberDead { id: d.node });
         self.member_down(d.node);
-        true
+        Applied::News
     }
 
     pub(super) fn apply_leave(
@@ -316,12 +362,12 @@ impl Node {
         origin: NodeId,
         l: Leave,
         packet: &SignedPacket,
-    ) -> bool {
+    ) -> Applied {
         let Some(m) = self.members.get_mut(&origin) else {
-            return false;
+            return Applied::Known;
         };
         if origin == self.id || m.state == State::Left || l.incarnation < m.incarnation {
-            return false;
+            return Applied::Known;
         }
         m.state = State::Left;
         m.incarnation = l.incarnation;
@@ -330,7 +376,7 @@ impl Node {
         self.probing.suspicions.remove(&origin);
         self.shell.push_event(Event::MemberLeft { id: origin });
         self.member_down(origin);
-        true
+        Applied::News
     }
 
     pub(super) fn apply_metadata(
@@ -338,18 +384,19 @@ impl Node {
         origin: NodeId,
         meta: Metadata,
         packet: &SignedPacket,
-    ) -> bool {
+    ) -> Applied {
         let max = self.config.max_metadata_bytes;
         let Some(m) = self.members.get_mut(&origin) else {
-            return false;
+            return Applied::Known;
         };
         if origin == self.id || meta.version <= m.meta_version {
-            return false;
+            return Applied::Known;
         }
-        let size: usize = meta.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let size = meta.entries.iter().fold(0usize, |n, (k, v)| {
+            n.saturating_add(k.len()).saturating_add(v.len())
+        });
         if size > max {
-            self.shell.count_drop(DropReason::MetadataTooLarge);
-            return false;
+            return Applied::Refused(DropReason::MetadataTooLarge);
         }
         m.metadata = meta
             .entries
@@ -363,7 +410,7 @@ impl Node {
             version: meta.version,
         });
         self.regroup(origin);
-        true
+        Applied::News
     }
 
     /// An alive record arrived for a member we buried and forgot: either it is stale, or the
@@ -378,7 +425,7 @@ impl Node {
         addrs: &[Address],
     ) {
         if self
-            .graves
+            .gate
             .challenged
             .get(&node)
             .is_some_and(|next| now < *next)
@@ -392,10 +439,10 @@ impl Node {
         else {
             return;
         };
-        if self.graves.challenged.len() >= self.config.max_queue {
-            self.graves.challenged.retain(|_, next| *next > now);
+        if self.gate.challenged.len() >= self.config.max_queue {
+            self.gate.challenged.retain(|_, next| *next > now);
         }
-        self.graves
+        self.gate
             .challenged
             .insert(node, now.plus_millis(self.config.probe_interval_ms));
         self.send_to_addr(
@@ -419,13 +466,22 @@ impl Node {
     }
 
     /// Someone suspects or buried us at `incarnation`: outbid it with a fresh alive record.
+    /// An accusation far above our own incarnation names a number we never signed (others
+    /// refuse it for that reason): it is not refuted, so it cannot drive our counter to its end.
     pub(super) fn refute(&mut self, now: Instant, incarnation: u64) {
         let me = &self.members[&self.id];
         if self.left || incarnation < me.incarnation {
             return;
         }
+        let Some(next) = incarnation
+            .checked_add(1)
+            .filter(|_| incarnation - me.incarnation <= MAX_REFUTE_JUMP)
+        else {
+            self.shell.count_drop(DropReason::AccusationAhead);
+            return;
+        };
         let alive = Alive {
-            incarnation: incarnation + 1,
+            incarnation: next,
             addrs: me.addrs.clone(),
             name: me.name.clone(),
         };
@@ -436,7 +492,7 @@ impl Node {
                 .members
                 .get_mut(&self.id)
                 .expect("self is always a member");
-            me.incarnation = incarnation + 1;
+            me.incarnation = next;
             me.alive = packet.clone();
             self.enqueue(Subject::Member(self.id), packet);
         }

@@ -115,6 +115,20 @@ impl Node {
     pub(super) fn on_relay(&mut self, now: Instant, origin: NodeId, relay: Relay) {
         // Relay only for members this node serves, never for strangers (no open amplifier).
         let serves = |id: &NodeId| self.members.get(id).and_then(Member::relay) == Some(self.id);
+        if !serves(&relay.to) && !(serves(&origin) && relay.to != self.id) {
+            return self.shell.count_drop(DropReason::RelayRefused);
+        }
+        // The inner frame must be the requester's own, or one of a member it relays for: a relay
+        // never carries words a member did not sign to someone it speaks for. Opening it costs a
+        // decryption, not a signature check; its recipient verifies the signature.
+        let inner = match self.shell.codec.peek_origin(&relay.frame) {
+            Ok(inner) => inner,
+            Err(e) => return self.shell.drop_counted(&e),
+        };
+        let relayed_by = self.members.get(&inner).and_then(Member::relay);
+        if inner != origin && relayed_by != Some(origin) {
+            return self.shell.count_drop(DropReason::RelayForged);
+        }
         if serves(&relay.to) {
             let t = Transmit {
                 to: Address::Relayed(relay.to),
@@ -123,13 +137,11 @@ impl Node {
                 reliable: true,
             };
             self.shell.emit(t);
-        } else if serves(&origin) && relay.to != self.id {
+        } else {
             let bytes = relay.frame.into_vec();
             // The sender asked for a reliable link or would not have needed a relay (browsers only
             // have WebSockets): keep the relayed hop reliable too, so credits and acks are not lost.
             self.emit_to_member(now, relay.to, bytes, true);
-        } else {
-            self.shell.count_drop(DropReason::RelayRefused);
         }
     }
 }

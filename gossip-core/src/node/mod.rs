@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
-use self::apply::Graves;
+use self::apply::Gate;
 use self::hub::Hub;
 use self::probe::Probing;
 use self::spread::Spread;
@@ -60,8 +60,8 @@ pub struct Node {
     /// Codec, clocks, output queues and counters.
     shell: Shell<Event>,
     members: HashMap<NodeId, Member>,
-    /// Forgotten members and the challenges sent to them (`apply.rs`).
-    graves: Graves,
+    /// Who may enter the member table: tombstones, challenges, intake bounds (`apply.rs`).
+    gate: Gate,
     /// Failure detection (`probe.rs`).
     probing: Probing,
     /// Dissemination (`spread.rs`).
@@ -137,7 +137,7 @@ impl Node {
             id,
             shell: Shell::new(codec, hlc, now, wall_ms, config.max_queue),
             members: HashMap::from([(id, me)]),
-            graves: Graves::default(),
+            gate: Gate::default(),
             probing: Probing::new(seq),
             spread: Spread::default(),
             hub: Hub::new(now),
@@ -236,6 +236,7 @@ impl Node {
     ) -> Result<NodeId, Refused> {
         self.timers.advance(now);
         let inbound = self.shell.decode(now, bytes)?;
+        self.gate.added_this_frame = 0;
         let origin = inbound.origin();
         if let Some(phi) = self.config.phi
             && self.members.contains_key(&inbound.origin())

@@ -330,10 +330,13 @@ impl Node {
             target: req.target,
             piggyback: Vec::new(),
         };
+        // Only members are dialed, at the addresses they signed themselves: the addresses in the
+        // request are the requester's word, and dialing them would let any key holder make this
+        // node connect anywhere (with its credentials). An unknown target gets a nack in time.
         if self.members.contains_key(&req.target) {
             self.send_to_member(now, req.target, ping.into(), false);
-        } else if let Some(addr) = req.addrs.first().cloned() {
-            self.send_to_addr(now, addr, Some(req.target), ping.into(), false);
+        } else {
+            self.shell.count_drop(DropReason::UnknownProbeTarget);
         }
     }
 
@@ -372,7 +375,7 @@ impl Node {
             incarnation: m.incarnation,
         };
         if let Some(packet) = self.shell.sign(now, msg.clone().into())
-            && self.apply_suspect(now, self.id, msg, &packet)
+            && self.apply_suspect(now, self.id, msg, &packet).is_news()
         {
             self.enqueue(Subject::Member(target), packet);
         }
@@ -390,7 +393,7 @@ impl Node {
             self.probing.suspicions.remove(&node);
             let msg = Dead { node, incarnation };
             if let Some(packet) = self.shell.sign(now, msg.clone().into())
-                && self.apply_dead(now, msg, &packet)
+                && self.apply_dead(now, msg, &packet).is_news()
             {
                 self.enqueue(Subject::Member(node), packet);
             }

@@ -153,7 +153,7 @@ impl Node {
             None => {
                 !state.is_down()
                     && self
-                        .graves
+                        .gate
                         .tombstones
                         .get(&e.node)
                         .is_none_or(|(inc, _)| *inc < e.incarnation)

@@ -59,6 +59,8 @@ pub enum DropReason {
     TooManyMembers,
     /// An indirect probe of a member this node does not know: it dials only members.
     UnknownProbeTarget,
+    /// A message kind of the other engine (the overlay's at a `Node`, or the reverse).
+    WrongEngine,
 }
 
 impl DropReason {
@@ -87,6 +89,7 @@ impl DropReason {
             DropReason::RelayForged => "relay_forged",
             DropReason::TooManyMembers => "too_many_members",
             DropReason::UnknownProbeTarget => "unknown_probe_target",
+            DropReason::WrongEngine => "wrong_engine",
         }
     }
 

@@ -198,112 +198,150 @@ pub struct Response {
 }
 
 macro_rules! messages {
-    ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
-        /// Every message kind, with its wire code.
+    ($(
+        $(#[$gdoc:meta])* $group:ident($genum:ident) {
+            $($(#[$doc:meta])* $variant:ident($ty:ident) = $code:literal,)*
+        }
+    )*) => {
+        /// Every message kind, nested by the part of the engine that owns it. Each kind keeps its
+        /// one-byte wire code (`docs/PROTOCOL.md`); the nesting exists only in memory.
         #[derive(Debug, Clone, PartialEq, Eq)]
         #[non_exhaustive]
         pub enum Message {
-            $($(#[$doc])* $variant($variant),)*
+            $($(#[$gdoc])* $group($genum),)*
         }
+
+        $(
+            $(#[$gdoc])*
+            #[derive(Debug, Clone, PartialEq, Eq)]
+            pub enum $genum {
+                $($(#[$doc])* $variant($ty),)*
+            }
+
+            impl From<$genum> for Message {
+                fn from(m: $genum) -> Self { Message::$group(m) }
+            }
+
+            $(
+                impl From<$ty> for $genum {
+                    fn from(m: $ty) -> Self { $genum::$variant(m) }
+                }
+
+                impl From<$ty> for Message {
+                    fn from(m: $ty) -> Self { Message::$group($genum::$variant(m)) }
+                }
+            )*
+        )*
 
         impl Message {
             /// The kind's one-byte wire code.
             pub fn kind(&self) -> u8 {
-                match self { $(Message::$variant(_) => $code,)* }
+                match self { $($(Message::$group($genum::$variant(_)) => $code,)*)* }
             }
 
             /// Whether `kind` names a message this node understands.
             // Codes are listed, not ranged: retired codes leave holes that must stay unknown.
             #[allow(clippy::manual_range_patterns)]
             pub fn is_known_kind(kind: u8) -> bool {
-                matches!(kind, $($code)|*)
+                matches!(kind, $($($code)|*)|*)
             }
 
             pub(crate) fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
-                match self { $(Message::$variant(m) => rmp_serde::encode::write(out, m),)* }
+                match self { $($(Message::$group($genum::$variant(m)) => rmp_serde::encode::write(out, m),)*)* }
             }
 
             pub(crate) fn read_payload(kind: u8, payload: &[u8]) -> Result<Self, WireError> {
                 match kind {
-                    $($code => decode(payload).map(Message::$variant),)*
+                    $($($code => decode::<$ty>(payload).map(|m| Message::$group($genum::$variant(m))),)*)*
                     other => Err(Incompatible::Kind(other).into()),
                 }
             }
         }
-
-        $(impl From<$variant> for Message {
-            fn from(m: $variant) -> Self { Message::$variant(m) }
-        })*
     };
 }
 
 messages! {
-    /// Direct probe.
-    Ping = 1,
-    /// Probe answer.
-    Ack = 2,
-    /// Indirect probe request.
-    PingReq = 3,
-    /// Indirect probe got no answer.
-    Nack = 4,
-    /// Standalone gossip.
-    Gossip = 5,
-    /// Member alive.
-    Alive = 6,
-    /// Member suspected.
-    Suspect = 7,
-    /// Member dead.
-    Dead = 8,
-    /// Member left.
-    Leave = 9,
-    /// User broadcast.
-    Broadcast = 10,
-    /// User direct message.
-    Direct = 11,
-    /// Push-pull anti-entropy.
-    Sync = 12,
-    /// Member metadata.
-    Metadata = 13,
-    /// Frame to forward to a relayed member.
-    Relay = 14,
-    /// User request.
-    Request = 15,
-    /// User response.
-    Response = 16,
-    /// Stream open.
-    StreamOpen = 17,
-    /// Stream accept.
-    StreamAccept = 18,
-    /// Stream data.
-    StreamData = 19,
-    /// Stream flow-control credit.
-    StreamCredit = 20,
-    /// Stream close.
-    StreamClose = 21,
-    /// Overlay: a new member asks its contact to take it in.
-    OverlayJoin = 22,
-    /// Overlay: a join's random walk.
-    ForwardJoin = 23,
-    /// Overlay: asks for an active link.
-    Neighbor = 24,
-    /// Overlay: answer to a join or a neighbor request.
-    NeighborReply = 25,
-    /// Overlay: an active link is dropped.
-    Disconnect = 26,
-    /// Overlay: a shuffle's random walk.
-    Shuffle = 27,
-    /// Overlay: answer to a shuffle.
-    ShuffleReply = 28,
-    /// Overlay: keeps an idle active link alive.
-    Heartbeat = 29,
-    /// Overlay broadcast: eager push along the tree.
-    EagerPush = 30,
-    /// Overlay broadcast: lazy push of ids.
-    IHave = 31,
-    /// Overlay broadcast: asks for a missing broadcast, joins the tree.
-    Graft = 32,
-    /// Overlay broadcast: leaves the tree.
-    Prune = 33,
+    /// SWIM's transport: probes, gossip envelopes, push-pull and relaying.
+    Membership(MembershipMessage) {
+        /// Direct probe.
+        Ping(Ping) = 1,
+        /// Probe answer.
+        Ack(Ack) = 2,
+        /// Indirect probe request.
+        PingReq(PingReq) = 3,
+        /// Indirect probe got no answer.
+        Nack(Nack) = 4,
+        /// Standalone gossip.
+        Gossip(Gossip) = 5,
+        /// Push-pull anti-entropy.
+        Sync(Sync) = 12,
+        /// Frame to forward to a relayed member.
+        Relay(Relay) = 14,
+    }
+    /// Signed records that change what members know; the only kinds that ride as gossip items.
+    Update(UpdateMessage) {
+        /// Member alive.
+        Alive(Alive) = 6,
+        /// Member suspected.
+        Suspect(Suspect) = 7,
+        /// Member dead.
+        Dead(Dead) = 8,
+        /// Member left.
+        Leave(Leave) = 9,
+        /// User broadcast.
+        Broadcast(Broadcast) = 10,
+        /// Member metadata.
+        Metadata(Metadata) = 13,
+    }
+    /// The application's messages between two members.
+    Application(ApplicationMessage) {
+        /// User direct message.
+        Direct(Direct) = 11,
+        /// User request.
+        Request(Request) = 15,
+        /// User response.
+        Response(Response) = 16,
+    }
+    /// Byte streams between two members.
+    Stream(StreamMessage) {
+        /// Stream open.
+        Open(StreamOpen) = 17,
+        /// Stream accept.
+        Accept(StreamAccept) = 18,
+        /// Stream data.
+        Data(StreamData) = 19,
+        /// Stream flow-control credit.
+        Credit(StreamCredit) = 20,
+        /// Stream close.
+        Close(StreamClose) = 21,
+    }
+    /// The partial-view overlay (HyParView + Plumtree); a [`Node`](crate::Node) refuses these.
+    Overlay(OverlayMessage) {
+        /// A new member asks its contact to take it in.
+        Join(OverlayJoin) = 22,
+        /// A join's random walk.
+        ForwardJoin(ForwardJoin) = 23,
+        /// Asks for an active link.
+        Neighbor(Neighbor) = 24,
+        /// Answer to a join or a neighbor request.
+        NeighborReply(NeighborReply) = 25,
+        /// An active link is dropped.
+        Disconnect(Disconnect) = 26,
+        /// A shuffle's random walk.
+        Shuffle(Shuffle) = 27,
+        /// Answer to a shuffle.
+        ShuffleReply(ShuffleReply) = 28,
+        /// Keeps an idle active link alive.
+        Heartbeat(Heartbeat) = 29,
+        /// Eager push along the tree.
+        EagerPush(EagerPush) = 30,
+        /// Lazy push of ids.
+        IHave(IHave) = 31,
+        /// Asks for a missing broadcast, joins the tree.
+        Graft(Graft) = 32,
+        /// Leaves the tree.
+        Prune(Prune) = 33,
+    }
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
@@ -325,54 +363,52 @@ impl Message {
                 Ok(())
             }
         };
+        use MembershipMessage as M;
+        use OverlayMessage as O;
+        use UpdateMessage as U;
         match self {
-            Message::Ping(m) => check("ping.piggyback", m.piggyback.len()),
-            Message::Ack(m) => check("ack.piggyback", m.piggyback.len()),
-            Message::PingReq(m) => check("ping_req.addrs", m.addrs.len()),
-            Message::Gossip(m) => check("gossip.items", m.items.len()),
-            Message::Alive(m) => check("alive.addrs", m.addrs.len()),
-            Message::Sync(m) => {
-                check("sync.digest", m.digest.len())?;
-                check("sync.states", m.states.len())
-            }
-            Message::Metadata(m) => check("metadata.entries", m.entries.len()),
-            Message::OverlayJoin(m) => check("overlay_join.addrs", m.addrs.len()),
-            Message::ForwardJoin(m) => check("forward_join.addrs", m.joiner.addrs.len()),
-            Message::Neighbor(m) => check("neighbor.addrs", m.addrs.len()),
-            Message::NeighborReply(m) => check("neighbor_reply.addrs", m.addrs.len()),
-            Message::Shuffle(m) => {
-                check("shuffle.addrs", m.origin.addrs.len())?;
-                check("shuffle.peers", m.peers.len())?;
-                m.peers
-                    .iter()
-                    .try_for_each(|p| check("shuffle.peers.addrs", p.addrs.len()))
-            }
-            Message::ShuffleReply(m) => {
-                check("shuffle_reply.peers", m.peers.len())?;
-                m.peers
-                    .iter()
-                    .try_for_each(|p| check("shuffle_reply.peers.addrs", p.addrs.len()))
-            }
-            Message::IHave(m) => check("ihave.ids", m.ids.len()),
-            Message::Nack(_)
-            | Message::Suspect(_)
-            | Message::Dead(_)
-            | Message::Leave(_)
-            | Message::Broadcast(_)
-            | Message::Direct(_)
-            | Message::Relay(_)
-            | Message::Request(_)
-            | Message::Response(_)
-            | Message::StreamOpen(_)
-            | Message::StreamAccept(_)
-            | Message::StreamData(_)
-            | Message::StreamCredit(_)
-            | Message::StreamClose(_)
-            | Message::Disconnect(_)
-            | Message::Heartbeat(_)
-            | Message::EagerPush(_)
-            | Message::Graft(_)
-            | Message::Prune(_) => Ok(()),
+            Message::Membership(m) => match m {
+                M::Ping(m) => check("ping.piggyback", m.piggyback.len()),
+                M::Ack(m) => check("ack.piggyback", m.piggyback.len()),
+                M::PingReq(m) => check("ping_req.addrs", m.addrs.len()),
+                M::Gossip(m) => check("gossip.items", m.items.len()),
+                M::Sync(m) => {
+                    check("sync.digest", m.digest.len())?;
+                    check("sync.states", m.states.len())
+                }
+                M::Nack(_) | M::Relay(_) => Ok(()),
+            },
+            Message::Update(u) => match u {
+                U::Alive(m) => check("alive.addrs", m.addrs.len()),
+                U::Metadata(m) => check("metadata.entries", m.entries.len()),
+                U::Suspect(_) | U::Dead(_) | U::Leave(_) | U::Broadcast(_) => Ok(()),
+            },
+            Message::Application(_) | Message::Stream(_) => Ok(()),
+            Message::Overlay(o) => match o {
+                O::Join(m) => check("overlay_join.addrs", m.addrs.len()),
+                O::ForwardJoin(m) => check("forward_join.addrs", m.joiner.addrs.len()),
+                O::Neighbor(m) => check("neighbor.addrs", m.addrs.len()),
+                O::NeighborReply(m) => check("neighbor_reply.addrs", m.addrs.len()),
+                O::Shuffle(m) => {
+                    check("shuffle.addrs", m.origin.addrs.len())?;
+                    check("shuffle.peers", m.peers.len())?;
+                    m.peers
+                        .iter()
+                        .try_for_each(|p| check("shuffle.peers.addrs", p.addrs.len()))
+                }
+                O::ShuffleReply(m) => {
+                    check("shuffle_reply.peers", m.peers.len())?;
+                    m.peers
+                        .iter()
+                        .try_for_each(|p| check("shuffle_reply.peers.addrs", p.addrs.len()))
+                }
+                O::IHave(m) => check("ihave.ids", m.ids.len()),
+                O::Disconnect(_)
+                | O::Heartbeat(_)
+                | O::EagerPush(_)
+                | O::Graft(_)
+                | O::Prune(_) => Ok(()),
+            },
         }
     }
 }

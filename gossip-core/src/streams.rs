@@ -77,6 +77,7 @@ use serde_bytes::ByteBuf;
 use thiserror::Error;
 
 use crate::identity::NodeId;
+pub use crate::message::StreamMessage;
 
 /// Set in a message's `stream` field when the message's sender is the stream's acceptor.
 pub const ACCEPTOR_BIT: u64 = 1 << 63;
@@ -150,21 +151,6 @@ pub struct StreamClose {
     pub reason: String,
 }
 
-/// Any stream message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamMessage {
-    /// See [`StreamOpen`].
-    Open(StreamOpen),
-    /// See [`StreamAccept`].
-    Accept(StreamAccept),
-    /// See [`StreamData`].
-    Data(StreamData),
-    /// See [`StreamCredit`].
-    Credit(StreamCredit),
-    /// See [`StreamClose`].
-    Close(StreamClose),
-}
-
 impl StreamMessage {
     /// The `stream` field of the message.
     pub fn stream(&self) -> u64 {
@@ -176,24 +162,6 @@ impl StreamMessage {
             StreamMessage::Close(m) => m.stream,
         }
     }
-}
-
-macro_rules! from_message {
-    ($($variant:ident($ty:ident),)*) => {$(
-        impl From<$ty> for StreamMessage {
-            fn from(m: $ty) -> Self {
-                StreamMessage::$variant(m)
-            }
-        }
-    )*};
-}
-
-from_message! {
-    Open(StreamOpen),
-    Accept(StreamAccept),
-    Data(StreamData),
-    Credit(StreamCredit),
-    Close(StreamClose),
 }
 
 /// Identifies a stream on this node: the peer, the opener's id, and which side opened it.

@@ -6,7 +6,7 @@ use common::*;
 use gossip_core::error::{
     EncodeError, Incompatible, Malformed, Replayed, TooLarge, Unauthenticated, WireError,
 };
-use gossip_core::message::{Broadcast, Gossip, Ping};
+use gossip_core::message::{Broadcast, Gossip, MembershipMessage, Ping};
 use gossip_core::wire::{ENCODING_LZ4, ENCODING_RAW, PREFIX_LEN};
 use gossip_core::{Keyring, Limits, Message, ReplayConfig, Timestamp};
 
@@ -52,7 +52,9 @@ fn piggybacked_packets_verify_on_their_own() {
         items: items.clone(),
     });
     let frame = sender.encode(&mut CountingRng(0), ts(0), 0, &msg).unwrap();
-    let Message::Gossip(got) = receiver.decode(&frame, NOW_MS).unwrap().message else {
+    let Message::Membership(MembershipMessage::Gossip(got)) =
+        receiver.decode(&frame, NOW_MS).unwrap().message
+    else {
         panic!("not gossip")
     };
     for (item, origin) in got.items.iter().zip([3, 4]) {

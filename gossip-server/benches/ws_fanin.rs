@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use gossip_core::hlc::Hlc;
-use gossip_core::message::{Ack, Alive, Message as Msg, Sync, sync_phase};
+use gossip_core::message::{
+    Ack, Alive, MembershipMessage, Message as Msg, Sync, UpdateMessage, sync_phase,
+};
 use gossip_core::{Address, Config, Event, Identity, Keyring, Limits, ReplayConfig};
 use gossip_server::{Gossip, GossipConfig};
 use rand_chacha::ChaCha20Rng;
@@ -172,7 +174,7 @@ async fn light_member(
         .await
         .unwrap();
     ws.send(Message::Binary(frame.into())).await.unwrap();
-    let broadcast_kind = Msg::Broadcast(gossip_core::message::Broadcast {
+    let broadcast_kind = Msg::from(gossip_core::message::Broadcast {
         topic: String::new(),
         data: Default::default(),
     })
@@ -187,7 +189,7 @@ async fn light_member(
             continue;
         };
         match inbound.message {
-            Msg::Ping(ping) if inbound.origin() == hub_id => {
+            Msg::Membership(MembershipMessage::Ping(ping)) if inbound.origin() == hub_id => {
                 let ack = Ack {
                     seq: ping.seq,
                     piggyback: Vec::new(),
@@ -198,11 +200,11 @@ async fn light_member(
                     return;
                 }
             }
-            Msg::Gossip(gossip) => {
+            Msg::Membership(MembershipMessage::Gossip(gossip)) => {
                 // Only broadcasts are verified: a light member keeps no member table, and
                 // checking every alive record of the join would cost it 1,000 signatures.
                 for item in gossip.items.iter().filter(|i| i.kind() == broadcast_kind) {
-                    if let Ok(Msg::Broadcast(b)) = codec.accept(item, wall)
+                    if let Ok(Msg::Update(UpdateMessage::Broadcast(b))) = codec.accept(item, wall)
                         && b.topic == "bench"
                         && b.data.len() == 12
                     {

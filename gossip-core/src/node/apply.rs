@@ -11,7 +11,7 @@ use crate::drop_reason::DropReason;
 use crate::event::Event;
 use crate::identity::NodeId;
 use crate::membership::{Member, State};
-use crate::message::{Alive, Dead, Leave, Message, Metadata, Suspect};
+use crate::message::{Alive, Dead, Leave, Message, Metadata, Suspect, UpdateMessage};
 use crate::time::Instant;
 use crate::wire::SignedPacket;
 
@@ -86,9 +86,10 @@ impl Node {
         let wall = self.shell.wall(now);
         for item in items {
             match self.shell.codec.accept(&item, wall) {
-                Ok(message) => {
-                    self.apply_and_spread(now, item.origin(), message, item);
+                Ok(Message::Update(update)) => {
+                    self.apply_and_spread(now, item.origin(), update, item);
                 }
+                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
                 Err(e) => self.shell.drop_counted(&e),
             }
         }
@@ -100,17 +101,17 @@ impl Node {
         &mut self,
         now: Instant,
         origin: NodeId,
-        message: Message,
+        update: UpdateMessage,
         packet: SignedPacket,
     ) -> bool {
-        let subject = match &message {
-            Message::Alive(_) | Message::Leave(_) => Subject::Member(origin),
-            Message::Suspect(s) => Subject::Member(s.node),
-            Message::Dead(d) => Subject::Member(d.node),
-            Message::Metadata(_) => Subject::Metadata(origin),
-            _ => Subject::Broadcast(origin, packet.id().to_u64()),
+        let subject = match &update {
+            UpdateMessage::Alive(_) | UpdateMessage::Leave(_) => Subject::Member(origin),
+            UpdateMessage::Suspect(s) => Subject::Member(s.node),
+            UpdateMessage::Dead(d) => Subject::Member(d.node),
+            UpdateMessage::Metadata(_) => Subject::Metadata(origin),
+            UpdateMessage::Broadcast(_) => Subject::Broadcast(origin, packet.id().to_u64()),
         };
-        let applied = self.apply(now, origin, message, &packet);
+        let applied = self.apply(now, origin, update, &packet);
         match applied {
             Applied::News => self.enqueue(subject, packet),
             Applied::Refused(reason) => self.shell.count_drop(reason),
@@ -124,16 +125,16 @@ impl Node {
         &mut self,
         now: Instant,
         origin: NodeId,
-        message: Message,
+        update: UpdateMessage,
         packet: &SignedPacket,
     ) -> Applied {
-        match message {
-            Message::Alive(a) => self.apply_alive(now, origin, a, packet),
-            Message::Suspect(s) => self.apply_suspect(now, origin, s, packet),
-            Message::Dead(d) => self.apply_dead(now, d, packet),
-            Message::Leave(l) => self.apply_leave(now, origin, l, packet),
-            Message::Metadata(m) => self.apply_metadata(origin, m, packet),
-            Message::Broadcast(b) => {
+        match update {
+            UpdateMessage::Alive(a) => self.apply_alive(now, origin, a, packet),
+            UpdateMessage::Suspect(s) => self.apply_suspect(now, origin, s, packet),
+            UpdateMessage::Dead(d) => self.apply_dead(now, d, packet),
+            UpdateMessage::Leave(l) => self.apply_leave(now, origin, l, packet),
+            UpdateMessage::Metadata(m) => self.apply_metadata(origin, m, packet),
+            UpdateMessage::Broadcast(b) => {
                 if origin != self.id {
                     self.shell.push_event(Event::Broadcast {
                         from: origin,
@@ -143,7 +144,6 @@ impl Node {
                 }
                 Applied::News
             }
-            _ => Applied::Refused(DropReason::NotAnUpdate),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::groups::{GroupError, GroupId, GroupSpec, Groups};
 use crate::identity::NodeId;
 use crate::membership::State;
 use crate::message::{
-    Alive, Broadcast, Direct, Leave, Message, Metadata, Request, Response, Sync, sync_phase,
+    Alive, Broadcast, Direct, Leave, Metadata, Request, Response, Sync, sync_phase,
 };
 use crate::requests::{Quorum, QuorumId, RequestId};
 use crate::streams::{StreamError, StreamKey, StreamMessage, StreamOutput};
@@ -411,16 +411,7 @@ impl Node {
     pub(super) fn stream_outputs(&mut self, now: Instant, outputs: Vec<StreamOutput>) {
         for out in outputs {
             match out {
-                StreamOutput::Send(peer, msg) => {
-                    let msg: Message = match msg {
-                        StreamMessage::Open(m) => m.into(),
-                        StreamMessage::Accept(m) => m.into(),
-                        StreamMessage::Data(m) => m.into(),
-                        StreamMessage::Credit(m) => m.into(),
-                        StreamMessage::Close(m) => m.into(),
-                    };
-                    self.send_to_member(now, peer, msg, true);
-                }
+                StreamOutput::Send(peer, msg) => self.send_to_member(now, peer, msg.into(), true),
                 other => self.shell.push_event(Event::Stream(other)),
             }
         }

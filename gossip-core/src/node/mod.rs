@@ -38,12 +38,12 @@ use crate::hlc::Hlc;
 use crate::identity::{Identity, NodeId};
 use crate::keyring::Keyring;
 use crate::membership::{Member, State};
-use crate::message::{Ack, Alive, Message};
+use crate::message::{Ack, Alive, ApplicationMessage, MembershipMessage, Message, UpdateMessage};
 use crate::requests::Requests;
 use crate::shell::Shell;
 use crate::streams::{StreamLimits, Streams};
 use crate::time::Instant;
-use crate::wire::{Codec, Inbound};
+use crate::wire::{Codec, Inbound, SignedPacket};
 
 /// One member of a cluster.
 ///
@@ -299,7 +299,17 @@ impl Node {
     fn dispatch(&mut self, now: Instant, from: Address, inbound: Inbound) {
         let origin = inbound.origin();
         match inbound.message {
-            Message::Ping(ping) => {
+            Message::Membership(m) => self.on_membership(now, origin, from, m),
+            Message::Update(u) => self.on_update(now, origin, from, u, inbound.packet),
+            Message::Application(a) => self.on_application(origin, a),
+            Message::Stream(s) => self.on_stream_message(now, origin, s),
+            Message::Overlay(_) => self.shell.count_drop(DropReason::WrongEngine),
+        }
+    }
+
+    fn on_membership(&mut self, now: Instant, origin: NodeId, from: Address, m: MembershipMessage) {
+        match m {
+            MembershipMessage::Ping(ping) => {
                 self.receive_items(now, ping.piggyback);
                 if ping.target != self.id || self.left {
                     return self.shell.count_drop(DropReason::PingNotForUs);
@@ -318,20 +328,55 @@ impl Node {
                     false,
                 );
             }
-            Message::Ack(ack) => {
+            MembershipMessage::Ack(ack) => {
                 self.receive_items(now, ack.piggyback);
                 self.on_ack(now, origin, ack.seq);
             }
-            Message::PingReq(req) => self.on_ping_req(now, origin, from, req),
-            Message::Nack(nack) => {
+            MembershipMessage::PingReq(req) => self.on_ping_req(now, origin, from, req),
+            MembershipMessage::Nack(nack) => {
                 if let Some(p) = self.probing.current.as_mut().filter(|p| p.seq == nack.seq) {
                     p.nacks += 1;
                 }
             }
-            Message::Gossip(g) => self.receive_items(now, g.items),
-            Message::Sync(sync) => self.on_sync(now, origin, from, sync),
-            Message::Relay(relay) => self.on_relay(now, origin, relay),
-            Message::Request(r) if r.to == self.id => {
+            MembershipMessage::Gossip(g) => self.receive_items(now, g.items),
+            MembershipMessage::Sync(sync) => self.on_sync(now, origin, from, sync),
+            MembershipMessage::Relay(relay) => self.on_relay(now, origin, relay),
+        }
+    }
+
+    /// A state update or broadcast sent as a frame of its own. One about us is a challenge
+    /// (see `challenge`): answer it with our alive record, refuted if needed.
+    fn on_update(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        from: Address,
+        update: UpdateMessage,
+        packet: SignedPacket,
+    ) {
+        let about_me = match &update {
+            UpdateMessage::Dead(d) => d.node == self.id,
+            UpdateMessage::Suspect(s) => s.node == self.id,
+            _ => false,
+        };
+        self.apply_and_spread(now, origin, update, packet);
+        if about_me && !self.left {
+            let alive = self.local().alive.clone();
+            if let Some(frame) = self.shell.seal(&mut self.rng, &alive) {
+                let reliable = frame.len() > self.config.udp_budget;
+                self.shell.emit(Transmit {
+                    to: from,
+                    node: Some(origin),
+                    bytes: frame,
+                    reliable,
+                });
+            }
+        }
+    }
+
+    fn on_application(&mut self, origin: NodeId, m: ApplicationMessage) {
+        match m {
+            ApplicationMessage::Request(r) if r.to == self.id => {
                 self.shell.push_event(Event::Request {
                     from: origin,
                     id: r.req,
@@ -339,7 +384,7 @@ impl Node {
                     data: r.data.into_vec(),
                 });
             }
-            Message::Response(r) if r.to == self.id => {
+            ApplicationMessage::Response(r) if r.to == self.id => {
                 let mut events = Vec::new();
                 if !self
                     .requests
@@ -349,47 +394,17 @@ impl Node {
                 }
                 events.into_iter().for_each(|e| self.shell.push_event(e));
             }
-            Message::Request(_) | Message::Response(_) => {
+            ApplicationMessage::Request(_) | ApplicationMessage::Response(_) => {
                 self.shell.count_drop(DropReason::RequestNotForUs)
             }
-            Message::StreamOpen(m) => self.on_stream_message(now, origin, m.into()),
-            Message::StreamAccept(m) => self.on_stream_message(now, origin, m.into()),
-            Message::StreamData(m) => self.on_stream_message(now, origin, m.into()),
-            Message::StreamCredit(m) => self.on_stream_message(now, origin, m.into()),
-            Message::StreamClose(m) => self.on_stream_message(now, origin, m.into()),
-            Message::Direct(d) => {
-                if d.to == self.id {
-                    self.shell.push_event(Event::Direct {
-                        from: origin,
-                        topic: d.topic,
-                        data: d.data.into_vec(),
-                    });
-                } else {
-                    self.shell.count_drop(DropReason::DirectNotForUs);
-                }
+            ApplicationMessage::Direct(d) if d.to == self.id => {
+                self.shell.push_event(Event::Direct {
+                    from: origin,
+                    topic: d.topic,
+                    data: d.data.into_vec(),
+                });
             }
-            message => {
-                // A state update or broadcast sent as a frame of its own. One about us is a
-                // challenge (see `challenge`): answer it with our alive record, refuted if needed.
-                let about_me = match &message {
-                    Message::Dead(d) => d.node == self.id,
-                    Message::Suspect(s) => s.node == self.id,
-                    _ => false,
-                };
-                self.apply_and_spread(now, origin, message, inbound.packet);
-                if about_me && !self.left {
-                    let alive = self.local().alive.clone();
-                    if let Some(frame) = self.shell.seal(&mut self.rng, &alive) {
-                        let reliable = frame.len() > self.config.udp_budget;
-                        self.shell.emit(Transmit {
-                            to: from,
-                            node: Some(origin),
-                            bytes: frame,
-                            reliable,
-                        });
-                    }
-                }
-            }
+            ApplicationMessage::Direct(_) => self.shell.count_drop(DropReason::DirectNotForUs),
         }
     }
 }

@@ -4,8 +4,10 @@ use super::Node;
 use super::backlog::ITEM_OVERHEAD;
 use super::send::shuffle;
 use crate::address::Address;
+use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
 use crate::membership::{Member, State, outranks};
+use crate::message::Message;
 use crate::message::{DigestEntry, Sync, sync_phase};
 use crate::time::Instant;
 use crate::wire::SignedPacket;
@@ -100,9 +102,10 @@ impl Node {
         let mut learned_from_peer = false;
         for state in sync.states {
             match self.shell.codec.verify(&state) {
-                Ok(message) => {
-                    learned_from_peer |= self.apply_and_spread(now, state.origin(), message, state);
+                Ok(Message::Update(update)) => {
+                    learned_from_peer |= self.apply_and_spread(now, state.origin(), update, state);
                 }
+                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
                 Err(e) => self.shell.drop_counted(&e),
             }
         }

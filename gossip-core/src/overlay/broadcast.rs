@@ -13,7 +13,7 @@ use crate::address::Address;
 use crate::error::{Replayed, TooLarge, WireError};
 use crate::hlc::Timestamp;
 use crate::identity::NodeId;
-use crate::message::{Broadcast, Message};
+use crate::message::{Broadcast, Message, UpdateMessage};
 use crate::time::Instant;
 use crate::wire::{ENCRYPTED_OVERHEAD, SignedPacket};
 
@@ -215,7 +215,7 @@ impl Overlay {
         }
         let wall = self.wall(now);
         let broadcast = match self.codec.accept(&m.packet, wall) {
-            Ok(Message::Broadcast(b)) => b,
+            Ok(Message::Update(UpdateMessage::Broadcast(b))) => b,
             Ok(_) => {
                 self.stats.drops.unexpected += 1;
                 return;

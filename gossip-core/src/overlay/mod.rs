@@ -66,7 +66,7 @@ use crate::address::Address;
 use crate::hlc::{Hlc, Timestamp};
 use crate::identity::{Identity, NodeId};
 use crate::keyring::Keyring;
-use crate::message::Message;
+use crate::message::{Message, OverlayMessage};
 use crate::time::Instant;
 use crate::transmit::Transmit;
 use crate::wire::Codec;
@@ -319,23 +319,23 @@ impl Overlay {
         if let Some(peer) = self.active.get_mut(&sender) {
             peer.last_heard = now;
         }
-        match inbound.message {
-            Message::OverlayJoin(m) => self.on_join(now, sender, from, m),
-            Message::ForwardJoin(m) => self.on_forward_join(now, sender, m),
-            Message::Neighbor(m) => self.on_neighbor(now, sender, from, m),
-            Message::NeighborReply(m) => self.on_neighbor_reply(now, sender, from, m),
-            Message::Disconnect(m) => self.on_disconnect(now, sender, from, m),
-            Message::Shuffle(m) => self.on_shuffle(now, sender, m),
-            Message::ShuffleReply(m) => self.on_shuffle_reply(m),
-            Message::Heartbeat(m) => self.on_heartbeat(now, sender, from, m),
-            Message::EagerPush(m) => self.on_eager(now, sender, from, m),
-            Message::IHave(m) => self.on_ihave(now, sender, from, m),
-            Message::Graft(m) => self.on_graft(now, sender, from, m),
-            Message::Prune(_) => self.on_prune(now, sender, from),
-            _ => {
-                self.stats.drops.unexpected += 1;
-                return None;
-            }
+        let Message::Overlay(message) = inbound.message else {
+            self.stats.drops.unexpected += 1;
+            return None;
+        };
+        match message {
+            OverlayMessage::Join(m) => self.on_join(now, sender, from, m),
+            OverlayMessage::ForwardJoin(m) => self.on_forward_join(now, sender, m),
+            OverlayMessage::Neighbor(m) => self.on_neighbor(now, sender, from, m),
+            OverlayMessage::NeighborReply(m) => self.on_neighbor_reply(now, sender, from, m),
+            OverlayMessage::Disconnect(m) => self.on_disconnect(now, sender, from, m),
+            OverlayMessage::Shuffle(m) => self.on_shuffle(now, sender, m),
+            OverlayMessage::ShuffleReply(m) => self.on_shuffle_reply(m),
+            OverlayMessage::Heartbeat(m) => self.on_heartbeat(now, sender, from, m),
+            OverlayMessage::EagerPush(m) => self.on_eager(now, sender, from, m),
+            OverlayMessage::IHave(m) => self.on_ihave(now, sender, from, m),
+            OverlayMessage::Graft(m) => self.on_graft(now, sender, from, m),
+            OverlayMessage::Prune(_) => self.on_prune(now, sender, from),
         }
         Some(sender)
     }

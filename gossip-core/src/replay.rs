@@ -98,6 +98,13 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// Refuses every id at or below `floor` from now on. A node sets it to its start time: it
+    /// remembers nothing from before it started, so a frame captured before a restart would
+    /// otherwise be accepted again while still inside the window.
+    pub fn raise_floor(&mut self, floor: Timestamp) {
+        self.floor = Some(self.floor.map_or(floor, |f| f.max(floor)));
+    }
+
     /// Records an authenticated (origin, id) and forgets what has left the window.
     pub fn record(&mut self, origin: NodeId, id: Timestamp) {
         self.seen.insert((id, origin));
@@ -117,6 +124,24 @@ impl ReplayGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_from_before_the_floor_is_accepted() {
+        let mut g = ReplayGuard::new(cfg(16));
+        g.raise_floor(Timestamp::new(5_000, 0));
+        let o = origin(1);
+        assert_eq!(
+            g.check(&o, Timestamp::new(4_990, 3), 5_010),
+            Err(Replayed::BelowFloor)
+        );
+        assert_eq!(g.check(&o, Timestamp::new(5_001, 0), 5_010), Ok(()));
+        // A lower floor never lowers it.
+        g.raise_floor(Timestamp::new(1_000, 0));
+        assert_eq!(
+            g.check(&o, Timestamp::new(4_999, 0), 5_010),
+            Err(Replayed::BelowFloor)
+        );
+    }
 
     fn origin(b: u8) -> NodeId {
         NodeId::from_bytes([b; 32])

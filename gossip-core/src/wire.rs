@@ -237,6 +237,11 @@ impl Codec {
         &self.replay
     }
 
+    /// Refuses every message id at or below `floor` (see [`ReplayGuard::raise_floor`]).
+    pub fn raise_replay_floor(&mut self, floor: Timestamp) {
+        self.replay.raise_floor(floor);
+    }
+
     /// Serializes, compresses (when it pays) and signs `message` as this node's message `id`.
     pub fn sign(&self, id: Timestamp, message: &Message) -> Result<SignedPacket, EncodeError> {
         message.validate(&self.limits)?;

@@ -580,3 +580,36 @@ fn a_relay_carries_only_frames_its_requester_signed() {
     let t = nodes[0].poll_transmit().expect("relayed");
     assert_eq!((t.to, t.bytes), (Address::Relayed(leaf.id()), own_inner));
 }
+
+#[test]
+fn a_frame_captured_before_a_restart_is_refused_after_it() {
+    let mut nodes = cluster(2, Config::lan());
+    let now = Instant::from_millis(6_000);
+    nodes[1].broadcast(now, "t", b"once".to_vec()).unwrap();
+    let captured: Vec<Transmit> = std::iter::from_fn(|| nodes[1].poll_transmit()).collect();
+    assert!(!captured.is_empty());
+    // Node 1 restarts 1 s later with the same identity; its replay memory is gone.
+    let later = Instant::from_millis(7_000);
+    let mut restarted = Node::new(
+        Config::lan().with_name("n1"),
+        identity(1),
+        Keyring::new(key(1)),
+        vec![addr(1)],
+        [42; 32],
+        later,
+        NOW_MS + 7_000,
+    );
+    for t in &captured {
+        assert!(restarted.handle_packet(later, addr(2), &t.bytes).is_err());
+    }
+    assert!(
+        !events(&mut restarted)
+            .iter()
+            .any(|e| matches!(e, Event::Broadcast { .. })),
+        "the replayed broadcast was delivered again"
+    );
+    assert_eq!(
+        drops(&restarted, DropReason::Replayed),
+        captured.len() as u64
+    );
+}

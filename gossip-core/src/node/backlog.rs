@@ -36,6 +36,10 @@ impl Backlog {
         self.queue.is_empty()
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     pub(super) fn clear(&mut self) {
         self.queue.clear();
     }
@@ -60,6 +64,24 @@ impl Backlog {
             packet,
             transmits: 0,
         });
+    }
+
+    /// Items too large to ever fit `budget`, each counted as sent once: they go in frames of
+    /// their own over a reliable link, and retire after `limit` sends like the rest.
+    pub(super) fn take_oversized(&mut self, budget: usize, limit: u32) -> Vec<SignedPacket> {
+        let mut out = Vec::new();
+        for q in self
+            .queue
+            .iter_mut()
+            .filter(|q| q.packet.len() + ITEM_OVERHEAD > budget)
+        {
+            q.transmits += 1;
+            out.push(q.packet.clone());
+        }
+        if !out.is_empty() {
+            self.queue.retain(|q| q.transmits < limit);
+        }
+        out
     }
 
     /// Least-sent items first, within `budget` bytes; an item retires after `limit` sends.
@@ -98,7 +120,11 @@ mod tests {
     fn packet(codec: &Codec, id: u64, size: usize) -> SignedPacket {
         let msg = Broadcast {
             topic: "t".into(),
-            data: vec![7; size].into(),
+            // Incompressible, so the size is what goes on the wire.
+            data: (0..size as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect::<Vec<u8>>()
+                .into(),
         };
         codec
             .sign(Timestamp::from_u64(id << 16), &msg.into())
@@ -112,12 +138,6 @@ mod tests {
             Limits::default(),
             ReplayConfig::default(),
         )
-    }
-
-    impl Backlog {
-        fn len(&self) -> usize {
-            self.queue.len()
-        }
     }
 
     #[test]
@@ -156,6 +176,24 @@ mod tests {
         }
         assert!(b.is_empty());
         assert!(b.take(2 * one, 3).is_empty());
+    }
+
+    #[test]
+    fn an_item_larger_than_the_budget_is_taken_alone_and_still_retires() {
+        let c = codec();
+        let me = c.identity().id();
+        let mut b = Backlog::default();
+        b.push(Subject::Broadcast(me, 1), packet(&c, 1, 3_000), 100);
+        b.push(Subject::Broadcast(me, 2), packet(&c, 2, 10), 100);
+        let budget = 1_000;
+        // The piggyback skips it, so before this it never left the queue.
+        assert_eq!(b.take(budget, 3).len(), 1);
+        for _ in 0..3 {
+            let big = b.take_oversized(budget, 3);
+            assert_eq!(big, vec![packet(&c, 1, 3_000)]);
+        }
+        assert!(b.take_oversized(budget, 3).is_empty());
+        assert_eq!(b.len(), 1, "the small one is still queued");
     }
 
     #[test]

@@ -187,6 +187,11 @@ impl Node {
         &self.members[&self.id]
     }
 
+    /// Updates waiting in the retransmit queue (0 once everything has spread).
+    pub fn pending_updates(&self) -> usize {
+        self.spread.queue.len()
+    }
+
     /// Lifeguard's local health score (0 is healthy; probes slow down by `score + 1`).
     pub fn health_score(&self) -> u32 {
         self.probing.awareness.score()

@@ -98,12 +98,23 @@ impl Node {
             (!m.state.is_down() || now.micros_since(m.since) / 1_000 < retention)
                 && m.relay().is_none()
         });
+        let budget = self.piggyback_budget();
         for target in targets {
-            let items = self.take_piggyback(self.piggyback_budget());
-            if items.is_empty() {
+            let items = self.take_piggyback(budget);
+            // A broadcast too large to ride along is retransmitted in a frame of its own, so a
+            // member the first push missed (a lost frame, a dead parent) still gets it.
+            let limit = self.config.retransmit_limit(self.live_count());
+            let large = self.spread.queue.take_oversized(budget, limit);
+            if items.is_empty() && large.is_empty() {
                 break;
             }
-            self.send_to_member(now, target, Gossip { items }.into(), false);
+            if !items.is_empty() {
+                self.send_to_member(now, target, Gossip { items }.into(), false);
+            }
+            for item in large {
+                let gossip = Gossip { items: vec![item] };
+                self.send_to_member(now, target, gossip.into(), true);
+            }
         }
     }
 

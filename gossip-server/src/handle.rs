@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use gossip_core::{Address, Event, Identity, Instant, Keyring, Node, NodeId, RequestId};
+use gossip_core::{Address, Event, Identity, Instant, Keyring, Member, Node, NodeId, RequestId};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -271,8 +271,31 @@ impl Gossip {
 
     /// Events from now on: membership, metadata, messages, requests... A subscriber that falls
     /// more than 4,096 events behind misses the oldest ones (`RecvError::Lagged`).
+    ///
+    /// The node starts joining inside [`Gossip::start`], so membership events may already have
+    /// passed: to follow membership, use [`Gossip::watch`], which has no gap.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// The members this node knows now (itself included, in any state), and every event from
+    /// that moment on, with nothing lost or repeated in between: both are taken inside the
+    /// driver, between two of its inputs, after the events of the last one were published.
+    pub async fn watch(&self) -> Result<Watch, GossipError> {
+        let events = self.inner.events.clone();
+        self.with_driver(move |d| {
+            d.drain();
+            Watch {
+                members: d.node.members().cloned().collect(),
+                events: events.subscribe(),
+            }
+        })
+        .await
+    }
+
+    /// The members this node knows now, itself included, in any state.
+    pub async fn members(&self) -> Result<Vec<Member>, GossipError> {
+        self.with_node(|n, _| n.members().cloned().collect()).await
     }
 
     /// Sets a metadata key (disseminated to every member).
@@ -454,4 +477,13 @@ async fn bind(
             Ok((listener, socket))
         }
     }
+}
+
+/// A snapshot of the members and the events that follow it (see [`Gossip::watch`]).
+#[derive(Debug)]
+pub struct Watch {
+    /// The members when the watch began.
+    pub members: Vec<Member>,
+    /// Every event after that moment.
+    pub events: broadcast::Receiver<Event>,
 }

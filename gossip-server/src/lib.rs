@@ -49,7 +49,7 @@ mod ws;
 
 pub use config::{DriverLimits, GossipConfig};
 pub use error::{GossipError, StartError};
-pub use handle::Gossip;
+pub use handle::{Gossip, Watch};
 pub use status::{Counters, MemberStatus, Status};
 pub use stream::GossipStream;
 

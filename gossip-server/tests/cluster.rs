@@ -342,3 +342,49 @@ async fn the_router_works_nested_beside_the_users_routes() {
     gossip.shutdown().await;
     assert_no_task_panicked();
 }
+
+/// `subscribe()` only sees events from the moment it is called, and the node joins inside
+/// `start()`: an application that subscribed after start missed the joins (the CLI's flaky
+/// three-process test). `watch()` gives the members and the events after them, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_every_member_with_no_gap_between_snapshot_and_events() {
+    let a = udp_node("watch-a", &[]).await;
+    let seed = seed_of(&a);
+    let b = udp_node("watch-b", std::slice::from_ref(&seed)).await;
+    // Let b learn a before anyone listens: its join event is already gone.
+    let both = [a.id(), b.id()];
+    eventually(T, "b sees a", || sees_alive(&b, &both)).await;
+    let mut late = b.subscribe();
+    let mut watch = b.watch().await.unwrap();
+    let known: Vec<NodeId> = watch.members.iter().map(|m| m.id).collect();
+    assert!(
+        known.contains(&a.id()) && known.contains(&b.id()),
+        "{known:?}"
+    );
+    assert_eq!(b.members().await.unwrap().len(), known.len());
+    // A third member joins after the watch began: its join arrives as an event, once.
+    let c = udp_node("watch-c", std::slice::from_ref(&seed)).await;
+    let joined = tokio::time::timeout(T, async {
+        loop {
+            match watch.events.recv().await {
+                Ok(Event::MemberJoined { id, .. }) if id == c.id() => return id,
+                Ok(Event::MemberJoined { id, .. }) => panic!("{id} joined twice"),
+                Ok(_) => {}
+                Err(e) => panic!("watch ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("c's join reaches the watch");
+    assert_eq!(joined, c.id());
+    // The plain subscription never hears of a: that is the gap `watch` closes.
+    while let Ok(e) = late.try_recv() {
+        assert!(
+            !matches!(e, Event::MemberJoined { id, .. } if id == a.id()),
+            "a's join was published after b knew it"
+        );
+    }
+    for g in [a, b, c] {
+        g.shutdown().await;
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gossip_core::NodeId;
+use gossip_core::link::LinkDrop;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +110,8 @@ impl Shared {
     }
 
     /// Counts a drop at the driver level (the engine counts its own in `Stats::drops`).
-    pub(crate) fn count_drop(&self, reason: &'static str) {
+    pub(crate) fn count_drop(&self, reason: LinkDrop) {
+        let reason = reason.as_str();
         metrics::counter!("gossip_drops_total", "reason" => reason).increment(1);
         *self
             .drops

@@ -8,6 +8,8 @@ use tokio::sync::mpsc;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use gossip_core::link::LinkDrop;
+
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
 use crate::shared::Shared;
 
@@ -66,7 +68,7 @@ pub(crate) async fn dial(
     match socket {
         Some(socket) => run(shared, id, socket, rx, handle).await,
         None => {
-            shared.count_drop("dial_failed");
+            shared.count_drop(LinkDrop::DialFailed);
             let _ = shared.inbound.send(Input::Closed { id }).await;
         }
     }
@@ -88,7 +90,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         if !shared.has_room() {
-            shared.count_drop("too_many_connections");
+            shared.count_drop(LinkDrop::TooManyConnections);
             drop(socket);
             continue;
         }

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{self, Refusal};
-use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport, close};
+use gossip_core::link::{CloseCode, LinkDrop};
+
+use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
 use crate::error::StartError;
 use crate::handle::Gossip;
 use crate::shared::Shared;
@@ -51,18 +53,16 @@ pub(crate) async fn handler(
     // while a plain HTTP error reaches its script only as an anonymous failure.
     upgrade.on_upgrade(move |socket| async move {
         let refusal = match verdict {
-            Err(Refusal::Token) => Some((close::UNAUTHORIZED, "missing or wrong token")),
-            Err(Refusal::Origin) => Some((close::FORBIDDEN_ORIGIN, "origin not allowed")),
-            Ok(_) if !shared.has_room() => Some((close::TOO_MANY, "too many connections")),
+            Err(Refusal::Token) => Some((CloseCode::Unauthorized, LinkDrop::Unauthorized)),
+            Err(Refusal::Origin) => Some((CloseCode::Forbidden, LinkDrop::ForbiddenOrigin)),
+            Ok(_) if !shared.has_room() => {
+                Some((CloseCode::TooManyConnections, LinkDrop::TooManyConnections))
+            }
             Ok(_) => None,
         };
-        if let Some((code, reason)) = refusal {
-            shared.count_drop(match code {
-                close::UNAUTHORIZED => "ws_unauthorized",
-                close::FORBIDDEN_ORIGIN => "ws_forbidden_origin",
-                _ => "too_many_connections",
-            });
-            return refuse(socket, code, reason).await;
+        if let Some((code, drop)) = refusal {
+            shared.count_drop(drop);
+            return refuse(socket, code).await;
         }
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
@@ -76,17 +76,17 @@ pub(crate) async fn handler(
             transport: Transport::WebSocket,
         };
         if shared.inbound.send(accepted).await.is_err() {
-            return refuse(socket, close::GOING_AWAY, "node shutting down").await;
+            return refuse(socket, CloseCode::GoingAway).await;
         }
         let hello = gossip_core::link::encode_hello(&shared.id);
         serve_socket(shared, id, socket, rx, handle, hello).await;
     })
 }
 
-async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+async fn refuse(mut socket: WebSocket, code: CloseCode) {
     let frame = CloseFrame {
-        code,
-        reason: reason.into(),
+        code: code.code(),
+        reason: code.reason().into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
@@ -104,7 +104,7 @@ async fn serve_socket(
         Ok::<_, axum::Error>(match out {
             LinkOut::Binary(b) => Message::Binary(b.into()),
             LinkOut::Close(code, reason) => Message::Close(Some(CloseFrame {
-                code,
+                code: code.code(),
                 reason: reason.as_ref().into(),
             })),
         })
@@ -193,7 +193,7 @@ pub(crate) async fn dial(
         },
     };
     let Some(socket) = socket else {
-        shared.count_drop("dial_failed");
+        shared.count_drop(LinkDrop::DialFailed);
         let _ = shared.inbound.send(Input::Closed { id }).await;
         return;
     };
@@ -203,7 +203,7 @@ pub(crate) async fn dial(
             LinkOut::Binary(b) => tungstenite::Message::Binary(b.into()),
             LinkOut::Close(code, reason) => {
                 tungstenite::Message::Close(Some(tungstenite::protocol::CloseFrame {
-                    code: code.into(),
+                    code: code.code().into(),
                     reason: reason.as_ref().into(),
                 }))
             }

@@ -306,11 +306,15 @@ impl Driver {
         match decision {
             Decision::Keep => {}
             Decision::Greeted(server) => {
-                if c.owner.is_none() {
+                let bind = c.owner.is_none();
+                if bind {
                     c.owner = Some(server);
+                }
+                // Before the binding: whether the relay's link lives must not count this one.
+                self.adopt_relay(now, server);
+                if bind {
                     self.by_node.entry(server).or_insert(id);
                 }
-                self.adopt_relay(now, server);
             }
             Decision::Bind(origin) => {
                 if c.owner.is_none() {

@@ -157,4 +157,22 @@ mod tests {
             assert!(doc.contains(&row), "missing table row for {c}");
         }
     }
+
+    #[test]
+    fn the_drivers_document_lists_every_code() {
+        let doc = include_str!("../../../docs/DRIVERS.md");
+        for c in CloseCode::ALL {
+            let row = format!("| {} | `{:?}` |", c.code(), c);
+            assert!(doc.contains(&row), "docs/DRIVERS.md misses the row for {c}");
+        }
+        let rows = doc
+            .lines()
+            .filter(|l| l.starts_with("| 1") || l.starts_with("| 4"))
+            .count();
+        assert_eq!(
+            rows,
+            CloseCode::ALL.len(),
+            "docs/DRIVERS.md lists a code CloseCode lacks"
+        );
+    }
 }

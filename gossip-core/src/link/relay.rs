@@ -18,10 +18,13 @@ pub fn listens(local: &Member) -> bool {
         .any(|a| !matches!(a, Address::Relayed(_)))
 }
 
-/// `server` greeted this node: the relay to adopt (call
+/// `server` greeted this node over a new link: the relay to adopt (call
 /// [`Node::set_addresses`](crate::Node::set_addresses) with `vec![Address::Relayed(it)]`), or
-/// `None` when the node listens, already relays through `server`, or still holds a live link to
-/// its current relay (`relay_link_open` says whether it does).
+/// `None` when the node listens or still holds a live link to its current relay
+/// (`relay_link_open` says whether it does, not counting the new link).
+///
+/// Greeted again by the relay it lost, the node adopts it again: `set_addresses` announces a new
+/// incarnation, which outranks the suspicion or death the lost link may have caused.
 pub fn adopt(
     local: &Member,
     server: NodeId,
@@ -31,7 +34,6 @@ pub fn adopt(
         return None;
     }
     match local.relay() {
-        Some(current) if current == server => None,
         Some(current) if relay_link_open(&current) => None,
         _ => Some(server),
     }
@@ -81,10 +83,12 @@ mod tests {
         n.set_addresses(Instant::from_micros(1), vec![Address::Relayed(id(2))])
             .unwrap();
         assert!(!listens(n.local()), "a relayed address is not a listener");
-        // The same server again: nothing to change.
-        assert_eq!(adopt(n.local(), id(2), |_| false), None);
+        // The same server over a second link while the first lives: nothing to change.
+        assert_eq!(adopt(n.local(), id(2), |r| *r == id(2)), None);
         // Another server while the relay's link lives: keep the relay.
         assert_eq!(adopt(n.local(), id(3), |r| *r == id(2)), None);
+        // The relay's link was lost and the same server greets again: announce it anew.
+        assert_eq!(adopt(n.local(), id(2), |_| false), Some(id(2)));
         // The relay's link is gone: the new greeter takes over.
         assert_eq!(adopt(n.local(), id(3), |_| false), Some(id(3)));
     }

@@ -216,10 +216,12 @@ pub(crate) async fn pump<Si, St>(
     let _ = inbound.send(Input::Closed { id }).await;
 }
 
-/// Runs a transport's connection, counted as open while it lasts: the one way every transport
-/// (TCP, the WebSocket route, the WebSocket client) hands its link to [`pump`].
+/// Runs a transport's connection, counted as open while it lasts (`open`): the one way every
+/// transport (TCP, the WebSocket route, the WebSocket client) hands its link to [`pump`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<Si, St>(
     shared: &crate::shared::Shared,
+    open: crate::shared::OpenGuard,
     id: ConnId,
     sink: Si,
     stream: St,
@@ -230,7 +232,7 @@ pub(crate) async fn run<Si, St>(
     Si: Sink<LinkOut>,
     St: Stream<Item = LinkIn>,
 {
-    let _guard = shared.connection_opened();
+    let _open = open;
     let inbound = shared.inbound.clone();
     pump(
         id,

@@ -11,7 +11,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use gossip_core::link::LinkDrop;
 
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
-use crate::shared::Shared;
+use crate::shared::{OpenGuard, Shared};
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -27,6 +27,7 @@ pub(crate) async fn run(
     socket: TcpStream,
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
+    open: OpenGuard,
 ) {
     let _ = socket.set_nodelay(true);
     let (sink, stream) = Framed::new(socket, codec(shared.limits.max_frame)).split();
@@ -42,7 +43,7 @@ pub(crate) async fn run(
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => LinkIn::TooBig,
         Err(_) => LinkIn::End,
     });
-    conn::run(&shared, id, sink, stream, rx, handle.closer, None).await;
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, None).await;
 }
 
 /// Dials `addr` and runs the connection; frames queued meanwhile wait in `rx`.
@@ -66,7 +67,10 @@ pub(crate) async fn dial(
         },
     };
     match socket {
-        Some(socket) => run(shared, id, socket, rx, handle).await,
+        Some(socket) => {
+            let open = shared.connection_opened();
+            run(shared, id, socket, rx, handle, open).await
+        }
         None => {
             shared.count_drop(LinkDrop::DialFailed);
             let _ = shared.inbound.send(Input::Closed { id }).await;
@@ -89,11 +93,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        if !shared.has_room() {
+        let Some(open) = shared.try_open() else {
             shared.count_drop(LinkDrop::TooManyConnections);
             drop(socket);
             continue;
-        }
+        };
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
         let handle = ConnHandle {
@@ -109,6 +113,6 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         if shared.inbound.send(input).await.is_err() {
             return;
         }
-        tokio::spawn(run(shared.clone(), id, socket, rx, handle));
+        tokio::spawn(run(shared.clone(), id, socket, rx, handle, open));
     }
 }

@@ -19,7 +19,7 @@ use gossip_core::link::{CloseCode, LinkDrop};
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
 use crate::error::StartError;
 use crate::handle::Gossip;
-use crate::shared::Shared;
+use crate::shared::{OpenGuard, Shared};
 
 /// Read and write buffer of each WebSocket (frames larger than this still pass, in pieces).
 const IO_BUFFER: usize = 8 * 1024;
@@ -52,18 +52,20 @@ pub(crate) async fn handler(
     // Refusals still upgrade, then close with a code: a browser sees the close code and reason,
     // while a plain HTTP error reaches its script only as an anonymous failure.
     upgrade.on_upgrade(move |socket| async move {
-        let refusal = match verdict {
-            Err(Refusal::Token) => Some((CloseCode::Unauthorized, LinkDrop::Unauthorized)),
-            Err(Refusal::Origin) => Some((CloseCode::Forbidden, LinkDrop::ForbiddenOrigin)),
-            Ok(_) if !shared.has_room() => {
-                Some((CloseCode::TooManyConnections, LinkDrop::TooManyConnections))
-            }
-            Ok(_) => None,
+        let open = match verdict {
+            Err(Refusal::Token) => Err((CloseCode::Unauthorized, LinkDrop::Unauthorized)),
+            Err(Refusal::Origin) => Err((CloseCode::Forbidden, LinkDrop::ForbiddenOrigin)),
+            Ok(_) => shared
+                .try_open()
+                .ok_or((CloseCode::TooManyConnections, LinkDrop::TooManyConnections)),
         };
-        if let Some((code, drop)) = refusal {
-            shared.count_drop(drop);
-            return refuse(socket, code).await;
-        }
+        let open = match open {
+            Ok(open) => open,
+            Err((code, drop)) => {
+                shared.count_drop(drop);
+                return refuse(socket, code).await;
+            }
+        };
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
         let handle = ConnHandle {
@@ -79,7 +81,7 @@ pub(crate) async fn handler(
             return refuse(socket, CloseCode::GoingAway).await;
         }
         let hello = gossip_core::link::encode_hello(&shared.id);
-        serve_socket(shared, id, socket, rx, handle, hello).await;
+        serve_socket(shared, open, id, socket, rx, handle, hello).await;
     })
 }
 
@@ -93,6 +95,7 @@ async fn refuse(mut socket: WebSocket, code: CloseCode) {
 
 async fn serve_socket(
     shared: Arc<Shared>,
+    open: OpenGuard,
     id: ConnId,
     socket: WebSocket,
     rx: mpsc::Receiver<Vec<u8>>,
@@ -119,7 +122,17 @@ async fn serve_socket(
             Err(_) => Some(LinkIn::End),
         }
     });
-    conn::run(&shared, id, sink, stream, rx, handle.closer, Some(hello)).await;
+    conn::run(
+        &shared,
+        open,
+        id,
+        sink,
+        stream,
+        rx,
+        handle.closer,
+        Some(hello),
+    )
+    .await;
 }
 
 fn is_too_big(error: &str) -> bool {
@@ -219,5 +232,6 @@ pub(crate) async fn dial(
             Err(_) => Some(LinkIn::End),
         }
     });
-    conn::run(&shared, id, sink, stream, rx, handle.closer, None).await;
+    let open = shared.connection_opened();
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, None).await;
 }

@@ -72,6 +72,10 @@ pub struct DriverLimits {
     pub accept_queue: usize,
     /// Bytes buffered per stream direction in the driver.
     pub stream_buffer: usize,
+    /// An accepted connection on which no frame from a member verified within this long is
+    /// closed with 4428 (`CloseCode::NotVerified`): an idle or replaying peer must not hold a
+    /// slot of `max_connections`. See `gossip_core::link::session`.
+    pub verify_within: std::time::Duration,
 }
 
 impl Default for DriverLimits {
@@ -84,6 +88,9 @@ impl Default for DriverLimits {
             dial_timeout: Duration::from_secs(5),
             accept_queue: 64,
             stream_buffer: 256 * 1024,
+            verify_within: Duration::from_millis(
+                gossip_core::link::session::DEFAULT_VERIFY_WITHIN_MS,
+            ),
         }
     }
 }

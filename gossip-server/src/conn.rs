@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use gossip_core::NodeId;
+use gossip_core::link::{CloseCode, HelloError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -34,26 +35,14 @@ pub(crate) enum LinkOut {
     /// A binary message.
     Binary(Vec<u8>),
     /// A close with a code and reason (WebSocket; TCP just shuts down).
-    Close(u16, Cow<'static, str>),
-}
-
-/// Close codes, documented in docs/DRIVERS.md.
-pub(crate) mod close {
-    pub const GOING_AWAY: u16 = 1001;
-    pub const BAD_FRAME: u16 = 4400;
-    pub const UNAUTHORIZED: u16 = 4401;
-    pub const FORBIDDEN_ORIGIN: u16 = 4403;
-    pub const TOO_SLOW: u16 = 4408;
-    pub const TOO_BIG: u16 = 4413;
-    pub const TEXT: u16 = 4415;
-    pub const TOO_MANY: u16 = 4429;
+    Close(CloseCode, Cow<'static, str>),
 }
 
 /// Asks a connection to close, once, with a reason.
 #[derive(Debug)]
 pub(crate) struct Closer {
     token: CancellationToken,
-    reason: Mutex<Option<(u16, Cow<'static, str>)>>,
+    reason: Mutex<Option<(CloseCode, Cow<'static, str>)>>,
 }
 
 impl Closer {
@@ -65,7 +54,7 @@ impl Closer {
     }
 
     /// Closes with `code` and `reason` unless a close is already under way.
-    pub(crate) fn close(&self, code: u16, reason: impl Into<Cow<'static, str>>) {
+    pub(crate) fn close(&self, code: CloseCode, reason: impl Into<Cow<'static, str>>) {
         let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if r.is_none() {
             *r = Some((code, reason.into()));
@@ -73,12 +62,15 @@ impl Closer {
         self.token.cancel();
     }
 
-    fn reason(&self) -> (u16, Cow<'static, str>) {
+    fn reason(&self) -> (CloseCode, Cow<'static, str>) {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .unwrap_or((close::GOING_AWAY, Cow::Borrowed("node shutting down")))
+            .unwrap_or((
+                CloseCode::GoingAway,
+                Cow::Borrowed(CloseCode::GoingAway.reason()),
+            ))
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -114,8 +106,12 @@ pub(crate) enum Input {
         handle: ConnHandle,
         transport: Transport,
     },
-    /// The server at the other end of an outbound WebSocket says who it is.
-    Hello { id: ConnId, node: NodeId },
+    /// A hello arrived (the server at the other end of an outbound WebSocket says who it is):
+    /// its decoded id, or why it does not decode.
+    Hello {
+        id: ConnId,
+        hello: Result<NodeId, HelloError>,
+    },
     /// A frame arrived on a connection.
     Frame { id: ConnId, bytes: Vec<u8> },
     /// A connection ended.
@@ -153,13 +149,10 @@ pub(crate) async fn pump<Si, St>(
             };
             match item {
                 LinkIn::Binary(bytes) if gossip_core::link::is_hello(&bytes) => {
-                    match gossip_core::link::decode_hello(&bytes) {
-                        Ok(node) => {
-                            if inbound.send(Input::Hello { id, node }).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => return closer.close(close::BAD_FRAME, e.to_string()),
+                    // Whether a hello is welcome here is the session's call, in the driver.
+                    let hello = gossip_core::link::decode_hello(&bytes);
+                    if inbound.send(Input::Hello { id, hello }).await.is_err() {
+                        return;
                     }
                 }
                 LinkIn::Binary(bytes) => {
@@ -168,9 +161,11 @@ pub(crate) async fn pump<Si, St>(
                         return;
                     }
                 }
-                LinkIn::Text => return closer.close(close::TEXT, "binary messages only"),
+                LinkIn::Text => {
+                    return closer.close(CloseCode::BinaryOnly, CloseCode::BinaryOnly.reason());
+                }
                 LinkIn::TooBig => {
-                    return closer.close(close::TOO_BIG, "message over the frame limit");
+                    return closer.close(CloseCode::TooLarge, CloseCode::TooLarge.reason());
                 }
                 LinkIn::End => return,
             }
@@ -208,7 +203,7 @@ pub(crate) async fn pump<Si, St>(
     }
     if closer.is_closed() {
         let (code, reason) = closer.reason();
-        tracing::debug!(conn = id, code, %reason, "closing connection");
+        tracing::debug!(conn = id, code = code.code(), %reason, "closing connection");
         let bye = async {
             let _ = sink.send(LinkOut::Close(code, reason)).await;
             let _ = sink.close().await;
@@ -221,10 +216,12 @@ pub(crate) async fn pump<Si, St>(
     let _ = inbound.send(Input::Closed { id }).await;
 }
 
-/// Runs a transport's connection, counted as open while it lasts: the one way every transport
-/// (TCP, the WebSocket route, the WebSocket client) hands its link to [`pump`].
+/// Runs a transport's connection, counted as open while it lasts (`open`): the one way every
+/// transport (TCP, the WebSocket route, the WebSocket client) hands its link to [`pump`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<Si, St>(
     shared: &crate::shared::Shared,
+    open: crate::shared::OpenGuard,
     id: ConnId,
     sink: Si,
     stream: St,
@@ -235,7 +232,7 @@ pub(crate) async fn run<Si, St>(
     Si: Sink<LinkOut>,
     St: Stream<Item = LinkIn>,
 {
-    let _guard = shared.connection_opened();
+    let _open = open;
     let inbound = shared.inbound.clone();
     pump(
         id,
@@ -291,7 +288,7 @@ mod tests {
         assert!(matches!(out.recv().await, Some(LinkOut::Binary(b)) if b == b"hi"));
         assert!(matches!(
             out.recv().await,
-            Some(LinkOut::Close(close::TEXT, _))
+            Some(LinkOut::Close(CloseCode::BinaryOnly, _))
         ));
     }
 
@@ -312,10 +309,10 @@ mod tests {
             None,
         ));
         assert!(matches!(out.recv().await, Some(LinkOut::Binary(b)) if b == [9]));
-        closer.close(close::TOO_SLOW, "too slow");
+        closer.close(CloseCode::SlowConsumer, "too slow");
         task.await.unwrap();
         assert!(
-            matches!(out.recv().await, Some(LinkOut::Close(close::TOO_SLOW, r)) if r == "too slow")
+            matches!(out.recv().await, Some(LinkOut::Close(CloseCode::SlowConsumer, r)) if r == "too slow")
         );
         assert!(matches!(in_rx.recv().await, Some(Input::Closed { id: 1 })));
     }

@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gossip_core::link::route::{self, DialBudget, Links, Route};
+use gossip_core::link::{CloseCode, Decision, LinkDrop, Session, SessionConfig, relay};
 use gossip_core::requests::FailReason;
 use gossip_core::streams::StreamOutput;
 use gossip_core::{Address, Event, Instant, Node, NodeId, RequestId, Transmit};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::conn::{self, ConnHandle, ConnId, Input, Transport, close};
+use crate::conn::{self, ConnHandle, ConnId, Input, Transport};
 use crate::error::GossipError;
 use crate::metrics_export::Exporter;
 use crate::shared::Shared;
@@ -29,13 +31,11 @@ struct Conn {
     /// The address frames from this connection are answered at: the dialed address for outbound
     /// connections, a connection-local name for inbound ones.
     from: Address,
-    /// The member whose first verified frame came over it (or that we dialed it for).
+    /// The member whose first verified frame came over it (or that we dialed it for, or whose
+    /// hello greeted us).
     owner: Option<NodeId>,
-    /// The id a WebSocket server's hello claimed.
-    claimed: Option<NodeId>,
-    verified: bool,
-    /// This node dialed it (only the accepting side of a WebSocket sends a hello).
-    outbound: bool,
+    /// The handshake: what its hello, first frames and deadline decide.
+    session: Session,
 }
 
 /// The engine and everything the driver tracks around it.
@@ -47,6 +47,7 @@ pub(crate) struct Driver {
     by_node: HashMap<NodeId, ConnId>,
     by_addr: HashMap<Address, ConnId>,
     udp: Option<Arc<UdpSocket>>,
+    session: SessionConfig,
     pub(crate) events: broadcast::Sender<Event>,
     pending: HashMap<RequestId, oneshot::Sender<Result<Vec<u8>, GossipError>>>,
     pub(crate) streams: StreamTable,
@@ -84,7 +85,10 @@ pub(crate) struct DriverParts {
 
 impl Driver {
     pub(crate) fn new(p: DriverParts) -> Driver {
+        let verify_ms =
+            u64::try_from(p.shared.limits.verify_within.as_millis()).unwrap_or(u64::MAX);
         Driver {
+            session: SessionConfig::default().with_verify_within_ms(verify_ms),
             node: p.node,
             shared: p.shared,
             epoch: p.epoch,
@@ -127,6 +131,12 @@ impl Driver {
         let mut rejoin = tokio::time::interval(self.rejoin_interval);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut metrics = tokio::time::interval(Duration::from_secs(1));
+        // Unverified connections are checked against their deadline this often: a sweep costs a
+        // pass over the connections, so not on every frame.
+        let sweep_every = (self.shared.limits.verify_within / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         loop {
             let wake = match (self.node.poll_timeout(), self.stopping) {
@@ -159,6 +169,7 @@ impl Driver {
                     }
                 }
                 _ = metrics.tick() => self.exporter.export(&self.node, &self.shared, self.conns.len()),
+                _ = sweep.tick() => self.close_unverified(),
             }
             // The select prefers inputs. As a branch of their own, the timers (probes, suspicion
             // timeouts, gossip rounds, a hub's deliveries) would run only when no input happened
@@ -242,29 +253,17 @@ impl Driver {
                         handle,
                         from,
                         owner: None,
-                        claimed: None,
-                        verified: false,
-                        outbound: false,
+                        session: Session::accepted(now, self.session),
                     },
                 );
             }
-            Input::Hello { id, node } => {
+            Input::Hello { id, hello } => {
+                let me = self.node.id();
                 let Some(c) = self.conns.get_mut(&id) else {
                     return;
                 };
-                if !c.outbound {
-                    // A client claiming an id must not capture the route to that member.
-                    c.handle
-                        .closer
-                        .close(close::BAD_FRAME, "only the accepting side sends a hello");
-                    return self.shared.count_drop("unexpected_hello");
-                }
-                c.claimed = Some(node);
-                if c.owner.is_none() {
-                    c.owner = Some(node);
-                    self.by_node.entry(node).or_insert(id);
-                }
-                self.adopt_relay(now, node);
+                let decision = c.session.on_hello(me, hello);
+                self.execute(now, id, decision);
             }
             Input::Frame { id, bytes } => self.frame(now, id, &bytes),
             Input::Closed { id } => self.forget(id),
@@ -279,29 +278,45 @@ impl Driver {
         let Some(c) = self.conns.get(&id) else {
             return;
         };
+        if c.handle.closer.is_closed() {
+            // Queued before the close: the peer is no longer listened to.
+            return;
+        }
+        let admit = c.session.admit_frame();
+        if admit != Decision::Keep {
+            return self.execute(now, id, admit);
+        }
         let from = c.from.clone();
-        let origin = self.node.handle_packet(now, from, bytes);
+        let result = self.node.handle_packet(now, from, bytes);
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        if c.verified {
+        let node = &self.node;
+        let decision = c.session.on_frame(&result, |origin| {
+            node.member(origin).and_then(|m| m.relay())
+        });
+        self.execute(now, id, decision);
+    }
+
+    /// Carries out what a connection's session decided.
+    fn execute(&mut self, now: Instant, id: ConnId, decision: Decision) {
+        let Some(c) = self.conns.get_mut(&id) else {
             return;
-        }
-        match origin {
-            Ok(origin) => {
-                // A server may forward frames of the browsers it relays over the same connection.
-                let relayed_by = self.node.member(&origin).and_then(|m| m.relay());
-                if c.claimed
-                    .is_some_and(|claimed| claimed != origin && relayed_by != Some(claimed))
-                {
-                    c.handle.closer.close(
-                        close::BAD_FRAME,
-                        "first frame is not from the node the hello named",
-                    );
-                    self.shared.count_drop("hello_mismatch");
-                    return;
+        };
+        match decision {
+            Decision::Keep => {}
+            Decision::Greeted(server) => {
+                let bind = c.owner.is_none();
+                if bind {
+                    c.owner = Some(server);
                 }
-                c.verified = true;
+                // Before the binding: whether the relay's link lives must not count this one.
+                self.adopt_relay(now, server);
+                if bind {
+                    self.by_node.entry(server).or_insert(id);
+                }
+            }
+            Decision::Bind(origin) => {
                 if c.owner.is_none() {
                     c.owner = Some(origin);
                 }
@@ -315,13 +330,26 @@ impl Driver {
                     self.by_node.insert(origin, id);
                 }
             }
-            Err(refused) if refused.is_foreign() => {
-                c.handle.closer.close(
-                    close::BAD_FRAME,
-                    "frame failed to decode or authenticate (wrong cluster key?)",
-                );
+            Decision::Close(code, fault) => {
+                tracing::debug!(conn = id, code = code.code(), %fault, "closing connection");
+                c.handle.closer.close(code, fault.to_string());
+                self.shared.count_drop(LinkDrop::Closed(fault));
             }
-            Err(_) => {}
+        }
+    }
+
+    /// Closes the connections whose session deadline passed without a verified frame.
+    fn close_unverified(&mut self) {
+        let now = self.now();
+        let due: Vec<(ConnId, Decision)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.handle.closer.is_closed())
+            .map(|(id, c)| (*id, c.session.on_timeout(now)))
+            .filter(|(_, d)| *d != Decision::Keep)
+            .collect();
+        for (id, decision) in due {
+            self.execute(now, id, decision);
         }
     }
 
@@ -332,8 +360,7 @@ impl Driver {
             tracing::debug!(conn = id, owner = ?c.owner.map(|o| o.short()), "connection closed");
             // A node that cannot listen lost its relay: re-join through the seeds; the first
             // server to greet becomes the new relay.
-            if c.owner.is_some() && c.owner == self.node.local().relay() && self.stopping.is_none()
-            {
+            if relay::lost_relay(self.node.local(), c.owner) && self.stopping.is_none() {
                 self.resolve_and_join();
             }
         }
@@ -342,24 +369,26 @@ impl Driver {
     /// A node without listeners is reached through the server it dialed: the first server that
     /// greets it becomes its relay, and stays so while its connection lives.
     fn adopt_relay(&mut self, now: Instant, server: NodeId) {
-        let me = self.node.local();
-        let listens = me.addrs.iter().any(|a| !matches!(a, Address::Relayed(_)));
-        if listens || self.stopping.is_some() {
+        if self.stopping.is_some() {
             return;
         }
-        let current = me.relay();
-        if current == Some(server) {
+        let links = self.links();
+        let Some(relay) = relay::adopt(self.node.local(), server, |r| links.bound(r).is_some())
+        else {
             return;
+        };
+        tracing::info!(relay = %relay.short(), "relayed through");
+        let _ = self.node.set_addresses(now, vec![Address::Relayed(relay)]);
+    }
+
+    fn links(&self) -> ServerLinks<'_> {
+        ServerLinks {
+            conns: &self.conns,
+            by_node: &self.by_node,
+            by_addr: &self.by_addr,
+            udp: self.udp.is_some(),
+            room: self.shared.has_room(),
         }
-        if current.is_some_and(|r| {
-            self.by_node
-                .get(&r)
-                .is_some_and(|c| self.conns.contains_key(c))
-        }) {
-            return;
-        }
-        tracing::info!(relay = %server.short(), "relayed through");
-        let _ = self.node.set_addresses(now, vec![Address::Relayed(server)]);
     }
 
     /// Drains the engine's transmits and events.
@@ -376,88 +405,49 @@ impl Driver {
     }
 
     fn route(&mut self, t: Transmit) {
-        if let Some(node) = t.node
-            && let Some(id) = self.by_node.get(&node).copied()
-        {
-            return self.send_on(id, t.bytes);
-        }
-        match &t.to {
-            Address::Relayed(_) => self.shared.count_drop("no_route"),
-            Address::Udp(addr) => {
-                let small = t.bytes.len() <= self.node.config().udp_budget;
-                if let Some(udp) = self.udp.as_ref().filter(|_| small && !t.reliable) {
-                    match udp.try_send_to(&t.bytes, *addr) {
-                        Ok(_) => self.shared.sent.datagram(t.bytes.len()),
-                        Err(_) => self.shared.count_drop("udp_send_failed"),
-                    }
-                    return;
+        let member = t.node.and_then(|n| self.node.member(&n));
+        let route = route::route(&t, &self.links(), member, self.node.config().udp_budget);
+        match route {
+            Route::Connection(id) => self.send_on(id, t.bytes),
+            Route::Datagram(addr) => {
+                let sent = self.udp.as_ref().map(|udp| udp.try_send_to(&t.bytes, addr));
+                match sent {
+                    Some(Ok(_)) => self.shared.sent.datagram(t.bytes.len()),
+                    Some(Err(_)) | None => self.shared.count_drop(LinkDrop::UdpSendFailed),
                 }
-                // Too big for a datagram, or no UDP socket here: the member's reliable address,
-                // else TCP at the same address (a node binds both on one port).
-                let reliable = t
-                    .node
-                    .and_then(|n| self.node.member(&n))
-                    .and_then(|m| {
-                        m.addrs
-                            .iter()
-                            .find(|a| matches!(a, Address::Tcp(_) | Address::WebSocket(_)))
-                            .cloned()
-                    })
-                    .unwrap_or(Address::Tcp(*addr));
-                self.send_to_addr(reliable, t.node, t.bytes);
             }
-            _ => self.send_to_addr(t.to.clone(), t.node, t.bytes),
+            Route::Dial(addr) => {
+                if let Some(id) = self.dial(addr, t.node) {
+                    self.send_on(id, t.bytes);
+                }
+            }
+            Route::Drop(reason) => self.shared.count_drop(reason),
         }
-    }
-
-    fn send_to_addr(&mut self, addr: Address, node: Option<NodeId>, bytes: Vec<u8>) {
-        let id = match self.by_addr.get(&addr) {
-            Some(id) => *id,
-            None => match self.dial(addr, node) {
-                Some(id) => id,
-                None => return,
-            },
-        };
-        self.send_on(id, bytes);
     }
 
     fn send_on(&mut self, id: ConnId, bytes: Vec<u8>) {
         let Some(c) = self.conns.get(&id) else {
-            return self.shared.count_drop("no_route");
+            return self.shared.count_drop(LinkDrop::NoRoute);
         };
         match c.handle.tx.try_send(bytes) {
             Ok(()) => self.shared.sent.reliable(),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // A peer that does not read is not allowed to make us buffer without bound.
-                c.handle.closer.close(
-                    close::TOO_SLOW,
-                    "send queue overflowed: the peer does not read",
-                );
-                self.shared.count_drop("slow_consumer");
+                c.handle
+                    .closer
+                    .close(CloseCode::SlowConsumer, CloseCode::SlowConsumer.reason());
+                self.shared.count_drop(LinkDrop::SlowConsumer);
                 self.forget(id);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.count_drop("connection_closed");
+                self.shared.count_drop(LinkDrop::ConnectionClosed);
                 self.forget(id);
             }
         }
     }
 
+    /// Dials `addr` (which [`route::route`] found dialable, within the budget) for `node`.
     fn dial(&mut self, addr: Address, node: Option<NodeId>) -> Option<ConnId> {
-        let transport = match &addr {
-            Address::Tcp(_) => Transport::Tcp,
-            Address::WebSocket(url) if url.starts_with("ws://") || url.starts_with("wss://") => {
-                Transport::WebSocket
-            }
-            _ => {
-                self.shared.count_drop("no_route");
-                return None;
-            }
-        };
-        if !self.shared.has_room() {
-            self.shared.count_drop("too_many_connections");
-            return None;
-        }
         let id = self.shared.next_conn_id();
         let (tx, rx) = mpsc::channel(self.shared.limits.conn_queue);
         let handle = ConnHandle {
@@ -465,29 +455,35 @@ impl Driver {
             closer: conn::Closer::new(&self.shared.cancel),
         };
         let shared = self.shared.clone();
-        match &addr {
+        let transport = match &addr {
             Address::Tcp(a) => {
                 tokio::spawn(crate::tcp::dial(shared, id, *a, rx, handle.clone()));
+                Transport::Tcp
             }
-            Address::WebSocket(url) => {
+            Address::WebSocket(url) if route::dialable(&addr) => {
                 tokio::spawn(crate::ws::dial(shared, id, url.clone(), rx, handle.clone()));
+                Transport::WebSocket
             }
-            _ => unreachable!("filtered above"),
-        }
+            _ => {
+                self.shared.count_drop(LinkDrop::NoRoute);
+                return None;
+            }
+        };
         tracing::debug!(conn = id, %addr, ?transport, "dialing");
         self.by_addr.insert(addr.clone(), id);
         if let Some(n) = node {
             self.by_node.entry(n).or_insert(id);
         }
+        // Only a WebSocket acceptor greets. A dialed link has no deadline: its peer may answer
+        // over a route it already holds to this node.
+        let greeted = transport == Transport::WebSocket;
         self.conns.insert(
             id,
             Conn {
                 handle,
                 from: addr,
                 owner: node,
-                claimed: None,
-                verified: false,
-                outbound: true,
+                session: Session::dialed(greeted, self.session),
             },
         );
         Some(id)
@@ -568,5 +564,44 @@ impl Driver {
     fn service_streams(&mut self) {
         let now = self.now();
         self.streams.service(&mut self.node, now);
+    }
+}
+
+/// What the driver holds to send with, as [`route::route`] sees it.
+struct ServerLinks<'a> {
+    conns: &'a HashMap<ConnId, Conn>,
+    by_node: &'a HashMap<NodeId, ConnId>,
+    by_addr: &'a HashMap<Address, ConnId>,
+    udp: bool,
+    room: bool,
+}
+
+impl Links for ServerLinks<'_> {
+    type Conn = ConnId;
+
+    fn bound(&self, node: &NodeId) -> Option<ConnId> {
+        self.by_node
+            .get(node)
+            .copied()
+            .filter(|id| self.conns.contains_key(id))
+    }
+
+    fn open_to(&self, addr: &Address) -> Option<ConnId> {
+        self.by_addr
+            .get(addr)
+            .copied()
+            .filter(|id| self.conns.contains_key(id))
+    }
+
+    fn has_udp(&self) -> bool {
+        self.udp
+    }
+
+    fn dial_budget(&self) -> DialBudget {
+        if self.room {
+            DialBudget::Available
+        } else {
+            DialBudget::Exhausted
+        }
     }
 }

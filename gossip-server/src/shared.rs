@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gossip_core::NodeId;
+use gossip_core::link::LinkDrop;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -60,11 +61,11 @@ impl SentCounters {
 
 /// Counts a connection as open until dropped.
 #[derive(Debug)]
-pub(crate) struct OpenGuard<'a>(&'a AtomicUsize);
+pub(crate) struct OpenGuard(Arc<Shared>);
 
-impl Drop for OpenGuard<'_> {
+impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -98,9 +99,23 @@ impl Shared {
         self.conn_ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn connection_opened(&self) -> OpenGuard<'_> {
+    /// Counts a connection as open (a dial, which the driver checked against the limit).
+    pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenGuard {
         self.open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(&self.open)
+        OpenGuard(self.clone())
+    }
+
+    /// Counts an inbound connection as open if the limit allows. Checked and counted in one
+    /// step when it is accepted: counting only once its task runs let a burst of accepts
+    /// overshoot the limit.
+    pub(crate) fn try_open(self: &Arc<Self>) -> Option<OpenGuard> {
+        let max = self.limits.max_connections;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| OpenGuard(self.clone()))
     }
 
     /// Whether another connection may be opened.
@@ -109,7 +124,8 @@ impl Shared {
     }
 
     /// Counts a drop at the driver level (the engine counts its own in `Stats::drops`).
-    pub(crate) fn count_drop(&self, reason: &'static str) {
+    pub(crate) fn count_drop(&self, reason: LinkDrop) {
+        let reason = reason.as_str();
         metrics::counter!("gossip_drops_total", "reason" => reason).increment(1);
         *self
             .drops

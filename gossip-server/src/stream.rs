@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use gossip_core::link::Outbox;
 use gossip_core::streams::{StreamKey, StreamOutput, close_code};
 use gossip_core::{Instant, Node, NodeId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -22,7 +23,8 @@ use crate::error::GossipError;
 struct Buffers {
     read: VecDeque<u8>,
     read_waker: Option<Waker>,
-    write: VecDeque<u8>,
+    /// Written by the application, waiting for the engine's window.
+    write: Outbox,
     write_waker: Option<Waker>,
     /// The peer (or the engine) ended the stream: no more bytes will be pulled after `read`.
     ended: Option<(u32, String)>,
@@ -159,13 +161,13 @@ impl AsyncWrite for GossipStream {
         if b.closed || b.ended.is_some() || b.finishing {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let room = self.state.cap.saturating_sub(b.write.len());
+        let room = b.write.room(self.state.cap);
         if room == 0 {
             b.write_waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let n = room.min(data.len());
-        b.write.extend(&data[..n]);
+        b.write.push(&data[..n]);
         drop(b);
         self.dirty.mark(self.key);
         Poll::Ready(Ok(n))
@@ -321,18 +323,13 @@ impl StreamTable {
         };
         self.pull(node, now, key, &state);
         let mut b = state.lock();
-        while !b.write.is_empty() && !b.closed && b.ended.is_none() {
-            let (front, _) = b.write.as_slices();
-            match node.stream_write(now, key, front) {
-                Ok(0) => break,
-                Ok(n) => {
-                    b.write.drain(..n);
-                }
-                Err(_) => {
-                    b.closed = true;
-                    break;
-                }
-            }
+        if !b.closed
+            && b.ended.is_none()
+            && b.write
+                .flush(|chunk| node.stream_write(now, key, chunk))
+                .is_err()
+        {
+            b.closed = true;
         }
         if b.write.len() < state.cap
             && let Some(w) = b.write_waker.take()

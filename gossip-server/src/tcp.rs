@@ -8,8 +8,10 @@ use tokio::sync::mpsc;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use gossip_core::link::LinkDrop;
+
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
-use crate::shared::Shared;
+use crate::shared::{OpenGuard, Shared};
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -25,6 +27,7 @@ pub(crate) async fn run(
     socket: TcpStream,
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
+    open: OpenGuard,
 ) {
     let _ = socket.set_nodelay(true);
     let (sink, stream) = Framed::new(socket, codec(shared.limits.max_frame)).split();
@@ -40,7 +43,7 @@ pub(crate) async fn run(
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => LinkIn::TooBig,
         Err(_) => LinkIn::End,
     });
-    conn::run(&shared, id, sink, stream, rx, handle.closer, None).await;
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, None).await;
 }
 
 /// Dials `addr` and runs the connection; frames queued meanwhile wait in `rx`.
@@ -64,9 +67,12 @@ pub(crate) async fn dial(
         },
     };
     match socket {
-        Some(socket) => run(shared, id, socket, rx, handle).await,
+        Some(socket) => {
+            let open = shared.connection_opened();
+            run(shared, id, socket, rx, handle, open).await
+        }
         None => {
-            shared.count_drop("dial_failed");
+            shared.count_drop(LinkDrop::DialFailed);
             let _ = shared.inbound.send(Input::Closed { id }).await;
         }
     }
@@ -87,11 +93,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        if !shared.has_room() {
-            shared.count_drop("too_many_connections");
+        let Some(open) = shared.try_open() else {
+            shared.count_drop(LinkDrop::TooManyConnections);
             drop(socket);
             continue;
-        }
+        };
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
         let handle = ConnHandle {
@@ -107,6 +113,6 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         if shared.inbound.send(input).await.is_err() {
             return;
         }
-        tokio::spawn(run(shared.clone(), id, socket, rx, handle));
+        tokio::spawn(run(shared.clone(), id, socket, rx, handle, open));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use gossip_core::link::LinkDrop;
 use tokio::net::UdpSocket;
 
 use crate::conn::Input;
@@ -19,7 +20,7 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
         match received {
             Ok((len, from)) => {
                 if len > shared.limits.max_frame {
-                    shared.count_drop("too_large");
+                    shared.count_drop(LinkDrop::TooLarge);
                     continue;
                 }
                 let input = Input::Datagram {
@@ -27,7 +28,7 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
                     bytes: buf[..len].to_vec(),
                 };
                 if shared.inbound.try_send(input).is_err() {
-                    shared.count_drop("inbound_queue_full");
+                    shared.count_drop(LinkDrop::InboundQueueFull);
                 }
             }
             // ICMP port unreachable surfaces as an error on some systems: not fatal.

@@ -14,10 +14,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{self, Refusal};
-use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport, close};
+use gossip_core::link::{CloseCode, LinkDrop};
+
+use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
 use crate::error::StartError;
 use crate::handle::Gossip;
-use crate::shared::Shared;
+use crate::shared::{OpenGuard, Shared};
 
 /// Read and write buffer of each WebSocket (frames larger than this still pass, in pieces).
 const IO_BUFFER: usize = 8 * 1024;
@@ -50,20 +52,20 @@ pub(crate) async fn handler(
     // Refusals still upgrade, then close with a code: a browser sees the close code and reason,
     // while a plain HTTP error reaches its script only as an anonymous failure.
     upgrade.on_upgrade(move |socket| async move {
-        let refusal = match verdict {
-            Err(Refusal::Token) => Some((close::UNAUTHORIZED, "missing or wrong token")),
-            Err(Refusal::Origin) => Some((close::FORBIDDEN_ORIGIN, "origin not allowed")),
-            Ok(_) if !shared.has_room() => Some((close::TOO_MANY, "too many connections")),
-            Ok(_) => None,
+        let open = match verdict {
+            Err(Refusal::Token) => Err((CloseCode::Unauthorized, LinkDrop::Unauthorized)),
+            Err(Refusal::Origin) => Err((CloseCode::Forbidden, LinkDrop::ForbiddenOrigin)),
+            Ok(_) => shared
+                .try_open()
+                .ok_or((CloseCode::TooManyConnections, LinkDrop::TooManyConnections)),
         };
-        if let Some((code, reason)) = refusal {
-            shared.count_drop(match code {
-                close::UNAUTHORIZED => "ws_unauthorized",
-                close::FORBIDDEN_ORIGIN => "ws_forbidden_origin",
-                _ => "too_many_connections",
-            });
-            return refuse(socket, code, reason).await;
-        }
+        let open = match open {
+            Ok(open) => open,
+            Err((code, drop)) => {
+                shared.count_drop(drop);
+                return refuse(socket, code).await;
+            }
+        };
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
         let handle = ConnHandle {
@@ -76,23 +78,24 @@ pub(crate) async fn handler(
             transport: Transport::WebSocket,
         };
         if shared.inbound.send(accepted).await.is_err() {
-            return refuse(socket, close::GOING_AWAY, "node shutting down").await;
+            return refuse(socket, CloseCode::GoingAway).await;
         }
         let hello = gossip_core::link::encode_hello(&shared.id);
-        serve_socket(shared, id, socket, rx, handle, hello).await;
+        serve_socket(shared, open, id, socket, rx, handle, hello).await;
     })
 }
 
-async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+async fn refuse(mut socket: WebSocket, code: CloseCode) {
     let frame = CloseFrame {
-        code,
-        reason: reason.into(),
+        code: code.code(),
+        reason: code.reason().into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn serve_socket(
     shared: Arc<Shared>,
+    open: OpenGuard,
     id: ConnId,
     socket: WebSocket,
     rx: mpsc::Receiver<Vec<u8>>,
@@ -104,7 +107,7 @@ async fn serve_socket(
         Ok::<_, axum::Error>(match out {
             LinkOut::Binary(b) => Message::Binary(b.into()),
             LinkOut::Close(code, reason) => Message::Close(Some(CloseFrame {
-                code,
+                code: code.code(),
                 reason: reason.as_ref().into(),
             })),
         })
@@ -119,7 +122,17 @@ async fn serve_socket(
             Err(_) => Some(LinkIn::End),
         }
     });
-    conn::run(&shared, id, sink, stream, rx, handle.closer, Some(hello)).await;
+    conn::run(
+        &shared,
+        open,
+        id,
+        sink,
+        stream,
+        rx,
+        handle.closer,
+        Some(hello),
+    )
+    .await;
 }
 
 fn is_too_big(error: &str) -> bool {
@@ -193,7 +206,7 @@ pub(crate) async fn dial(
         },
     };
     let Some(socket) = socket else {
-        shared.count_drop("dial_failed");
+        shared.count_drop(LinkDrop::DialFailed);
         let _ = shared.inbound.send(Input::Closed { id }).await;
         return;
     };
@@ -203,7 +216,7 @@ pub(crate) async fn dial(
             LinkOut::Binary(b) => tungstenite::Message::Binary(b.into()),
             LinkOut::Close(code, reason) => {
                 tungstenite::Message::Close(Some(tungstenite::protocol::CloseFrame {
-                    code: code.into(),
+                    code: code.code().into(),
                     reason: reason.as_ref().into(),
                 }))
             }
@@ -219,5 +232,6 @@ pub(crate) async fn dial(
             Err(_) => Some(LinkIn::End),
         }
     });
-    conn::run(&shared, id, sink, stream, rx, handle.closer, None).await;
+    let open = shared.connection_opened();
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, None).await;
 }

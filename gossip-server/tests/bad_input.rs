@@ -353,3 +353,62 @@ async fn a_connection_flood_is_refused_over_the_limit() {
     g.shutdown().await;
     assert_no_task_panicked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_proves_membership_is_closed_at_the_deadline() {
+    let (g, url) = ws_server(|mut c| {
+        c.limits.verify_within = Duration::from_millis(300);
+        c
+    })
+    .await;
+    // A member proves itself before the deadline.
+    let mut member_ws = ws_connect(&url, None).await;
+    let _hello = member_ws.next().await.unwrap().unwrap();
+    let mut member = Forger::new(6, Some(key()));
+    member_ws
+        .send(WsMessage::Binary(member.join_via(g.id()).into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(T, member_ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(reply, WsMessage::Binary(_)), "{reply:?}");
+
+    // Idle connections, WebSocket and TCP, are closed once the deadline passed.
+    let mut idle = ws_connect(&url, None).await;
+    let (code, reason) = close_of(&mut idle).await;
+    assert_eq!(code, 4428, "idle websocket: {reason}");
+    let mut tcp = tokio::net::TcpStream::connect(g.tcp_addr().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf))
+        .await
+        .expect("the idle TCP connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    eventually(T, "both idle connections are counted", || async {
+        drops(&g, "unverified_timeout").await >= 2
+    })
+    .await;
+
+    // The member's connection is older than the deadline and still carries frames.
+    let next = tokio::time::timeout(T, async {
+        loop {
+            match member_ws.next().await {
+                Some(Ok(WsMessage::Binary(_))) => return None,
+                Some(Ok(WsMessage::Close(f))) => return Some(format!("{f:?}")),
+                Some(Ok(_)) => {}
+                other => return Some(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("the server keeps talking to its member");
+    assert_eq!(next, None, "the verified member was disconnected");
+    drop(member_ws);
+    g.shutdown().await;
+    assert_no_task_panicked();
+}

@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{ReadableStream, ReadableStreamDefaultController, WritableStream};
 
-use crate::driver::{CLOSE_ABORTED, Deferred, Delivery, NODE_EVENTS, Shared, State, deliver, with};
+use crate::driver::{Deferred, Delivery, NODE_EVENTS, Shared, State, deliver, with};
 use crate::error::{GossipError, UsageError};
 use crate::js::{self, Options, to_js_error};
 use crate::msgpack;
@@ -41,6 +41,10 @@ fn topic_of(options: &JsValue) -> JsResult<String> {
         )
     })
 }
+
+/// Stream close code sent when JavaScript aborts or cancels a stream (applications' codes start
+/// above the core's `close_code::TOO_MANY`).
+const CLOSE_ABORTED: u32 = 16;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = include_str!("types.d.ts");

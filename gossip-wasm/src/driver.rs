@@ -12,9 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 use gossip_core::groups::GroupId;
-use gossip_core::link::{decode_hello, is_hello};
+use gossip_core::link::route::{self, DialBudget, Links, Route};
+use gossip_core::link::{
+    CloseCode, Decision, Outbox, Session, SessionConfig, decode_hello, is_hello, relay,
+};
 use gossip_core::streams::{StreamKey, StreamOutput, close_code};
-use gossip_core::{Address, Event, FailReason, Instant, Node, NodeId, RequestId};
+use gossip_core::{Address, Event, FailReason, Instant, Node, NodeId, RequestId, Transmit};
 use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
@@ -30,13 +33,8 @@ pub(crate) type Shared = Rc<RefCell<State>>;
 /// retransmits membership state, and streams are bounded by their windows, so dropping is safe
 /// while an unbounded socket buffer is not.
 const MAX_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
-/// Frames that fail to authenticate before the server's first frame does: the keys differ.
-const MAX_UNVERIFIED_FAILURES: u32 = 8;
 /// Largest chunk handed to a `ReadableStream` at once.
 const READ_CHUNK: usize = 64 * 1024;
-/// Close code sent when JavaScript aborts or cancels a stream (applications' codes start above
-/// the core's `close_code::TOO_MANY`).
-pub(crate) const CLOSE_ABORTED: u32 = 16;
 /// How long `leave()` waits for the socket to flush the leave announcement.
 const LEAVE_FLUSH_MS: u64 = 2_000;
 /// Poll interval while waiting for that flush.
@@ -181,24 +179,52 @@ struct Link {
     /// The seed URL (without the token).
     url: String,
     generation: u64,
-    /// The id the server's hello claimed.
-    server: Option<NodeId>,
-    /// A frame signed by `server` arrived: the join went through.
-    verified: bool,
-    /// Undecodable frames before `verified`.
-    failures: u32,
-    /// Give up on the link if it is not verified by then.
-    deadline: Instant,
+    /// The handshake: the server's hello, its first verified frame (the join went through),
+    /// and the deadline for it (the connect timeout).
+    session: Session,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
 }
 
 impl Link {
-    fn shut(&self, code: u16, reason: &str) {
+    fn shut(&self, code: CloseCode, reason: &str) {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
-        // Closing an already closing socket is a no-op, never an error worth reporting.
-        let _ = self.ws.close_with_code_and_reason(code, reason);
+        // Closing an already closing socket is a no-op, never an error worth reporting. The
+        // session only closes with codes a browser may send (`CloseCode::browser_may_send`).
+        let _ = self.ws.close_with_code_and_reason(code.code(), reason);
+    }
+
+    fn verified(&self) -> bool {
+        self.session.verified().is_some()
+    }
+}
+
+/// A browser's one connection, as the routing table sees it: every frame goes to its server,
+/// which routes it on; no datagrams, no dials.
+struct Uplink(bool);
+
+impl Links for Uplink {
+    type Conn = ();
+
+    fn uplink(&self) -> Option<()> {
+        self.0.then_some(())
+    }
+
+    fn bound(&self, _: &NodeId) -> Option<()> {
+        None
+    }
+
+    fn open_to(&self, _: &Address) -> Option<()> {
+        None
+    }
+
+    fn has_udp(&self) -> bool {
+        false
+    }
+
+    fn dial_budget(&self) -> DialBudget {
+        DialBudget::Unsupported
     }
 }
 
@@ -216,8 +242,7 @@ pub(crate) struct Slot {
 }
 
 struct PendingWrite {
-    data: Vec<u8>,
-    at: usize,
+    data: Outbox,
     done: Deferred,
 }
 
@@ -365,14 +390,12 @@ impl State {
         });
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        let config = SessionConfig::default().with_verify_within_ms(self.connect_timeout_ms);
         self.link = Some(Link {
             ws,
             url,
             generation,
-            server: None,
-            verified: false,
-            failures: 0,
-            deadline: now.plus_millis(self.connect_timeout_ms),
+            session: Session::dialed(true, config).with_deadline(now),
             _on_message: on_message,
             _on_close: on_close,
         });
@@ -385,16 +408,23 @@ impl State {
     }
 
     /// Closes the current link ourselves and reports why.
-    fn fail_link(&mut self, now: Instant, code: u16, err: JoinError, out: &mut Vec<Delivery>) {
+    fn fail_link(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+        err: JoinError,
+        out: &mut Vec<Delivery>,
+    ) {
         if let Some(link) = &self.link {
-            link.shut(code, "gossip-wasm: closing");
+            link.shut(code, reason);
         }
         self.link_failed(now, err, out);
     }
 
     /// The link is gone (closed by either side, or never opened): try the next seed.
     fn link_failed(&mut self, now: Instant, err: JoinError, out: &mut Vec<Delivery>) {
-        let was_verified = self.link.as_ref().is_some_and(|l| l.verified);
+        let was_verified = self.link.as_ref().is_some_and(Link::verified);
         if let Some(link) = self.link.take() {
             self.retired.push(link);
         }
@@ -457,7 +487,14 @@ impl State {
                 .map(|l| l.url.clone())
                 .unwrap_or_default();
             let reason = "the server sent a text message (binary only)".into();
-            return self.fail_link(now, 4415, JoinError::Protocol { url, reason }, out);
+            let code = CloseCode::BinaryOnly;
+            return self.fail_link(
+                now,
+                code,
+                code.reason(),
+                JoinError::Protocol { url, reason },
+                out,
+            );
         };
         // The core refuses oversized frames too; checking first avoids copying them in.
         if buf.byte_length() as usize > self.node.config().limits.max_frame_bytes {
@@ -465,63 +502,58 @@ impl State {
             return;
         }
         let bytes = Uint8Array::new(buf).to_vec();
+        let me = self.node.id();
         let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let decision = if is_hello(&bytes) {
+            link.session.on_hello(me, decode_hello(&bytes))
+        } else {
+            match link.session.admit_frame() {
+                Decision::Keep => {
+                    let from = Address::WebSocket(link.url.clone());
+                    let result = self.node.handle_packet(now, from, &bytes);
+                    let Some(link) = self.link.as_mut() else {
+                        return;
+                    };
+                    let node = &self.node;
+                    link.session
+                        .on_frame(&result, |o| node.member(o).and_then(|m| m.relay()))
+                }
+                close => close,
+            }
+        };
+        self.execute(now, decision, out);
+    }
+
+    /// Carries out what the link's session decided.
+    fn execute(&mut self, now: Instant, decision: Decision, out: &mut Vec<Delivery>) {
+        let Some(link) = self.link.as_ref() else {
             return;
         };
         let url = link.url.clone();
-        let protocol = |reason: &str| JoinError::Protocol {
-            url: url.clone(),
-            reason: reason.into(),
-        };
-        let Some(server) = link.server else {
-            return match decode_hello(&bytes) {
-                Ok(id) if id == self.node.id() => {
-                    self.fail_link(now, 1002, protocol("the hello claims our own id"), out)
-                }
-                Ok(id) => {
-                    link.server = Some(id);
-                    let seed = Address::WebSocket(url.clone());
-                    if self
+        match decision {
+            Decision::Keep => {}
+            Decision::Greeted(server) => {
+                // The previous relay's link is gone: this is the browser's only connection.
+                let adopted = match relay::adopt(self.node.local(), server, |_| false) {
+                    Some(r) => self
                         .node
-                        .set_addresses(now, vec![Address::Relayed(id)])
-                        .is_ok()
-                    {
-                        self.node.join(now, &[seed]);
-                    }
+                        .set_addresses(now, vec![Address::Relayed(r)])
+                        .is_ok(),
+                    None => true,
+                };
+                if adopted {
+                    self.node.join(now, &[Address::WebSocket(url)]);
                 }
-                Err(e) => {
-                    let reason = format!("expected a hello first: {e}");
-                    self.fail_link(now, 1002, protocol(&reason), out)
-                }
-            };
-        };
-        if is_hello(&bytes) {
-            return self.fail_link(now, 1002, protocol("a second hello"), out);
-        }
-        let origin = self
-            .node
-            .handle_packet(now, Address::WebSocket(url.clone()), &bytes);
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
-        if link.verified {
-            return;
-        }
-        match origin {
-            Ok(o) if o == server => {
-                link.verified = true;
+            }
+            Decision::Bind(_) => {
                 self.failures = 0;
                 self.on_joined(out);
             }
-            Ok(_) => {
-                let reason = "the first frame was not signed by the server that sent the hello";
-                self.fail_link(now, 1002, protocol(reason), out);
-            }
-            Err(_) => {
-                link.failures += 1;
-                if link.failures >= MAX_UNVERIFIED_FAILURES {
-                    self.fail_link(now, 1002, JoinError::ClusterKey { url }, out);
-                }
+            Decision::Close(code, fault) => {
+                let err = JoinError::from_fault(&url, fault, self.connect_timeout_ms);
+                self.fail_link(now, code, &fault.to_string(), err, out);
             }
         }
     }
@@ -540,7 +572,7 @@ impl State {
                 let info = js_sys::Object::new();
                 if let Some(link) = &self.link {
                     js::set(&info, "url", &link.url.as_str().into());
-                    if let Some(server) = link.server {
+                    if let Some(server) = link.session.claimed() {
                         js::set(&info, "server", &server.to_string().into());
                     }
                 }
@@ -552,8 +584,8 @@ impl State {
 
     /// The server this node currently relays through, once its join went through.
     pub(crate) fn server(&self) -> Option<(NodeId, &str)> {
-        let link = self.link.as_ref().filter(|l| l.verified)?;
-        Some((link.server?, link.url.as_str()))
+        let link = self.link.as_ref().filter(|l| l.verified())?;
+        Some((link.session.claimed()?, link.url.as_str()))
     }
 
     // ----- time ----------------------------------------------------------------------------
@@ -572,13 +604,9 @@ impl State {
             }
             return;
         }
-        if let Some(link) = &self.link
-            && !link.verified
-            && now >= link.deadline
-        {
-            let url = link.url.clone();
-            let reason = format!("no answer within {} ms", self.connect_timeout_ms);
-            self.fail_link(now, 1000, JoinError::Connect { url, reason }, out);
+        if let Some(link) = &self.link {
+            let decision = link.session.on_timeout(now);
+            self.execute(now, decision, out);
         }
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
@@ -598,10 +626,7 @@ impl State {
             (Some(_), _) => Some(now.plus_millis(LEAVE_POLL_MS)),
             (None, _) => [
                 self.node.poll_timeout(),
-                self.link
-                    .as_ref()
-                    .filter(|l| !l.verified)
-                    .map(|l| l.deadline),
+                self.link.as_ref().and_then(|l| l.session.deadline()),
                 self.retry_at,
             ]
             .into_iter()
@@ -631,7 +656,7 @@ impl State {
             let mut idle = true;
             while let Some(t) = self.node.poll_transmit() {
                 idle = false;
-                self.transmit(&t.bytes);
+                self.transmit(&t);
             }
             while let Some(e) = self.node.poll_event() {
                 idle = false;
@@ -645,11 +670,16 @@ impl State {
     }
 
     /// A browser has one connection: every frame goes to its server, which routes it.
-    fn transmit(&mut self, bytes: &[u8]) {
-        let Some(link) = self.link.as_ref().filter(|l| l.server.is_some()) else {
+    fn transmit(&mut self, t: &Transmit) {
+        let link = self.link.as_ref().filter(|l| l.session.claimed().is_some());
+        let budget = self.node.config().udp_budget;
+        let (Some(link), Route::Connection(())) =
+            (link, route::route(t, &Uplink(link.is_some()), None, budget))
+        else {
             self.stats.no_link += 1;
             return;
         };
+        let bytes = t.bytes.as_slice();
         if link.ws.ready_state() != WebSocket::OPEN {
             self.stats.no_link += 1;
         } else if link.ws.buffered_amount() as usize + bytes.len() > MAX_SOCKET_BUFFER {
@@ -776,7 +806,7 @@ impl State {
 
     fn finish_leave(&mut self, out: &mut Vec<Delivery>) {
         if let Some(link) = self.link.take() {
-            link.shut(1000, "leaving");
+            link.shut(CloseCode::Normal, "leaving");
             self.retired.push(link);
         }
         if let Some((_, done)) = self.leave_by.take() {
@@ -789,7 +819,7 @@ impl State {
     fn stop(&mut self) {
         self.phase = Phase::Stopped;
         if let Some(link) = self.link.take() {
-            link.shut(1000, "stopped");
+            link.shut(CloseCode::Normal, "stopped");
             self.retired.push(link);
         }
         if let Some((handle, _)) = self.timer.take() {
@@ -949,7 +979,10 @@ impl State {
             out.push(Delivery::Reject(done, err.into()));
             return promise;
         }
-        slot.write = Some(PendingWrite { data, at: 0, done });
+        slot.write = Some(PendingWrite {
+            data: Outbox::from(data),
+            done,
+        });
         self.continue_write(key, out);
         promise
     }
@@ -959,14 +992,11 @@ impl State {
         let Some(mut w) = self.streams.get_mut(&key).and_then(|s| s.write.take()) else {
             return;
         };
-        while w.at < w.data.len() {
-            match self.node.stream_write(now, key, &w.data[w.at..]) {
-                Ok(0) => break,
-                Ok(n) => w.at += n,
-                Err(e) => return out.push(Delivery::Reject(w.done, e.into())),
-            }
+        let node = &mut self.node;
+        if let Err(e) = w.data.flush(|chunk| node.stream_write(now, key, chunk)) {
+            return out.push(Delivery::Reject(w.done, e.into()));
         }
-        if w.at == w.data.len() {
+        if w.data.is_empty() {
             out.push(Delivery::Resolve(w.done, JsValue::UNDEFINED));
         } else if let Some(slot) = self.streams.get_mut(&key) {
             slot.write = Some(w);

@@ -3,6 +3,7 @@
 
 use gossip_core::CommandError;
 use gossip_core::groups::GroupError;
+use gossip_core::link::{CloseCode, Fault};
 use gossip_core::streams::StreamError;
 
 /// Anything the driver refuses or reports as failed.
@@ -201,26 +202,49 @@ impl JoinError {
                 format!("{what} (close code {code}: {reason})")
             }
         };
-        match code {
-            4400 => JoinError::ClusterKey { url },
-            4401 => JoinError::Unauthorized { url },
-            4403 => JoinError::OriginRefused { url },
-            4429 => JoinError::TooManyConnections { url },
-            4408 | 4413 | 4415 => JoinError::Protocol {
+        match CloseCode::from_code(code) {
+            Some(CloseCode::BadFrame) => JoinError::ClusterKey { url },
+            Some(CloseCode::Unauthorized) => JoinError::Unauthorized { url },
+            Some(CloseCode::Forbidden) => JoinError::OriginRefused { url },
+            Some(CloseCode::TooManyConnections) => JoinError::TooManyConnections { url },
+            Some(
+                CloseCode::SlowConsumer
+                | CloseCode::TooLarge
+                | CloseCode::BinaryOnly
+                | CloseCode::NotVerified,
+            ) => JoinError::Protocol {
                 url,
                 reason: said("the server closed the connection"),
             },
-            1001 => JoinError::Connect {
+            Some(CloseCode::GoingAway) => JoinError::Connect {
                 url,
                 reason: said("the server is shutting down"),
             },
-            1006 => JoinError::Connect {
+            Some(CloseCode::Abnormal) => JoinError::Connect {
                 url,
-                reason: "connection failed or dropped (close code 1006)".into(),
+                reason: format!("connection failed or dropped (close code {code})"),
             },
             _ => JoinError::Connect {
                 url,
                 reason: said("connection closed"),
+            },
+        }
+    }
+
+    /// Why this node closed its own link, as the error a pending `create()` (or a
+    /// `disconnected` listener) sees. `verify_within_ms` is the connect timeout the session's
+    /// deadline used.
+    pub fn from_fault(url: &str, fault: Fault, verify_within_ms: u64) -> JoinError {
+        let url = url.to_owned();
+        match fault {
+            Fault::Foreign(_) => JoinError::ClusterKey { url },
+            Fault::Unverified => JoinError::Connect {
+                url,
+                reason: format!("no answer within {verify_within_ms} ms"),
+            },
+            other => JoinError::Protocol {
+                url,
+                reason: other.to_string(),
             },
         }
     }
@@ -300,6 +324,29 @@ mod tests {
         assert_eq!(slow.code(), "PROTOCOL");
         assert!(slow.to_string().contains("send queue overflowed"));
         assert_eq!(JoinError::from_close(url, 1006, "").code(), "CONNECT");
+        let late = JoinError::from_close(url, CloseCode::NotVerified.code(), "no verified frame");
+        assert_eq!(late.code(), "PROTOCOL");
+        assert_eq!(JoinError::from_close(url, 1002, "").code(), "CONNECT");
+    }
+
+    #[test]
+    fn own_closes_map_by_fault() {
+        let url = "ws://a";
+        let key = JoinError::from_fault(
+            url,
+            Fault::Foreign(gossip_core::DropReason::Unauthenticated),
+            5_000,
+        );
+        assert_eq!(key.code(), "CLUSTER_KEY");
+        let late = JoinError::from_fault(url, Fault::Unverified, 5_000);
+        assert_eq!(late.code(), "CONNECT");
+        assert!(
+            late.to_string().contains("no answer within 5000 ms"),
+            "{late}"
+        );
+        let mismatch = JoinError::from_fault(url, Fault::OriginMismatch, 5_000);
+        assert_eq!(mismatch.code(), "PROTOCOL");
+        assert!(mismatch.to_string().contains("hello named"), "{mismatch}");
     }
 
     #[test]

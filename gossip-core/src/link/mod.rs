@@ -1,11 +1,36 @@
-//! The greeting a WebSocket server sends before any frame.
+//! How a connection between two members works, the same for every driver.
+//!
+//! - The hello (this file): the greeting a WebSocket acceptor sends before any frame.
+//! - [`close`]: the codes a link is closed with ([`CloseCode`]).
+//! - [`session`]: one connection's handshake rules (hello, first verified frame, refused frames,
+//!   deadline), as decisions the driver executes ([`Session`], [`Decision`]).
+//! - [`route`]: where a [`Transmit`](crate::Transmit) goes ([`route()`](route::route)).
+//! - [`relay`]: which server relays a node that cannot listen.
+//! - [`pump`]: bytes waiting for stream credit ([`Outbox`]).
+//! - [`drops`]: what a driver drops around the engine ([`LinkDrop`]).
+//!
+//! # The hello
 //!
 //! A browser cannot listen, so its address is "relayed via the server it connected to"
 //! ([`Address::Relayed`](crate::Address::Relayed)), and it must know that server's id before it
 //! signs its own alive record. The accepting side of a WebSocket therefore sends one binary
-//! message first: [`HELLO_MAGIC`] followed by its node id. The id is a claim, not a proof: a
-//! driver checks that the first frame it decodes from that connection has that origin (see
-//! [`Node::handle_packet`](crate::Node::handle_packet)) and closes the connection otherwise.
+//! message first: [`HELLO_MAGIC`] followed by its node id. The id is a claim, not a proof: the
+//! [`Session`] of the dialing side checks that the first frame it verifies from that connection
+//! has that origin (see [`Node::handle_packet`](crate::Node::handle_packet)) and closes the
+//! connection otherwise.
+
+pub mod close;
+pub mod drops;
+pub mod pump;
+pub mod relay;
+pub mod route;
+pub mod session;
+
+pub use close::CloseCode;
+pub use drops::LinkDrop;
+pub use pump::Outbox;
+pub use route::{DialBudget, Links, Route};
+pub use session::{Decision, Fault, Session, SessionConfig};
 
 use crate::identity::{NODE_ID_LEN, NodeId};
 
@@ -24,7 +49,7 @@ pub fn encode_hello(id: &NodeId) -> Vec<u8> {
 }
 
 /// Why a hello was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum HelloError {
     /// The message is not `HELLO_LEN` bytes long.

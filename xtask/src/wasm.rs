@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::{Result, output, run};
 
-/// The CLI must be the version of the `wasm-bindgen` crate in Cargo.lock.
-const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// Fail above this many gzipped bytes (the goal, recorded in docs/BENCHMARKS.md, is 120 KB).
 const MAX_GZIP_BYTES: u64 = 200 * 1024;
 const PROFILE: &str = "wasm-release";
@@ -44,19 +42,35 @@ fn have(program: &str, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The `wasm-bindgen` crate's version in Cargo.lock, which the CLI must equal. The manifest's
+/// range is a caret one; the lock decides.
+fn wasm_bindgen_version() -> Result<String> {
+    let lock = root().join("Cargo.lock");
+    let text =
+        fs::read_to_string(&lock).map_err(|e| format!("cannot read {}: {e}", lock.display()))?;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|l| l.strip_suffix('"'))
+        {
+            return Ok(v.to_owned());
+        }
+    }
+    Err(format!("no wasm-bindgen package in {}", lock.display()))
+}
+
 /// Installs what the package and its tests need, each only when missing.
 pub fn setup() -> Result {
+    let wasm_bindgen = wasm_bindgen_version()?;
     let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
-    if !version.contains(WASM_BINDGEN_VERSION) {
+    if !version.split_whitespace().any(|w| w == wasm_bindgen) {
         // No --locked: the CLI's own lockfile wants a webpki-roots the registry here lacks.
         run(
             "cargo",
-            &[
-                "install",
-                "wasm-bindgen-cli",
-                "--version",
-                WASM_BINDGEN_VERSION,
-            ],
+            &["install", "wasm-bindgen-cli", "--version", &wasm_bindgen],
         )?;
     }
     let missing: Vec<&str> = [
@@ -173,6 +187,9 @@ pub fn package() -> Result<Package> {
         &npm.join("example/index.html"),
         &pkg.join("example/index.html"),
     )?;
+    for file in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        copy(&root.join(file), &pkg.join(file))?;
+    }
     fs::write(pkg.join("package.json"), package_json()).map_err(|e| e.to_string())?;
 
     let size = fs::metadata(&wasm).map_err(|e| e.to_string())?.len();
@@ -223,7 +240,9 @@ fn package_json() -> String {
     "web/gossip_wasm_bg.wasm",
     "web/gossip_wasm_bg.wasm.d.ts",
     "example/index.html",
-    "README.md"
+    "README.md",
+    "LICENSE-MIT",
+    "LICENSE-APACHE"
   ],
   "sideEffects": true,
   "engines": {{ "node": ">=20" }},
@@ -627,6 +646,12 @@ pub fn test() -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_names_the_wasm_bindgen_cli_version() {
+        let v = wasm_bindgen_version().unwrap();
+        assert!(v.starts_with("0.2."), "{v}");
+    }
 
     #[test]
     fn finds_import_modules() {

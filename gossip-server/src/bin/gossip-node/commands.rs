@@ -34,25 +34,30 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct Inbox {
     next: u64,
-    open: VecDeque<(u64, NodeId, RequestId)>,
+    open: VecDeque<Open>,
 }
+
+/// A request waiting for `respond`: its number, requester (id and name) and correlation id.
+type Open = (u64, NodeId, String, RequestId);
 
 impl Inbox {
     const MAX_OPEN: usize = 1024;
 
     /// Files a request; returns its number.
-    pub fn add(&mut self, from: NodeId, id: RequestId) -> u64 {
+    pub fn add(&mut self, from: NodeId, name: String, id: RequestId) -> u64 {
         self.next = self.next.wrapping_add(1);
         if self.open.len() >= Self::MAX_OPEN {
             self.open.pop_front();
         }
-        self.open.push_back((self.next, from, id));
+        self.open.push_back((self.next, from, name, id));
         self.next
     }
 
-    fn take(&mut self, n: u64) -> Option<(NodeId, RequestId)> {
-        let at = self.open.iter().position(|(k, _, _)| *k == n)?;
-        self.open.remove(at).map(|(_, from, id)| (from, id))
+    fn take(&mut self, n: u64) -> Option<(NodeId, String, RequestId)> {
+        let at = self.open.iter().position(|(k, ..)| *k == n)?;
+        self.open
+            .remove(at)
+            .map(|(_, from, name, id)| (from, name, id))
     }
 }
 
@@ -136,13 +141,13 @@ pub async fn run(gossip: &Gossip, out: Printer, inbox: &mut Inbox, line: &str) -
         "respond" => match split2(rest) {
             Some((n, text)) => match n.trim_start_matches('#').parse::<u64>() {
                 Ok(n) => match inbox.take(n) {
-                    Some((from, id)) => gossip
+                    Some((from, name, id)) => gossip
                         .respond(from, id, text)
                         .await
                         .map(|()| {
                             out.line(
                                 json!({"event": "sent", "command": "respond", "request": n, "to": from.to_string()}),
-                                format!("ok: answered request #{n} from {}", from.short()),
+                                format!("ok: answered request #{n} from {} ({})", clean(&name), from.short()),
                             )
                         })
                         .map_err(|e| e.to_string()),
@@ -245,11 +250,11 @@ mod tests {
     fn the_inbox_numbers_requests_answers_each_once_and_stays_bounded() {
         let mut inbox = Inbox::default();
         let peer = NodeId::from_bytes([7; 32]);
-        let first = inbox.add(peer, 42);
-        assert_eq!(inbox.take(first), Some((peer, 42)));
+        let first = inbox.add(peer, "p".into(), 42);
+        assert_eq!(inbox.take(first), Some((peer, "p".into(), 42)));
         assert_eq!(inbox.take(first), None);
         for i in 0..(Inbox::MAX_OPEN as u64 + 10) {
-            inbox.add(peer, i);
+            inbox.add(peer, "p".into(), i);
         }
         assert_eq!(inbox.open.len(), Inbox::MAX_OPEN);
         // The oldest ten were forgotten; the newest is still there.

@@ -379,7 +379,7 @@ async fn on_event(
                     );
                 }
             } else {
-                let number = inbox.add(from, id);
+                let number = inbox.add(from, n.clone(), id);
                 out.line(
                     json!({"event": "request", "request": number, "from": from.to_string(), "name": n, "topic": topic, "data": text, "encoding": encoding.as_str()}),
                     format!(

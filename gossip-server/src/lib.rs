@@ -10,8 +10,8 @@
 //! counted reason and the node keeps serving everyone else.
 //!
 //! ```no_run
+//! use gossip_server::gossip_core::Config; // the engine, re-exported: one dependency
 //! use gossip_server::{Gossip, GossipConfig};
-//! use gossip_core::Config;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = GossipConfig::new(Config::lan().with_name("api-1"))
@@ -29,6 +29,9 @@
 //! ```
 //!
 //! The wire contract with browsers (hello, close codes, status JSON) is in `docs/DRIVERS.md`.
+//!
+//! Features: none by default (the library alone). `cli` builds the `gossip-node` binary and pulls
+//! in what only it needs (clap, tracing-subscriber, serde_json, rmp-serde).
 
 #![deny(missing_docs)]
 

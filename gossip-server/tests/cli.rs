@@ -1,4 +1,5 @@
-//! The `gossip-node` binary as a process: start three, join, kill one, see it dead.
+//! The `gossip-node` binary as a process: joining and failure detection, the stdin commands, key
+//! handling and what it prints.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -6,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const BIN: &str = env!("CARGO_BIN_EXE_gossip-node");
 
 struct Node {
     child: Child,
@@ -23,7 +25,11 @@ impl Drop for Node {
 }
 
 fn spawn(name: &str, join: Option<&str>) -> Node {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gossip-node"));
+    spawn_with(name, join, Some(KEY), Stdio::null())
+}
+
+fn spawn_with(name: &str, join: Option<&str>, key: Option<&str>, stderr: Stdio) -> Node {
+    let mut cmd = Command::new(BIN);
     cmd.args([
         "--name",
         name,
@@ -33,10 +39,13 @@ fn spawn(name: &str, join: Option<&str>) -> Node {
         "local",
         "--json",
     ])
-    .env("GOSSIP_KEY", KEY)
+    .env_remove("GOSSIP_KEY")
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    .stderr(stderr);
+    if let Some(key) = key {
+        cmd.env("GOSSIP_KEY", key);
+    }
     if let Some(seed) = join {
         cmd.args(["--join", seed]);
     }
@@ -73,21 +82,65 @@ fn spawn(name: &str, join: Option<&str>) -> Node {
     }
 }
 
-/// Waits for a line with `event` about `id`.
-fn expect(node: &Node, event: &str, id: &str, timeout: Duration) {
-    let matches = |v: &serde_json::Value| v["event"] == event && v["id"] == id;
-    if node.seen.borrow().iter().any(matches) {
-        return;
+impl Node {
+    /// Writes one command line to the node's stdin.
+    fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
     }
-    let deadline = Instant::now() + timeout;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match node.lines.recv_timeout(left) {
-            Ok(v) if matches(&v) => return,
-            Ok(v) => node.seen.borrow_mut().push(v),
-            Err(_) => break,
+
+    /// Waits for (and takes) the first output line that `matches`.
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut seen = self.seen.borrow_mut();
+        if let Some(at) = seen.iter().position(&matches) {
+            return seen.remove(at);
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(v) if matches(&v) => return v,
+                Ok(v) => seen.push(v),
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} within {timeout:?}; saw {seen:#?}");
+    }
+}
+
+/// Asks `node` for its members until `id` is listed alive. Polls `members` rather than waiting for
+/// the `joined` line, so a join reported before the node subscribed does not fail the test.
+fn wait_alive(node: &mut Node, id: &str) {
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        node.say("members");
+        let listed = node.wait("members", T, |v| v["event"] == "member");
+        let mut found = listed["id"] == id && listed["state"] == "alive";
+        // The rest of this listing: lines that arrive before the next poll.
+        while !found && let Ok(v) = node.lines.recv_timeout(Duration::from_millis(200)) {
+            if v["event"] == "member" {
+                found = v["id"] == id && v["state"] == "alive";
+            } else {
+                node.seen.borrow_mut().push(v);
+            }
+        }
+        if found {
+            return;
         }
     }
-    panic!("no {event} event for {id} within {timeout:?}");
+    panic!("{id} not listed alive within {T:?}");
+}
+
+/// Waits for a line with `event` about `id`.
+fn expect(node: &Node, event: &str, id: &str, timeout: Duration) {
+    node.wait(&format!("{event} event for {id}"), timeout, |v| {
+        v["event"] == event && v["id"] == id
+    });
 }
 
 #[test]
@@ -107,12 +160,172 @@ fn three_processes_join_and_see_a_killed_one_dead() {
     expect(&b, "dead", &c.id, Duration::from_secs(60));
     // `leave` on stdin: a clean exit, seen as left by the others.
     let mut b = b;
-    {
-        use std::io::Write;
-        let stdin = b.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "leave").unwrap();
-    }
+    b.say("leave");
     expect(&a, "left", &b.id, t);
     let status = b.child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn members_are_addressed_by_name_or_id_prefix_and_requests_answered_by_number() {
+    let mut a = spawn("cli-a", None);
+    let mut b = spawn("cli-b", Some(&a.seed));
+    let (a_id, b_id) = (a.id.clone(), b.id.clone());
+    wait_alive(&mut a, &b_id);
+    wait_alive(&mut b, &a_id);
+
+    // `members` prints the short id, which `send` accepts as a prefix.
+    a.say("members");
+    let listed = a.wait("b in members", T, |v| {
+        v["event"] == "member" && v["id"] == b.id
+    });
+    let short = listed["short"].as_str().unwrap().to_owned();
+    assert!(b.id.starts_with(&short), "{listed}");
+
+    a.say("send cli-b greet hello by name");
+    let ack = a.wait("send ack", T, |v| {
+        v["event"] == "sent" && v["command"] == "send"
+    });
+    assert_eq!(ack["to"], b.id.as_str(), "{ack}");
+    let got = b.wait("direct by name", T, |v| v["event"] == "direct");
+    assert_eq!(
+        (&got["from"], &got["topic"], &got["data"], &got["encoding"]),
+        (
+            &a.id.as_str().into(),
+            &"greet".into(),
+            &"hello by name".into(),
+            &"utf8".into()
+        ),
+        "{got}"
+    );
+    a.say(&format!("send {short} greet hello by prefix"));
+    let got = b.wait("direct by prefix", T, |v| v["event"] == "direct");
+    assert_eq!(got["data"], "hello by prefix", "{got}");
+
+    a.say("request cli-b ask ping");
+    a.wait("request ack", T, |v| {
+        v["event"] == "sent" && v["command"] == "request"
+    });
+    let req = b.wait("request", T, |v| v["event"] == "request");
+    assert_eq!(req["data"], "ping", "{req}");
+    let number = req["request"].as_u64().expect("a request number");
+    b.say(&format!("respond {number} pong"));
+    b.wait("respond ack", T, |v| {
+        v["event"] == "sent" && v["command"] == "respond"
+    });
+    let answer = a.wait("response", T, |v| v["event"] == "response");
+    assert_eq!(
+        (&answer["from"], &answer["data"]),
+        (&b.id.as_str().into(), &"pong".into())
+    );
+    // A request is answered once.
+    b.say(&format!("respond {number} again"));
+    let err = b.wait("error", T, |v| v["event"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("no open request"),
+        "{err}"
+    );
+
+    a.say("send nobody greet hello");
+    let err = a.wait("error", T, |v| v["event"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("\"nobody\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn keygen_prints_a_key_that_nodes_start_with() {
+    let out = Command::new(BIN).arg("keygen").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    assert!(
+        key.parse::<gossip_server::gossip_core::ClusterKey>()
+            .is_ok()
+    );
+    let again = Command::new(BIN).arg("keygen").output().unwrap();
+    assert_ne!(String::from_utf8(again.stdout).unwrap().trim(), key);
+
+    let mut a = spawn_with("cli-key-a", None, Some(&key), Stdio::null());
+    let b = spawn_with("cli-key-b", Some(&a.seed), Some(&key), Stdio::null());
+    wait_alive(&mut a, &b.id);
+}
+
+/// Runs the binary to its exit with no stdin; returns its stderr.
+fn fails_with(args: &[&str], env_key: Option<&str>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("GOSSIP_KEY").stdin(Stdio::null());
+    if let Some(k) = env_key {
+        cmd.env("GOSSIP_KEY", k);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_bad_key_names_where_it_came_from_and_the_expected_format() {
+    let bind = ["--bind", "127.0.0.1:0"];
+    let format = "64 hex digits or base64 of 32 bytes";
+
+    let env = fails_with(&bind, Some("not-a-key"));
+    assert!(env.contains("GOSSIP_KEY") && env.contains(format), "{env}");
+    assert!(!env.contains("--key"), "{env}");
+
+    let flag = fails_with(&[&bind[..], &["--key", "abcd"]].concat(), None);
+    assert!(flag.contains("--key:") && flag.contains(format), "{flag}");
+
+    let dir = std::env::temp_dir().join(format!("gossip-cli-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.key");
+    std::fs::write(&bad, "short\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let file = fails_with(&[&bind[..], &["--key-file", bad]].concat(), None);
+    assert!(file.contains(bad) && file.contains(format), "{file}");
+
+    let missing = dir.join("missing.key");
+    let missing = missing.to_str().unwrap();
+    let file = fails_with(&[&bind[..], &["--key-file", missing]].concat(), None);
+    assert!(file.contains(missing), "{file}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Nothing prints the error twice or as a Debug value.
+    assert_eq!(env.matches("GOSSIP_KEY").count(), 1, "{env}");
+    assert!(!env.contains("Parse"), "{env}");
+}
+
+#[test]
+fn without_a_key_it_warns_once_and_without_colour_off_a_terminal() {
+    let mut a = spawn_with("cli-plain", None, None, Stdio::piped());
+    a.say("leave");
+    a.wait("stopped", T, |v| v["event"] == "stopped");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(a.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr.matches("plain text").count(), 1, "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
+}
+
+#[test]
+fn help_lists_the_stdin_commands() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "members",
+        "send MEMBER TOPIC TEXT",
+        "respond N TEXT",
+        "keygen",
+    ] {
+        assert!(help.contains(line), "{line} missing from {help}");
+    }
+    let mut a = spawn("cli-help", None);
+    a.say("help");
+    let v = a.wait("help", T, |v| v["event"] == "help");
+    assert!(
+        v["text"].as_str().unwrap().contains("respond N TEXT"),
+        "{v}"
+    );
 }

@@ -1,1 +1,18 @@
-export * from "./web/gossip_wasm.js";
+// Exactly what index.js and node.js export: the classes, and the types that describe them. Not
+// `export *`: the generated module also declares its loader (`default`, `initSync`), which the
+// package entries call themselves and do not export.
+export { GossipNode, GossipStream, Group, Message } from "./web/gossip_wasm.js";
+export type {
+  Data,
+  GossipError,
+  GossipNodeEvents,
+  GossipOptions,
+  GroupChangeEvent,
+  GroupCriteria,
+  GroupEvents,
+  MemberEvent,
+  MemberInfo,
+  NodeStats,
+  RequestOptions,
+  SendOptions,
+} from "./web/gossip_wasm.js";

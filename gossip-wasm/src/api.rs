@@ -182,7 +182,8 @@ impl GossipNode {
 
     /// Adds a listener: `memberJoined`, `memberAlive`, `memberSuspect`, `memberDead`,
     /// `memberLeft`, `metadata`, `message`, `request`, `stream`, `group`, `connected`,
-    /// `disconnected`.
+    /// `disconnected`. Typed in `types.d.ts` (an event map, so a misspelt name does not compile).
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, listener: Listener) -> JsResult<()> {
         let f = check_listener(event, NODE_EVENTS, listener)?;
         let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
@@ -190,7 +191,8 @@ impl GossipNode {
         Ok(())
     }
 
-    /// Removes a listener added with `on`.
+    /// Removes a listener added with `on`. Typed in `types.d.ts`.
+    #[wasm_bindgen(skip_typescript)]
     pub fn off(&self, event: &str, listener: Listener) -> JsResult<()> {
         let f: &JsValue = listener.as_ref();
         let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
@@ -545,7 +547,8 @@ impl Message {
     }
 
     /// The value a sender passed as non-bytes data (decoded from MessagePack); throws
-    /// `DECODE` if the data is not MessagePack.
+    /// `DECODE` if the data is not MessagePack. Typed in `types.d.ts` (`value<T = unknown>()`).
+    #[wasm_bindgen(skip_typescript)]
     pub fn value(&self) -> JsResult<JsValue> {
         msgpack::decode(&self.data)
             .map(js::from_value)
@@ -616,7 +619,9 @@ impl Group {
         Ok(s.node.groups().len(self.id).unwrap_or(0))
     }
 
-    /// Adds a listener: `added`, `removed`, `updated` (called with the member).
+    /// Adds a listener: `added`, `removed`, `updated` (called with the member). Typed in
+    /// `types.d.ts`.
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, listener: Listener) -> JsResult<()> {
         let f = check_listener(event, GROUP_EVENTS, listener)?;
         let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
@@ -700,13 +705,13 @@ impl GossipStream {
     }
 
     /// Bytes from the peer, as `Uint8Array` chunks.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array>")]
     pub fn readable(&self) -> ReadableStream {
         self.readable.clone()
     }
 
     /// Bytes to the peer: write `Uint8Array`s.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "WritableStream<Uint8Array>")]
     pub fn writable(&self) -> WritableStream {
         self.writable.clone()
     }

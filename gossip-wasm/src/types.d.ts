@@ -97,11 +97,27 @@ export interface GroupEvents {
   updated: (member: MemberEvent) => void;
 }
 
+// The methods below are declared here rather than generated: wasm-bindgen would type `on` as
+// `(event: string, listener: (event: any) => void)`, which accepts any misspelt event name, and
+// `value()` as `any`.
+
 export interface GossipNode {
+  /** Adds a listener for one of the events of `GossipNodeEvents`. */
   on<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E]): void;
+  /** Removes a listener added with `on`. */
   off<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E]): void;
 }
 
 export interface Group {
+  /** Adds a listener for one of the events of `GroupEvents`. */
   on<E extends keyof GroupEvents>(event: E, listener: GroupEvents[E]): void;
+}
+
+export interface Message {
+  /**
+   * The value a sender passed as non-bytes data (decoded from MessagePack); throws a
+   * `GossipError` with `code` `DECODE` if the data is not MessagePack. `T` is not checked at run
+   * time: validate what a peer sent before trusting its shape.
+   */
+  value<T = unknown>(): T;
 }

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => demo::demo(&args[1..]),
         Some("e2e") => demo::e2e(true),
-        Some("wasm") => wasm::package().and_then(|p| wasm::check(&p)),
+        Some("wasm") => wasm::package().and_then(|p| {
+            wasm::check(&p)?;
+            wasm::check_types(&p)
+        }),
         _ => {
             eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm>");
             eprintln!(
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
             );
             eprintln!("  e2e    run the dashboard's end-to-end test in headless Chromium");
             eprintln!(
-                "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/ and check its size"
+                "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/, check its size and its TypeScript types"
             );
             return ExitCode::from(2);
         }

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::{Result, output, run};
 
-/// The CLI must be the version of the `wasm-bindgen` crate in Cargo.lock.
-const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// Fail above this many gzipped bytes (the goal, recorded in docs/BENCHMARKS.md, is 120 KB).
 const MAX_GZIP_BYTES: u64 = 200 * 1024;
 const PROFILE: &str = "wasm-release";
@@ -44,19 +42,35 @@ fn have(program: &str, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The `wasm-bindgen` crate's version in Cargo.lock, which the CLI must equal. The manifest's
+/// range is a caret one; the lock decides.
+fn wasm_bindgen_version() -> Result<String> {
+    let lock = root().join("Cargo.lock");
+    let text =
+        fs::read_to_string(&lock).map_err(|e| format!("cannot read {}: {e}", lock.display()))?;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|l| l.strip_suffix('"'))
+        {
+            return Ok(v.to_owned());
+        }
+    }
+    Err(format!("no wasm-bindgen package in {}", lock.display()))
+}
+
 /// Installs what the package and its tests need, each only when missing.
 pub fn setup() -> Result {
+    let wasm_bindgen = wasm_bindgen_version()?;
     let version = output("wasm-bindgen", &["--version"]).unwrap_or_default();
-    if !version.contains(WASM_BINDGEN_VERSION) {
+    if !version.split_whitespace().any(|w| w == wasm_bindgen) {
         // No --locked: the CLI's own lockfile wants a webpki-roots the registry here lacks.
         run(
             "cargo",
-            &[
-                "install",
-                "wasm-bindgen-cli",
-                "--version",
-                WASM_BINDGEN_VERSION,
-            ],
+            &["install", "wasm-bindgen-cli", "--version", &wasm_bindgen],
         )?;
     }
     let missing: Vec<&str> = [
@@ -162,6 +176,7 @@ pub fn package() -> Result<Package> {
         ],
     )?;
     fs::remove_file(&opt).map_err(|e| e.to_string())?;
+    drop_dispose_types(&web.join("gossip_wasm.d.ts"))?;
     let wasm = web.join("gossip_wasm_bg.wasm");
 
     let npm = root.join("gossip-wasm/npm");
@@ -173,6 +188,9 @@ pub fn package() -> Result<Package> {
         &npm.join("example/index.html"),
         &pkg.join("example/index.html"),
     )?;
+    for file in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        copy(&root.join(file), &pkg.join(file))?;
+    }
     fs::write(pkg.join("package.json"), package_json()).map_err(|e| e.to_string())?;
 
     let size = fs::metadata(&wasm).map_err(|e| e.to_string())?.len();
@@ -186,6 +204,21 @@ pub fn package() -> Result<Package> {
         gz
     );
     Ok(Package { dir: pkg, wasm })
+}
+
+/// Removes the `[Symbol.dispose](): void;` members wasm-bindgen declares on every class: typing
+/// them makes every TypeScript user add the `ESNext.Disposable` lib (`Symbol.dispose` is not in
+/// ES2022 or DOM). The method itself stays where the engine has `Symbol.dispose`; `free()` is the
+/// typed way to release a handle early.
+fn drop_dispose_types(dts: &Path) -> Result {
+    let text =
+        fs::read_to_string(dts).map_err(|e| format!("cannot read {}: {e}", dts.display()))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim() != "[Symbol.dispose](): void;")
+        .collect();
+    fs::write(dts, kept.join("\n") + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", dts.display()))
 }
 
 fn copy(from: &Path, to: &Path) -> Result {
@@ -223,7 +256,9 @@ fn package_json() -> String {
     "web/gossip_wasm_bg.wasm",
     "web/gossip_wasm_bg.wasm.d.ts",
     "example/index.html",
-    "README.md"
+    "README.md",
+    "LICENSE-MIT",
+    "LICENSE-APACHE"
   ],
   "sideEffects": true,
   "engines": {{ "node": ">=20" }},
@@ -349,6 +384,78 @@ fn limits(b: &[u8], at: &mut usize) -> Option<()> {
         leb(b, at)?;
     }
     Some(())
+}
+
+/// `tsc --noEmit --strict` over the package's types (gossip-wasm/tests/types): `good.ts` must
+/// compile (its `@ts-expect-error` lines are mistakes the types must catch), and each `bad*.ts`
+/// must fail, naming what it misuses. No `ESNext.Disposable` or other newer lib: ES2022 and DOM.
+pub fn check_types(pkg: &Package) -> Result {
+    let dir = root().join("gossip-wasm/tests/types");
+    if !dir.join("node_modules/typescript/package.json").exists() {
+        eprintln!("xtask: $ (cd {}) npm ci", dir.display());
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("cannot start npm: {e}"))?;
+        if !status.success() {
+            return Err("npm ci (typescript) failed".into());
+        }
+    }
+    let index = pkg.dir.join("index.d.ts");
+    if !index.exists() {
+        return Err(format!("{} is missing", index.display()));
+    }
+    let tsc = |file: &str| -> Result<(bool, String)> {
+        let out = Command::new("node")
+            .arg(dir.join("node_modules/typescript/bin/tsc"))
+            .args([
+                "--noEmit",
+                "--strict",
+                "--lib",
+                "ES2022,DOM",
+                "--target",
+                "ES2022",
+                "--module",
+                "ESNext",
+                "--moduleResolution",
+                "Bundler",
+                file,
+            ])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("cannot start node: {e}"))?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    eprintln!(
+        "xtask: tsc --noEmit --strict good.ts (in {})",
+        dir.display()
+    );
+    let (ok, out) = tsc("good.ts")?;
+    if !ok {
+        return Err(format!("the package's types reject good.ts:\n{out}"));
+    }
+    for (file, must_name) in [("bad.ts", "\"memberjoined\""), ("bad-init.ts", "initSync")] {
+        eprintln!("xtask: tsc --noEmit --strict {file} (must fail)");
+        let (ok, out) = tsc(file)?;
+        if ok {
+            return Err(format!(
+                "the package's types accept {file}, which must not compile"
+            ));
+        }
+        if !out
+            .lines()
+            .any(|l| l.starts_with(file) && l.contains(must_name))
+        {
+            return Err(format!(
+                "{file} failed to compile, but not on {must_name}:\n{out}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `npm pack`, then install the tarball in a fresh folder and import it from Node.js.
@@ -590,6 +697,7 @@ pub fn test() -> Result {
         ],
     )?;
     let pkg = package()?;
+    check_types(&pkg)?;
     browser_tests("no server", &["--lib"], &[])?;
     let harness = build_harness()?;
     {
@@ -627,6 +735,12 @@ pub fn test() -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_names_the_wasm_bindgen_cli_version() {
+        let v = wasm_bindgen_version().unwrap();
+        assert!(v.starts_with("0.2."), "{v}");
+    }
 
     #[test]
     fn finds_import_modules() {

@@ -1,19 +1,28 @@
 //! `gossip-node`: one cluster member on UDP/TCP and/or WebSocket, printing membership as it changes.
 //!
-//! Reads commands on stdin, one per line: `meta KEY VALUE`, `unmeta KEY`, `broadcast TOPIC TEXT`,
-//! `send ID TOPIC TEXT`, `request ID TOPIC TEXT`, `members`, `leave`. Ctrl-C (or `leave`) leaves
-//! the cluster cleanly and exits.
+//! Reads commands on stdin, one per line (`help` lists them, see [`commands::HELP`]). Ctrl-C,
+//! SIGTERM or `leave` leaves the cluster cleanly and exits. `gossip-node keygen` prints a new
+//! cluster key.
+
+mod commands;
+mod key;
+mod members;
+mod payload;
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use gossip_core::{ClusterKey, Config, Event, NodeId};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use gossip_core::{Config, Event, NodeId};
 use gossip_server::{Gossip, GossipConfig};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
+
+use crate::commands::{Inbox, Next};
+use crate::payload::{clean, show};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Preset {
@@ -23,8 +32,16 @@ enum Preset {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "gossip-node", version, about = "Run one gossip cluster member")]
+#[command(
+    name = "gossip-node",
+    version,
+    about = "Run one gossip cluster member",
+    after_help = commands::HELP,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Member name shown to the cluster.
     #[arg(long, default_value = "gossip-node")]
     name: String,
@@ -37,7 +54,8 @@ struct Args {
     /// Seed to join through: host:port, tcp://, udp://, ws(s):// URL or srv+NAME (repeatable).
     #[arg(long = "join")]
     join: Vec<String>,
-    /// Cluster key, 64 hex characters.
+    /// Cluster key: 64 hex digits or base64 of 32 bytes (`gossip-node keygen` makes one).
+    /// Without a key, traffic is signed but not encrypted.
     #[arg(
         long,
         env = "GOSSIP_KEY",
@@ -45,7 +63,7 @@ struct Args {
         conflicts_with = "key_file"
     )]
     key: Option<String>,
-    /// File holding the cluster key (64 hex characters).
+    /// File holding the cluster key (as --key takes it).
     #[arg(long)]
     key_file: Option<PathBuf>,
     /// Metadata entry KEY=VALUE (repeatable).
@@ -69,6 +87,12 @@ struct Args {
     echo: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a new random cluster key, in the form --key, --key-file and GOSSIP_KEY take.
+    Keygen,
+}
+
 fn parse_meta(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -76,12 +100,38 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    if let Some(Command::Keygen) = args.command {
+        return match key::generate() {
+            Ok(k) => {
+                println!("{k}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                error(&format!("cannot get random bytes: {e}"));
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    // The key's source decides what an error about it names: the flag, the variable or the file.
+    let key_source = match (&args.key, &args.key_file) {
+        (Some(k), _) if matches.value_source("key") == Some(ValueSource::EnvVariable) => {
+            Some(key::Source::Env(k.clone()))
+        }
+        (Some(k), _) => Some(key::Source::Flag(k.clone())),
+        (None, Some(path)) => Some(key::Source::File(path.clone())),
+        (None, None) => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -89,30 +139,49 @@ fn main() -> std::process::ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("gossip-node: cannot start the runtime: {e}");
+            error(&format!("cannot start the runtime: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, key_source)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gossip-node: {e}");
+            error(&e.to_string());
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let key = match (&args.key, &args.key_file) {
-        (Some(k), _) => Some(k.trim().to_owned()),
-        (None, Some(path)) => Some(std::fs::read_to_string(path)?.trim().to_owned()),
-        (None, None) => None,
-    };
-    let key: Option<ClusterKey> = key
-        .map(|k| k.parse().map_err(|e| format!("cluster key: {e:?}")))
-        .transpose()?;
+/// `label: message` on stderr, the label coloured only when stderr is a terminal.
+fn report(colour: &str, label: &str, message: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("\x1b[{colour}m{label}\x1b[0m: {message}");
+    } else {
+        eprintln!("{label}: {message}");
+    }
+}
+
+fn error(message: &str) {
+    report("1;31", "gossip-node: error", message);
+}
+
+fn warning(message: &str) {
+    report("1;33", "gossip-node: warning", message);
+}
+
+async fn run(
+    args: Args,
+    key_source: Option<key::Source>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let key = key_source.as_ref().map(key::load).transpose()?;
     if args.bind.is_none() && args.ws.is_none() {
         return Err("nothing to listen on: give --bind and/or --ws".into());
+    }
+    if key.is_none() {
+        warning(
+            "no cluster key (--key, --key-file or GOSSIP_KEY): traffic is signed but plain text, \
+             readable by anyone on the path; `gossip-node keygen` makes a key",
+        );
     }
     let core = match args.config {
         Preset::Lan => Config::lan(),
@@ -135,7 +204,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(path) = &args.tls_ca {
         let pem = std::fs::read(path).map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
-        config = config.with_tls_roots_pem(&pem)?;
+        config = config
+            .with_tls_roots_pem(&pem)
+            .map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
     }
     let gossip = Gossip::start(config).await?;
     let mut events = gossip.subscribe();
@@ -155,13 +226,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "status": http.map(|a| format!("http://{a}/gossip/status")),
         }),
         format!(
-            "ready: {} ({}) at {}",
+            "ready: {} ({}) at {}{}; type `help` for commands",
             args.name,
             gossip.id().short(),
-            status.addrs.join(" ")
+            status.addrs.join(" "),
+            http.map(|a| format!(" ws://{a}/gossip/ws"))
+                .unwrap_or_default()
         ),
     );
-    let mut names: HashMap<NodeId, String> = HashMap::new();
+    let mut names: HashMap<NodeId, String> = HashMap::from([(gossip.id(), args.name.clone())]);
+    let mut inbox = Inbox::default();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut terminate = terminate_signal()?;
@@ -170,7 +244,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
             event = events.recv() => match event {
-                Ok(e) => on_event(&gossip, &out, &mut names, args.echo, e).await,
+                Ok(e) => on_event(&gossip, out, &mut names, &mut inbox, args.echo, e).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     out.line(json!({"event": "lagged", "missed": n}), format!("(missed {n} events)"));
                 }
@@ -178,7 +252,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             },
             line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(line)) => {
-                    if !command(&gossip, &out, &line).await {
+                    if commands::run(&gossip, out, &mut inbox, &line).await == Next::Leave {
                         break;
                     }
                 }
@@ -212,12 +286,14 @@ impl NeverSignal {
     }
 }
 
-struct Printer {
+/// Prints one line per event: text for people, or one JSON object with `--json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
     json: bool,
 }
 
 impl Printer {
-    fn line(&self, value: serde_json::Value, text: String) {
+    pub fn line(&self, value: serde_json::Value, text: String) {
         if self.json {
             println!("{value}");
         } else {
@@ -228,8 +304,9 @@ impl Printer {
 
 async fn on_event(
     gossip: &Gossip,
-    out: &Printer,
+    out: Printer,
     names: &mut HashMap<NodeId, String>,
+    inbox: &mut Inbox,
     echo: bool,
     e: Event,
 ) {
@@ -240,7 +317,7 @@ async fn on_event(
         let n = name(names, id);
         out.line(
             json!({"event": kind, "id": id.to_string(), "name": n}),
-            format!("{kind:>8} {n} ({})", id.short()),
+            format!("{kind:>8} {} ({})", clean(&n), id.short()),
         );
     };
     match e {
@@ -263,21 +340,23 @@ async fn on_event(
             let n = name(names, &id);
             out.line(
                 json!({"event": "metadata", "id": id.to_string(), "name": n, "version": version, "metadata": meta}),
-                format!("metadata {n}: {meta:?}"),
+                format!("metadata {}: {meta:?}", clean(&n)),
             );
         }
         Event::Broadcast { from, topic, data } => {
-            let text = String::from_utf8_lossy(&data).into_owned();
+            let (encoding, text) = show(&data);
+            let n = name(names, &from);
             out.line(
-                json!({"event": "broadcast", "from": from.to_string(), "topic": topic, "data": text}),
-                format!("broadcast from {} [{topic}]: {text}", name(names, &from)),
+                json!({"event": "broadcast", "from": from.to_string(), "name": n, "topic": topic, "data": text, "encoding": encoding.as_str()}),
+                format!("broadcast from {} [{}]: {}", clean(&n), clean(&topic), clean(&text)),
             );
         }
         Event::Direct { from, topic, data } => {
-            let text = String::from_utf8_lossy(&data).into_owned();
+            let (encoding, text) = show(&data);
+            let n = name(names, &from);
             out.line(
-                json!({"event": "direct", "from": from.to_string(), "topic": topic, "data": text}),
-                format!("message from {} [{topic}]: {text}", name(names, &from)),
+                json!({"event": "direct", "from": from.to_string(), "name": n, "topic": topic, "data": text, "encoding": encoding.as_str()}),
+                format!("message from {} [{}]: {}", clean(&n), clean(&topic), clean(&text)),
             );
         }
         Event::Request {
@@ -286,92 +365,32 @@ async fn on_event(
             topic,
             data,
         } => {
-            let text = String::from_utf8_lossy(&data).into_owned();
-            out.line(
-                json!({"event": "request", "from": from.to_string(), "topic": topic, "data": text}),
-                format!("request from {} [{topic}]: {text}", name(names, &from)),
-            );
+            let (encoding, text) = show(&data);
+            let n = name(names, &from);
             if echo {
-                let _ = gossip.respond(from, id, data).await;
+                out.line(
+                    json!({"event": "request", "from": from.to_string(), "name": n, "topic": topic, "data": text, "encoding": encoding.as_str()}),
+                    format!("request from {} [{}]: {} (echoed)", clean(&n), clean(&topic), clean(&text)),
+                );
+                if let Err(e) = gossip.respond(from, id, data).await {
+                    out.line(
+                        json!({"event": "error", "error": e.to_string()}),
+                        format!("error: echo: {e}"),
+                    );
+                }
+            } else {
+                let number = inbox.add(from, n.clone(), id);
+                out.line(
+                    json!({"event": "request", "request": number, "from": from.to_string(), "name": n, "topic": topic, "data": text, "encoding": encoding.as_str()}),
+                    format!(
+                        "request #{number} from {} [{}]: {} (answer with: respond {number} TEXT)",
+                        clean(&n),
+                        clean(&topic),
+                        clean(&text)
+                    ),
+                );
             }
         }
         _ => {}
     }
-}
-
-/// Runs one stdin command; returns false to stop.
-async fn command(gossip: &Gossip, out: &Printer, line: &str) -> bool {
-    let mut words = line.trim().splitn(2, ' ');
-    let verb = words.next().unwrap_or("");
-    let rest = words.next().unwrap_or("").trim();
-    let split2 = |s: &str| -> Option<(String, String)> {
-        s.split_once(' ')
-            .map(|(a, b)| (a.to_owned(), b.trim().to_owned()))
-    };
-    let result: Result<(), String> = match verb {
-        "" => Ok(()),
-        "leave" => return false,
-        "members" => match gossip.status().await {
-            Ok(s) => {
-                for m in &s.members {
-                    out.line(
-                        json!({"event": "member", "id": m.id, "name": m.name, "state": m.state, "addrs": m.addrs, "metadata": m.metadata}),
-                        format!("{:>8} {} ({}) {}", m.state, m.name, m.short, m.addrs.join(" ")),
-                    );
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        },
-        "meta" => match split2(rest) {
-            Some((k, v)) => gossip.set_metadata(k, v).await.map_err(|e| e.to_string()),
-            None => Err("usage: meta KEY VALUE".into()),
-        },
-        "unmeta" if !rest.is_empty() => gossip
-            .remove_metadata(rest)
-            .await
-            .map_err(|e| e.to_string()),
-        "broadcast" => match split2(rest) {
-            Some((topic, text)) => gossip
-                .broadcast(topic, text)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("usage: broadcast TOPIC TEXT".into()),
-        },
-        "send" | "request" => {
-            let parsed = split2(rest).and_then(|(id, r)| {
-                let id: NodeId = id.parse().ok()?;
-                let (topic, text) = split2(&r)?;
-                Some((id, topic, text))
-            });
-            match (verb, parsed) {
-                ("send", Some((id, topic, text))) => gossip
-                    .send(id, topic, text)
-                    .await
-                    .map_err(|e| e.to_string()),
-                (_, Some((id, topic, text))) => {
-                    match gossip
-                        .request(id, topic, text, Duration::from_secs(5))
-                        .await
-                    {
-                        Ok(data) => {
-                            let text = String::from_utf8_lossy(&data).into_owned();
-                            out.line(
-                                json!({"event": "response", "from": id.to_string(), "data": text}),
-                                format!("response from {}: {text}", id.short()),
-                            );
-                            Ok(())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                _ => Err(format!("usage: {verb} ID TOPIC TEXT")),
-            }
-        }
-        other => Err(format!("unknown command {other:?}")),
-    };
-    if let Err(e) = result {
-        out.line(json!({"event": "error", "error": e}), format!("error: {e}"));
-    }
-    true
 }

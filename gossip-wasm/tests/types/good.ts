@@ -1,0 +1,62 @@
+// Must compile under `tsc --noEmit --strict` (see xtask/src/wasm.rs): how an application uses the
+// package, as the README shows it. Each `@ts-expect-error` is a mistake the types must catch; an
+// error that no longer happens fails the check too.
+import { GossipNode, Group, Message } from "../../pkg/index.js";
+import type { GossipError, GossipStream, MemberEvent, MemberInfo } from "../../pkg/index.js";
+
+export async function app(key: string): Promise<void> {
+  const node: GossipNode = await GossipNode.create({
+    name: "tab-1",
+    seeds: ["ws://127.0.0.1:8080/gossip/ws"],
+    clusterKey: key,
+    metadata: { role: "viewer" },
+  });
+  node.on("memberJoined", (m: MemberEvent) => console.log("joined:", m.id, "name" in m ? m.name : m.short));
+  node.on("message", (msg: Message) => {
+    const v: unknown = msg.value();
+    const chat = msg.value<{ text: string }>();
+    console.log(msg.topic, v, chat.text.toUpperCase(), msg.text(), msg.data.byteLength);
+  });
+  node.on("disconnected", ({ reason, code }) => console.log(reason, code.toLowerCase()));
+  node.on("stream", async (stream: GossipStream) => {
+    const reader = stream.readable.getReader();
+    const { value, done } = await reader.read();
+    if (!done) {
+      const bytes: Uint8Array = value;
+      console.log(bytes.length);
+    }
+    const writer = stream.writable.getWriter();
+    await writer.write(new Uint8Array([1, 2, 3]));
+  });
+  node.broadcast("chat", { text: "hello from a tab" });
+  const workers: Group = node.group("role=worker");
+  workers.on("added", (m) => console.log(m.id));
+  const first: MemberInfo | undefined = workers.members()[0];
+  if (first) {
+    try {
+      const answer = await node.request(first.id, { op: "ping" }, { timeoutMs: 2000 });
+      console.log(answer.value<number>() + 1);
+    } catch (e) {
+      console.log((e as GossipError).code);
+    }
+  }
+
+  // @ts-expect-error: a misspelt event name.
+  node.on("memberjoined", () => {});
+  // @ts-expect-error: the wrong listener for the event.
+  node.on("message", (m: MemberInfo) => console.log(m.name));
+  // @ts-expect-error: a group has no such event.
+  workers.on("joined", () => {});
+  node.on("message", (msg) => {
+    const v = msg.value();
+    // @ts-expect-error: without a type argument the value is `unknown`, not `any`.
+    const s: string = v;
+    console.log(s);
+  });
+  node.on("stream", async (stream) => {
+    const { value } = await stream.readable.getReader().read();
+    // @ts-expect-error: chunks are bytes.
+    const s: string | undefined = value;
+    console.log(s);
+  });
+}

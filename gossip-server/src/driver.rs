@@ -553,7 +553,7 @@ impl Driver {
         reply: oneshot::Sender<Result<GossipStream, GossipError>>,
     ) {
         let now = self.now();
-        match self.node.open_stream(now, peer) {
+        match self.node.streams().open(now, peer) {
             Ok(key) => self.streams.opening(key, reply),
             Err(e) => {
                 let _ = reply.send(Err(e.into()));

@@ -270,13 +270,17 @@ impl StreamTable {
                 let incoming = self.incoming.clone();
                 match incoming.try_reserve() {
                     Ok(permit) => {
-                        if node.accept_stream(now, key).is_ok() {
+                        if node.streams().accept(now, key).is_ok() {
                             permit.send(self.make(key));
                         }
                     }
                     Err(_) => {
-                        let _ =
-                            node.reject_stream(now, key, close_code::REJECTED, "accept queue full");
+                        let _ = node.streams().reject(
+                            now,
+                            key,
+                            close_code::REJECTED,
+                            "accept queue full",
+                        );
                     }
                 }
             }
@@ -326,7 +330,7 @@ impl StreamTable {
         if !b.closed
             && b.ended.is_none()
             && b.write
-                .flush(|chunk| node.stream_write(now, key, chunk))
+                .flush(|chunk| node.streams().write(now, key, chunk))
                 .is_err()
         {
             b.closed = true;
@@ -337,7 +341,7 @@ impl StreamTable {
             w.wake();
         }
         if b.finishing && !b.closed && (b.write.is_empty() || b.ended.is_some()) {
-            let _ = node.close_stream(now, key, close_code::NORMAL, "done");
+            let _ = node.streams().close(now, key, close_code::NORMAL, "done");
             b.closed = true;
             b.wake_all();
         }
@@ -356,7 +360,7 @@ impl StreamTable {
         if room == 0 {
             return;
         }
-        if let Ok(data) = node.stream_read(now, key, room)
+        if let Ok(data) = node.streams().read(now, key, room)
             && !data.is_empty()
         {
             b.read.extend(data);

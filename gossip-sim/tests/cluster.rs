@@ -617,7 +617,7 @@ fn groups_track_metadata_changes_exactly() {
             },
         );
         let spec: GroupSpec = "role=worker,zone~eu".parse().unwrap();
-        let group = sim.with_node(0, |n, _| n.define_group(spec)).unwrap();
+        let group = sim.with_node(0, |n, _| n.groups().define(spec)).unwrap();
         let set = |sim: &mut Sim, i: usize, k: &str, v: Option<&str>| {
             sim.with_node(i, |n, now| {
                 n.set_metadata(now, k, v.map(|v| v.as_bytes().to_vec()))
@@ -665,7 +665,7 @@ fn groups_track_metadata_changes_exactly() {
         // Messages to the group reach exactly its members.
         let sent = sim
             .with_node(0, |n, now| {
-                n.send_to_group(now, group, "work", b"job".to_vec(), true)
+                n.groups().send(now, group, "work", b"job".to_vec(), true)
             })
             .unwrap();
         assert_eq!(sent, 1, "seed {seed}: only node 3 besides the sender");
@@ -714,7 +714,9 @@ fn transfer(sim: &mut Sim, a: usize, b: usize, total: usize, seed: u64) -> (Vec<
         .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed) as u8)
         .collect();
     let peer = sim.id(b);
-    let key = sim.with_node(a, |n, now| n.open_stream(now, peer)).unwrap();
+    let key = sim
+        .with_node(a, |n, now| n.streams().open(now, peer))
+        .unwrap();
     let mut b_key = None;
     let (mut sent, mut got, mut seen) = (0usize, Vec::new(), 0usize);
     for _ in 0..20_000 {
@@ -725,15 +727,16 @@ fn transfer(sim: &mut Sim, a: usize, b: usize, total: usize, seed: u64) -> (Vec<
             .collect();
         for e in fresh {
             if let Event::Stream(StreamOutput::Incoming(k)) = e {
-                sim.with_node(b, |n, now| n.accept_stream(now, k)).unwrap();
+                sim.with_node(b, |n, now| n.streams().accept(now, k))
+                    .unwrap();
                 b_key = Some(k);
             }
         }
         seen = sim.nodes[b].events.len();
         if let Some(k) = b_key {
-            while sim.nodes[b].node.stream_readable(k).unwrap_or(0) > 0 {
+            while sim.nodes[b].node.streams().readable(k).unwrap_or(0) > 0 {
                 got.extend(
-                    sim.with_node(b, |n, now| n.stream_read(now, k, 64 * 1024))
+                    sim.with_node(b, |n, now| n.streams().read(now, k, 64 * 1024))
                         .unwrap(),
                 );
             }
@@ -745,14 +748,14 @@ fn transfer(sim: &mut Sim, a: usize, b: usize, total: usize, seed: u64) -> (Vec<
                 .any(|(_, e)| *e == Event::Stream(StreamOutput::Opened(key)));
             if opened {
                 sent += sim
-                    .with_node(a, |n, now| n.stream_write(now, key, &payload[sent..]))
+                    .with_node(a, |n, now| n.streams().write(now, key, &payload[sent..]))
                     .unwrap();
             }
         } else if got.len() == total {
             break;
         }
     }
-    sim.with_node(a, |n, now| n.close_stream(now, key, 0, "done"))
+    sim.with_node(a, |n, now| n.streams().close(now, key, 0, "done"))
         .unwrap();
     sim.run_for(100);
     (payload, got)

@@ -332,7 +332,7 @@ impl GossipNode {
         let mut pending = Vec::new();
         let id = {
             let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
-            let id = s.node.define_group(spec).map_err(|e| js_err(e.into()))?;
+            let id = s.node.groups().define(spec).map_err(|e| js_err(e.into()))?;
             s.group_listeners.entry(id).or_default();
             s.flush(&mut pending);
             id
@@ -356,7 +356,7 @@ impl GossipNode {
             let (promise, done) = Deferred::new();
             self.run(|s, _| {
                 let now = s.now();
-                let key = s.node.open_stream(now, peer)?;
+                let key = s.node.streams().open(now, peer)?;
                 s.track_open(key, done);
                 Ok::<_, gossip_core::CommandError>(())
             })?
@@ -602,7 +602,7 @@ impl Group {
         let s = self.shared.try_borrow().map_err(|_| busy())?;
         let me = s.node.id();
         Ok(s.node
-            .groups()
+            .group_view()
             .members(self.id)
             .into_iter()
             .flatten()
@@ -616,7 +616,7 @@ impl Group {
     #[wasm_bindgen(getter)]
     pub fn size(&self) -> JsResult<usize> {
         let s = self.shared.try_borrow().map_err(|_| busy())?;
-        Ok(s.node.groups().len(self.id).unwrap_or(0))
+        Ok(s.node.group_view().len(self.id).unwrap_or(0))
     }
 
     /// Adds a listener: `added`, `removed`, `updated` (called with the member). Typed in
@@ -638,7 +638,7 @@ impl Group {
         let group = self.id;
         with(&self.shared, |s, _| {
             let now = s.now();
-            s.node.send_to_group(now, group, &topic, bytes, true)
+            s.node.groups().send(now, group, &topic, bytes, true)
         })
         .map_err(js_err)?
         .map_err(|e| js_err(e.into()))
@@ -647,7 +647,7 @@ impl Group {
     /// Stops tracking the group.
     pub fn remove(&self) {
         if let Ok(mut s) = self.shared.try_borrow_mut() {
-            s.node.remove_group(self.id);
+            s.node.groups().remove(self.id);
             s.group_listeners.remove(&self.id);
         }
     }

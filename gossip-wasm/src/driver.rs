@@ -852,13 +852,13 @@ impl State {
             StreamOutput::Incoming(key) => {
                 let wanted = self.listeners.get("stream").is_some_and(|l| !l.is_empty());
                 if !wanted {
-                    let _ = self.node.reject_stream(
+                    let _ = self.node.streams().reject(
                         now,
                         key,
                         close_code::REJECTED,
                         "no stream listener",
                     );
-                } else if self.node.accept_stream(now, key).is_ok() {
+                } else if self.node.streams().accept(now, key).is_ok() {
                     self.streams.insert(key, Slot::default());
                     out.push(Delivery::Emit("stream", self.stream_js(key)));
                 }
@@ -911,9 +911,9 @@ impl State {
         let (Some(ctrl), true) = (slot.ctrl.clone(), slot.pull.is_some()) else {
             return;
         };
-        let readable = self.node.stream_readable(key).unwrap_or(0);
+        let readable = self.node.streams().readable(key).unwrap_or(0);
         if readable > 0 {
-            if let Ok(data) = self.node.stream_read(now, key, readable.min(READ_CHUNK)) {
+            if let Ok(data) = self.node.streams().read(now, key, readable.min(READ_CHUNK)) {
                 out.push(Delivery::Enqueue(ctrl, data));
                 if let Some(d) = slot.pull.take() {
                     out.push(Delivery::Resolve(d, JsValue::UNDEFINED));
@@ -993,7 +993,7 @@ impl State {
             return;
         };
         let node = &mut self.node;
-        if let Err(e) = w.data.flush(|chunk| node.stream_write(now, key, chunk)) {
+        if let Err(e) = w.data.flush(|chunk| node.streams().write(now, key, chunk)) {
             return out.push(Delivery::Reject(w.done, e.into()));
         }
         if w.data.is_empty() {
@@ -1012,7 +1012,7 @@ impl State {
         out: &mut Vec<Delivery>,
     ) {
         let now = self.now();
-        let _ = self.node.close_stream(now, key, code, reason);
+        let _ = self.node.streams().close(now, key, code, reason);
         let Some(slot) = self.streams.remove(&key) else {
             return;
         };

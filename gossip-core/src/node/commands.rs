@@ -9,14 +9,14 @@ use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::error::EncodeError;
 use crate::event::Event;
-use crate::groups::{GroupError, GroupId, GroupSpec, Groups};
+use crate::groups::GroupId;
 use crate::identity::NodeId;
 use crate::membership::State;
 use crate::message::{
     Alive, Broadcast, Direct, Leave, Metadata, Request, Response, Sync, sync_phase,
 };
 use crate::requests::{Quorum, QuorumId, RequestId};
-use crate::streams::{StreamError, StreamKey, StreamMessage, StreamOutput};
+use crate::streams::{StreamError, StreamMessage, StreamOutput};
 use crate::time::Instant;
 
 /// Why a command was refused. Nothing was sent and no state changed.
@@ -271,133 +271,6 @@ impl Node {
         if self.requests.len() >= self.config.max_queue {
             return Err(CommandError::TooManyRequests);
         }
-        Ok(())
-    }
-
-    /// Defines a group: a live view of the members (this node included) whose metadata matches
-    /// `spec`. Its changes arrive as [`Event::Group`], starting with one `Added` per current match.
-    pub fn define_group(&mut self, spec: GroupSpec) -> Result<GroupId, GroupError> {
-        let live = self
-            .members
-            .values()
-            .filter(|m| !m.state.is_down())
-            .map(|m| (m.id, &m.metadata));
-        let (id, events) = self.groups.define(spec, live)?;
-        events
-            .into_iter()
-            .for_each(|e| self.shell.push_event(Event::Group(e)));
-        Ok(id)
-    }
-
-    /// Forgets a group.
-    pub fn remove_group(&mut self, group: GroupId) -> bool {
-        self.groups.remove(group)
-    }
-
-    /// The groups, to read members and attach per-member user data.
-    pub fn groups(&self) -> &Groups {
-        &self.groups
-    }
-
-    /// The groups, to attach per-member user data ([`Groups::set_data`]).
-    pub fn groups_mut(&mut self) -> &mut Groups {
-        &mut self.groups
-    }
-
-    /// Sends a message to every current member of a group (this node excluded); returns how
-    /// many it was sent to.
-    pub fn send_to_group(
-        &mut self,
-        now: Instant,
-        group: GroupId,
-        topic: &str,
-        data: Vec<u8>,
-        reliable: bool,
-    ) -> Result<usize, CommandError> {
-        let targets: Vec<NodeId> = self
-            .groups
-            .members(group)
-            .ok_or(CommandError::UnknownGroup(group))?
-            .filter(|id| *id != self.id)
-            .collect();
-        for to in &targets {
-            self.send(now, *to, topic, data.clone(), reliable)?;
-        }
-        Ok(targets.len())
-    }
-
-    /// Opens a byte stream to `peer`; [`Event::Stream`] reports `Opened` once it accepts.
-    pub fn open_stream(&mut self, now: Instant, peer: NodeId) -> Result<StreamKey, CommandError> {
-        self.check_can_request(peer)?;
-        let (key, open) = self.streams.open(peer)?;
-        self.send_to_member(now, peer, open.into(), true);
-        Ok(key)
-    }
-
-    /// Accepts a stream a peer opened (reported as `Incoming`).
-    pub fn accept_stream(&mut self, now: Instant, key: StreamKey) -> Result<(), CommandError> {
-        let accept = self.streams.accept(key)?;
-        self.send_to_member(now, key.peer, accept.into(), true);
-        Ok(())
-    }
-
-    /// Refuses a stream a peer opened.
-    pub fn reject_stream(
-        &mut self,
-        now: Instant,
-        key: StreamKey,
-        code: u32,
-        reason: &str,
-    ) -> Result<(), CommandError> {
-        let close = self.streams.reject(key, code, reason)?;
-        self.send_to_member(now, key.peer, close.into(), true);
-        Ok(())
-    }
-
-    /// Writes as much of `data` as the peer's window allows; returns how much was taken (0 when
-    /// the window is full: wait for `Writable`).
-    pub fn stream_write(
-        &mut self,
-        now: Instant,
-        key: StreamKey,
-        data: &[u8],
-    ) -> Result<usize, CommandError> {
-        let (taken, frames) = self.streams.write(key, data)?;
-        for frame in frames {
-            self.send_to_member(now, key.peer, frame.into(), true);
-        }
-        Ok(taken)
-    }
-
-    /// Reads up to `max` buffered bytes, granting the peer window for them.
-    pub fn stream_read(
-        &mut self,
-        now: Instant,
-        key: StreamKey,
-        max: usize,
-    ) -> Result<Vec<u8>, CommandError> {
-        let (data, credit) = self.streams.read(key, max)?;
-        if let Some(credit) = credit {
-            self.send_to_member(now, key.peer, credit.into(), true);
-        }
-        Ok(data)
-    }
-
-    /// Bytes waiting to be read on a stream.
-    pub fn stream_readable(&self, key: StreamKey) -> Result<usize, CommandError> {
-        Ok(self.streams.readable(key)?)
-    }
-
-    /// Closes a stream with a code and reason.
-    pub fn close_stream(
-        &mut self,
-        now: Instant,
-        key: StreamKey,
-        code: u32,
-        reason: &str,
-    ) -> Result<(), CommandError> {
-        let close = self.streams.close(key, code, reason)?;
-        self.send_to_member(now, key.peer, close.into(), true);
         Ok(())
     }
 

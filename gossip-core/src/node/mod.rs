@@ -7,6 +7,7 @@
 mod apply;
 mod backlog;
 mod commands;
+mod facades;
 mod hub;
 mod probe;
 mod send;
@@ -15,6 +16,7 @@ mod sync;
 mod timers;
 
 pub use self::commands::CommandError;
+pub use self::facades::{NodeGroups, NodeStreams};
 pub use crate::shell::Stats;
 pub use crate::transmit::Transmit;
 

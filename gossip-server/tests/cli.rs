@@ -113,8 +113,7 @@ impl Node {
     }
 }
 
-/// Asks `node` for its members until `id` is listed alive. Polls `members` rather than waiting for
-/// the `joined` line, so a join reported before the node subscribed does not fail the test.
+/// Asks `node` for its members until `id` is listed alive (the `members` command, end to end).
 fn wait_alive(node: &mut Node, id: &str) {
     let deadline = Instant::now() + T;
     while Instant::now() < deadline {

@@ -209,7 +209,10 @@ async fn run(
             .map_err(|e| format!("--tls-ca {}: {e}", path.display()))?;
     }
     let gossip = Gossip::start(config).await?;
-    let mut events = gossip.subscribe();
+    // The node joins inside `start`: a plain `subscribe` here would miss the joins that already
+    // happened. `watch` gives the members known now and every event after them.
+    let watch = gossip.watch().await?;
+    let mut events = watch.events;
     let http = match args.ws {
         Some(addr) => Some(gossip.serve(addr).await?),
         None => None,
@@ -239,6 +242,15 @@ async fn run(
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut terminate = terminate_signal()?;
+    // Members that joined before the watch began are reported like any later join.
+    let early = watch.members.into_iter().filter(|m| m.id != gossip.id());
+    for m in early.filter(|m| !m.state.is_down()) {
+        let joined = Event::MemberJoined {
+            id: m.id,
+            name: m.name,
+        };
+        on_event(&gossip, out, &mut names, &mut inbox, args.echo, joined).await;
+    }
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

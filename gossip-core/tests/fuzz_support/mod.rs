@@ -1,0 +1,296 @@
+//! Hostile-input harness for `Node::handle_packet`, shared by the stable integration test
+//! (`tests/fuzz_handle_packet.rs`, seeded ChaCha choices) and the cargo-fuzz target
+//! (`fuzz/fuzz_targets/handle_packet.rs`, choices read from the fuzzer's input).
+//!
+//! A small cluster of real nodes, converged through each other, receives frames from the
+//! [`frames::Generator`]: every message kind with hostile field values, signed by members and by
+//! strangers, sealed with the cluster key (sometimes not), sometimes mutated after sealing or
+//! re-signed after mutation. Some of the nodes' own traffic is delivered so state keeps moving, and
+//! is kept for replays and splices. After every frame the harness checks invariants that must hold
+//! whatever arrives.
+#![allow(dead_code)]
+
+pub mod frames;
+pub mod source;
+
+use gossip_core::{
+    Address, ClusterKey, Codec, Config, Identity, Instant, Keyring, Node, ReplayConfig,
+};
+
+use frames::{CLUSTER_KEY, Frame, Generator, Rates, View};
+use source::Source;
+
+/// The wall clock of every node at `Instant` 0 (2023-11-14T22:13:20Z).
+pub const WALL_MS: u64 = 1_700_000_000_000;
+/// Outbound and event queue bound of the harness's nodes, small so the bound is exercised.
+pub const MAX_QUEUE: usize = 512;
+/// Furthest a node may ask to be woken, relative to now.
+pub const MAX_TIMER_MS: u64 = 10 * 60 * 1_000;
+/// `handle_timeout` calls at one instant after which every timer must lie in the future.
+const MAX_CATCH_UP: usize = 16;
+
+/// The address node `i` (secret `[i; 32]`) listens at.
+pub fn addr(i: u8) -> Address {
+    Address::Udp(format!("127.0.0.{i}:7946").parse().expect("valid"))
+}
+
+/// A frame and the node it is for.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Index of the receiving node.
+    pub target: usize,
+    /// The frame.
+    pub frame: Frame,
+}
+
+/// The cluster, the generator and a stand-alone decoder.
+pub struct Harness {
+    /// The nodes; node `i` has secret `[i + 1; 32]`.
+    pub nodes: Vec<Node>,
+    /// The frame generator.
+    pub generator: Generator,
+    /// Virtual time.
+    pub now: Instant,
+    /// A codec outside any node, to drive `Codec::decode` directly.
+    pub decoder: Codec,
+    /// Frames fed to nodes (generated and delivered).
+    pub fed: u64,
+}
+
+fn node(i: u8) -> Node {
+    let config = Config {
+        max_queue: MAX_QUEUE,
+        ..Config::lan()
+    }
+    .with_name(format!("n{i}"));
+    Node::new(
+        config,
+        Identity::from_secret_bytes([i; 32]),
+        Keyring::new(ClusterKey::from_bytes(CLUSTER_KEY)),
+        vec![addr(i)],
+        [i; 32],
+        Instant::from_millis(0),
+        WALL_MS,
+    )
+}
+
+impl Harness {
+    /// `size` nodes joined through node 1 and run for `converge_ms` of virtual time, so each knows
+    /// the others (checked).
+    pub fn new(size: u8, converge_ms: u64, rates: Rates) -> Self {
+        let members: Vec<u8> = (1..=size).collect();
+        let mut h = Harness {
+            nodes: members.iter().map(|&i| node(i)).collect(),
+            generator: Generator::new(&members, rates),
+            now: Instant::from_millis(1),
+            decoder: Codec::new(
+                Identity::from_secret_bytes([200; 32]),
+                Keyring::new(ClusterKey::from_bytes(CLUSTER_KEY)),
+                Config::lan().limits,
+                ReplayConfig::default(),
+            ),
+            fed: 0,
+        };
+        for i in 1..h.nodes.len() {
+            h.nodes[i].join(h.now, &[addr(1)]);
+            h.pump_all();
+        }
+        for ms in (100..converge_ms).step_by(100) {
+            h.now = Instant::from_millis(ms);
+            let now = h.now;
+            h.nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+            h.pump_all();
+        }
+        for n in &h.nodes {
+            assert_eq!(
+                n.live_count(),
+                h.nodes.len(),
+                "{} did not converge",
+                n.config().name
+            );
+        }
+        h
+    }
+
+    /// Delivers every transmit until none is left (cluster set-up only).
+    fn pump_all(&mut self) {
+        loop {
+            let batch = self.drain_transmits();
+            if batch.is_empty() {
+                return;
+            }
+            for (from, to, bytes) in batch {
+                if let Some(to) = to {
+                    let from = addr(from as u8 + 1);
+                    let _ = self.nodes[to].handle_packet(self.now, from, &bytes);
+                }
+            }
+        }
+    }
+
+    /// Every queued transmit: sender index, receiver index (if a node of the cluster), bytes.
+    fn drain_transmits(&mut self) -> Vec<(usize, Option<usize>, Vec<u8>)> {
+        let mut batch = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            while let Some(t) = n.poll_transmit() {
+                batch.push((i, t.to, t.bytes));
+            }
+        }
+        batch
+            .into_iter()
+            .map(|(i, to, bytes)| {
+                let to = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.local().addrs.contains(&to));
+                (i, to, bytes)
+            })
+            .collect()
+    }
+
+    /// What the generator may know about node `target`.
+    pub fn view(&self, target: usize) -> View {
+        let n = &self.nodes[target];
+        View {
+            wall_ms: WALL_MS + self.now.as_millis(),
+            receiver: n.id(),
+            members: n
+                .members()
+                .map(|m| (m.id, m.incarnation, m.meta_version))
+                .collect(),
+            addrs: (1..=self.nodes.len() as u8).map(addr).collect(),
+        }
+    }
+
+    /// Advances time a little and generates the next frame, mostly for node 0.
+    pub fn next(&mut self, src: &mut dyn Source) -> Step {
+        let advance = match src.below(100) {
+            0 => 1_000 + src.below(30_000),
+            1..=30 => 0,
+            _ => src.below(60),
+        };
+        self.now = self.now.plus_millis(advance);
+        let target = if src.chance(3, 4) {
+            0
+        } else {
+            src.below(self.nodes.len() as u64) as usize
+        };
+        let view = self.view(target);
+        let frame = self.generator.frame(src, &view);
+        Step { target, frame }
+    }
+
+    /// Feeds `step` to its node and to the stand-alone decoder, runs due timers, delivers part of
+    /// the resulting traffic, and checks the invariants. `Err` names the violated one.
+    pub fn feed(&mut self, src: &mut dyn Source, step: &Step) -> Result<(), String> {
+        let wall = WALL_MS + self.now.as_millis();
+        if self.decoder.decode(&step.frame.bytes, wall).is_ok()
+            && self.decoder.decode(&step.frame.bytes, wall).is_ok()
+        {
+            return Err("Codec::decode accepted a replayed frame".into());
+        }
+        let from = if src.chance(1, 8) {
+            Address::WebSocket("ws://127.0.0.9:1/gossip".into())
+        } else {
+            addr(src.below(self.nodes.len() as u64 + 4) as u8 + 1)
+        };
+        self.fed += 1;
+        let _ = self.nodes[step.target].handle_packet(self.now, from, &step.frame.bytes);
+        self.check_outputs(src)?;
+        self.run_timers()?;
+        self.check_outputs(src)?;
+        self.check_state()
+    }
+
+    /// Drains events and transmits, checking the queue bounds; delivers some transmits (up to a
+    /// few rounds of cascading answers) and keeps some for replays.
+    fn check_outputs(&mut self, src: &mut dyn Source) -> Result<(), String> {
+        for _round in 0..3 {
+            for n in self.nodes.iter_mut() {
+                let events = std::iter::from_fn(|| n.poll_event()).count();
+                if events > MAX_QUEUE {
+                    return Err(format!("{} events queued, bound {MAX_QUEUE}", events));
+                }
+            }
+            let batch = self.drain_transmits();
+            for i in 0..self.nodes.len() {
+                let count = batch.iter().filter(|b| b.0 == i).count();
+                if count > MAX_QUEUE {
+                    return Err(format!(
+                        "node {i} queued {count} transmits, bound {MAX_QUEUE}"
+                    ));
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            for (from, to, bytes) in batch {
+                if src.chance(1, 6) {
+                    self.generator.observe(&bytes, src);
+                }
+                if let Some(to) = to
+                    && src.chance(1, 2)
+                {
+                    self.fed += 1;
+                    let _ = self.nodes[to].handle_packet(self.now, addr(from as u8 + 1), &bytes);
+                }
+            }
+        }
+        // Whatever is still queued after the last round is dropped, like a lossy network.
+        let _ = self.drain_transmits();
+        Ok(())
+    }
+
+    /// Runs due timers; a node must not ask to be woken in the past forever, nor far ahead.
+    fn run_timers(&mut self) -> Result<(), String> {
+        let now = self.now;
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            for _ in 0..MAX_CATCH_UP {
+                match n.poll_timeout() {
+                    None => return Err(format!("node {i} has no timer but never left")),
+                    Some(t) if t <= now => n.handle_timeout(now),
+                    Some(_) => break,
+                }
+            }
+            match n.poll_timeout() {
+                None => return Err(format!("node {i} has no timer but never left")),
+                Some(t) if t <= now => {
+                    return Err(format!(
+                        "node {i}: after {MAX_CATCH_UP} handle_timeout calls its timer is still due ({t:?} <= {now:?})"
+                    ));
+                }
+                Some(t) if t.as_millis() > now.as_millis() + MAX_TIMER_MS => {
+                    return Err(format!("node {i}: timer {t:?} is far beyond now {now:?}"));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariants of every node's member table.
+    fn check_state(&self) -> Result<(), String> {
+        // Only a signer can put itself in a table (alive records are self-signed), and nodes
+        // never learn of anyone else.
+        let bound = self.generator.signers.len();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let me = n.local();
+            if me.state.is_down() {
+                return Err(format!("node {i} marks itself {:?}", me.state));
+            }
+            if n.member(&n.id()).map(|m| m.id) != Some(n.id()) {
+                return Err(format!("node {i} lost its own record"));
+            }
+            let count = n.members().count();
+            if count > bound {
+                return Err(format!(
+                    "node {i} has {count} members, at most {bound} can exist"
+                ));
+            }
+            if n.live_count() == 0 {
+                return Err(format!("node {i} counts no live member, not even itself"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -196,3 +196,54 @@ fn hostile_sealed_frames_never_panic_a_node() {
         );
     }
 }
+
+/// The generator is only as good as what gets past the receiver's checks: unmutated, it must
+/// produce every message kind, and most of its frames must decode.
+#[test]
+fn generator_covers_every_kind_and_its_frames_decode() {
+    let clean = Rates {
+        mutate: 0,
+        resign: 0,
+        wrong_seal: 0,
+        replay: 0,
+    };
+    let mut generator = fuzz_support::frames::Generator::new(&[1, 2, 3], clean);
+    let receiver = gossip_core::Identity::from_secret_bytes([1; 32]);
+    let mut decoder = gossip_core::Codec::new(
+        receiver.clone(),
+        gossip_core::Keyring::new(gossip_core::ClusterKey::from_bytes(
+            fuzz_support::frames::CLUSTER_KEY,
+        )),
+        gossip_core::Limits::default(),
+        gossip_core::ReplayConfig::default(),
+    );
+    let view = fuzz_support::frames::View {
+        wall_ms: fuzz_support::WALL_MS,
+        receiver: receiver.id(),
+        members: vec![(receiver.id(), fuzz_support::WALL_MS, 0)],
+        addrs: vec![fuzz_support::addr(1)],
+    };
+    let mut src = Seeded::new(7);
+    let mut kinds = std::collections::BTreeSet::new();
+    let frames = 3_000;
+    let mut decoded = 0;
+    for _ in 0..frames {
+        let frame = generator.frame(&mut src, &view);
+        assert_ne!(
+            frame.signer,
+            Some(receiver.id()),
+            "nobody holds the receiver's key"
+        );
+        kinds.insert(frame.kind);
+        if let Ok(inbound) = decoder.decode(&frame.bytes, view.wall_ms) {
+            assert_eq!(inbound.message.kind(), frame.kind);
+            decoded += 1;
+        }
+    }
+    let all: std::collections::BTreeSet<u8> = (1..=33).collect();
+    assert_eq!(kinds, all, "every message kind is generated");
+    assert!(
+        decoded * 10 >= frames * 7,
+        "only {decoded} of {frames} clean frames decoded"
+    );
+}

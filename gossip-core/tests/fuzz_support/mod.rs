@@ -13,8 +13,10 @@
 pub mod frames;
 pub mod source;
 
+use gossip_core::streams::StreamOutput;
 use gossip_core::{
-    Address, ClusterKey, Codec, Config, Identity, Instant, Keyring, Node, ReplayConfig,
+    Address, ClusterKey, Codec, Config, Event, Identity, Instant, Keyring, Node, NodeId,
+    ReplayConfig,
 };
 
 use frames::{CLUSTER_KEY, Frame, Generator, Rates, View};
@@ -197,6 +199,7 @@ impl Harness {
         self.fed += 1;
         let _ = self.nodes[step.target].handle_packet(self.now, from, &step.frame.bytes);
         self.check_outputs(src)?;
+        self.initiate(src);
         self.run_timers()?;
         self.check_outputs(src)?;
         self.check_state()
@@ -206,10 +209,14 @@ impl Harness {
     /// few rounds of cascading answers) and keeps some for replays.
     fn check_outputs(&mut self, src: &mut dyn Source) -> Result<(), String> {
         for _round in 0..3 {
-            for n in self.nodes.iter_mut() {
-                let events = std::iter::from_fn(|| n.poll_event()).count();
-                if events > MAX_QUEUE {
-                    return Err(format!("{} events queued, bound {MAX_QUEUE}", events));
+            for i in 0..self.nodes.len() {
+                let events: Vec<Event> =
+                    std::iter::from_fn(|| self.nodes[i].poll_event()).collect();
+                if events.len() > MAX_QUEUE {
+                    return Err(format!("{} events queued, bound {MAX_QUEUE}", events.len()));
+                }
+                for e in events {
+                    self.react(src, i, e);
                 }
             }
             let batch = self.drain_transmits();
@@ -239,6 +246,76 @@ impl Harness {
         // Whatever is still queued after the last round is dropped, like a lossy network.
         let _ = self.drain_transmits();
         Ok(())
+    }
+
+    /// What an application would do with an event: accept (or refuse) incoming streams, read and
+    /// write them, answer requests. Command errors are typed answers, not failures.
+    fn react(&mut self, src: &mut dyn Source, i: usize, event: Event) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        match event {
+            Event::Stream(StreamOutput::Incoming(key)) => {
+                if src.chance(1, 5) {
+                    let _ = n.reject_stream(now, key, 1, "busy");
+                } else {
+                    let _ = n.accept_stream(now, key);
+                }
+            }
+            Event::Stream(StreamOutput::Readable(key)) => {
+                let max = *src.pick(&[0usize, 1, 4_096, usize::MAX]);
+                let _ = n.stream_read(now, key, max);
+            }
+            Event::Stream(StreamOutput::Opened(key) | StreamOutput::Writable(key)) => {
+                let len = *src.pick(&[0usize, 10, 70_000]);
+                let _ = n.stream_write(now, key, &vec![7; len]);
+                if src.chance(1, 10) {
+                    let _ = n.close_stream(now, key, 0, "done");
+                }
+            }
+            Event::Request { from, id, .. } => {
+                let _ = n.respond(now, from, id, vec![1; 16]);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sometimes a node starts something of its own towards a member it knows (possibly one the
+    /// fuzzer made up): a stream, a request, a direct message, a metadata change.
+    fn initiate(&mut self, src: &mut dyn Source) {
+        if !src.chance(1, 20) {
+            return;
+        }
+        let now = self.now;
+        let i = src.below(self.nodes.len() as u64) as usize;
+        let n = &mut self.nodes[i];
+        let peers: Vec<NodeId> = n
+            .members()
+            .map(|m| m.id)
+            .filter(|id| *id != n.id())
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let peer = *src.pick(&peers);
+        match src.below(4) {
+            0 => {
+                let _ = n.open_stream(now, peer);
+            }
+            1 => {
+                let _ = n.request(now, peer, "q", vec![2; 8], 1 + src.below(5_000));
+            }
+            2 => {
+                let _ = n.send(now, peer, "d", vec![3; 8], src.chance(1, 2));
+            }
+            _ => {
+                let value = if src.chance(1, 4) {
+                    None
+                } else {
+                    Some(vec![4; 32])
+                };
+                let _ = n.set_metadata(now, "k", value);
+            }
+        }
     }
 
     /// Runs due timers; a node must not ask to be woken in the past forever, nor far ahead.

@@ -17,14 +17,14 @@ pub trait Source {
         if n <= 1 { 0 } else { self.next_u64() % n }
     }
 
-    /// True with probability `num / den`.
+    /// True with probability `num / den`; false for choice 0 (see [`Bytes`]).
     fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
+        self.below(den) >= den.saturating_sub(num)
     }
 
-    /// True with probability `per_mille / 1000`.
+    /// True with probability `per_mille / 1000`; false for choice 0.
     fn per_mille(&mut self, per_mille: u32) -> bool {
-        self.below(1_000) < u64::from(per_mille)
+        self.chance(u64::from(per_mille), 1_000)
     }
 }
 
@@ -56,7 +56,8 @@ impl Source for Seeded {
 }
 
 /// Choices read from fuzzer input, as few bytes as each choice needs, so that a mutation of the
-/// input changes one decision; zeros once the input is used up.
+/// input changes one decision; zeros once the input is used up (the generator makes choice 0 the
+/// cheap and plain one, so a short input cannot ask for the most expensive frame).
 pub struct Bytes<'a> {
     data: &'a [u8],
     at: usize,

@@ -11,6 +11,9 @@
 //! - `GOSSIP_FUZZ_KEEP_GOING=1`: after a finding, record it, rebuild the cluster and go on, then
 //!   fail at the end with every distinct finding (for long measuring runs).
 //!
+//! After the last frame of a seed the hostile input stops and the nodes run alone for a while:
+//! they must then all see each other alive (`Harness::settle`).
+//!
 //! A finding prints its seed, frame index, how the frame was made and the frame in hex; rerun
 //! with that seed and `GOSSIP_FUZZ_FRAMES=<index + 1>` to reproduce it.
 
@@ -89,8 +92,13 @@ struct Finding {
 
 fn report(what: &str, f: &Finding) -> String {
     let mut s = format!(
-        "{what}\n  seen {} time(s); first at seed {:#x}, frame index {}\n",
-        f.count, f.seed, f.index
+        "{what}\n  seen {} time(s); first at seed {:#x}, {}\n",
+        f.count,
+        f.seed,
+        match f.step {
+            Some(_) => format!("frame index {}", f.index),
+            None => format!("settling after frame {}", f.index),
+        }
     );
     if let Some(step) = &f.step {
         let bytes = &step.frame.bytes;
@@ -174,6 +182,27 @@ fn hostile_sealed_frames_never_panic_a_node() {
             }
             fed += h.fed;
             h = new_harness();
+        }
+        // The hostile input stops: the honest nodes must recover a correct view of each other.
+        let settled = match guarded(|| h.settle()) {
+            Ok(Ok(())) => None,
+            Ok(Err(violation)) => Some(format!("invariant: {violation}")),
+            Err(panic) => Some(format!("{panic} (while settling)")),
+        };
+        if let Some(what) = settled {
+            let finding = findings.entry(what.clone()).or_insert(Finding {
+                count: 0,
+                seed,
+                index: frames,
+                step: None,
+            });
+            finding.count += 1;
+            if !keep_going {
+                panic!("{}", report(&what, finding));
+            }
+            if finding.count == 1 {
+                eprintln!("new finding: {}", report(&what, finding));
+            }
         }
         fed += h.fed;
         eprintln!(

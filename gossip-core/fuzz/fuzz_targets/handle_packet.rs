@@ -7,7 +7,8 @@
 //! moves, which traffic is delivered), read a few bytes per choice. So libFuzzer's mutations of the
 //! input become structural changes of validly signed and encrypted frames, which random bytes
 //! would never produce. Each input builds a fresh two-node cluster (a crash reproduces from its
-//! input alone) and feeds it up to `MAX_FRAMES` frames, until the input is used up.
+//! input alone) and feeds it up to `MAX_FRAMES` frames, until the input is used up; then the nodes
+//! run alone for a while and must all see each other alive again.
 
 #![no_main]
 
@@ -45,5 +46,8 @@ fuzz_target!(|data: &[u8]| {
                     .collect::<String>()
             );
         }
+    }
+    if let Err(violation) = h.settle() {
+        panic!("invariant: {violation}");
     }
 });

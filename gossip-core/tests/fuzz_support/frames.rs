@@ -122,7 +122,7 @@ fn relaxed_limits() -> Limits {
 }
 
 impl Generator {
-    /// Signers for the secrets `[s; 32]` of `members`, plus the strangers.
+    /// Signers for the secrets `[s; 32]` of `members` (hostile members), plus the strangers.
     pub fn new(members: &[u8], rates: Rates) -> Self {
         let mut secrets: Vec<u8> = members.to_vec();
         secrets.extend(STRANGER_BASE..STRANGER_BASE + STRANGERS);

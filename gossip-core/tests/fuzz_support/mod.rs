@@ -13,13 +13,16 @@
 pub mod frames;
 pub mod source;
 
+use gossip_core::message::Alive;
 use gossip_core::streams::StreamOutput;
 use gossip_core::{
     Address, ClusterKey, Codec, Config, Event, Identity, Instant, Keyring, Node, NodeId,
-    ReplayConfig,
+    ReplayConfig, State, Timestamp,
 };
 
 use frames::{CLUSTER_KEY, Frame, Generator, Rates, View};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
 use source::Source;
 
 /// The wall clock of every node at `Instant` 0 (2023-11-14T22:13:20Z).
@@ -28,6 +31,10 @@ pub const WALL_MS: u64 = 1_700_000_000_000;
 pub const MAX_QUEUE: usize = 512;
 /// Furthest a node may ask to be woken, relative to now.
 pub const MAX_TIMER_MS: u64 = 10 * 60 * 1_000;
+/// Secrets of the members whose keys the generator holds (known to every node, but not nodes).
+pub const HOSTILE: [u8; 2] = [11, 12];
+/// How long [`Harness::settle`] runs the honest nodes alone.
+pub const SETTLE_MS: u64 = 90_000;
 /// `handle_timeout` calls at one instant after which every timer must lie in the future.
 const MAX_CATCH_UP: usize = 16;
 
@@ -79,11 +86,14 @@ fn node(i: u8) -> Node {
 impl Harness {
     /// `size` nodes joined through node 1 and run for `converge_ms` of virtual time, so each knows
     /// the others (checked).
+    ///
+    /// The generator signs as [`HOSTILE`] members (which every node then learns of through their
+    /// alive records) and as strangers, never as one of the nodes: the nodes are honest, so after
+    /// the hostile input stops they must all see each other alive again ([`Harness::settle`]).
     pub fn new(size: u8, converge_ms: u64, rates: Rates) -> Self {
-        let members: Vec<u8> = (1..=size).collect();
         let mut h = Harness {
-            nodes: members.iter().map(|&i| node(i)).collect(),
-            generator: Generator::new(&members, rates),
+            nodes: (1..=size).map(node).collect(),
+            generator: Generator::new(&HOSTILE, rates),
             now: Instant::from_millis(1),
             decoder: Codec::new(
                 Identity::from_secret_bytes([200; 32]),
@@ -111,7 +121,72 @@ impl Harness {
                 n.config().name
             );
         }
+        // The hostile members announce themselves like any joiner would.
+        let wall = WALL_MS + h.now.as_millis();
+        for (s, &secret) in HOSTILE.iter().enumerate() {
+            // The generator lists its signers in the order of `HOSTILE`.
+            let signer = &h.generator.signers[s];
+            let alive = Alive {
+                incarnation: wall,
+                addrs: vec![addr(secret)],
+                name: format!("h{secret}"),
+            };
+            let frame = signer
+                .codec
+                .encode(
+                    &mut ChaCha20Rng::seed_from_u64(s as u64),
+                    Timestamp::new(wall, s as u16),
+                    0,
+                    &alive.into(),
+                )
+                .expect("an alive record encodes");
+            let now = h.now;
+            for n in h.nodes.iter_mut() {
+                n.handle_packet(now, addr(secret), &frame)
+                    .expect("a hostile member's alive record is accepted");
+            }
+        }
+        h.pump_all();
         h
+    }
+
+    /// Stops the hostile input and runs the honest nodes alone, delivering all their traffic, for
+    /// [`SETTLE_MS`]: whatever the fuzzer made them believe, each must then see every other node
+    /// alive. Forged suspicions and deaths are refuted by their (honest) subjects; only a record
+    /// that can never be outranked would keep a live node down.
+    pub fn settle(&mut self) -> Result<(), String> {
+        let end = self.now.as_millis() + SETTLE_MS;
+        while self.now.as_millis() < end {
+            self.now = self.now.plus_millis(100);
+            let now = self.now;
+            self.nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+            self.pump_all();
+            for n in self.nodes.iter_mut() {
+                while n.poll_event().is_some() {}
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (j, other) in self.nodes.iter().enumerate() {
+                match n.member(&other.id()) {
+                    Some(m) if m.state == State::Alive => {}
+                    Some(m) => {
+                        return Err(format!(
+                            "after {SETTLE_MS} ms without hostile input, node {i} still sees node {j} {:?} at incarnation {} (node {j} is at {})",
+                            m.state,
+                            m.incarnation,
+                            other.local().incarnation
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "after {SETTLE_MS} ms without hostile input, node {i} has forgotten node {j} (node {j} is at incarnation {})",
+                            other.local().incarnation
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Delivers every transmit until none is left (cluster set-up only).
@@ -297,9 +372,14 @@ impl Harness {
             return;
         }
         let peer = *src.pick(&peers);
-        match src.below(4) {
+        match src.below(5) {
             0 => {
                 let _ = n.open_stream(now, peer);
+            }
+            4 => {
+                // A new incarnation with the same addresses, as a re-joining browser announces.
+                let addrs = n.local().addrs.clone();
+                let _ = n.set_addresses(now, addrs);
             }
             1 => {
                 let _ = n.request(now, peer, "q", vec![2; 8], 1 + src.below(5_000));
@@ -347,9 +427,9 @@ impl Harness {
 
     /// Invariants of every node's member table.
     fn check_state(&self) -> Result<(), String> {
-        // Only a signer can put itself in a table (alive records are self-signed), and nodes
-        // never learn of anyone else.
-        let bound = self.generator.signers.len();
+        // Only a signer can put itself in a table (alive records are self-signed): the nodes and
+        // the generator's signers are all there is.
+        let bound = self.nodes.len() + self.generator.signers.len();
         for (i, n) in self.nodes.iter().enumerate() {
             let me = n.local();
             if me.state.is_down() {

@@ -613,3 +613,53 @@ fn a_frame_captured_before_a_restart_is_refused_after_it() {
         captured.len() as u64
     );
 }
+
+/// Found by `tests/fuzz_handle_packet.rs`: an accusation at incarnation `u64::MAX` must neither
+/// panic the accused (refute adds one) nor bury it for good (no refutation can outrank it), and
+/// the accused's later commands must not overflow either.
+#[test]
+fn an_accusation_at_the_largest_incarnation_cannot_bury_a_live_member() {
+    let mut nodes = cluster(3, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let victim = nodes[0].id();
+    for (i, message) in [
+        Suspect {
+            node: victim,
+            incarnation: u64::MAX,
+        }
+        .into(),
+        Dead {
+            node: victim,
+            incarnation: u64::MAX,
+        }
+        .into(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let accusation = codec(2, Keyring::new(key(1)))
+            .encode(&mut CountingRng(1), ts(9 + i as u16), 0, &message)
+            .unwrap();
+        for n in [0usize, 2] {
+            let _ = nodes[n].handle_packet(now, addr(2), &accusation);
+        }
+    }
+    pump(&mut nodes, now);
+    for ms in (6_100..96_000).step_by(100) {
+        let now = Instant::from_millis(ms);
+        nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+        pump(&mut nodes, now);
+    }
+    for n in &nodes[1..] {
+        let seen = n.member(&victim).map(|m| m.state);
+        assert_eq!(
+            seen,
+            Some(State::Alive),
+            "{} sees the victim {seen:?}",
+            n.config().name
+        );
+    }
+    nodes[0]
+        .set_addresses(Instant::from_millis(96_000), vec![addr(1)])
+        .unwrap();
+}

@@ -343,7 +343,7 @@ impl Node {
             return Err(CommandError::Left);
         }
         let me = self.local();
-        let incarnation = me.incarnation.max(self.shell.wall(now)) + 1;
+        let incarnation = me.incarnation.max(self.shell.wall(now)).saturating_add(1);
         let alive = Alive {
             incarnation,
             addrs: addrs.clone(),

@@ -331,20 +331,20 @@ impl Harness {
         match event {
             Event::Stream(StreamOutput::Incoming(key)) => {
                 if src.chance(1, 5) {
-                    let _ = n.reject_stream(now, key, 1, "busy");
+                    let _ = n.streams().reject(now, key, 1, "busy");
                 } else {
-                    let _ = n.accept_stream(now, key);
+                    let _ = n.streams().accept(now, key);
                 }
             }
             Event::Stream(StreamOutput::Readable(key)) => {
                 let max = *src.pick(&[0usize, 1, 4_096, usize::MAX]);
-                let _ = n.stream_read(now, key, max);
+                let _ = n.streams().read(now, key, max);
             }
             Event::Stream(StreamOutput::Opened(key) | StreamOutput::Writable(key)) => {
                 let len = *src.pick(&[0usize, 10, 70_000]);
-                let _ = n.stream_write(now, key, &vec![7; len]);
+                let _ = n.streams().write(now, key, &vec![7; len]);
                 if src.chance(1, 10) {
-                    let _ = n.close_stream(now, key, 0, "done");
+                    let _ = n.streams().close(now, key, 0, "done");
                 }
             }
             Event::Request { from, id, .. } => {
@@ -374,7 +374,7 @@ impl Harness {
         let peer = *src.pick(&peers);
         match src.below(5) {
             0 => {
-                let _ = n.open_stream(now, peer);
+                let _ = n.streams().open(now, peer);
             }
             4 => {
                 // A new incarnation with the same addresses, as a re-joining browser announces.

@@ -61,6 +61,11 @@ pub enum DropReason {
     UnknownProbeTarget,
     /// A message kind of the other engine (the overlay's at a `Node`, or the reverse).
     WrongEngine,
+    /// A message the protocol's state does not expect: from this node itself, for a link or
+    /// request that does not exist, or after leaving.
+    Unexpected,
+    /// A bounded protocol queue was full.
+    QueueFull,
 }
 
 impl DropReason {
@@ -90,6 +95,8 @@ impl DropReason {
             DropReason::TooManyMembers => "too_many_members",
             DropReason::UnknownProbeTarget => "unknown_probe_target",
             DropReason::WrongEngine => "wrong_engine",
+            DropReason::Unexpected => "unexpected",
+            DropReason::QueueFull => "queue_full",
         }
     }
 

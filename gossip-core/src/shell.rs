@@ -5,7 +5,9 @@
 //! and every frame it sends is signed once ([`Shell::sign`]) and sealed per target
 //! ([`Shell::seal`]). Outputs wait in bounded queues that drop the *oldest* entry when full:
 //! the newest news supersedes what waited longest, and a driver that fell behind catches up on
-//! the present. Drops are counted by [`DropReason`].
+//! the present. Drops are counted by [`DropReason`]. Message ids from before the engine started
+//! are refused (the replay floor starts there), so a frame captured before a restart is not
+//! accepted again after it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -57,12 +59,17 @@ pub(crate) struct Shell<E> {
 impl<E> Shell<E> {
     /// `hlc` already issued the ids of anything signed before; `max_queue` bounds each queue.
     pub(crate) fn new(
-        codec: Codec,
+        mut codec: Codec,
         hlc: Hlc,
         now: Instant,
         wall_ms: u64,
         max_queue: usize,
     ) -> Self {
+        // Nothing seen before this start is remembered: refuse what was signed before it (up to
+        // the last id of the previous millisecond) rather than accept a replay.
+        codec.raise_replay_floor(Timestamp::from_u64(
+            Timestamp::new(wall_ms, 0).to_u64().saturating_sub(1),
+        ));
         Shell {
             codec,
             hlc,

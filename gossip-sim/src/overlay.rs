@@ -105,7 +105,9 @@ impl OverlaySimNode {
                         continue;
                     }
                     job.delivered += 1;
-                    self.node
+                    // A refused frame is counted in the node's wire stats.
+                    let _ = self
+                        .node
                         .handle_packet(now, addr_of(input.from), &input.bytes);
                 }
                 (_, Some(t)) => {

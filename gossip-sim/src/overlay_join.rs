@@ -114,7 +114,9 @@ pub fn run(nodes: usize, seed: u64, net: NetConfig) -> Outcome {
     let drops: u64 = sim
         .nodes
         .iter()
-        .map(|n| n.node.stats().drops.inbound())
+        .flat_map(|n| &n.node.wire_stats().drops)
+        .filter(|(reason, _)| **reason != gossip_core::DropReason::QueueFull)
+        .map(|(_, count)| count)
         .sum();
     let failures: u64 = sim.nodes.iter().map(|n| n.node.stats().failures).sum();
     let sent: u64 = sim.nodes.iter().map(|n| n.sent_packets).sum();

@@ -2,7 +2,7 @@
 //! seed; rerun one with the same seed to reproduce it exactly.
 
 use gossip_core::overlay::OverlayConfig;
-use gossip_core::{Address, Instant};
+use gossip_core::{Address, DropReason, Instant};
 use gossip_sim::NetConfig;
 use gossip_sim::VirtualTime;
 use gossip_sim::overlay::OverlaySim;
@@ -141,24 +141,24 @@ fn hostile_frames_are_dropped_and_counted() {
     let now = sim.now;
     let victim = 3;
     let from: Address = sim.addr(4);
-    let before = sim.nodes[victim].node.stats().drops.clone();
+    let before = sim.nodes[victim].node.wire_stats().drops.clone();
     let node = &mut sim.nodes[victim].node;
     // Garbage of every length, a bad version, reserved flags, and an unencrypted frame.
     for len in [0usize, 1, 2, 3, 50, 200, 2_000] {
         let junk: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-        assert!(node.handle_packet(now, from.clone(), &junk).is_none());
+        assert!(node.handle_packet(now, from.clone(), &junk).is_err());
     }
     assert!(
         node.handle_packet(now, from.clone(), &[9, 1, 0, 0])
-            .is_none()
+            .is_err()
     );
     assert!(
         node.handle_packet(now, from.clone(), &[1, 0x80, 0])
-            .is_none()
+            .is_err()
     );
     assert!(
         node.handle_packet(now, from.clone(), &[1, 0, 0, 1, 2])
-            .is_none()
+            .is_err()
     );
     // A frame sealed with another cluster key (an outsider forging an origin).
     let mut outsider = OverlaySim::new(
@@ -174,15 +174,25 @@ fn hostile_frames_are_dropped_and_counted() {
         o.poll_transmit().unwrap().bytes
     };
     let node = &mut sim.nodes[victim].node;
-    assert!(node.handle_packet(now, from.clone(), &forged).is_none());
-    let after = node.stats().drops.clone();
-    assert!(after.malformed > before.malformed, "seed {seed}");
-    assert!(after.incompatible > before.incompatible, "seed {seed}");
+    assert!(node.handle_packet(now, from.clone(), &forged).is_err());
+    let after = node.wire_stats().drops.clone();
+    let count =
+        |d: &std::collections::BTreeMap<DropReason, u64>, r| d.get(&r).copied().unwrap_or(0);
+    let total = |d: &std::collections::BTreeMap<DropReason, u64>| d.values().sum::<u64>();
     assert!(
-        after.unauthenticated >= before.unauthenticated + 2,
+        count(&after, DropReason::Malformed) > count(&before, DropReason::Malformed),
         "seed {seed}"
     );
-    assert!(after.inbound() >= before.inbound() + 11, "seed {seed}");
+    assert!(
+        count(&after, DropReason::Incompatible) > count(&before, DropReason::Incompatible),
+        "seed {seed}"
+    );
+    assert!(
+        count(&after, DropReason::Unauthenticated)
+            >= count(&before, DropReason::Unauthenticated) + 2,
+        "seed {seed}"
+    );
+    assert!(total(&after) >= total(&before) + 11, "seed {seed}");
     // A captured frame replayed is refused as a duplicate.
     let frame = {
         let sender = &mut sim.nodes[4].node;
@@ -191,12 +201,12 @@ fn hostile_frames_are_dropped_and_counted() {
     };
     let to = frame.node.and_then(|id| sim.index(&id)).unwrap();
     let node = &mut sim.nodes[to].node;
+    assert!(node.handle_packet(now, from.clone(), &frame.bytes).is_ok());
+    assert!(node.handle_packet(now, from, &frame.bytes).is_err());
     assert!(
-        node.handle_packet(now, from.clone(), &frame.bytes)
-            .is_some()
+        node.wire_stats().drops.get(&DropReason::Duplicate) > Some(&0),
+        "seed {seed}"
     );
-    assert!(node.handle_packet(now, from, &frame.bytes).is_none());
-    assert!(node.stats().drops.duplicate > 0, "seed {seed}");
     // The overlay still works afterwards.
     assert!(
         sim.run_until_true(10_000, 100, OverlaySim::converged)

@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::drop_reason::{DropReason, Refused};
 use crate::event::Event;
 use crate::groups::Groups;
-use crate::hlc::{Hlc, Timestamp};
+use crate::hlc::Hlc;
 use crate::identity::{Identity, NodeId};
 use crate::keyring::Keyring;
 use crate::membership::{Member, State};
@@ -94,12 +94,7 @@ impl Node {
         wall_ms: u64,
     ) -> Node {
         let id = identity.id();
-        let mut codec = Codec::new(identity, keyring, config.limits, config.replay);
-        // Nothing seen before this start is remembered: refuse what was signed before it (the
-        // last id of the previous millisecond) rather than accept a replay.
-        codec.raise_replay_floor(Timestamp::from_u64(
-            Timestamp::new(wall_ms, 0).to_u64().saturating_sub(1),
-        ));
+        let codec = Codec::new(identity, keyring, config.limits, config.replay);
         let mut hlc = Hlc::new(config.replay.max_future_ms);
         let first = hlc.now(wall_ms);
         let alive = Alive {

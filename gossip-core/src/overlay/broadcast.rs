@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 
 use crate::address::Address;
+use crate::drop_reason::DropReason;
 use crate::error::{Replayed, TooLarge, WireError};
 use crate::hlc::Timestamp;
 use crate::identity::NodeId;
@@ -119,13 +120,13 @@ impl Overlay {
         topic: &str,
         data: Vec<u8>,
     ) -> Result<Timestamp, OverlayError> {
-        let id = self.hlc.now(self.wall(now));
+        let id = self.shell.next_id(now);
         let message: Message = Broadcast {
             topic: topic.to_owned(),
             data: data.into(),
         }
         .into();
-        let packet = self.codec.sign(id, &message)?;
+        let packet = self.shell.codec.sign(id, &message)?;
         let size = packet.len() + PUSH_OVERHEAD + ENCRYPTED_OVERHEAD;
         let max = self.config.limits.max_frame_bytes;
         if size > max {
@@ -200,28 +201,28 @@ impl Overlay {
 
     pub(super) fn on_eager(&mut self, now: Instant, sender: NodeId, from: Address, m: EagerPush) {
         if m.packet.kind() != BROADCAST_KIND {
-            self.stats.drops.unexpected += 1;
+            self.shell.count_drop(DropReason::Unexpected);
             return;
         }
         // Content from a member we hold no link to is still authentic and still delivered.
         let linked = self.require_link(now, sender, from);
         let (origin, id) = (m.packet.origin(), m.packet.id());
         if self.tree.has_seen(&origin, id) {
-            self.stats.drops.duplicate += 1;
+            self.shell.count_drop(DropReason::Duplicate);
             if linked {
                 self.prune(now, sender);
             }
             return;
         }
         let wall = self.wall(now);
-        let broadcast = match self.codec.accept(&m.packet, wall) {
+        let broadcast = match self.shell.codec.accept(&m.packet, wall) {
             Ok(Message::Update(UpdateMessage::Broadcast(b))) => b,
             Ok(_) => {
-                self.stats.drops.unexpected += 1;
+                self.shell.count_drop(DropReason::Unexpected);
                 return;
             }
             Err(e) => {
-                self.stats.drops.count(&e);
+                self.shell.drop_counted(&e);
                 // Forgotten by our seen-set but refused by the replay guard: a duplicate too.
                 if matches!(
                     e,
@@ -280,7 +281,7 @@ impl Overlay {
                         deadline,
                     });
                 }
-                None => self.stats.drops.queue_full += 1,
+                None => self.shell.count_drop(DropReason::QueueFull),
             }
         }
     }

@@ -1,15 +1,15 @@
 //! The overlay node: its state, inputs, outputs and the wire plumbing around its protocols.
 
-use std::collections::VecDeque;
-
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::address::Address;
+use crate::drop_reason::{DropReason, Refused};
 use crate::hlc::{Hlc, Timestamp};
 use crate::identity::{Identity, NodeId};
 use crate::keyring::Keyring;
 use crate::message::{Message, OverlayMessage};
+use crate::shell::{Shell, Stats};
 use crate::time::Instant;
 use crate::transmit::Transmit;
 use crate::wire::Codec;
@@ -69,12 +69,10 @@ pub(super) struct Pending {
 #[derive(Debug)]
 pub struct Overlay {
     pub(super) config: OverlayConfig,
-    pub(super) codec: Codec,
-    pub(super) hlc: Hlc,
+    /// Codec, clocks, bounded output queues and wire counters, as a `Node` has.
+    pub(super) shell: Shell<OverlayEvent>,
     pub(super) rng: ChaCha20Rng,
     pub(super) addrs: Vec<Address>,
-    pub(super) start: Instant,
-    pub(super) wall_at_start_ms: u64,
     pub(super) active: ActiveView,
     pub(super) passive: PassiveView,
     pub(super) pending: Vec<Pending>,
@@ -90,8 +88,6 @@ pub struct Overlay {
     /// Consecutive shuffle answers that brought no member we did not know.
     pub(super) stale_shuffles: u8,
     pub(super) tree: Plumtree,
-    pub(super) transmits: VecDeque<Transmit>,
-    pub(super) events: VecDeque<OverlayEvent>,
     pub(super) stats: OverlayStats,
 }
 
@@ -114,8 +110,9 @@ impl Overlay {
         // Spread the nodes' ticks so they do not all wake at once.
         let offset = views::below(&mut rng, config.tick_ms.max(1) as usize) as u64;
         let shuffle = config.shuffle_interval_ms;
+        let hlc = Hlc::new(config.max_clock_drift_ms);
         Overlay {
-            hlc: Hlc::new(config.max_clock_drift_ms),
+            shell: Shell::new(codec, hlc, now, wall_ms, config.max_queue),
             active: ActiveView::new(config.active_size),
             passive: PassiveView::new(config.passive_size),
             tree: Plumtree::default(),
@@ -126,25 +123,20 @@ impl Overlay {
             next_rejoin: now,
             stale_shuffles: 0,
             config,
-            codec,
             rng,
             addrs,
-            start: now,
-            wall_at_start_ms: wall_ms,
             pending: Vec::new(),
             seeds: Vec::new(),
             left: false,
             joined: false,
             isolated: false,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
             stats: OverlayStats::default(),
         }
     }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        self.codec.identity().id()
+        self.shell.codec.identity().id()
     }
 
     /// The settings.
@@ -162,14 +154,19 @@ impl Overlay {
         &self.passive
     }
 
-    /// Counters.
+    /// The overlay's own counters (failures, deliveries, Plumtree traffic).
     pub fn stats(&self) -> &OverlayStats {
         &self.stats
     }
 
+    /// Frames and bytes in and out, and drops by reason, counted as a `Node` counts them.
+    pub fn wire_stats(&self) -> &Stats {
+        &self.shell.stats
+    }
+
     /// The wire pipeline (replay guard and key cache, for inspection).
     pub fn codec(&self) -> &Codec {
-        &self.codec
+        &self.shell.codec
     }
 
     /// Whether [`Overlay::leave`] was called.
@@ -179,22 +176,21 @@ impl Overlay {
 
     /// Re-anchors the wall clock: `wall_ms` is the wall time at `now`.
     pub fn set_wall_clock(&mut self, now: Instant, wall_ms: u64) {
-        self.start = now;
-        self.wall_at_start_ms = wall_ms;
+        self.shell.set_wall_clock(now, wall_ms);
     }
 
     pub(super) fn wall(&self, now: Instant) -> u64 {
-        self.wall_at_start_ms + now.micros_since(self.start) / 1_000
+        self.shell.wall(now)
     }
 
     /// The next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.shell.poll_transmit()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<OverlayEvent> {
-        self.events.pop_front()
+        self.shell.poll_event()
     }
 
     /// When [`Overlay::handle_timeout`] should next be called (None: nothing to wait for).
@@ -269,34 +265,31 @@ impl Overlay {
         self.left = true;
     }
 
-    /// Handles a frame received from `from`. Returns its authenticated sender, or None if the frame
-    /// was refused (counted in [`OverlayStats::drops`]).
-    pub fn handle_packet(&mut self, now: Instant, from: Address, bytes: &[u8]) -> Option<NodeId> {
+    /// Handles a frame received from `from`. Returns its authenticated sender, or why the frame
+    /// was refused before that (counted in [`Overlay::wire_stats`]).
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        from: Address,
+        bytes: &[u8],
+    ) -> Result<NodeId, Refused> {
         if self.left {
-            return None;
+            return Err(Refused {
+                reason: DropReason::Unexpected,
+            });
         }
-        self.stats.packets_in += 1;
-        let wall = self.wall(now);
-        let inbound = match self.codec.decode(bytes, wall) {
-            Ok(inbound) => inbound,
-            Err(e) => {
-                self.stats.drops.count(&e);
-                return None;
-            }
-        };
+        let inbound = self.shell.decode(now, bytes)?;
         let sender = inbound.origin();
         if sender == self.id() {
-            self.stats.drops.unexpected += 1;
-            return None;
+            self.shell.count_drop(DropReason::Unexpected);
+            return Ok(sender);
         }
-        // A peer whose clock runs ahead is not merged; its frame was still in the replay window.
-        let _ = self.hlc.observe(wall, inbound.id());
         if let Some(peer) = self.active.get_mut(&sender) {
             peer.last_heard = now;
         }
         let Message::Overlay(message) = inbound.message else {
-            self.stats.drops.unexpected += 1;
-            return None;
+            self.shell.count_drop(DropReason::WrongEngine);
+            return Ok(sender);
         };
         match message {
             OverlayMessage::Join(m) => self.on_join(now, sender, from, m),
@@ -312,7 +305,7 @@ impl Overlay {
             OverlayMessage::Graft(m) => self.on_graft(now, sender, from, m),
             OverlayMessage::Prune(_) => self.on_prune(now, sender, from),
         }
-        Some(sender)
+        Ok(sender)
     }
 
     /// Runs what is due at `now`: Plumtree's graft timers, and on each tick heartbeats, failure
@@ -350,34 +343,19 @@ impl Overlay {
         if targets.is_empty() {
             return;
         }
-        let id = self.hlc.now(self.wall(now));
-        let packet = match self.codec.sign(id, &message) {
-            Ok(packet) => packet,
-            // Only a broadcast can be too large, and `originate` checks it first.
-            Err(_) => {
-                self.stats.encode_errors += 1;
-                return;
-            }
+        // Only a broadcast can be too large to encode, and `originate` checks it first.
+        let Some(packet) = self.shell.sign(now, message) else {
+            return;
         };
         for (node, to) in targets {
-            if self.transmits.len() >= self.config.max_queue {
-                self.stats.drops.queue_full += 1;
+            let Some(bytes) = self.shell.seal(&mut self.rng, &packet) else {
                 continue;
-            }
-            let bytes = match self.codec.seal(&mut self.rng, 0, &packet) {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    self.stats.encode_errors += 1;
-                    continue;
-                }
             };
             if let Some(peer) = node.and_then(|n| self.active.get_mut(&n)) {
                 peer.last_sent = now;
             }
-            self.stats.packets_out += 1;
-            self.stats.bytes_out += bytes.len() as u64;
             let reliable = bytes.len() > self.config.udp_budget || to.is_reliable();
-            self.transmits.push_back(Transmit {
+            self.shell.emit(Transmit {
                 to,
                 node,
                 bytes,
@@ -387,10 +365,6 @@ impl Overlay {
     }
 
     pub(super) fn emit(&mut self, event: OverlayEvent) {
-        if self.events.len() >= self.config.max_queue {
-            self.stats.drops.queue_full += 1;
-            return;
-        }
-        self.events.push_back(event);
+        self.shell.push_event(event);
     }
 }

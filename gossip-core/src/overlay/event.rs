@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::error::{EncodeError, WireError};
+use crate::error::EncodeError;
 use crate::hlc::Timestamp;
 use crate::identity::NodeId;
 
@@ -37,65 +37,9 @@ pub enum OverlayEvent {
     Isolated,
 }
 
-/// Frames refused by the wire pipeline or by the overlay, by cause.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Drops {
-    /// Not a well-formed frame (`WireError::Malformed`).
-    pub malformed: u64,
-    /// Failed the cluster key or the origin's signature (`WireError::Unauthenticated`).
-    pub unauthenticated: u64,
-    /// Already accepted (`Replayed::Duplicate`).
-    pub duplicate: u64,
-    /// Outside the replay window or below its floor (other `Replayed`).
-    pub replayed: u64,
-    /// Over a size limit (`WireError::TooLarge`).
-    pub too_large: u64,
-    /// Unknown version or kind (`WireError::Incompatible`).
-    pub incompatible: u64,
-    /// Authentic, but not an overlay message, or one that makes no sense here (a push that does
-    /// not carry a broadcast, a message from ourselves).
-    pub unexpected: u64,
-    /// Outbound frames or events dropped because the queue was full.
-    pub queue_full: u64,
-}
-
-impl Drops {
-    /// Counts a wire error under its cause.
-    pub fn count(&mut self, error: &WireError) {
-        let slot = match error.reason() {
-            "malformed" => &mut self.malformed,
-            "unauthenticated" => &mut self.unauthenticated,
-            "duplicate" => &mut self.duplicate,
-            "replayed" => &mut self.replayed,
-            "too_large" => &mut self.too_large,
-            _ => &mut self.incompatible,
-        };
-        *slot += 1;
-    }
-
-    /// All inbound drops (not counting `queue_full`).
-    pub fn inbound(&self) -> u64 {
-        self.malformed
-            + self.unauthenticated
-            + self.duplicate
-            + self.replayed
-            + self.too_large
-            + self.incompatible
-            + self.unexpected
-    }
-}
-
-/// Counters a driver exports as metrics.
+/// The overlay's own counters; frames, bytes and drops are in [`Overlay::wire_stats`](super::Overlay::wire_stats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverlayStats {
-    /// Frames received.
-    pub packets_in: u64,
-    /// Frames queued for sending.
-    pub packets_out: u64,
-    /// Bytes queued for sending.
-    pub bytes_out: u64,
-    /// Refused frames, by cause.
-    pub drops: Drops,
     /// Active neighbours declared failed.
     pub failures: u64,
     /// Broadcasts delivered to the application.
@@ -110,8 +54,6 @@ pub struct OverlayStats {
     pub prunes_sent: u64,
     /// Heartbeats sent.
     pub heartbeats_sent: u64,
-    /// Own messages that could not be encoded (nothing was sent).
-    pub encode_errors: u64,
 }
 
 /// Why a command was refused. Nothing was sent and no state changed.

@@ -11,6 +11,7 @@ use super::messages::{
 };
 use super::views::below;
 use super::{Overlay, OverlayEvent, Pending};
+use crate::drop_reason::DropReason;
 
 /// The address to answer a peer at: the first it announced (signed by it), else where it sent from.
 fn peer_addr(from: Address, announced: &[Address]) -> Address {
@@ -150,7 +151,7 @@ impl Overlay {
     pub(super) fn on_forward_join(&mut self, now: Instant, sender: NodeId, m: ForwardJoin) {
         let joiner = m.joiner.node;
         let Some(addr) = m.joiner.addrs.first().cloned() else {
-            self.stats.drops.unexpected += 1;
+            self.shell.count_drop(DropReason::Unexpected);
             return;
         };
         if joiner == self.id() {
@@ -281,7 +282,7 @@ impl Overlay {
             }
         }
         let Some(addr) = m.origin.addrs.first().cloned() else {
-            self.stats.drops.unexpected += 1;
+            self.shell.count_drop(DropReason::Unexpected);
             return;
         };
         let k = self.shuffle_len().min(m.peers.len() + 1);

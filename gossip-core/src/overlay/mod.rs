@@ -42,6 +42,6 @@ pub use self::engine::Overlay;
 #[cfg(feature = "overlay")]
 use self::engine::Pending;
 #[cfg(feature = "overlay")]
-pub use self::event::{Drops, OverlayError, OverlayEvent, OverlayStats};
+pub use self::event::{OverlayError, OverlayEvent, OverlayStats};
 #[cfg(feature = "overlay")]
 pub use self::views::{ActivePeer, ActiveView, PassiveView};

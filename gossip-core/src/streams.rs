@@ -55,8 +55,8 @@
 //!   longer be delivered intact, and failing loudly beats handing the application corrupt data.
 //! * A [`StreamOpen`] for a stream id already in use, an [`StreamAccept`] for a stream that is
 //!   not waiting for one, data or credit before the stream was accepted: [`close_code::PROTOCOL`].
-//! * A [`StreamOpen`] while [`StreamLimits::max_streams`] streams exist: answered with a
-//!   [`StreamClose`] with [`close_code::TOO_MANY`] (the application never sees that stream).
+//! * A [`StreamOpen`] over one of the [limits](#limits): answered with a [`StreamClose`] carrying
+//!   the limit's code (the application never sees that stream).
 //!
 //! Messages for streams this side does not know (or that the peer already closed) are ignored:
 //! they change nothing, are counted in [`StreamStats::ignored`], and [`Streams::handle`] returns
@@ -68,8 +68,32 @@
 //! Credit is added with saturation, so no credit sequence can overflow a window.
 //! Memory is bounded: at most [`StreamLimits::max_streams`] streams, each buffering at most its
 //! receive window; close reasons are cut to [`MAX_REASON_BYTES`].
+//!
+//! # Limits
+//!
+//! Stream slots are shared by every member, so no one member may take them all. A
+//! [`StreamOpen`] is refused, with a [`StreamClose`] whose code tells the opener which limit it
+//! hit, when:
+//!
+//! | limit | default | code |
+//! |---|---|---|
+//! | [`StreamLimits::max_streams`]: streams in every state, with every peer, both directions | 256 | [`close_code::TOO_MANY`] |
+//! | [`StreamLimits::max_streams_per_peer`]: streams that one peer opened, in every state | 32 | [`close_code::TOO_MANY_FROM_PEER`] |
+//! | [`StreamLimits::max_pending_per_peer`]: streams that one peer opened and the application has not accepted yet | 8 | [`close_code::ACCEPT_QUEUE_FULL`] |
+//!
+//! So one member holds at most 32 of the 256 slots: it takes eight members acting together to
+//! fill the table, and an open from anyone else still succeeds while they hold fewer. The
+//! per-peer limits count only streams the peer opened: streams this node opened are its own
+//! application's choice and count only against [`StreamLimits::max_streams`].
+//!
+//! An incoming stream the application neither accepts nor rejects within
+//! [`StreamLimits::accept_timeout_ms`] (default 10 s) is rejected for it: [`Streams::on_timeout`]
+//! sends a [`StreamClose`] with [`close_code::ACCEPT_TIMEOUT`], reports
+//! [`StreamOutput::Closed`] (`by_peer: false`) and frees the slot. The state machine reads no
+//! clock: [`Streams::handle_at`] takes the time a message arrived, [`Streams::next_deadline`]
+//! says when to call [`Streams::on_timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -78,6 +102,7 @@ use thiserror::Error;
 
 use crate::identity::NodeId;
 pub use crate::message::StreamMessage;
+use crate::time::Instant;
 
 /// Set in a message's `stream` field when the message's sender is the stream's acceptor.
 pub const ACCEPTOR_BIT: u64 = 1 << 63;
@@ -85,8 +110,8 @@ pub const ACCEPTOR_BIT: u64 = 1 << 63;
 /// Longest close reason produced or reported, in bytes; longer ones are cut at a char boundary.
 pub const MAX_REASON_BYTES: usize = 256;
 
-/// Codes carried by [`StreamClose`] and [`StreamOutput::Closed`]. Applications may use their own
-/// codes above [`close_code::TOO_MANY`].
+/// Codes carried by [`StreamClose`] and [`StreamOutput::Closed`]. Codes below 16 are the
+/// engine's; applications use their own codes from 16 up.
 pub mod close_code {
     /// Normal end of the stream.
     pub const NORMAL: u32 = 0;
@@ -98,8 +123,18 @@ pub mod close_code {
     pub const PROTOCOL: u32 = 3;
     /// The peer died or left the cluster.
     pub const PEER_GONE: u32 = 4;
-    /// The acceptor already had as many streams as it allows.
+    /// The acceptor already had as many streams as it allows
+    /// ([`StreamLimits::max_streams`](super::StreamLimits::max_streams)).
     pub const TOO_MANY: u32 = 5;
+    /// The acceptor already held as many streams opened by this opener as one member may
+    /// ([`StreamLimits::max_streams_per_peer`](super::StreamLimits::max_streams_per_peer)).
+    pub const TOO_MANY_FROM_PEER: u32 = 6;
+    /// As many streams of this opener were waiting for the acceptor's application as one member
+    /// may queue ([`StreamLimits::max_pending_per_peer`](super::StreamLimits::max_pending_per_peer)).
+    pub const ACCEPT_QUEUE_FULL: u32 = 7;
+    /// The acceptor's application did not accept the stream in time
+    /// ([`StreamLimits::accept_timeout_ms`](super::StreamLimits::accept_timeout_ms)).
+    pub const ACCEPT_TIMEOUT: u32 = 8;
 }
 
 /// Opens a stream. Sent by the opener.
@@ -243,11 +278,20 @@ pub enum StreamError {
     TooManyStreams,
 }
 
-/// Bounds on streams.
+/// Bounds on streams (see [the module docs](self#limits)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamLimits {
     /// Most streams at once, in every state and with every peer together.
     pub max_streams: usize,
+    /// Most streams one peer opened that exist at once, in every state (its share of
+    /// `max_streams`).
+    pub max_streams_per_peer: usize,
+    /// Most streams one peer opened that wait for the application to accept them (its share of
+    /// the accept queue).
+    pub max_pending_per_peer: usize,
+    /// How long an incoming stream may wait for [`Streams::accept`] before it is rejected with
+    /// [`close_code::ACCEPT_TIMEOUT`], in milliseconds.
+    pub accept_timeout_ms: u64,
     /// Initial receive window granted to the peer, in bytes (at least 1 is used).
     pub window: u32,
     /// Largest [`StreamData`] payload produced, in bytes (at least 1 is used).
@@ -261,6 +305,9 @@ impl Default for StreamLimits {
     fn default() -> Self {
         StreamLimits {
             max_streams: 256,
+            max_streams_per_peer: 32,
+            max_pending_per_peer: 8,
+            accept_timeout_ms: 10_000,
             window: 256 * 1024,
             max_chunk: 16 * 1024,
             max_buffered: 256 * 1024,
@@ -275,8 +322,10 @@ pub struct StreamStats {
     pub ignored: u64,
     /// Streams closed because the peer broke a rule.
     pub violations: u64,
-    /// Opens answered with a close (too many streams, id in use).
+    /// Opens answered with a close (a limit reached, id in use).
     pub refused: u64,
+    /// Incoming streams rejected because the application did not accept them in time.
+    pub accept_timeouts: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +356,8 @@ struct Stream {
     unacked: u32,
     /// Received, not yet read. `buf.len() + recv_window + unacked` is the granted window.
     buf: VecDeque<u8>,
+    /// While `Incoming`: when it is rejected unless accepted (also a key of `Streams::pending`).
+    accept_by: Instant,
 }
 
 impl Stream {
@@ -320,6 +371,7 @@ impl Stream {
             recv_seq: 0,
             unacked: 0,
             buf: VecDeque::new(),
+            accept_by: Instant::default(),
         }
     }
 }
@@ -332,6 +384,10 @@ pub struct Streams {
     max_chunk: usize,
     next_id: u64,
     streams: BTreeMap<StreamKey, Stream>,
+    /// Accept deadlines of the `Incoming` streams, earliest first.
+    pending: BTreeSet<(Instant, StreamKey)>,
+    /// The latest time handed in, for [`Streams::handle`] which gets none.
+    clock: Instant,
     stats: StreamStats,
 }
 
@@ -373,6 +429,8 @@ impl Streams {
             max_chunk: limits.max_chunk.max(1),
             next_id: 0,
             streams: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            clock: Instant::default(),
             stats: StreamStats::default(),
         }
     }
@@ -453,6 +511,7 @@ impl Streams {
         match s.state {
             State::Incoming => {
                 s.state = State::Open;
+                self.pending.remove(&(s.accept_by, key));
                 Ok(StreamAccept {
                     stream: key.outgoing_id(),
                     window: self.window,
@@ -474,7 +533,7 @@ impl Streams {
         let s = self.streams.get(&key).ok_or(StreamError::UnknownStream)?;
         match s.state {
             State::Incoming => {
-                self.streams.remove(&key);
+                self.forget(key);
                 Ok(close_msg(key, code, reason))
             }
             State::Draining => Err(StreamError::Closed),
@@ -549,7 +608,7 @@ impl Streams {
         s.buf.drain(..n);
         if s.state == State::Draining {
             if s.buf.is_empty() {
-                self.streams.remove(&key);
+                self.forget(key);
             }
             return Ok((out, None));
         }
@@ -579,10 +638,7 @@ impl Streams {
         code: u32,
         reason: &str,
     ) -> Result<StreamClose, StreamError> {
-        let s = self
-            .streams
-            .remove(&key)
-            .ok_or(StreamError::UnknownStream)?;
+        let s = self.forget(key).ok_or(StreamError::UnknownStream)?;
         match s.state {
             State::Draining => Err(StreamError::Closed),
             State::Opening | State::Incoming | State::Open => Ok(close_msg(key, code, reason)),
@@ -612,7 +668,7 @@ impl Streams {
                 State::Draining => continue,
                 State::Open if !s.buf.is_empty() => s.state = State::Draining,
                 _ => {
-                    self.streams.remove(&key);
+                    self.forget(key);
                 }
             }
             out.push(StreamOutput::Closed {
@@ -625,20 +681,34 @@ impl Streams {
         out
     }
 
-    /// Processes a message received from `peer`. Rule violations close the stream and are
-    /// reported in the outputs (see the module docs). `Err` means the message was ignored and
-    /// nothing changed: [`StreamError::UnknownStream`] when it names no stream,
-    /// [`StreamError::Closed`] when the peer had already closed the stream. Both are expected
-    /// after a close and are only counted ([`StreamStats::ignored`]).
+    /// [`Streams::handle_at`] at the latest time this was handed (by `handle_at` or
+    /// [`Streams::on_timeout`]): an incoming stream's accept deadline then counts from that time,
+    /// which is earlier than its arrival by at most the time since. Callers that know the time
+    /// use `handle_at`.
     pub fn handle(
         &mut self,
         peer: NodeId,
         msg: StreamMessage,
     ) -> Result<Vec<StreamOutput>, StreamError> {
+        self.handle_at(self.clock, peer, msg)
+    }
+
+    /// Processes a message received from `peer` at `now`. Rule violations close the stream and
+    /// are reported in the outputs (see the module docs). `Err` means the message was ignored and
+    /// nothing changed: [`StreamError::UnknownStream`] when it names no stream,
+    /// [`StreamError::Closed`] when the peer had already closed the stream. Both are expected
+    /// after a close and are only counted ([`StreamStats::ignored`]).
+    pub fn handle_at(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        msg: StreamMessage,
+    ) -> Result<Vec<StreamOutput>, StreamError> {
+        self.clock = self.clock.max(now);
         let key = StreamKey::from_incoming(peer, msg.stream());
         let max_buffered = self.limits.max_buffered;
         match msg {
-            StreamMessage::Open(open) => self.on_open(key, open),
+            StreamMessage::Open(open) => self.on_open(now, key, open),
             StreamMessage::Accept(accept) => {
                 let s = self.live(key)?;
                 if s.state != State::Opening {
@@ -693,7 +763,7 @@ impl Streams {
                 if s.state == State::Open && !s.buf.is_empty() {
                     s.state = State::Draining;
                 } else {
-                    self.streams.remove(&key);
+                    self.forget(key);
                 }
                 Ok(vec![StreamOutput::Closed {
                     key,
@@ -722,8 +792,69 @@ impl Streams {
         }
     }
 
+    /// When [`Streams::on_timeout`] has work: the earliest accept deadline of a stream waiting
+    /// for the application.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.first().map(|(at, _)| *at)
+    }
+
+    /// Rejects every incoming stream whose accept deadline passed at `now`
+    /// ([`close_code::ACCEPT_TIMEOUT`]): returns the [`StreamClose`] to send to each opener and
+    /// [`StreamOutput::Closed`] (`by_peer: false`) for the application, which saw it `Incoming`.
+    pub fn on_timeout(&mut self, now: Instant) -> Vec<StreamOutput> {
+        self.clock = self.clock.max(now);
+        let mut out = Vec::new();
+        while let Some(&(at, key)) = self.pending.first() {
+            if at > now {
+                break;
+            }
+            self.forget(key);
+            self.stats.accept_timeouts += 1;
+            let reason = "not accepted in time";
+            let close = close_msg(key, close_code::ACCEPT_TIMEOUT, reason);
+            out.push(StreamOutput::Send(key.peer, close.into()));
+            out.push(StreamOutput::Closed {
+                key,
+                code: close_code::ACCEPT_TIMEOUT,
+                reason: reason.to_string(),
+                by_peer: false,
+            });
+        }
+        out
+    }
+
+    /// Removes a stream, and its accept deadline if it had one.
+    fn forget(&mut self, key: StreamKey) -> Option<Stream> {
+        let s = self.streams.remove(&key)?;
+        if s.state == State::Incoming {
+            self.pending.remove(&(s.accept_by, key));
+        }
+        Some(s)
+    }
+
+    /// Streams `peer` opened that exist, and how many of them wait for the application.
+    fn opened_by(&self, peer: NodeId) -> (usize, usize) {
+        let lo = StreamKey {
+            peer,
+            id: 0,
+            opened_by_us: false,
+        };
+        let hi = StreamKey {
+            peer,
+            id: u64::MAX,
+            opened_by_us: false,
+        };
+        self.streams
+            .range(lo..=hi)
+            .filter(|(k, _)| !k.opened_by_us)
+            .fold((0, 0), |(all, pending), (_, s)| {
+                (all + 1, pending + usize::from(s.state == State::Incoming))
+            })
+    }
+
     fn on_open(
         &mut self,
+        now: Instant,
         key: StreamKey,
         open: StreamOpen,
     ) -> Result<Vec<StreamOutput>, StreamError> {
@@ -741,21 +872,36 @@ impl Streams {
             self.stats.ignored += 1;
             return Err(StreamError::UnknownStream);
         }
-        if self.streams.len() >= self.limits.max_streams {
+        // The peer's own shares first: a member over its share learns that, not that the table
+        // is full.
+        let (from_peer, pending) = self.opened_by(key.peer);
+        let refusal = if from_peer >= self.limits.max_streams_per_peer {
+            Some((close_code::TOO_MANY_FROM_PEER, "too many streams from you"))
+        } else if pending >= self.limits.max_pending_per_peer {
+            Some((
+                close_code::ACCEPT_QUEUE_FULL,
+                "too many streams waiting to be accepted",
+            ))
+        } else if self.streams.len() >= self.limits.max_streams {
+            Some((close_code::TOO_MANY, "too many streams"))
+        } else {
+            None
+        };
+        if let Some((code, reason)) = refusal {
             self.stats.refused += 1;
-            let close = close_msg(key, close_code::TOO_MANY, "too many streams");
+            let close = close_msg(key, code, reason);
             return Ok(vec![StreamOutput::Send(key.peer, close.into())]);
         }
-        self.streams.insert(
-            key,
-            Stream::new(State::Incoming, self.window, u64::from(open.window)),
-        );
+        let mut stream = Stream::new(State::Incoming, self.window, u64::from(open.window));
+        stream.accept_by = now.plus_millis(self.limits.accept_timeout_ms);
+        self.pending.insert((stream.accept_by, key));
+        self.streams.insert(key, stream);
         Ok(vec![StreamOutput::Incoming(key)])
     }
 
     /// Closes a live stream because the peer broke a rule.
     fn fail(&mut self, key: StreamKey, code: u32, reason: &str) -> Vec<StreamOutput> {
-        self.streams.remove(&key);
+        self.forget(key);
         self.stats.violations += 1;
         let close = close_msg(key, code, reason);
         vec![
@@ -786,6 +932,7 @@ mod tests {
             window,
             max_chunk,
             max_buffered: window as usize,
+            ..StreamLimits::default()
         }
     }
 
@@ -1507,10 +1654,17 @@ mod tests {
     #[test]
     fn hostile_messages_stay_bounded() {
         let mut rng = ChaCha20Rng::seed_from_u64(11);
-        let limits = small(4096, 512, 16);
+        let limits = StreamLimits {
+            accept_timeout_ms: 60,
+            max_streams_per_peer: 6,
+            max_pending_per_peer: 3,
+            ..small(4096, 512, 16)
+        };
         let mut s = Streams::new(limits);
         let peers = [node(1), node(2)];
+        let mut now = Instant::default();
         for _ in 0..20_000 {
+            now = now.plus_millis(rng.next_u64() % 50);
             let peer = peers[(rng.next_u64() % 2) as usize];
             let stream = (rng.next_u64() % 8)
                 | if rng.next_u64() % 2 == 0 {
@@ -1542,12 +1696,18 @@ mod tests {
                 }
                 .into(),
             };
-            if let Ok(out) = s.handle(peer, msg) {
+            if let Ok(out) = s.handle_at(now, peer, msg) {
                 for o in out {
-                    if let StreamOutput::Incoming(k) = o {
+                    // Leave some waiting, for the accept timeout.
+                    if let StreamOutput::Incoming(k) = o
+                        && rng.next_u64() % 3 > 0
+                    {
                         let _ = s.accept(k);
                     }
                 }
+            }
+            if s.next_deadline().is_some_and(|at| at <= now) {
+                assert!(!s.on_timeout(now).is_empty());
             }
             match rng.next_u64() % 4 {
                 0 => {
@@ -1563,10 +1723,210 @@ mod tests {
                 _ => {}
             }
             assert!(s.len() <= limits.max_streams);
+            for p in peers {
+                let (all, pending) = s.opened_by(p);
+                assert!(all <= limits.max_streams_per_peer);
+                assert!(pending <= limits.max_pending_per_peer);
+            }
+            // Exactly the waiting streams have a deadline.
+            let waiting = s.streams.values().filter(|st| st.state == State::Incoming);
+            assert_eq!(waiting.count(), s.pending.len());
             for k in s.keys().collect::<Vec<_>>() {
                 assert!(s.readable(k).unwrap() <= 4096);
             }
         }
         assert!(s.stats().violations > 0);
+        assert!(s.stats().accept_timeouts > 0);
+    }
+
+    fn open_msg(id: u64) -> StreamMessage {
+        StreamOpen {
+            stream: id,
+            window: 1000,
+        }
+        .into()
+    }
+
+    /// The code of the close `out` sends back, if `out` is a refusal.
+    fn refusal(out: &[StreamOutput]) -> Option<u32> {
+        match out {
+            [StreamOutput::Send(_, StreamMessage::Close(c))] => Some(c.code),
+            _ => None,
+        }
+    }
+
+    /// Feeds `n` opens from `peer` (ids from `first`), accepting each `Incoming` when `accept`;
+    /// returns how many arrived and the codes of the refusals.
+    fn flood(
+        s: &mut Streams,
+        now: Instant,
+        peer: NodeId,
+        first: u64,
+        n: u64,
+        accept: bool,
+    ) -> (usize, Vec<u32>) {
+        let (mut arrived, mut refused) = (0, Vec::new());
+        for id in first..first + n {
+            let out = s.handle_at(now, peer, open_msg(id)).unwrap();
+            match out.as_slice() {
+                [StreamOutput::Incoming(k)] => {
+                    arrived += 1;
+                    if accept {
+                        s.accept(*k).unwrap();
+                    }
+                }
+                other => refused.push(refusal(other).expect("a refusal")),
+            }
+        }
+        (arrived, refused)
+    }
+
+    #[test]
+    fn one_peer_opening_300_streams_cannot_make_another_peers_open_fail() {
+        let now = Instant::from_millis(1);
+        let (hostile, honest) = (node(1), node(2));
+        // The application accepts everything (as both drivers do): the per-peer share holds.
+        let mut s = Streams::new(StreamLimits::default());
+        let (arrived, refused) = flood(&mut s, now, hostile, 0, 300, true);
+        assert_eq!(arrived, 32);
+        assert_eq!(refused.len(), 268);
+        assert!(refused.iter().all(|c| *c == close_code::TOO_MANY_FROM_PEER));
+        assert_eq!(s.stats().refused, 268);
+        let out = s.handle_at(now, honest, open_msg(0)).unwrap();
+        assert_eq!(
+            out,
+            vec![StreamOutput::Incoming(StreamKey::from_incoming(honest, 0))]
+        );
+
+        // The application accepts nothing: the per-peer accept queue holds.
+        let mut s = Streams::new(StreamLimits::default());
+        let (arrived, refused) = flood(&mut s, now, hostile, 0, 300, false);
+        assert_eq!(arrived, 8);
+        assert!(refused.iter().all(|c| *c == close_code::ACCEPT_QUEUE_FULL));
+        let out = s.handle_at(now, honest, open_msg(0)).unwrap();
+        assert!(matches!(out.as_slice(), [StreamOutput::Incoming(_)]));
+    }
+
+    #[test]
+    fn limits_are_per_peer_and_the_table_limit_still_holds() {
+        let now = Instant::from_millis(1);
+        let limits = StreamLimits {
+            max_streams: 5,
+            max_streams_per_peer: 2,
+            max_pending_per_peer: 1,
+            ..StreamLimits::default()
+        };
+        let mut s = Streams::new(limits);
+        let (a, b, c) = (node(1), node(2), node(3));
+        // One waiting stream per peer at a time.
+        assert_eq!(
+            flood(&mut s, now, a, 0, 2, false).1,
+            [close_code::ACCEPT_QUEUE_FULL]
+        );
+        s.accept(StreamKey::from_incoming(a, 0)).unwrap();
+        // Two streams per peer, whatever their state.
+        assert_eq!(flood(&mut s, now, a, 2, 1, false), (1, vec![]));
+        assert_eq!(
+            flood(&mut s, now, a, 3, 1, false).1,
+            [close_code::TOO_MANY_FROM_PEER]
+        );
+        // Another peer has its own share.
+        assert_eq!(
+            flood(&mut s, now, b, 0, 3, true),
+            (2, vec![close_code::TOO_MANY_FROM_PEER])
+        );
+        // Streams this node opens count only against the table.
+        let (mine, _) = s.open(a).unwrap();
+        assert_eq!(s.len(), 5);
+        assert_eq!(flood(&mut s, now, c, 0, 1, true).1, [close_code::TOO_MANY]);
+        assert_eq!(s.open(c), Err(StreamError::TooManyStreams));
+        // A freed slot serves the next opener.
+        s.close(mine, close_code::NORMAL, "").unwrap();
+        assert_eq!(flood(&mut s, now, c, 0, 1, true), (1, vec![]));
+        // A peer closing one of its streams gets its share back.
+        let close = StreamClose {
+            stream: 2,
+            code: close_code::NORMAL,
+            reason: String::new(),
+        };
+        s.handle_at(now, a, close.into()).unwrap();
+        assert_eq!(flood(&mut s, now, a, 4, 1, false), (1, vec![]));
+        assert_eq!(s.stats().refused, 4);
+    }
+
+    #[test]
+    fn the_accept_timeout_frees_the_slot_and_tells_the_opener() {
+        let limits = StreamLimits {
+            max_pending_per_peer: 1,
+            ..StreamLimits::default()
+        };
+        let mut p = Pair::new(limits, limits);
+        let a = p.ids[0];
+        let t0 = Instant::from_millis(1_000);
+        let (ka, open) = p.nodes[0].open(p.ids[1]).unwrap();
+        let out = p.nodes[1].handle_at(t0, a, open.into()).unwrap();
+        let kb = StreamKey::from_incoming(a, ka.id);
+        assert_eq!(out, vec![StreamOutput::Incoming(kb)]);
+        assert_eq!(p.nodes[1].next_deadline(), Some(t0.plus_millis(10_000)));
+        // The queue of this peer is full until the deadline.
+        let (ka2, open2) = p.nodes[0].open(p.ids[1]).unwrap();
+        let out = p.nodes[1].handle_at(t0, a, open2.clone().into()).unwrap();
+        assert_eq!(refusal(&out), Some(close_code::ACCEPT_QUEUE_FULL));
+        assert!(p.nodes[1].on_timeout(t0.plus_millis(9_999)).is_empty());
+        let out = p.nodes[1].on_timeout(t0.plus_millis(10_000));
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1],
+            closed(
+                kb,
+                close_code::ACCEPT_TIMEOUT,
+                "not accepted in time",
+                false
+            )
+        );
+        let StreamOutput::Send(to, close) = out[0].clone() else {
+            panic!("expected the close first, got {out:?}");
+        };
+        assert_eq!(to, a);
+        assert!(p.nodes[1].is_empty());
+        assert_eq!(p.nodes[1].next_deadline(), None);
+        assert_eq!(p.nodes[1].stats().accept_timeouts, 1);
+        assert_eq!(p.nodes[1].accept(kb), Err(StreamError::UnknownStream));
+        // The opener learns why.
+        p.send(1, close);
+        p.pump();
+        assert_eq!(
+            p.events(0),
+            vec![closed(
+                ka,
+                close_code::ACCEPT_TIMEOUT,
+                "not accepted in time",
+                true
+            )]
+        );
+        // The freed slot takes the next stream of the same peer; accepted in time, it stays.
+        let out = p.nodes[1]
+            .handle_at(t0.plus_millis(10_000), a, open2.into())
+            .unwrap();
+        let kb2 = StreamKey::from_incoming(a, ka2.id);
+        assert_eq!(out, vec![StreamOutput::Incoming(kb2)]);
+        p.nodes[1].accept(kb2).unwrap();
+        assert_eq!(p.nodes[1].next_deadline(), None);
+        assert!(p.nodes[1].on_timeout(t0.plus_millis(60_000)).is_empty());
+        assert_eq!(p.nodes[1].len(), 1);
+        // Without a time, the latest one handed in counts: here the last on_timeout.
+        let (ka3, open3) = p.nodes[0].open(p.ids[1]).unwrap();
+        p.nodes[1].handle(a, open3.into()).unwrap();
+        assert_eq!(p.nodes[1].next_deadline(), Some(t0.plus_millis(70_000)));
+        // A rejected or peer-closed waiting stream leaves no deadline behind.
+        let kb3 = StreamKey::from_incoming(a, ka3.id);
+        p.nodes[1].reject(kb3, close_code::REJECTED, "").unwrap();
+        assert_eq!(p.nodes[1].next_deadline(), None);
+        let (ka4, open4) = p.nodes[0].open(p.ids[1]).unwrap();
+        p.nodes[1].handle(a, open4.into()).unwrap();
+        let close = p.nodes[0].close(ka4, close_code::NORMAL, "").unwrap();
+        p.nodes[1].handle(a, close.into()).unwrap();
+        assert_eq!(p.nodes[1].next_deadline(), None);
+        assert!(p.nodes[1].on_timeout(t0.plus_millis(600_000)).is_empty());
     }
 }

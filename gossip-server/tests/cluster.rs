@@ -388,3 +388,60 @@ async fn watch_sees_every_member_with_no_gap_between_snapshot_and_events() {
         g.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_over_its_stream_share_cannot_crowd_out_another() {
+    let victim = udp_node("victim", &[]).await;
+    let hostile = udp_node("hostile", &[seed_of(&victim)]).await;
+    let (honest, _) = ws_node("honest", &[seed_of(&victim)]).await;
+    let all = [victim.clone(), hostile.clone(), honest.clone()];
+    let ids: Vec<NodeId> = all.iter().map(Gossip::id).collect();
+    all_see(&all, &ids, "victim, hostile and honest see each other").await;
+
+    // The hostile member opens 100 streams over TCP and keeps them; the victim's application
+    // takes none yet, so without a per-member share they would fill its accept queue (64).
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..100 {
+        match hostile.open_stream(victim.id()).await {
+            Ok(stream) => held.push(stream),
+            Err(gossip_server::GossipError::StreamRefused { code, .. }) => refused.push(code),
+            Err(e) => panic!("unexpected error opening a stream: {e}"),
+        }
+    }
+    assert_eq!(held.len(), 32, "the hostile member holds its share");
+    assert_eq!(refused.len(), 68);
+    assert!(
+        refused
+            .iter()
+            .all(|c| *c == gossip_core::streams::close_code::TOO_MANY_FROM_PEER),
+        "{refused:?}"
+    );
+
+    // The honest member, over WebSocket, still opens a stream that carries data.
+    let stream = tokio::time::timeout(T, honest.open_stream(victim.id()))
+        .await
+        .expect("the honest open is answered")
+        .expect("the honest open succeeds");
+    let server = tokio::time::timeout(T, async {
+        loop {
+            let s = victim.accept_stream().await.expect("victim running");
+            if s.peer() == honest.id() {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("the honest stream reaches the victim's application");
+    tokio::spawn(async move {
+        let (mut r, mut w) = tokio::io::split(server);
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    let (sent, back) = round_trip(stream, 1 << 20).await;
+    assert!(sent == back, "honest stream corrupted");
+    drop(held);
+    for g in all {
+        g.shutdown().await;
+    }
+    assert_no_task_panicked();
+}

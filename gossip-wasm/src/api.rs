@@ -42,8 +42,8 @@ fn topic_of(options: &JsValue) -> JsResult<String> {
     })
 }
 
-/// Stream close code sent when JavaScript aborts or cancels a stream (applications' codes start
-/// above the core's `close_code::TOO_MANY`).
+/// Stream close code sent when JavaScript aborts or cancels a stream (the first application code:
+/// the core's `close_code`s are below 16).
 const CLOSE_ABORTED: u32 = 16;
 
 #[wasm_bindgen(typescript_custom_section)]

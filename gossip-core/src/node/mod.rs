@@ -226,6 +226,7 @@ impl Node {
             self.probing.next_deadline(),
             self.requests.next_deadline(),
             self.hub.next_deadline(),
+            self.streams.next_deadline(),
         ];
         (!self.left).then(|| deadlines.into_iter().flatten().min())?
     }
@@ -273,6 +274,8 @@ impl Node {
         let mut events = Vec::new();
         self.requests.on_timeout(now, &mut events);
         events.into_iter().for_each(|e| self.shell.push_event(e));
+        let expired = self.streams.on_timeout(now);
+        self.stream_outputs(now, expired);
         self.suspicion_tick(now);
         if self.timers.is_due(Timer::Gossip, now) {
             self.gossip_round(now);

@@ -44,19 +44,19 @@ impl Victim {
         for (_, e) in fresh {
             if let StreamOutput::Incoming(k) = e {
                 if k.peer == self.honest {
-                    sim.with_node(self.at, |n, now| n.accept_stream(now, k))
+                    sim.with_node(self.at, |n, now| n.streams().accept(now, k))
                         .unwrap();
                     self.honest_key = Some(k);
                 } else if self.accept_hostile {
-                    sim.with_node(self.at, |n, now| n.accept_stream(now, k))
+                    sim.with_node(self.at, |n, now| n.streams().accept(now, k))
                         .unwrap();
                 }
             }
         }
         if let Some(k) = self.honest_key {
-            while sim.nodes[self.at].node.stream_readable(k).unwrap_or(0) > 0 {
+            while sim.nodes[self.at].node.streams().readable(k).unwrap_or(0) > 0 {
                 let bytes = sim
-                    .with_node(self.at, |n, now| n.stream_read(now, k, 64 * 1024))
+                    .with_node(self.at, |n, now| n.streams().read(now, k, 64 * 1024))
                     .unwrap();
                 self.got.extend(bytes);
             }
@@ -111,7 +111,7 @@ fn a_member_opening_300_streams_cannot_crowd_out_an_honest_one() {
         for _ in 0..10 {
             // Its own table may be full (without the per-peer share it would hold 256 of the
             // victim's slots); the assertions below count what reached the victim.
-            let _ = sim.with_node(hostile, |n, now| n.open_stream(now, victim_id));
+            let _ = sim.with_node(hostile, |n, now| n.streams().open(now, victim_id));
         }
         v.run(&mut sim, 50);
     }
@@ -155,7 +155,7 @@ fn a_member_opening_300_streams_cannot_crowd_out_an_honest_one() {
         .collect();
     let honest_from = sim.nodes[honest].events.len();
     let key = sim
-        .with_node(honest, |n, now| n.open_stream(now, victim_id))
+        .with_node(honest, |n, now| n.streams().open(now, victim_id))
         .unwrap();
     let mut sent = 0;
     for _ in 0..4_000 {
@@ -165,7 +165,9 @@ fn a_member_opening_300_streams_cannot_crowd_out_an_honest_one() {
             .any(|(_, e)| *e == StreamOutput::Opened(key));
         if opened && sent < payload.len() {
             sent += sim
-                .with_node(honest, |n, now| n.stream_write(now, key, &payload[sent..]))
+                .with_node(honest, |n, now| {
+                    n.streams().write(now, key, &payload[sent..])
+                })
                 .unwrap();
         }
         if v.got.len() == payload.len() {
@@ -183,7 +185,7 @@ fn a_member_opening_300_streams_cannot_crowd_out_an_honest_one() {
     // The hostile member gives its streams back and opens 20 the application never accepts:
     // 8 wait (its share of the accept queue), the rest are refused at once.
     for k in held.drain(..) {
-        sim.with_node(hostile, |n, now| n.close_stream(now, k, 0, "done"))
+        sim.with_node(hostile, |n, now| n.streams().close(now, k, 0, "done"))
             .unwrap();
     }
     v.accept_hostile = false;
@@ -192,7 +194,7 @@ fn a_member_opening_300_streams_cannot_crowd_out_an_honest_one() {
     let victim_from = sim.nodes[victim].events.len();
     let opened_at = sim.now;
     for _ in 0..20 {
-        sim.with_node(hostile, |n, now| n.open_stream(now, victim_id))
+        sim.with_node(hostile, |n, now| n.streams().open(now, victim_id))
             .unwrap();
     }
     v.run(&mut sim, 500);
@@ -238,13 +240,13 @@ fn a_member_opening_300_streams_cannot_crowd_out_an_honest_one() {
     );
     for k in waiting {
         assert!(
-            sim.with_node(victim, |n, now| n.accept_stream(now, k))
+            sim.with_node(victim, |n, now| n.streams().accept(now, k))
                 .is_err(),
             "seed {seed}: a timed-out stream can no longer be accepted"
         );
     }
     let victim_from = sim.nodes[victim].events.len();
-    sim.with_node(hostile, |n, now| n.open_stream(now, victim_id))
+    sim.with_node(hostile, |n, now| n.streams().open(now, victim_id))
         .unwrap();
     v.run(&mut sim, 200);
     let incoming = stream_events(&sim, victim, victim_from)

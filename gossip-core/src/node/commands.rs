@@ -275,7 +275,7 @@ impl Node {
     }
 
     pub(super) fn on_stream_message(&mut self, now: Instant, origin: NodeId, msg: StreamMessage) {
-        match self.streams.handle(origin, msg) {
+        match self.streams.handle_at(now, origin, msg) {
             Ok(outputs) => self.stream_outputs(now, outputs),
             Err(_) => self.shell.count_drop(DropReason::StreamIgnored),
         }

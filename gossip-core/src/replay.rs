@@ -105,6 +105,12 @@ impl ReplayGuard {
         self.floor = Some(self.floor.map_or(floor, |f| f.max(floor)));
     }
 
+    /// Whether (origin, id) was recorded, or is at or below the floor (forgotten under capacity
+    /// pressure, or from before the start): either way it will not be accepted again.
+    pub fn has_seen(&self, origin: &NodeId, id: Timestamp) -> bool {
+        self.floor.is_some_and(|floor| id <= floor) || self.seen.contains(&(id, *origin))
+    }
+
     /// Records an authenticated (origin, id) and forgets what has left the window.
     pub fn record(&mut self, origin: NodeId, id: Timestamp) {
         self.seen.insert((id, origin));
@@ -124,6 +130,21 @@ impl ReplayGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_seen_covers_recorded_ids_and_everything_below_the_floor() {
+        let mut g = ReplayGuard::new(cfg(2));
+        let (a, b) = (origin(1), origin(2));
+        let _ = g.check(&a, Timestamp::new(100, 0), 100);
+        g.record(a, Timestamp::new(100, 0));
+        assert!(g.has_seen(&a, Timestamp::new(100, 0)));
+        assert!(!g.has_seen(&b, Timestamp::new(100, 0)));
+        g.record(a, Timestamp::new(101, 0));
+        g.record(a, Timestamp::new(102, 0));
+        // Forgotten under capacity pressure, but still never accepted again.
+        assert!(g.has_seen(&b, Timestamp::new(100, 0)));
+        assert!(!g.has_seen(&b, Timestamp::new(103, 0)));
+    }
 
     #[test]
     fn nothing_from_before_the_floor_is_accepted() {

@@ -237,6 +237,11 @@ impl Codec {
         &self.replay
     }
 
+    /// Records (origin, id) as seen without a frame: a message this node originated itself.
+    pub fn record_seen(&mut self, origin: NodeId, id: Timestamp) {
+        self.replay.record(origin, id);
+    }
+
     /// Refuses every message id at or below `floor` (see [`ReplayGuard::raise_floor`]).
     pub fn raise_replay_floor(&mut self, floor: Timestamp) {
         self.replay.raise_floor(floor);

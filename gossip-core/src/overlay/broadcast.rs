@@ -51,33 +51,13 @@ struct Missing {
 /// Plumtree's state; the eager/lazy flag of each link lives in the active view.
 #[derive(Debug, Default)]
 pub(super) struct Plumtree {
-    /// Broadcasts seen: the first 8 bytes of the origin (a collision needs 2^64 key
-    /// generations) and the id.
-    seen: VecDeque<(u64, Timestamp)>,
     cache: VecDeque<Cached>,
     missing: Vec<Missing>,
 }
 
-fn seen_key(origin: &NodeId, id: Timestamp) -> (u64, Timestamp) {
-    let mut prefix = [0u8; 8];
-    prefix.copy_from_slice(&origin.as_bytes()[..8]);
-    (u64::from_le_bytes(prefix), id)
-}
-
 impl Plumtree {
-    fn has_seen(&self, origin: &NodeId, id: Timestamp) -> bool {
-        let key = seen_key(origin, id);
-        self.seen.iter().any(|k| *k == key)
-    }
-
-    fn remember(&mut self, origin: &NodeId, id: Timestamp, capacity: usize) {
-        if capacity == 0 {
-            return;
-        }
-        while self.seen.len() >= capacity {
-            self.seen.pop_front();
-        }
-        self.seen.push_back(seen_key(origin, id));
+    /// A broadcast arrived: it is no longer awaited.
+    fn arrived(&mut self, origin: &NodeId, id: Timestamp) {
         self.missing
             .retain(|m| !(m.origin == *origin && m.id == id));
     }
@@ -101,17 +81,13 @@ impl Plumtree {
             (a, b) => a.or(b),
         }
     }
-
-    /// Broadcasts remembered for deduplication.
-    pub(super) fn seen_len(&self) -> usize {
-        self.seen.len()
-    }
 }
 
 impl Overlay {
-    /// Broadcast ids currently remembered for deduplication.
-    pub fn seen_len(&self) -> usize {
-        self.tree.seen_len()
+    /// Whether a broadcast was seen: Plumtree asks the wire's replay guard, which records every
+    /// accepted id anyway (and refuses those below its floor), instead of keeping a set of its own.
+    fn has_seen(&self, origin: &NodeId, id: Timestamp) -> bool {
+        self.shell.codec.replay().has_seen(origin, id)
     }
 
     pub(super) fn originate(
@@ -133,7 +109,8 @@ impl Overlay {
             return Err(OverlayError::Encode(TooLarge::Frame { size, max }.into()));
         }
         let me = self.id();
-        self.tree.remember(&me, id, self.config.seen_capacity);
+        // Our own broadcast never passes the replay guard: record it, so echoes are duplicates.
+        self.shell.codec.record_seen(me, id);
         self.keep(now, me, id, 0, packet.clone());
         self.push(now, me, id, 0, &packet, None);
         Ok(id)
@@ -207,7 +184,7 @@ impl Overlay {
         // Content from a member we hold no link to is still authentic and still delivered.
         let linked = self.require_link(now, sender, from);
         let (origin, id) = (m.packet.origin(), m.packet.id());
-        if self.tree.has_seen(&origin, id) {
+        if self.has_seen(&origin, id) {
             self.shell.count_drop(DropReason::Duplicate);
             if linked {
                 self.prune(now, sender);
@@ -235,7 +212,7 @@ impl Overlay {
             }
         };
         let round = m.round.saturating_add(1);
-        self.tree.remember(&origin, id, self.config.seen_capacity);
+        self.tree.arrived(&origin, id);
         self.keep(now, origin, id, round, m.packet.clone());
         if let Some(peer) = self.active.get_mut(&sender) {
             peer.eager = true;
@@ -258,7 +235,7 @@ impl Overlay {
         let (max_missing, max_announcers) = (self.config.max_missing, self.config.active_size);
         let deadline = now.plus_millis(self.config.graft_timeout_ms);
         for r in m.ids.iter().take(max_missing) {
-            if self.tree.has_seen(&r.origin, r.id) {
+            if self.has_seen(&r.origin, r.id) {
                 continue;
             }
             let room = self.tree.missing.len() < max_missing;
@@ -360,19 +337,5 @@ mod tests {
         }
         .into();
         assert_eq!(m.kind(), BROADCAST_KIND);
-    }
-
-    #[test]
-    fn seen_set_is_bounded_and_forgets_the_oldest() {
-        let mut t = Plumtree::default();
-        let origin = NodeId::from_bytes([3; 32]);
-        for i in 0..10u16 {
-            t.remember(&origin, Timestamp::new(1, i), 4);
-        }
-        assert_eq!(t.seen_len(), 4);
-        assert!(t.has_seen(&origin, Timestamp::new(1, 9)));
-        assert!(t.has_seen(&origin, Timestamp::new(1, 6)));
-        assert!(!t.has_seen(&origin, Timestamp::new(1, 5)));
-        assert!(!t.has_seen(&NodeId::from_bytes([4; 32]), Timestamp::new(1, 9)));
     }
 }

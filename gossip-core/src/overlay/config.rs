@@ -46,8 +46,6 @@ pub struct OverlayConfig {
     pub graft_timeout_ms: u64,
     /// Plumtree: after a graft, wait this long before grafting from the next announcer.
     pub graft_retry_ms: u64,
-    /// Broadcast ids remembered for deduplication (16 bytes each).
-    pub seen_capacity: usize,
     /// Broadcasts kept to answer grafts.
     pub cache_capacity: usize,
     /// How long a broadcast is kept to answer grafts.
@@ -89,7 +87,6 @@ impl Default for OverlayConfig {
             fill_interval_ms: 2_000,
             graft_timeout_ms: 100,
             graft_retry_ms: 50,
-            seen_capacity: 64,
             cache_capacity: 16,
             cache_ttl_ms: 10_000,
             max_missing: 32,

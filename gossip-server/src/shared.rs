@@ -112,6 +112,7 @@ fn reserve(counter: &AtomicUsize, max: usize) -> bool {
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: NodeId,
         limits: DriverLimits,

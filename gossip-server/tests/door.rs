@@ -135,6 +135,8 @@ async fn the_dial_token_goes_only_to_configured_seeds() {
     let mut c_cfg = GossipConfig::new(fast("c")).with_key(key());
     c_cfg.ws_url = Some(learned_url.clone());
     c_cfg.seeds = vec![seed_of(&b)];
+    // Its one connection is to b: it never dials a, so a reaches it only by dialing its URL.
+    c_cfg.limits.max_connections = 1;
     let c = Gossip::start(c_cfg).await.unwrap();
     let mut a_cfg = GossipConfig::new(fast("a"))
         .with_key(key())
@@ -154,9 +156,8 @@ async fn the_dial_token_goes_only_to_configured_seeds() {
         "the seed gets the token: {:?}",
         heads(&seed_heads)
     );
-    // Both a and b learn c and dial its announced URL.
-    eventually(T, "c's announced URL is dialed by a and b", || async {
-        heads(&learned_heads).len() >= 4
+    eventually(T, "a dials c's announced URL", || async {
+        !heads(&learned_heads).is_empty()
     })
     .await;
     for head in heads(&learned_heads) {

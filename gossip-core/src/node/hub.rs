@@ -115,7 +115,7 @@ impl Node {
     pub(super) fn on_relay(&mut self, now: Instant, origin: NodeId, relay: Relay) {
         // Relay only for members this node serves, never for strangers (no open amplifier).
         let serves = |id: &NodeId| self.members.get(id).and_then(Member::relay) == Some(self.id);
-        if !serves(&relay.to) && !(serves(&origin) && relay.to != self.id) {
+        if !(serves(&relay.to) || (serves(&origin) && relay.to != self.id)) {
             return self.shell.count_drop(DropReason::RelayRefused);
         }
         // The inner frame must be the requester's own, or one of a member it relays for: a relay

@@ -56,6 +56,25 @@ pub(crate) fn check(
     }
 }
 
+/// Whether a plain HTTP request (no subprotocol) presents the token, as `Authorization: Bearer`
+/// or `?token=`; always true when the node has none.
+pub(crate) fn token_presented(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    token: Option<&str>,
+) -> bool {
+    let Some(expected) = token else {
+        return true;
+    };
+    let from_header = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    from_header
+        .or(query_token)
+        .is_some_and(|p| equal(p, expected))
+}
+
 /// Compares in time independent of where the first difference is.
 fn equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -65,6 +84,25 @@ fn equal(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn status_token_from_the_header_or_the_query_only() {
+        let none = HeaderMap::new();
+        assert!(token_presented(&none, None, None));
+        assert!(!token_presented(&none, None, Some("s3")));
+        assert!(token_presented(&none, Some("s3"), Some("s3")));
+        assert!(!token_presented(&none, Some("s"), Some("s3")));
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer s3"));
+        assert!(token_presented(&h, None, Some("s3")));
+        assert!(!token_presented(&h, None, Some("s4")));
+        let mut p = HeaderMap::new();
+        p.insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("bearer.s3"),
+        );
+        assert!(!token_presented(&p, None, Some("s3")));
+    }
 
     #[test]
     fn token_from_each_place_and_origin_list() {

@@ -57,8 +57,13 @@ pub struct GossipConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DriverLimits {
-    /// Open connections (TCP and WebSocket, in and out) beyond which new inbound ones are refused.
+    /// Connections of members (TCP and WebSocket: the ones this node dialed, and accepted ones
+    /// once their peer proved membership) beyond which no more are dialed or admitted.
     pub max_connections: usize,
+    /// Accepted connections whose peer has not proven membership yet, beyond which new inbound
+    /// ones are refused (a budget of their own: a flood of silent connections cannot take the
+    /// slots of members' connections).
+    pub max_pending_connections: usize,
     /// Frames queued for one connection; a peer that lets it fill is too slow and is disconnected.
     pub conn_queue: usize,
     /// Frames queued from all transports for the engine; a full queue drops UDP datagrams and
@@ -74,7 +79,7 @@ pub struct DriverLimits {
     pub stream_buffer: usize,
     /// An accepted connection on which no frame from a member verified within this long is
     /// closed with 4428 (`CloseCode::NotVerified`): an idle or replaying peer must not hold a
-    /// slot of `max_connections`. See `gossip_core::link::session`.
+    /// slot of `max_pending_connections` for long. See `gossip_core::link::session`.
     pub verify_within: std::time::Duration,
 }
 
@@ -82,6 +87,7 @@ impl Default for DriverLimits {
     fn default() -> Self {
         DriverLimits {
             max_connections: 4096,
+            max_pending_connections: 256,
             conn_queue: 1024,
             inbound_queue: 8192,
             max_frame: gossip_core::Limits::default().max_frame_bytes,

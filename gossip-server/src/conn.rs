@@ -105,6 +105,9 @@ pub(crate) enum Input {
         id: ConnId,
         handle: ConnHandle,
         transport: Transport,
+        /// Its place in the pending budget; the driver moves it to the established one when
+        /// the peer proves membership.
+        slot: Arc<crate::shared::Slot>,
     },
     /// A hello arrived (the server at the other end of an outbound WebSocket says who it is):
     /// its decoded id, or why it does not decode.
@@ -221,7 +224,7 @@ pub(crate) async fn pump<Si, St>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<Si, St>(
     shared: &crate::shared::Shared,
-    open: crate::shared::OpenGuard,
+    open: Arc<crate::shared::Slot>,
     id: ConnId,
     sink: Si,
     stream: St,

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::conn::{self, ConnHandle, ConnId, Input, Transport};
 use crate::error::GossipError;
 use crate::metrics_export::Exporter;
-use crate::shared::Shared;
+use crate::shared::{Shared, Slot};
 use crate::stream::{GossipStream, StreamTable};
 
 /// While the node knows other members, seeds are re-resolved every this many rejoin intervals.
@@ -36,6 +36,9 @@ struct Conn {
     owner: Option<NodeId>,
     /// The handshake: what its hello, first frames and deadline decide.
     session: Session,
+    /// An accepted connection's place in the pending budget, moved to the established one when
+    /// its peer proves membership.
+    slot: Option<Arc<Slot>>,
 }
 
 /// The engine and everything the driver tracks around it.
@@ -243,6 +246,7 @@ impl Driver {
                 id,
                 handle,
                 transport,
+                slot,
             } => {
                 tracing::debug!(conn = id, ?transport, "accepted");
                 let from = Address::WebSocket(format!("conn:{id}"));
@@ -254,6 +258,7 @@ impl Driver {
                         from,
                         owner: None,
                         session: Session::accepted(now, self.session),
+                        slot: Some(slot),
                     },
                 );
             }
@@ -317,6 +322,15 @@ impl Driver {
                 }
             }
             Decision::Bind(origin) => {
+                if let Some(slot) = &c.slot
+                    && !slot.establish()
+                {
+                    // A proven member, but members' connections are at their limit.
+                    let code = CloseCode::TooManyConnections;
+                    c.handle.closer.close(code, code.reason());
+                    self.shared.count_drop(LinkDrop::TooManyConnections);
+                    return;
+                }
                 if c.owner.is_none() {
                     c.owner = Some(origin);
                 }
@@ -356,7 +370,28 @@ impl Driver {
     fn forget(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(&id) {
             self.by_addr.retain(|_, v| *v != id);
-            self.by_node.retain(|_, v| *v != id);
+            let mut orphans = Vec::new();
+            self.by_node.retain(|n, v| {
+                let keep = *v != id;
+                if !keep {
+                    orphans.push(*n);
+                }
+                keep
+            });
+            // Another live connection of the same member takes over the route: without this, a
+            // member whose route was a dial that died (refused by a full peer) kept dialing
+            // again while the connection that peer opened to it sat unused.
+            for n in orphans {
+                let heir = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.owner == Some(n) && !c.handle.closer.is_closed())
+                    .map(|(cid, _)| *cid)
+                    .min();
+                if let Some(heir) = heir {
+                    self.by_node.insert(n, heir);
+                }
+            }
             tracing::debug!(conn = id, owner = ?c.owner.map(|o| o.short()), "connection closed");
             // A node that cannot listen lost its relay: re-join through the seeds; the first
             // server to greet becomes the new relay.
@@ -484,6 +519,7 @@ impl Driver {
                 from: addr,
                 owner: node,
                 session: Session::dialed(greeted, self.session),
+                slot: None,
             },
         );
         Some(id)

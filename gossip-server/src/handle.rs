@@ -105,6 +105,13 @@ impl Gossip {
             inbound_tx,
             config.token,
             config.dial_token,
+            config
+                .seeds
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| s.starts_with("ws://") || s.starts_with("wss://"))
+                .map(str::to_owned)
+                .collect(),
             config.allowed_origins,
             tls,
         ));
@@ -424,8 +431,28 @@ impl Gossip {
     }
 }
 
-async fn status_handler(State(gossip): State<Gossip>) -> axum::response::Response {
+/// `GET /status`: ids, addresses and metadata of every member are for those holding the
+/// token, like the WebSocket route (header or `?token=`).
+async fn status_handler(
+    State(gossip): State<Gossip>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let shared = gossip.shared();
+    if !crate::auth::token_presented(
+        &headers,
+        query.get("token").map(String::as_str),
+        shared.token.as_deref(),
+    ) {
+        shared.count_drop(gossip_core::link::LinkDrop::Unauthorized);
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong token",
+        )
+            .into_response();
+    }
     match gossip.status().await {
         Ok(status) => axum::Json(status).into_response(),
         Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),

@@ -1,7 +1,7 @@
 //! State the transport tasks share with the driver.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gossip_core::NodeId;
@@ -22,12 +22,18 @@ pub(crate) struct Shared {
     pub(crate) cancel: CancellationToken,
     pub(crate) token: Option<String>,
     pub(crate) dial_token: Option<String>,
+    /// The `ws://`/`wss://` seeds of this node's own configuration: the only URLs the dial token
+    /// is presented to (an address learned from a peer could be anyone's).
+    pub(crate) token_seeds: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
     /// TLS settings for `wss://` dials when extra roots are trusted (`None`: the library's own,
     /// with the public web roots).
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     conn_ids: AtomicU64,
+    /// Connections of proven members, and those this node dialed (`max_connections`).
     open: AtomicUsize,
+    /// Accepted connections that have not proven membership yet (`max_pending_connections`).
+    pending: AtomicUsize,
     pub(crate) sent: SentCounters,
     drops: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -59,23 +65,61 @@ impl SentCounters {
     }
 }
 
-/// Counts a connection as open until dropped.
+/// A connection's place in one of the two budgets, given back when the last holder (the
+/// connection's task, the driver) drops it.
 #[derive(Debug)]
-pub(crate) struct OpenGuard(Arc<Shared>);
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    established: AtomicBool,
+}
 
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+impl Slot {
+    /// Moves an accepted connection whose peer proved membership from the pending budget to the
+    /// established one, if that has room (checked and counted in one step). `false`: no room,
+    /// the slot stays pending.
+    pub(crate) fn establish(&self) -> bool {
+        if self.established.load(Ordering::Acquire) {
+            return true;
+        }
+        if !reserve(&self.shared.open, self.shared.limits.max_connections) {
+            return false;
+        }
+        self.established.store(true, Ordering::Release);
+        self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+        true
     }
 }
 
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let counter = if self.established.load(Ordering::Acquire) {
+            &self.shared.open
+        } else {
+            &self.shared.pending
+        };
+        counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts one more in `counter` if it is below `max`, in one step: checking then counting let a
+/// burst of accepts overshoot the limit.
+fn reserve(counter: &AtomicUsize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: NodeId,
         limits: DriverLimits,
         inbound: mpsc::Sender<Input>,
         token: Option<String>,
         dial_token: Option<String>,
+        token_seeds: Vec<String>,
         allowed_origins: Vec<String>,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Shared {
@@ -86,11 +130,13 @@ impl Shared {
             cancel: CancellationToken::new(),
             token,
             dial_token,
+            token_seeds,
             allowed_origins,
             tls,
             conn_ids: AtomicU64::new(1),
             sent: SentCounters::default(),
             open: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             drops: Mutex::new(BTreeMap::new()),
         }
     }
@@ -99,23 +145,37 @@ impl Shared {
         self.conn_ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts a connection as open (a dial, which the driver checked against the limit).
-    pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenGuard {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(self.clone())
+    /// Counts a connection as established (a dial, which the driver checked against the limit).
+    pub(crate) fn connection_opened(self: &Arc<Self>) -> Arc<Slot> {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Arc::new(Slot {
+            shared: self.clone(),
+            established: AtomicBool::new(true),
+        })
     }
 
-    /// Counts an inbound connection as open if the limit allows. Checked and counted in one
-    /// step when it is accepted: counting only once its task runs let a burst of accepts
-    /// overshoot the limit.
-    pub(crate) fn try_open(self: &Arc<Self>) -> Option<OpenGuard> {
-        let max = self.limits.max_connections;
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
+    /// Counts an inbound connection as pending if the pending budget allows, in one step when it
+    /// is accepted. Pending connections have a budget of their own, so silent or unproven
+    /// connections never take the slots of members' connections.
+    pub(crate) fn try_open(self: &Arc<Self>) -> Option<Arc<Slot>> {
+        reserve(&self.pending, self.limits.max_pending_connections).then(|| {
+            Arc::new(Slot {
+                shared: self.clone(),
+                established: AtomicBool::new(false),
             })
-            .ok()
-            .map(|_| OpenGuard(self.clone()))
+        })
+    }
+
+    /// Accepted connections that have not proven membership yet.
+    pub(crate) fn pending_connections(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The dial token, if `url` is one of this node's own seeds.
+    pub(crate) fn dial_token_for(&self, url: &str) -> Option<&str> {
+        self.dial_token
+            .as_deref()
+            .filter(|_| self.token_seeds.iter().any(|s| s == url))
     }
 
     /// Whether another connection may be opened.

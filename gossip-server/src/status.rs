@@ -63,6 +63,9 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Open connections.
     pub connections: usize,
+    /// Accepted connections whose peer has not proven membership yet (at most
+    /// `DriverLimits::max_pending_connections`).
+    pub pending_connections: usize,
     /// Frames sent as UDP datagrams.
     pub frames_udp: u64,
     /// Largest UDP datagram sent, in bytes.
@@ -126,6 +129,7 @@ impl Status {
                 bytes_in: s.bytes_in,
                 bytes_out: s.bytes_out,
                 connections,
+                pending_connections: shared.pending_connections(),
                 frames_udp,
                 udp_max_datagram,
                 frames_reliable,

@@ -11,7 +11,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use gossip_core::link::LinkDrop;
 
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
-use crate::shared::{OpenGuard, Shared};
+use crate::shared::{Shared, Slot};
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -27,7 +27,7 @@ pub(crate) async fn run(
     socket: TcpStream,
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
-    open: OpenGuard,
+    open: Arc<Slot>,
 ) {
     let _ = socket.set_nodelay(true);
     let (sink, stream) = Framed::new(socket, codec(shared.limits.max_frame)).split();
@@ -94,6 +94,8 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         let Some(open) = shared.try_open() else {
+            // The pending budget is full: a flood of unproven connections is refused here, and
+            // never takes the slots of members' connections.
             shared.count_drop(LinkDrop::TooManyConnections);
             drop(socket);
             continue;
@@ -109,6 +111,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             id,
             handle: handle.clone(),
             transport: Transport::Tcp,
+            slot: open.clone(),
         };
         if shared.inbound.send(input).await.is_err() {
             return;

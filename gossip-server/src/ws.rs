@@ -19,7 +19,7 @@ use gossip_core::link::{CloseCode, LinkDrop};
 use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
 use crate::error::StartError;
 use crate::handle::Gossip;
-use crate::shared::{OpenGuard, Shared};
+use crate::shared::{Shared, Slot};
 
 /// Read and write buffer of each WebSocket (frames larger than this still pass, in pieces).
 const IO_BUFFER: usize = 8 * 1024;
@@ -76,6 +76,7 @@ pub(crate) async fn handler(
             id,
             handle: handle.clone(),
             transport: Transport::WebSocket,
+            slot: open.clone(),
         };
         if shared.inbound.send(accepted).await.is_err() {
             return refuse(socket, CloseCode::GoingAway).await;
@@ -95,7 +96,7 @@ async fn refuse(mut socket: WebSocket, code: CloseCode) {
 
 async fn serve_socket(
     shared: Arc<Shared>,
-    open: OpenGuard,
+    open: Arc<Slot>,
     id: ConnId,
     socket: WebSocket,
     rx: mpsc::Receiver<Vec<u8>>,
@@ -174,7 +175,9 @@ pub(crate) async fn dial(
 ) {
     let connect = async {
         let mut request = url.as_str().into_client_request()?;
-        if let Some(token) = &shared.dial_token {
+        // Only to this node's own seeds: a URL learned from a peer could be anyone's, and the
+        // token is what lets a client in.
+        if let Some(token) = shared.dial_token_for(&url) {
             let value = format!("Bearer {token}").parse().map_err(|_| {
                 tungstenite::Error::Url(tungstenite::error::UrlError::EmptyHostName)
             })?;

@@ -8,6 +8,8 @@
 //! - [`relay`]: which server relays a node that cannot listen.
 //! - [`pump`]: bytes waiting for stream credit ([`Outbox`]).
 //! - [`drops`]: what a driver drops around the engine ([`LinkDrop`]).
+//! - [`handshake`]: the authenticated per-connection handshake (each side signs the other's
+//!   fresh nonce); defined and tested here, not yet run by the drivers.
 //!
 //! # The hello
 //!
@@ -21,6 +23,7 @@
 
 pub mod close;
 pub mod drops;
+pub mod handshake;
 pub mod pump;
 pub mod relay;
 pub mod route;

@@ -42,7 +42,9 @@ use super::HelloError;
 use super::close::CloseCode;
 
 /// How long a link that must prove membership waits for its first verified frame, by default.
-pub const DEFAULT_VERIFY_WITHIN_MS: u64 = 10_000;
+/// Short: a member sends its first frame as soon as it connects, and until then the link holds a
+/// slot of the pending budget that a silent peer must not keep.
+pub const DEFAULT_VERIFY_WITHIN_MS: u64 = 3_000;
 
 /// Refused (non-foreign) frames tolerated before the first verified one, by default.
 pub const DEFAULT_MAX_REFUSALS: u32 = 8;

@@ -133,9 +133,14 @@ impl Config {
     pub fn fast() -> Self {
         Config {
             probe_interval_ms: 100,
-            probe_timeout_ms: 50,
+            // Below half the interval: a helper nacks `probe_timeout_ms` after our ping-req, and
+            // the nack must be back before the probe period ends or it counts against us.
+            probe_timeout_ms: 40,
+            // Five helpers: a false suspicion needs all five paths lost as well as the direct
+            // one, so at 10 % loss suspicions (and their broadcasts) are rare.
+            indirect_checks: 5,
             gossip_interval_ms: 100,
-            fast_gossip_interval_ms: 5,
+            fast_gossip_interval_ms: 10,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             ..Config::lan()

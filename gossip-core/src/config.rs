@@ -203,4 +203,13 @@ mod tests {
         assert!(Config::wan().probe_interval_ms > c.probe_interval_ms);
         assert!(Config::local().probe_timeout_ms < c.probe_timeout_ms);
     }
+
+    #[test]
+    fn fast_preset_leaves_room_for_nacks() {
+        let f = Config::fast();
+        // Ping-req at the timeout, nack one timeout later: both inside the probe period.
+        assert!(2 * f.probe_timeout_ms < f.probe_interval_ms);
+        assert_eq!(f.suspicion_timeout_ms(100), (800, 4_800));
+        assert!(f.indirect_checks > Config::lan().indirect_checks);
+    }
 }

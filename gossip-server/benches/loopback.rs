@@ -2,7 +2,7 @@
 //! and crash detection. Prints a table.
 //!
 //! ```text
-//! cargo bench -p gossip-server --bench loopback -- [N]
+//! cargo bench -p gossip-server --bench loopback -- [N] [lan|wan|local|fast]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -12,8 +12,25 @@ use gossip_server::{Gossip, GossipConfig};
 
 const KEY: &str = "5e1f0c0ffee0ddba11ad0be5eed5a1ad5c0ffee0ddba11ad0be5eed5a1adbeef";
 
+/// The preset named on the command line (default `lan`), and its name for the table.
+fn preset() -> (Config, &'static str) {
+    match std::env::args()
+        .skip(1)
+        .find(|a| a.parse::<usize>().is_err() && !a.starts_with('-'))
+    {
+        None => (Config::lan(), "lan"),
+        Some(name) => match name.as_str() {
+            "lan" => (Config::lan(), "lan"),
+            "wan" => (Config::wan(), "wan"),
+            "local" => (Config::local(), "local"),
+            "fast" => (Config::fast(), "fast"),
+            other => panic!("unknown preset {other:?}: lan, wan, local or fast"),
+        },
+    }
+}
+
 async fn start(name: String, seed: Option<String>) -> Gossip {
-    let mut cfg = GossipConfig::new(Config::lan().with_name(name))
+    let mut cfg = GossipConfig::new(preset().0.with_name(name))
         .with_key(KEY.parse().unwrap())
         .with_bind("127.0.0.1:0".parse().unwrap());
     cfg.seeds.extend(seed);
@@ -161,7 +178,7 @@ async fn main() {
         detect_ms.push(d.as_secs_f64() * 1e3);
     }
 
-    println!("| loopback, N={n}, Config::lan() | measured |");
+    println!("| loopback, N={n}, Config::{}() | measured |", preset().1);
     println!("|---|---|");
     println!(
         "| all {n} see all alive after start | {:.2} s |",

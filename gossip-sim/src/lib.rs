@@ -11,7 +11,7 @@
 pub mod overlay;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use gossip_core::{
@@ -140,6 +140,12 @@ pub struct Sim {
     by_id: HashMap<NodeId, usize>,
     /// Partition group of each node; packets cross only within a group. Empty: no partition.
     groups: Vec<u8>,
+    /// Directed links (from, to) that lose everything: one-way partitions and cut links.
+    cut: HashSet<(usize, usize)>,
+    /// Directed links (from, to) with their own loss rate instead of `net.loss`.
+    link_loss: HashMap<(usize, usize), f64>,
+    /// Nodes that run their own config instead of the shared one.
+    overrides: HashMap<usize, Config>,
     seq: u64,
     /// Total frames delivered.
     pub delivered: u64,
@@ -155,6 +161,18 @@ pub(crate) fn addr_of(i: usize) -> Address {
 impl Sim {
     /// `n` nodes with `config` (each named `node-<i>`), not yet joined.
     pub fn new(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {
+        Sim::with_configs(n, seed, config, net, HashMap::new())
+    }
+
+    /// Like [`Sim::new`], but node `i` runs `overrides[i]` where given (named `node-<i>` too),
+    /// so a test can decide which members probe or how patient each one is.
+    pub fn with_configs(
+        n: usize,
+        seed: u64,
+        config: Config,
+        net: NetConfig,
+        overrides: HashMap<usize, Config>,
+    ) -> Sim {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut key = [0u8; 32];
         rng.fill_bytes(&mut key);
@@ -172,6 +190,9 @@ impl Sim {
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
             groups: Vec::new(),
+            cut: HashSet::new(),
+            link_loss: HashMap::new(),
+            overrides,
             seq: 0,
             delivered: 0,
             dropped: 0,
@@ -244,7 +265,12 @@ impl Sim {
     fn make_node(&mut self, i: usize, secret: [u8; 32]) -> Node {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
-        let config = self.config.clone().with_name(format!("node-{i}"));
+        let config = self
+            .overrides
+            .get(&i)
+            .unwrap_or(&self.config)
+            .clone()
+            .with_name(format!("node-{i}"));
         let wall = EPOCH_MS + self.now.as_millis();
         Node::new(
             config,
@@ -308,8 +334,36 @@ impl Sim {
         self.groups.clear();
     }
 
+    /// Cuts the link between `a` and `b` both ways: everything between them is lost, while both
+    /// still reach (and are reached by) everyone else.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.cut_one_way(a, b);
+        self.cut_one_way(b, a);
+    }
+
+    /// Cuts the link from `from` to `to` only: `to` still reaches `from`.
+    pub fn cut_one_way(&mut self, from: usize, to: usize) {
+        self.cut.insert((from, to));
+    }
+
+    /// Restores the link between `a` and `b` (both ways) to the network's defaults: uncut, and
+    /// with the shared loss rate.
+    pub fn restore(&mut self, a: usize, b: usize) {
+        for link in [(a, b), (b, a)] {
+            self.cut.remove(&link);
+            self.link_loss.remove(&link);
+        }
+    }
+
+    /// Gives the link from `from` to `to` its own loss rate (the probability that a datagram on
+    /// it is lost), instead of `net.loss`.
+    pub fn set_link_loss(&mut self, from: usize, to: usize, loss: f64) {
+        self.link_loss.insert((from, to), loss);
+    }
+
     fn connected(&self, a: usize, b: usize) -> bool {
-        self.groups.is_empty() || self.groups[a] == self.groups[b]
+        (self.groups.is_empty() || self.groups[a] == self.groups[b])
+            && (self.cut.is_empty() || !self.cut.contains(&(a, b)))
     }
 
     fn arm(&mut self, i: usize) {
@@ -331,7 +385,11 @@ impl Sim {
                 self.dropped += 1;
                 continue;
             };
-            for transit in self.net.transit(&mut self.rng, t.reliable) {
+            let net = match self.link_loss.get(&(i, to)) {
+                Some(&loss) => NetConfig { loss, ..self.net },
+                None => self.net,
+            };
+            for transit in net.transit(&mut self.rng, t.reliable) {
                 let Some(transit) = transit else {
                     self.dropped += 1;
                     continue;

@@ -27,6 +27,8 @@ enum Preset {
     Wan,
     /// `Config::local()`.
     Local,
+    /// `Config::fast()`.
+    Fast,
 }
 
 /// Deterministic gossip cluster simulator: runs one scenario and prints a summary, then one JSON
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Preset::Lan => (Config::lan(), "lan"),
         Preset::Wan => (Config::wan(), "wan"),
         Preset::Local => (Config::local(), "local"),
+        Preset::Fast => (Config::fast(), "fast"),
     };
     let defaults = NetConfig::default();
     let micros = |ms: Option<f64>, default: u64| {

@@ -44,6 +44,9 @@ const MAX_REFUTE_JUMP: u64 = 1 << 32;
 pub(super) struct Gate {
     /// Reaped members: the incarnation they were buried at, and until when it is remembered.
     pub(super) tombstones: HashMap<NodeId, (u64, Instant)>,
+    /// Where reaped members were last reachable, for as long as their tombstone lasts: the
+    /// reconnect push-pull tries them so the sides of a long partition find each other again.
+    pub(super) last_seen_at: HashMap<NodeId, Address>,
     /// Members challenged with their burial, and when they may be challenged again.
     pub(super) challenged: HashMap<NodeId, Instant>,
     /// Members added while handling the current frame.
@@ -76,9 +79,15 @@ impl Node {
                 self.gate
                     .tombstones
                     .insert(id, (m.incarnation, now.plus_millis(retention * 10)));
+                if let Some(addr) = m.addrs.iter().find(|a| !matches!(a, Address::Relayed(_))) {
+                    self.gate.last_seen_at.insert(id, addr.clone());
+                }
             }
         }
         self.gate.tombstones.retain(|_, (_, until)| *until > now);
+        let gate = &mut self.gate;
+        gate.last_seen_at
+            .retain(|id, _| gate.tombstones.contains_key(id));
         self.gate.challenged.retain(|_, next| *next > now);
     }
 
@@ -191,6 +200,7 @@ impl Node {
                     },
                 );
                 self.gate.tombstones.remove(&origin);
+                self.gate.last_seen_at.remove(&origin);
                 self.track_leaf(origin);
                 if self.spread.newcomers.len() < NEWCOMERS_MAX {
                     self.spread.newcomers.push(origin);

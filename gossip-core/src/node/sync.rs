@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 
+use rand_core::Rng;
+
 use super::Node;
 use super::backlog::ITEM_OVERHEAD;
 use super::send::shuffle;
@@ -87,7 +89,9 @@ impl Node {
         let mut peers = self.random_members(1, |m| m.state == State::Alive);
         // Serf-style reconnect: also sync with one member we believe dead, so the two sides of a
         // healed partition find each other (the buried learn it and refute) before reaping.
-        peers.extend(self.random_members(1, |m| m.state == State::Dead));
+        let dead = self.random_members(1, |m| m.state == State::Dead);
+        let buried = dead.is_empty();
+        peers.extend(dead);
         for peer in peers {
             let msg = Sync {
                 phase: sync_phase::OPEN,
@@ -95,6 +99,21 @@ impl Node {
                 states: Vec::new(),
             };
             self.send_to_member(now, peer, msg.into(), true);
+        }
+        // Once the dead are reaped the other side of a long partition is only tombstones: try
+        // one at the address it last signed. If it is alive its answer carries its alive record,
+        // which the tombstone turns into a challenge, and it comes back refuted.
+        if buried && !self.gate.last_seen_at.is_empty() {
+            let mut ids: Vec<NodeId> = self.gate.last_seen_at.keys().copied().collect();
+            ids.sort_unstable();
+            let id = ids[(self.rng.next_u64() % ids.len() as u64) as usize];
+            let addr = self.gate.last_seen_at[&id].clone();
+            let msg = Sync {
+                phase: sync_phase::OPEN,
+                digest: self.digest(),
+                states: Vec::new(),
+            };
+            self.send_to_addr(now, addr, Some(id), msg.into(), true);
         }
     }
 

@@ -29,6 +29,8 @@ enum Preset {
     Lan,
     Wan,
     Local,
+    /// LANs and data centres: crashes seen within about a second (`Config::fast()`).
+    Fast,
 }
 
 #[derive(Debug, Parser)]
@@ -187,6 +189,7 @@ async fn run(
         Preset::Lan => Config::lan(),
         Preset::Wan => Config::wan(),
         Preset::Local => Config::local(),
+        Preset::Fast => Config::fast(),
     }
     .with_name(args.name.clone());
     let mut config = GossipConfig::new(core);

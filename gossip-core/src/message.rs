@@ -247,10 +247,21 @@ macro_rules! messages {
             }
 
             pub(crate) fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
+                #[cfg(not(feature = "overlay"))]
+                if let Message::Overlay(_) = self {
+                    let why = "overlay messages need the overlay feature";
+                    return Err(rmp_serde::encode::Error::Syntax(why.into()));
+                }
                 match self { $($(Message::$group($genum::$variant(m)) => rmp_serde::encode::write(out, m),)*)* }
             }
 
             pub(crate) fn read_payload(kind: u8, payload: &[u8]) -> Result<Self, WireError> {
+                // Without the overlay engine its kinds are unknown here: a `Node` refuses them
+                // anyway, and their decoders stay out of the browser build.
+                #[cfg(not(feature = "overlay"))]
+                if OVERLAY_KINDS.contains(&kind) {
+                    return Err(Incompatible::Kind(kind).into());
+                }
                 match kind {
                     $($($code => decode::<$ty>(payload).map(|m| Message::$group($genum::$variant(m))),)*)*
                     other => Err(Incompatible::Kind(other).into()),
@@ -343,6 +354,10 @@ messages! {
         Prune(Prune) = 33,
     }
 }
+
+/// Wire codes of the overlay's kinds.
+#[cfg(not(feature = "overlay"))]
+const OVERLAY_KINDS: std::ops::RangeInclusive<u8> = 22..=33;
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
     // The slice reader checks every declared length against the bytes left before allocating.

@@ -136,7 +136,9 @@ async function main() {
   console.log(`e2e: demo at ${url} after ${secs(Date.now() - t0)}`);
   const cluster = await getJson(`${url}api/cluster`);
   const natives = cluster.natives.map((n) => n.name);
-  const statusUrl = (n) => n.ws.replace(/^ws:/, "http:").replace(/\/ws$/, "/status");
+  // The natives require the demo's token, on /status as on the WebSocket.
+  const statusUrl = (n) =>
+    n.ws.replace(/^ws:/, "http:").replace(/\/ws$/, "/status") + `?token=${encodeURIComponent(cluster.token)}`;
 
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   const context = await browser.newContext({ viewport: { width: 1440, height: 1100 } });

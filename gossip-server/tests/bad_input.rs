@@ -94,16 +94,6 @@ impl Forger {
     }
 }
 
-async fn drops(g: &Gossip, reason: &str) -> u64 {
-    status(g)
-        .await
-        .counters
-        .drops
-        .get(reason)
-        .copied()
-        .unwrap_or(0)
-}
-
 /// After the abuse, an honest node still joins and sees `g` alive.
 async fn still_serves(g: &Gossip, seed: String) {
     let honest = udp_node("honest", &[seed]).await;

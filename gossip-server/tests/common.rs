@@ -127,3 +127,14 @@ pub async fn state_of(g: &Gossip, id: &NodeId) -> Option<String> {
         .find(|m| m.id == id.to_string())
         .map(|m| m.state.to_owned())
 }
+
+/// How many drops `g` counted under `reason` (engine and driver together).
+pub async fn drops(g: &Gossip, reason: &str) -> u64 {
+    status(g)
+        .await
+        .counters
+        .drops
+        .get(reason)
+        .copied()
+        .unwrap_or(0)
+}

@@ -183,16 +183,6 @@ async fn tcp_node(name: &str, seeds: &[String], f: impl FnOnce(&mut GossipConfig
     Gossip::start(cfg).await.unwrap()
 }
 
-async fn drops(g: &Gossip, reason: &str) -> u64 {
-    status(g)
-        .await
-        .counters
-        .drops
-        .get(reason)
-        .copied()
-        .unwrap_or(0)
-}
-
 const FLOOD: usize = 300;
 const PENDING: usize = 64;
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -173,6 +173,22 @@ async fn light_member(
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
+    // The link handshake first (a fresh nonce per member, from its seeded generator).
+    let mut nonce = [0u8; 32];
+    rand_core::Rng::fill_bytes(&mut rng, &mut nonce);
+    let mut handshake = gossip_core::link::Handshake::dial(nonce, Some(hub_id));
+    let identity = Identity::from_secret_bytes(secret);
+    while handshake.peer().is_none() {
+        let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+            return;
+        };
+        let Ok(step) = handshake.on_message(&identity, &bytes) else {
+            return;
+        };
+        if let Some(reply) = step.reply {
+            ws.send(Message::Binary(reply.into())).await.unwrap();
+        }
+    }
     ws.send(Message::Binary(frame.into())).await.unwrap();
     let broadcast_kind = Msg::from(gossip_core::message::Broadcast {
         topic: String::new(),

@@ -8,8 +8,9 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use gossip_core::NodeId;
-use gossip_core::link::{CloseCode, HelloError};
+use gossip_core::link::handshake::NONCE_LEN;
+use gossip_core::link::{CloseCode, Handshake, HandshakeError, is_handshake};
+use gossip_core::{Identity, NodeId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +20,7 @@ pub(crate) type ConnId = u64;
 /// What a transport delivered.
 #[derive(Debug)]
 pub(crate) enum LinkIn {
-    /// A binary message: a frame, or a hello.
+    /// A binary message: a frame, or a handshake message.
     Binary(Vec<u8>),
     /// A text message (refused: binary only).
     Text,
@@ -109,12 +110,10 @@ pub(crate) enum Input {
         /// the peer proves membership.
         slot: Arc<crate::shared::Slot>,
     },
-    /// A hello arrived (the server at the other end of an outbound WebSocket says who it is):
-    /// its decoded id, or why it does not decode.
-    Hello {
-        id: ConnId,
-        hello: Result<NodeId, HelloError>,
-    },
+    /// The handshake proved the peer: the connection may carry frames.
+    Linked { id: ConnId, peer: NodeId },
+    /// The handshake failed (or a handshake message came after it): the session closes.
+    HandshakeFailed { id: ConnId, error: HandshakeError },
     /// A frame arrived on a connection.
     Frame { id: ConnId, bytes: Vec<u8> },
     /// A connection ended.
@@ -130,8 +129,101 @@ pub(crate) enum Transport {
     WebSocket,
 }
 
-/// Runs a connection until either side ends it: frames from `rx` go out (after `hello`, if any),
-/// messages that arrive go to the driver. Closes with the [`Closer`]'s reason.
+/// How a connection opens: the handshake this side runs before any frame.
+pub(crate) struct Opening {
+    identity: Identity,
+    handshake: Handshake,
+    /// The challenge an acceptor sends first.
+    first: Option<Vec<u8>>,
+}
+
+impl Opening {
+    /// The accepting side; `None` when the OS has no randomness for the nonce.
+    pub(crate) fn accept(identity: &Identity) -> Option<Opening> {
+        let (handshake, challenge) = Handshake::accept(identity, nonce()?);
+        Some(Opening {
+            identity: identity.clone(),
+            handshake,
+            first: Some(challenge),
+        })
+    }
+
+    /// The dialing side, for `expected` when dialed for a known member.
+    pub(crate) fn dial(identity: &Identity, expected: Option<NodeId>) -> Option<Opening> {
+        Some(Opening {
+            identity: identity.clone(),
+            handshake: Handshake::dial(nonce()?, expected),
+            first: None,
+        })
+    }
+}
+
+fn nonce() -> Option<[u8; NONCE_LEN]> {
+    let mut n = [0u8; NONCE_LEN];
+    match getrandom::fill(&mut n) {
+        Ok(()) => Some(n),
+        Err(e) => {
+            tracing::error!(error = %e, "no randomness for a handshake nonce: connection refused");
+            None
+        }
+    }
+}
+
+/// What the handshake phase ended with.
+enum Opened {
+    Linked(NodeId),
+    Failed(HandshakeError),
+    /// The transport ended, or the pump closed it itself (text, oversized).
+    Ended,
+}
+
+/// Runs the handshake: nothing else is read or written until the peer is proven. The driver's
+/// session holds the deadline (a silent peer is closed by it, through the closer).
+async fn open<Si, St>(sink: &mut Si, stream: &mut St, opening: Opening, closer: &Closer) -> Opened
+where
+    Si: Sink<LinkOut> + Unpin,
+    St: Stream<Item = LinkIn> + Unpin,
+{
+    let Opening {
+        identity,
+        mut handshake,
+        first,
+    } = opening;
+    if let Some(first) = first
+        && sink.send(LinkOut::Binary(first)).await.is_err()
+    {
+        return Opened::Ended;
+    }
+    loop {
+        match stream.next().await.unwrap_or(LinkIn::End) {
+            LinkIn::Binary(bytes) => match handshake.on_message(&identity, &bytes) {
+                Ok(step) => {
+                    if let Some(reply) = step.reply
+                        && sink.send(LinkOut::Binary(reply)).await.is_err()
+                    {
+                        return Opened::Ended;
+                    }
+                    if let Some(peer) = step.peer {
+                        return Opened::Linked(peer);
+                    }
+                }
+                Err(error) => return Opened::Failed(error),
+            },
+            LinkIn::Text => {
+                closer.close(CloseCode::BinaryOnly, CloseCode::BinaryOnly.reason());
+                return Opened::Ended;
+            }
+            LinkIn::TooBig => {
+                closer.close(CloseCode::TooLarge, CloseCode::TooLarge.reason());
+                return Opened::Ended;
+            }
+            LinkIn::End => return Opened::Ended,
+        }
+    }
+}
+
+/// Runs a connection until either side ends it: first the handshake, then frames from `rx` go
+/// out and messages that arrive go to the driver. Closes with the [`Closer`]'s reason.
 pub(crate) async fn pump<Si, St>(
     id: ConnId,
     mut sink: Si,
@@ -139,11 +231,30 @@ pub(crate) async fn pump<Si, St>(
     mut rx: mpsc::Receiver<Vec<u8>>,
     closer: Arc<Closer>,
     inbound: mpsc::Sender<Input>,
-    hello: Option<Vec<u8>>,
+    opening: Opening,
 ) where
     Si: Sink<LinkOut> + Unpin,
     St: Stream<Item = LinkIn> + Unpin,
 {
+    let opened = tokio::select! {
+        _ = closer.token.cancelled() => Opened::Ended,
+        o = open(&mut sink, &mut stream, opening, &closer) => o,
+    };
+    let linked = match opened {
+        Opened::Linked(peer) => inbound.send(Input::Linked { id, peer }).await.is_ok(),
+        Opened::Failed(error) => {
+            // The session decides (and counts); the close it asks for ends the wait below.
+            if inbound
+                .send(Input::HandshakeFailed { id, error })
+                .await
+                .is_ok()
+            {
+                closer.token.cancelled().await;
+            }
+            false
+        }
+        Opened::Ended => false,
+    };
     let reader = async {
         loop {
             let item = tokio::select! {
@@ -151,10 +262,14 @@ pub(crate) async fn pump<Si, St>(
                 item = stream.next() => item.unwrap_or(LinkIn::End),
             };
             match item {
-                LinkIn::Binary(bytes) if gossip_core::link::is_hello(&bytes) => {
-                    // Whether a hello is welcome here is the session's call, in the driver.
-                    let hello = gossip_core::link::decode_hello(&bytes);
-                    if inbound.send(Input::Hello { id, hello }).await.is_err() {
+                LinkIn::Binary(bytes) if is_handshake(&bytes) => {
+                    // A second handshake: the session closes the link.
+                    let error = HandshakeError::OutOfOrder;
+                    if inbound
+                        .send(Input::HandshakeFailed { id, error })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -174,18 +289,7 @@ pub(crate) async fn pump<Si, St>(
             }
         }
     };
-    // The greeting goes out before anything is read, so a client always gets it first.
-    let greeted = match hello {
-        Some(hello) => tokio::select! {
-            _ = closer.token.cancelled() => false,
-            sent = sink.send(LinkOut::Binary(hello)) => sent.is_ok(),
-        },
-        None => true,
-    };
     let writer = async {
-        if !greeted {
-            return;
-        }
         loop {
             let frame = tokio::select! {
                 _ = closer.token.cancelled() => return,
@@ -200,9 +304,13 @@ pub(crate) async fn pump<Si, St>(
             }
         }
     };
-    tokio::select! {
-        _ = reader => {}
-        _ = writer => {}
+    if linked {
+        tokio::select! {
+            _ = reader => {}
+            _ = writer => {}
+        }
+    } else {
+        drop((reader, writer));
     }
     if closer.is_closed() {
         let (code, reason) = closer.reason();
@@ -230,7 +338,7 @@ pub(crate) async fn run<Si, St>(
     stream: St,
     rx: mpsc::Receiver<Vec<u8>>,
     closer: Arc<Closer>,
-    hello: Option<Vec<u8>>,
+    opening: Opening,
 ) where
     Si: Sink<LinkOut>,
     St: Stream<Item = LinkIn>,
@@ -244,7 +352,7 @@ pub(crate) async fn run<Si, St>(
         rx,
         closer,
         inbound,
-        hello,
+        opening,
     )
     .await;
 }
@@ -252,7 +360,6 @@ pub(crate) async fn run<Si, St>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::stream;
 
     fn sink_channel() -> (
         impl Sink<LinkOut, Error = mpsc::error::SendError<LinkOut>> + Unpin,
@@ -266,57 +373,163 @@ mod tests {
         (Box::pin(sink), rx)
     }
 
-    #[tokio::test]
-    async fn text_message_closes_with_4415_and_reports_the_end() {
-        let (sink, mut out) = sink_channel();
-        let incoming = stream::iter(vec![LinkIn::Binary(vec![1, 2, 3]), LinkIn::Text])
-            .chain(stream::pending());
-        let (_tx, rx) = mpsc::channel(4);
-        let (in_tx, mut in_rx) = mpsc::channel(4);
+    struct Harness {
+        out: mpsc::UnboundedReceiver<LinkOut>,
+        peer_in: mpsc::UnboundedSender<LinkIn>,
+        to_peer: mpsc::Sender<Vec<u8>>,
+        inputs: mpsc::Receiver<Input>,
+        closer: Arc<Closer>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// A pump on the accepting side of a connection, `server` its identity.
+    fn accepting(server: &Identity) -> Harness {
+        let (sink, out) = sink_channel();
+        let (peer_in, incoming) = mpsc::unbounded_channel();
+        let (to_peer, rx) = mpsc::channel(4);
+        let (in_tx, inputs) = mpsc::channel(4);
         let closer = Closer::new(&CancellationToken::new());
-        pump(
+        let task = tokio::spawn(pump(
             7,
             sink,
-            Box::pin(incoming),
+            Box::pin(futures_util::stream::unfold(
+                incoming,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            )),
             rx,
-            closer,
+            closer.clone(),
             in_tx,
-            Some(b"hi".to_vec()),
-        )
-        .await;
-        assert!(
-            matches!(in_rx.recv().await, Some(Input::Frame { id: 7, ref bytes }) if bytes == &[1, 2, 3])
+            Opening::accept(server).unwrap(),
+        ));
+        Harness {
+            out,
+            peer_in,
+            to_peer,
+            inputs,
+            closer,
+            task,
+        }
+    }
+
+    async fn binary(out: &mut mpsc::UnboundedReceiver<LinkOut>) -> Vec<u8> {
+        match out.recv().await {
+            Some(LinkOut::Binary(b)) => b,
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+
+    /// Runs the dialer's half of the handshake against `h`.
+    async fn link(h: &mut Harness, server: &Identity, client: &Identity) {
+        let mut dialer = Handshake::dial([5; NONCE_LEN], Some(server.id()));
+        let challenge = binary(&mut h.out).await;
+        let proof = dialer
+            .on_message(client, &challenge)
+            .unwrap()
+            .reply
+            .unwrap();
+        // Frames queued for the peer wait for the handshake.
+        h.to_peer.send(vec![9]).await.unwrap();
+        h.peer_in.send(LinkIn::Binary(proof)).unwrap();
+        let answer = binary(&mut h.out).await;
+        assert_eq!(
+            dialer.on_message(client, &answer).unwrap().peer,
+            Some(server.id())
         );
-        assert!(matches!(in_rx.recv().await, Some(Input::Closed { id: 7 })));
-        assert!(matches!(out.recv().await, Some(LinkOut::Binary(b)) if b == b"hi"));
+        assert!(
+            matches!(h.inputs.recv().await, Some(Input::Linked { id: 7, peer }) if peer == client.id())
+        );
+        assert_eq!(
+            binary(&mut h.out).await,
+            [9],
+            "queued frame after the answer"
+        );
+    }
+
+    fn pair() -> (Identity, Identity) {
+        (
+            Identity::from_secret_bytes([1; 32]),
+            Identity::from_secret_bytes([2; 32]),
+        )
+    }
+
+    #[tokio::test]
+    async fn frames_flow_after_the_handshake_and_text_closes_with_4415() {
+        let (server, client) = pair();
+        let mut h = accepting(&server);
+        link(&mut h, &server, &client).await;
+        h.peer_in.send(LinkIn::Binary(vec![1, 2, 3])).unwrap();
+        assert!(
+            matches!(h.inputs.recv().await, Some(Input::Frame { id: 7, ref bytes }) if bytes == &[1, 2, 3])
+        );
+        h.peer_in.send(LinkIn::Text).unwrap();
+        h.task.await.unwrap();
         assert!(matches!(
-            out.recv().await,
+            h.inputs.recv().await,
+            Some(Input::Closed { id: 7 })
+        ));
+        assert!(matches!(
+            h.out.recv().await,
             Some(LinkOut::Close(CloseCode::BinaryOnly, _))
         ));
     }
 
     #[tokio::test]
-    async fn driver_close_sends_the_reason() {
-        let (sink, mut out) = sink_channel();
-        let (tx, rx) = mpsc::channel(4);
-        let (in_tx, mut in_rx) = mpsc::channel(4);
-        let closer = Closer::new(&CancellationToken::new());
-        tx.send(vec![9]).await.unwrap();
-        let task = tokio::spawn(pump(
-            1,
-            sink,
-            Box::pin(stream::pending()),
-            rx,
-            closer.clone(),
-            in_tx,
-            None,
+    async fn a_frame_before_the_handshake_is_reported_and_nothing_is_sent() {
+        let (server, _) = pair();
+        let mut h = accepting(&server);
+        let _challenge = binary(&mut h.out).await;
+        h.to_peer.send(vec![9]).await.unwrap();
+        // A captured frame replayed as the first message of a connection.
+        h.peer_in.send(LinkIn::Binary(vec![1, 0, 0, 0])).unwrap();
+        assert!(matches!(
+            h.inputs.recv().await,
+            Some(Input::HandshakeFailed {
+                id: 7,
+                error: HandshakeError::FrameFirst
+            })
         ));
-        assert!(matches!(out.recv().await, Some(LinkOut::Binary(b)) if b == [9]));
-        closer.close(CloseCode::SlowConsumer, "too slow");
-        task.await.unwrap();
+        h.closer.close(CloseCode::BadFrame, "handshake failed");
+        h.task.await.unwrap();
+        assert!(matches!(
+            h.out.recv().await,
+            Some(LinkOut::Close(CloseCode::BadFrame, _))
+        ));
+        assert!(h.out.try_recv().is_err(), "the queued frame never left");
+        assert!(matches!(
+            h.inputs.recv().await,
+            Some(Input::Closed { id: 7 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_second_handshake_after_the_link_is_reported() {
+        let (server, client) = pair();
+        let mut h = accepting(&server);
+        link(&mut h, &server, &client).await;
+        let (_, challenge) = Handshake::accept(&client, [3; NONCE_LEN]);
+        h.peer_in.send(LinkIn::Binary(challenge)).unwrap();
+        assert!(matches!(
+            h.inputs.recv().await,
+            Some(Input::HandshakeFailed {
+                id: 7,
+                error: HandshakeError::OutOfOrder
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn driver_close_sends_the_reason() {
+        let (server, client) = pair();
+        let mut h = accepting(&server);
+        link(&mut h, &server, &client).await;
+        h.closer.close(CloseCode::SlowConsumer, "too slow");
+        h.task.await.unwrap();
         assert!(
-            matches!(out.recv().await, Some(LinkOut::Close(CloseCode::SlowConsumer, r)) if r == "too slow")
+            matches!(h.out.recv().await, Some(LinkOut::Close(CloseCode::SlowConsumer, r)) if r == "too slow")
         );
-        assert!(matches!(in_rx.recv().await, Some(Input::Closed { id: 1 })));
+        assert!(matches!(
+            h.inputs.recv().await,
+            Some(Input::Closed { id: 7 })
+        ));
     }
 }

@@ -31,11 +31,11 @@ struct Conn {
     /// The address frames from this connection are answered at: the dialed address for outbound
     /// connections, a connection-local name for inbound ones.
     from: Address,
-    /// The member whose first verified frame came over it (or that we dialed it for, or whose
-    /// hello greeted us).
+    /// The member its handshake proved (or that we dialed it for, until the handshake proves it).
     owner: Option<NodeId>,
-    /// The handshake: what its hello, first frames and deadline decide.
+    /// What its handshake, first frames and deadline decide.
     session: Session,
+    transport: Transport,
     /// An accepted connection's place in the pending budget, moved to the established one when
     /// its peer proves membership.
     slot: Option<Arc<Slot>>,
@@ -258,16 +258,23 @@ impl Driver {
                         from,
                         owner: None,
                         session: Session::accepted(now, self.session),
+                        transport,
                         slot: Some(slot),
                     },
                 );
             }
-            Input::Hello { id, hello } => {
-                let me = self.node.id();
+            Input::Linked { id, peer } => {
                 let Some(c) = self.conns.get_mut(&id) else {
                     return;
                 };
-                let decision = c.session.on_hello(me, hello);
+                let decision = c.session.on_linked(peer);
+                self.execute(now, id, decision);
+            }
+            Input::HandshakeFailed { id, error } => {
+                let Some(c) = self.conns.get(&id) else {
+                    return;
+                };
+                let decision = c.session.on_handshake_error(error);
                 self.execute(now, id, decision);
             }
             Input::Frame { id, bytes } => self.frame(now, id, &bytes),
@@ -310,18 +317,26 @@ impl Driver {
         };
         match decision {
             Decision::Keep => {}
-            Decision::Greeted(server) => {
+            Decision::Linked(peer) => {
                 let bind = c.owner.is_none();
                 if bind {
-                    c.owner = Some(server);
+                    c.owner = Some(peer);
                 }
-                // Before the binding: whether the relay's link lives must not count this one.
-                self.adopt_relay(now, server);
-                if bind {
-                    self.by_node.entry(server).or_insert(id);
+                if c.session.is_dialed() && c.transport == Transport::WebSocket {
+                    // Before the binding: whether the relay's link lives must not count this one.
+                    self.adopt_relay(now, peer);
+                }
+                // Only a handshake binds a route. The first route to a member sticks until it
+                // closes: frames of one stream must not overtake each other on two connections.
+                let alive = self
+                    .by_node
+                    .get(&peer)
+                    .is_some_and(|other| *other != id && self.conns.contains_key(other));
+                if !alive {
+                    self.by_node.insert(peer, id);
                 }
             }
-            Decision::Bind(origin) => {
+            Decision::Verified(_) => {
                 if let Some(slot) = &c.slot
                     && !slot.establish()
                 {
@@ -329,19 +344,6 @@ impl Driver {
                     let code = CloseCode::TooManyConnections;
                     c.handle.closer.close(code, code.reason());
                     self.shared.count_drop(LinkDrop::TooManyConnections);
-                    return;
-                }
-                if c.owner.is_none() {
-                    c.owner = Some(origin);
-                }
-                // The first route to a member sticks until it closes: frames of one stream must
-                // not overtake each other on two connections.
-                let alive = self
-                    .by_node
-                    .get(&origin)
-                    .is_some_and(|other| self.conns.contains_key(other));
-                if !alive {
-                    self.by_node.insert(origin, id);
                 }
             }
             Decision::Close(code, fault) => {
@@ -492,11 +494,12 @@ impl Driver {
         let shared = self.shared.clone();
         let transport = match &addr {
             Address::Tcp(a) => {
-                tokio::spawn(crate::tcp::dial(shared, id, *a, rx, handle.clone()));
+                tokio::spawn(crate::tcp::dial(shared, id, *a, rx, handle.clone(), node));
                 Transport::Tcp
             }
             Address::WebSocket(url) if route::dialable(&addr) => {
-                tokio::spawn(crate::ws::dial(shared, id, url.clone(), rx, handle.clone()));
+                let dial = crate::ws::dial(shared, id, url.clone(), rx, handle.clone(), node);
+                tokio::spawn(dial);
                 Transport::WebSocket
             }
             _ => {
@@ -509,16 +512,19 @@ impl Driver {
         if let Some(n) = node {
             self.by_node.entry(n).or_insert(id);
         }
-        // Only a WebSocket acceptor greets. A dialed link has no deadline: its peer may answer
-        // over a route it already holds to this node.
-        let greeted = transport == Transport::WebSocket;
+        // The handshake's deadline starts once the dial had its time to connect. No verified
+        // frame is required: the peer may answer over a route it already holds to this node.
+        let linked_from = self.now().plus_millis(
+            u64::try_from(self.shared.limits.dial_timeout.as_millis()).unwrap_or(u64::MAX),
+        );
         self.conns.insert(
             id,
             Conn {
                 handle,
                 from: addr,
                 owner: node,
-                session: Session::dialed(greeted, self.session),
+                session: Session::dialed(linked_from, self.session, node),
+                transport,
                 slot: None,
             },
         );

@@ -86,7 +86,7 @@ impl Gossip {
         let epoch = tokio::time::Instant::now();
         let mut node = Node::new(
             config.core,
-            identity,
+            identity.clone(),
             keyring,
             addrs,
             seed,
@@ -100,7 +100,7 @@ impl Gossip {
         let (inbound_tx, inbound_rx) = mpsc::channel(config.limits.inbound_queue);
         let tls = crate::ws::client_tls(config.tls_roots)?;
         let shared = Arc::new(Shared::new(
-            id,
+            identity,
             config.limits,
             inbound_tx,
             config.token,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gossip_core::NodeId;
+use gossip_core::Identity;
 use gossip_core::link::LinkDrop;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,8 @@ use crate::conn::{ConnId, Input};
 /// Read-mostly state every task of one node holds.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) id: NodeId,
+    /// Signs this node's half of every connection's handshake.
+    pub(crate) identity: Identity,
     pub(crate) limits: DriverLimits,
     pub(crate) inbound: mpsc::Sender<Input>,
     /// Cancelled when the node stops: every task ends.
@@ -114,7 +115,7 @@ fn reserve(counter: &AtomicUsize, max: usize) -> bool {
 impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        id: NodeId,
+        identity: Identity,
         limits: DriverLimits,
         inbound: mpsc::Sender<Input>,
         token: Option<String>,
@@ -124,7 +125,7 @@ impl Shared {
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Shared {
         Shared {
-            id,
+            identity,
             limits,
             inbound,
             cancel: CancellationToken::new(),

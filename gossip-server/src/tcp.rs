@@ -10,7 +10,7 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use gossip_core::link::LinkDrop;
 
-use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
+use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Opening, Transport};
 use crate::shared::{Shared, Slot};
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
@@ -20,7 +20,7 @@ fn codec(max_frame: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Runs `socket` as a connection (either direction).
+/// Runs `socket` as a connection (either direction, as `opening` says).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     id: ConnId,
@@ -28,6 +28,7 @@ pub(crate) async fn run(
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
     open: Arc<Slot>,
+    opening: Opening,
 ) {
     let _ = socket.set_nodelay(true);
     let (sink, stream) = Framed::new(socket, codec(shared.limits.max_frame)).split();
@@ -43,16 +44,18 @@ pub(crate) async fn run(
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => LinkIn::TooBig,
         Err(_) => LinkIn::End,
     });
-    conn::run(&shared, open, id, sink, stream, rx, handle.closer, None).await;
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, opening).await;
 }
 
-/// Dials `addr` and runs the connection; frames queued meanwhile wait in `rx`.
+/// Dials `addr` and runs the connection; frames queued meanwhile wait in `rx` (until the
+/// handshake proved the peer, `expected` when dialed for a known member).
 pub(crate) async fn dial(
     shared: Arc<Shared>,
     id: ConnId,
     addr: std::net::SocketAddr,
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
+    expected: Option<gossip_core::NodeId>,
 ) {
     let connect = tokio::time::timeout(shared.limits.dial_timeout, TcpStream::connect(addr));
     let socket = tokio::select! {
@@ -66,12 +69,12 @@ pub(crate) async fn dial(
             Err(_) => None,
         },
     };
-    match socket {
-        Some(socket) => {
+    match (socket, Opening::dial(&shared.identity, expected)) {
+        (Some(socket), Some(opening)) => {
             let open = shared.connection_opened();
-            run(shared, id, socket, rx, handle, open).await
+            run(shared, id, socket, rx, handle, open, opening).await
         }
-        None => {
+        _ => {
             shared.count_drop(LinkDrop::DialFailed);
             let _ = shared.inbound.send(Input::Closed { id }).await;
         }
@@ -92,6 +95,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(opening) = Opening::accept(&shared.identity) else {
+            drop(socket);
+            continue;
         };
         let Some(open) = shared.try_open() else {
             // The pending budget is full: a flood of unproven connections is refused here, and
@@ -116,6 +123,6 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         if shared.inbound.send(input).await.is_err() {
             return;
         }
-        tokio::spawn(run(shared.clone(), id, socket, rx, handle, open));
+        tokio::spawn(run(shared.clone(), id, socket, rx, handle, open, opening));
     }
 }

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::auth::{self, Refusal};
 use gossip_core::link::{CloseCode, LinkDrop};
 
-use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Transport};
+use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Opening, Transport};
 use crate::error::StartError;
 use crate::handle::Gossip;
 use crate::shared::{Shared, Slot};
@@ -66,6 +66,9 @@ pub(crate) async fn handler(
                 return refuse(socket, code).await;
             }
         };
+        let Some(opening) = Opening::accept(&shared.identity) else {
+            return refuse(socket, CloseCode::GoingAway).await;
+        };
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
         let handle = ConnHandle {
@@ -81,8 +84,7 @@ pub(crate) async fn handler(
         if shared.inbound.send(accepted).await.is_err() {
             return refuse(socket, CloseCode::GoingAway).await;
         }
-        let hello = gossip_core::link::encode_hello(&shared.id);
-        serve_socket(shared, open, id, socket, rx, handle, hello).await;
+        serve_socket(shared, open, id, socket, rx, handle, opening).await;
     })
 }
 
@@ -101,7 +103,7 @@ async fn serve_socket(
     socket: WebSocket,
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
-    hello: Vec<u8>,
+    opening: Opening,
 ) {
     let (sink, stream) = socket.split();
     let sink = sink.with(|out: LinkOut| async move {
@@ -123,17 +125,7 @@ async fn serve_socket(
             Err(_) => Some(LinkIn::End),
         }
     });
-    conn::run(
-        &shared,
-        open,
-        id,
-        sink,
-        stream,
-        rx,
-        handle.closer,
-        Some(hello),
-    )
-    .await;
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, opening).await;
 }
 
 fn is_too_big(error: &str) -> bool {
@@ -165,13 +157,15 @@ pub(crate) fn client_tls(
     Ok(Some(Arc::new(config)))
 }
 
-/// Dials a `ws://` or `wss://` URL (presenting the dial token) and pumps it.
+/// Dials a `ws://` or `wss://` URL (presenting the dial token) and pumps it; `expected` is the
+/// member it was dialed for, if any.
 pub(crate) async fn dial(
     shared: Arc<Shared>,
     id: ConnId,
     url: String,
     rx: mpsc::Receiver<Vec<u8>>,
     handle: ConnHandle,
+    expected: Option<gossip_core::NodeId>,
 ) {
     let connect = async {
         let mut request = url.as_str().into_client_request()?;
@@ -208,7 +202,7 @@ pub(crate) async fn dial(
             }
         },
     };
-    let Some(socket) = socket else {
+    let (Some(socket), Some(opening)) = (socket, Opening::dial(&shared.identity, expected)) else {
         shared.count_drop(LinkDrop::DialFailed);
         let _ = shared.inbound.send(Input::Closed { id }).await;
         return;
@@ -236,5 +230,5 @@ pub(crate) async fn dial(
         }
     });
     let open = shared.connection_opened();
-    conn::run(&shared, open, id, sink, stream, rx, handle.closer, None).await;
+    conn::run(&shared, open, id, sink, stream, rx, handle.closer, opening).await;
 }

@@ -8,9 +8,12 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use gossip_core::hlc::Hlc;
-use gossip_core::message::{Alive, Broadcast, Message, Sync, sync_phase};
+use gossip_core::link::Handshake;
+use gossip_core::link::handshake::{CHALLENGE_LEN, CHALLENGE_MAGIC};
+use gossip_core::message::{Alive, ApplicationMessage, Broadcast, Message, Sync, sync_phase};
 use gossip_core::{
-    Address, ClusterKey, Codec, Identity, Keyring, Limits, ReplayConfig, SignedPacket,
+    Address, ClusterKey, Codec, Event, Identity, Keyring, Limits, NodeId, ReplayConfig,
+    SignedPacket,
 };
 use gossip_server::{Gossip, GossipConfig};
 use rand_chacha::ChaCha20Rng;
@@ -18,9 +21,6 @@ use rand_core::{Rng, SeedableRng};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -33,6 +33,7 @@ fn wall_ms() -> u64 {
 
 /// Makes frames the way a member (or an attacker holding some key) would.
 struct Forger {
+    identity: Identity,
     codec: Codec,
     hlc: Hlc,
     rng: ChaCha20Rng,
@@ -41,16 +42,32 @@ struct Forger {
 impl Forger {
     fn new(seed: u8, key: Option<ClusterKey>) -> Forger {
         let keyring = key.map(Keyring::new).unwrap_or_else(Keyring::unencrypted);
+        let identity = Identity::from_secret_bytes([seed; 32]);
         Forger {
             codec: Codec::new(
-                Identity::from_secret_bytes([seed; 32]),
+                identity.clone(),
                 keyring,
                 Limits::default(),
                 ReplayConfig::default(),
             ),
+            identity,
             hlc: Hlc::new(60_000),
             rng: ChaCha20Rng::from_seed([seed; 32]),
         }
+    }
+
+    fn id(&self) -> NodeId {
+        self.identity.id()
+    }
+
+    /// Runs the dialer's half of the handshake over `ws`; returns the server's proven id.
+    async fn link(&mut self, ws: &mut Ws) -> NodeId {
+        ws_handshake(ws, &self.identity).await
+    }
+
+    /// The message a frame carries, when it opens with the cluster key.
+    fn open(&mut self, frame: &[u8]) -> Option<Message> {
+        self.codec.decode(frame, wall_ms()).ok().map(|i| i.message)
     }
 
     fn packet(&mut self, message: Message) -> SignedPacket {
@@ -78,7 +95,7 @@ impl Forger {
             Alive {
                 incarnation: wall_ms(),
                 addrs: vec![Address::Relayed(server)],
-                name: "forger".into(),
+                name: format!("forger-{}", self.id().short()),
             }
             .into(),
         );
@@ -103,6 +120,22 @@ async fn still_serves(g: &Gossip, seed: String) {
     })
     .await;
     honest.shutdown().await;
+}
+
+/// Reads a TCP connection until the server closes it; returns how many bytes came first.
+async fn read_to_close(tcp: &mut tokio::net::TcpStream) -> usize {
+    let mut buf = [0u8; 512];
+    let mut total = 0;
+    tokio::time::timeout(T, async {
+        loop {
+            match tokio::io::AsyncReadExt::read(tcp, &mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection")
 }
 
 async fn ws_connect(url: &str, origin: Option<&str>) -> Ws {
@@ -170,27 +203,19 @@ async fn garbage_forgeries_replays_and_wrong_keys_over_udp_and_tcp_are_counted()
     })
     .await;
 
-    // TCP: a length-prefixed garbage frame gets the connection closed.
+    // TCP: a length-prefixed garbage frame instead of the handshake gets the connection closed;
+    // nothing but the server's challenge ever came out.
     let mut tcp = tokio::net::TcpStream::connect(g.tcp_addr().unwrap())
         .await
         .unwrap();
     tcp.write_all(&[0, 0, 0, 5, 1, 2, 3, 4, 5]).await.unwrap();
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf))
-        .await
-        .expect("closed")
-        .unwrap_or(0);
-    assert_eq!(n, 0, "the server closed the TCP connection");
+    assert_eq!(read_to_close(&mut tcp).await, 4 + CHALLENGE_LEN);
     // A length prefix over the frame limit is refused before anything is buffered.
     let mut tcp = tokio::net::TcpStream::connect(g.tcp_addr().unwrap())
         .await
         .unwrap();
     tcp.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-    let n = tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf))
-        .await
-        .expect("closed")
-        .unwrap_or(0);
-    assert_eq!(n, 0);
+    assert_eq!(read_to_close(&mut tcp).await, 4 + CHALLENGE_LEN);
     still_serves(&g, seed_of(&g)).await;
     g.shutdown().await;
     assert_no_task_panicked();
@@ -214,27 +239,43 @@ async fn websocket_abuse_is_closed_with_a_reason() {
     let mut ws = ws_connect(&with_token, Some("http://evil.test")).await;
     assert_eq!(close_of(&mut ws).await.0, 4403, "origin");
 
-    // With the token (and an allowed origin) the server greets with its id.
+    // With the token (and an allowed origin) the server opens the handshake: its id, a nonce.
     let mut ws = ws_connect(&with_token, Some("http://app.test")).await;
-    let hello = ws.next().await.unwrap().unwrap().into_data();
-    assert_eq!(gossip_core::link::decode_hello(&hello), Ok(g.id()));
+    let challenge = ws.next().await.unwrap().unwrap().into_data();
+    assert_eq!(challenge.len(), CHALLENGE_LEN);
+    assert!(challenge.starts_with(CHALLENGE_MAGIC));
+    assert_eq!(&challenge[8..40], g.id().as_bytes());
     ws.send(WsMessage::Text("hello?".into())).await.unwrap();
     assert_eq!(close_of(&mut ws).await.0, 4415, "text");
 
+    // A frame instead of the handshake.
     let mut ws = ws_connect(&with_token, None).await;
     ws.send(WsMessage::Binary(vec![1u8; 100].into()))
         .await
         .unwrap();
-    assert_eq!(close_of(&mut ws).await.0, 4400, "garbage frame");
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 4400, "frame before the handshake: {reason}");
+    assert!(reason.contains("handshake"), "{reason}");
 
-    // A client's hello claiming to be a member would capture the route to it: refused.
+    // A proof whose signature does not verify (a recorded proof, or one for another nonce).
     let mut ws = ws_connect(&with_token, None).await;
-    let claim = gossip_core::link::encode_hello(&Identity::from_secret_bytes([9; 32]).id());
-    ws.send(WsMessage::Binary(claim.into())).await.unwrap();
-    assert_eq!(close_of(&mut ws).await.0, 4400, "hello from a client");
+    let challenge = ws.next().await.unwrap().unwrap().into_data();
+    let liar = Identity::from_secret_bytes([9; 32]);
+    let mut proof = Handshake::dial([1; 32], None)
+        .on_message(&liar, &challenge)
+        .unwrap()
+        .reply
+        .unwrap();
+    *proof.last_mut().unwrap() ^= 1;
+    ws.send(WsMessage::Binary(proof.into())).await.unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 4400, "bad proof: {reason}");
+    assert!(reason.contains("signature"), "{reason}");
 
+    // The handshake proves an identity, not the cluster key: a stranger gets this far.
     let mut ws = ws_connect(&with_token, None).await;
     let mut stranger = Forger::new(3, Some("22".repeat(32).parse().unwrap()));
+    assert_eq!(stranger.link(&mut ws).await, g.id());
     ws.send(WsMessage::Binary(stranger.join_via(g.id()).into()))
         .await
         .unwrap();
@@ -250,8 +291,8 @@ async fn websocket_abuse_is_closed_with_a_reason() {
 
     // A member whose token is right but whose frames are honest is served normally.
     let mut ws = ws_connect(&with_token, None).await;
-    let _hello = ws.next().await.unwrap().unwrap();
     let mut member = Forger::new(4, Some(key()));
+    member.link(&mut ws).await;
     ws.send(WsMessage::Binary(member.join_via(g.id()).into()))
         .await
         .unwrap();
@@ -277,8 +318,8 @@ async fn a_member_that_never_reads_is_disconnected() {
     })
     .await;
     let mut ws = ws_connect(&url, None).await;
-    let _hello = ws.next().await.unwrap().unwrap();
     let mut member = Forger::new(5, Some(key()));
+    member.link(&mut ws).await;
     ws.send(WsMessage::Binary(member.join_via(g.id()).into()))
         .await
         .unwrap();
@@ -354,8 +395,8 @@ async fn a_connection_that_never_proves_membership_is_closed_at_the_deadline() {
     .await;
     // A member proves itself before the deadline.
     let mut member_ws = ws_connect(&url, None).await;
-    let _hello = member_ws.next().await.unwrap().unwrap();
     let mut member = Forger::new(6, Some(key()));
+    member.link(&mut member_ws).await;
     member_ws
         .send(WsMessage::Binary(member.join_via(g.id()).into()))
         .await
@@ -374,14 +415,14 @@ async fn a_connection_that_never_proves_membership_is_closed_at_the_deadline() {
     let mut tcp = tokio::net::TcpStream::connect(g.tcp_addr().unwrap())
         .await
         .unwrap();
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf))
-        .await
-        .expect("the idle TCP connection is closed")
-        .unwrap_or(0);
-    assert_eq!(n, 0);
-    eventually(T, "both idle connections are counted", || async {
-        drops(&g, "unverified_timeout").await >= 2
+    assert_eq!(read_to_close(&mut tcp).await, 4 + CHALLENGE_LEN);
+    // So is one that finished the handshake (anyone can mint an identity) but sends no frame.
+    let mut linked = ws_connect(&url, None).await;
+    Forger::new(10, None).link(&mut linked).await;
+    let (code, reason) = close_of(&mut linked).await;
+    assert_eq!(code, 4428, "linked but silent: {reason}");
+    eventually(T, "the idle connections are counted", || async {
+        drops(&g, "handshake_timeout").await >= 2 && drops(&g, "unverified_timeout").await >= 1
     })
     .await;
 
@@ -400,6 +441,115 @@ async fn a_connection_that_never_proves_membership_is_closed_at_the_deadline() {
     .expect("the server keeps talking to its member");
     assert_eq!(next, None, "the verified member was disconnected");
     drop(member_ws);
+    g.shutdown().await;
+    assert_no_task_panicked();
+}
+
+/// A frame captured on the wire and replayed on a new connection binds nothing (issue 13,
+/// item 4). The "captured" frames are made with the victim's key but never sent by the victim:
+/// bytes an attacker can hold without the key, and new to the server's replay guard, so only the
+/// handshake stands between them and the victim's route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_frame_never_moves_a_route() {
+    let (g, url) = ws_server(|c| c).await;
+    let mut events = g.subscribe();
+    // The victim: a member the server relays over the victim's WebSocket.
+    let mut victim = Forger::new(7, Some(key()));
+    let mut victim_ws = ws_connect(&url, None).await;
+    assert_eq!(victim.link(&mut victim_ws).await, g.id());
+    victim_ws
+        .send(WsMessage::Binary(victim.join_via(g.id()).into()))
+        .await
+        .unwrap();
+    eventually(T, "the victim is a member", || async {
+        state_of(&g, &victim.id()).await.as_deref() == Some("alive")
+    })
+    .await;
+    let first = victim.broadcast("captured first");
+    let captured_first = victim.seal(&first);
+    let late = victim.broadcast("captured late");
+    let captured_late = victim.seal(&late);
+    // The victim's link drops: no route to it remains.
+    drop(victim_ws);
+    eventually(T, "the server saw the victim's link close", || async {
+        status(&g).await.counters.connections == 0
+    })
+    .await;
+
+    // 1. As the first message of a new connection, where the handshake belongs: closed, and
+    //    nothing but the challenge came out.
+    let mut tcp = tokio::net::TcpStream::connect(g.tcp_addr().unwrap())
+        .await
+        .unwrap();
+    let mut prefixed = (captured_first.len() as u32).to_be_bytes().to_vec();
+    prefixed.extend_from_slice(&captured_first);
+    tcp.write_all(&prefixed).await.unwrap();
+    assert_eq!(read_to_close(&mut tcp).await, 4 + CHALLENGE_LEN);
+    eventually(T, "the replay is counted", || async {
+        drops(&g, "frame_before_handshake").await >= 1
+    })
+    .await;
+
+    // 2. A member holding the cluster key links as itself, then replays the victim's frame as
+    //    its first frame. The server takes the frame (it is valid and new) but not the route.
+    let mut attacker = Forger::new(8, Some(key()));
+    let mut ws = ws_connect(&url, None).await;
+    assert_eq!(attacker.link(&mut ws).await, g.id());
+    ws.send(WsMessage::Binary(captured_late.into()))
+        .await
+        .unwrap();
+    let victim_id = victim.id();
+    tokio::time::timeout(T, async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Broadcast { from, data, .. })
+                    if from == victim_id && data == b"captured late" =>
+                {
+                    return;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the server handled the replayed frame");
+    ws.send(WsMessage::Binary(attacker.join_via(g.id()).into()))
+        .await
+        .unwrap();
+    let attacker_id = attacker.id();
+    eventually(T, "the attacker is a member", || async {
+        state_of(&g, &attacker_id).await.as_deref() == Some("alive")
+    })
+    .await;
+    // Nowhere to go: the victim has no link. It must not take the attacker's.
+    let _ = g.send(victim_id, "t", b"for the victim".to_vec()).await;
+    g.send(attacker_id, "t", b"marker".to_vec()).await.unwrap();
+    let mut frames = 0;
+    tokio::time::timeout(T, async {
+        loop {
+            let msg = ws.next().await.expect("open").expect("no error");
+            let WsMessage::Binary(bytes) = msg else {
+                continue;
+            };
+            frames += 1;
+            if let Some(Message::Application(ApplicationMessage::Direct(d))) = attacker.open(&bytes)
+            {
+                assert_ne!(
+                    d.to, victim_id,
+                    "a message for the victim came over the attacker's link"
+                );
+                if d.to == attacker_id && d.data.as_ref() == b"marker" {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the marker reaches the attacker");
+    assert!(frames >= 1);
+    drop(ws);
+    still_serves(&g, seed_of(&g)).await;
     g.shutdown().await;
     assert_no_task_panicked();
 }

@@ -60,9 +60,10 @@ async fn flood(hub: Gossip, url: String, stop: Arc<AtomicBool>) {
             .into(),
         )
         .unwrap();
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
+    ws_handshake(&mut ws, &Identity::from_secret_bytes([0x42; 32])).await;
     let (mut tx, mut rx) = ws.split();
     // Read whatever the hub sends, so it never closes this connection as a slow consumer.
     tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });

@@ -138,3 +138,41 @@ pub async fn drops(g: &Gossip, reason: &str) -> u64 {
         .copied()
         .unwrap_or(0)
 }
+
+/// A WebSocket client of the tests.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Runs the dialer's half of the link handshake over `ws` as `identity` (what a member does
+/// before its first frame); returns the server's proven id.
+pub async fn ws_handshake(ws: &mut Ws, identity: &gossip_core::Identity) -> NodeId {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    static NONCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Fresh per connection: a counter in a per-process random-enough prefix is all a test needs.
+    let mut nonce = [0u8; 32];
+    nonce[..8].copy_from_slice(
+        &NONCES
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_be_bytes(),
+    );
+    nonce[8..16].copy_from_slice(&u64::from(std::process::id()).to_be_bytes());
+    let mut handshake = gossip_core::link::Handshake::dial(nonce, None);
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("the server runs its half of the handshake")
+            .expect("open")
+            .expect("no error");
+        let Message::Binary(bytes) = msg else {
+            panic!("expected a handshake message, got {msg:?}");
+        };
+        let step = handshake.on_message(identity, &bytes).unwrap();
+        if let Some(reply) = step.reply {
+            ws.send(Message::Binary(reply.into())).await.unwrap();
+        }
+        if let Some(peer) = step.peer {
+            return peer;
+        }
+    }
+}

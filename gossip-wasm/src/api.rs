@@ -123,9 +123,10 @@ fn create(options: &JsValue) -> Result<Promise, GossipError> {
     };
     let keyring = opts.key.map_or_else(Keyring::unencrypted, Keyring::new);
     let origin_ms = js::performance_now();
+    let identity = Identity::from_secret_bytes(secret);
     let mut node = Node::new(
         opts.config,
-        Identity::from_secret_bytes(secret),
+        identity.clone(),
         keyring,
         Vec::new(),
         js::random_32()?,
@@ -137,6 +138,7 @@ fn create(options: &JsValue) -> Result<Promise, GossipError> {
     }
     let shared = State::new_shared(
         node,
+        identity,
         origin_ms,
         opts.seeds,
         opts.token,

@@ -14,10 +14,12 @@ use std::rc::{Rc, Weak};
 use gossip_core::groups::GroupId;
 use gossip_core::link::route::{self, DialBudget, Links, Route};
 use gossip_core::link::{
-    CloseCode, Decision, Outbox, Session, SessionConfig, decode_hello, is_hello, relay,
+    CloseCode, Decision, Handshake, Outbox, Session, SessionConfig, is_handshake, relay,
 };
 use gossip_core::streams::{StreamKey, StreamOutput, close_code};
-use gossip_core::{Address, Event, FailReason, Instant, Node, NodeId, RequestId, Transmit};
+use gossip_core::{
+    Address, Event, FailReason, Identity, Instant, Node, NodeId, RequestId, Transmit,
+};
 use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
@@ -179,8 +181,10 @@ struct Link {
     /// The seed URL (without the token).
     url: String,
     generation: u64,
-    /// The handshake: the server's hello, its first verified frame (the join went through),
-    /// and the deadline for it (the connect timeout).
+    /// The handshake with the server, until it proved who it is.
+    handshake: Handshake,
+    /// The link's rules: the handshake first, then its first verified frame (the join went
+    /// through), both by the deadline (the connect timeout).
     session: Session,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
@@ -260,6 +264,8 @@ pub(crate) struct DriverStats {
 pub(crate) struct State {
     pub node: Node,
     me: Weak<RefCell<State>>,
+    /// Signs this node's half of the handshake with its server.
+    identity: Identity,
     /// The cycle that keeps a joined node alive (as an open WebSocket keeps itself alive in
     /// JavaScript) until it leaves; every closure holds only a `Weak`.
     keepalive: Option<Shared>,
@@ -304,6 +310,7 @@ impl State {
     /// A stopped driver around `node`; [`State::start`] connects it.
     pub(crate) fn new_shared(
         node: Node,
+        identity: Identity,
         origin_ms: f64,
         seeds: Vec<String>,
         token: Option<String>,
@@ -313,6 +320,7 @@ impl State {
             RefCell::new(State {
                 node,
                 me: me.clone(),
+                identity,
                 keepalive: None,
                 origin_ms,
                 phase: Phase::Creating,
@@ -391,11 +399,19 @@ impl State {
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         let config = SessionConfig::default().with_verify_within_ms(self.connect_timeout_ms);
+        let nonce = match js::random_32() {
+            Ok(n) => n,
+            Err(e) => {
+                let reason = e.to_string();
+                return self.link_failed(now, JoinError::Connect { url, reason }, out);
+            }
+        };
         self.link = Some(Link {
             ws,
             url,
             generation,
-            session: Session::dialed(true, config).with_deadline(now),
+            handshake: Handshake::dial(nonce, None),
+            session: Session::dialed(now, config, None).with_deadline(now),
             _on_message: on_message,
             _on_close: on_close,
         });
@@ -502,12 +518,24 @@ impl State {
             return;
         }
         let bytes = Uint8Array::new(buf).to_vec();
-        let me = self.node.id();
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let decision = if is_hello(&bytes) {
-            link.session.on_hello(me, decode_hello(&bytes))
+        let decision = if link.session.linked().is_none() || is_handshake(&bytes) {
+            match link.handshake.on_message(&self.identity, &bytes) {
+                Ok(step) => {
+                    if let Some(reply) = step.reply
+                        && link.ws.send_with_u8_array(&reply).is_err()
+                    {
+                        self.stats.send_errors += 1;
+                    }
+                    match step.peer {
+                        Some(server) => link.session.on_linked(server),
+                        None => Decision::Keep,
+                    }
+                }
+                Err(e) => link.session.on_handshake_error(e),
+            }
         } else {
             match link.session.admit_frame() {
                 Decision::Keep => {
@@ -534,7 +562,7 @@ impl State {
         let url = link.url.clone();
         match decision {
             Decision::Keep => {}
-            Decision::Greeted(server) => {
+            Decision::Linked(server) => {
                 // The previous relay's link is gone: this is the browser's only connection.
                 let adopted = match relay::adopt(self.node.local(), server, |_| false) {
                     Some(r) => self
@@ -547,7 +575,7 @@ impl State {
                     self.node.join(now, &[Address::WebSocket(url)]);
                 }
             }
-            Decision::Bind(_) => {
+            Decision::Verified(_) => {
                 self.failures = 0;
                 self.on_joined(out);
             }
@@ -572,7 +600,7 @@ impl State {
                 let info = js_sys::Object::new();
                 if let Some(link) = &self.link {
                     js::set(&info, "url", &link.url.as_str().into());
-                    if let Some(server) = link.session.claimed() {
+                    if let Some(server) = link.session.linked() {
                         js::set(&info, "server", &server.to_string().into());
                     }
                 }
@@ -585,7 +613,7 @@ impl State {
     /// The server this node currently relays through, once its join went through.
     pub(crate) fn server(&self) -> Option<(NodeId, &str)> {
         let link = self.link.as_ref().filter(|l| l.verified())?;
-        Some((link.session.claimed()?, link.url.as_str()))
+        Some((link.session.linked()?, link.url.as_str()))
     }
 
     // ----- time ----------------------------------------------------------------------------
@@ -671,7 +699,7 @@ impl State {
 
     /// A browser has one connection: every frame goes to its server, which routes it.
     fn transmit(&mut self, t: &Transmit) {
-        let link = self.link.as_ref().filter(|l| l.session.claimed().is_some());
+        let link = self.link.as_ref().filter(|l| l.session.linked().is_some());
         let budget = self.node.config().udp_budget;
         let (Some(link), Route::Connection(())) =
             (link, route::route(t, &Uplink(link.is_some()), None, budget))

@@ -82,7 +82,7 @@ pub enum JoinError {
         /// The seed.
         url: String,
     },
-    /// The server broke the protocol (bad hello, first frame from someone else, text frames),
+    /// The server broke the protocol (a failed handshake, text frames),
     /// or closed the connection for a protocol reason of its own.
     #[error("{url} broke the gossip protocol: {reason}")]
     Protocol {
@@ -238,7 +238,7 @@ impl JoinError {
         let url = url.to_owned();
         match fault {
             Fault::Foreign(_) => JoinError::ClusterKey { url },
-            Fault::Unverified => JoinError::Connect {
+            Fault::Unverified | Fault::Unlinked => JoinError::Connect {
                 url,
                 reason: format!("no answer within {verify_within_ms} ms"),
             },
@@ -344,9 +344,13 @@ mod tests {
             late.to_string().contains("no answer within 5000 ms"),
             "{late}"
         );
-        let mismatch = JoinError::from_fault(url, Fault::OriginMismatch, 5_000);
+        let mismatch = JoinError::from_fault(
+            url,
+            Fault::Handshake(gossip_core::link::HandshakeError::WrongPeer),
+            5_000,
+        );
         assert_eq!(mismatch.code(), "PROTOCOL");
-        assert!(mismatch.to_string().contains("hello named"), "{mismatch}");
+        assert!(mismatch.to_string().contains("handshake"), "{mismatch}");
     }
 
     #[test]

@@ -9,13 +9,13 @@
 //! | 1000 | [`Normal`](CloseCode::Normal) | normal close (leaving, stopped) |
 //! | 1001 | [`GoingAway`](CloseCode::GoingAway) | the node is shutting down |
 //! | 1006 | [`Abnormal`](CloseCode::Abnormal) | never sent: a browser reports it when the connection dropped without a close frame |
-//! | 4400 | [`BadFrame`](CloseCode::BadFrame) | the peer broke the link protocol before it proved membership: a frame that failed to decode or authenticate (wrong cluster key, or not a gossip peer), too many refused frames, a hello from the wrong side, a bad or missing hello, a first frame from someone the hello did not name |
+//! | 4400 | [`BadFrame`](CloseCode::BadFrame) | the peer broke the link protocol before it proved membership: a frame that failed to decode or authenticate (wrong cluster key, or not a gossip peer), too many refused frames, a failed handshake (a frame before it, a proof that does not verify, another member than the one dialed) |
 //! | 4401 | [`Unauthorized`](CloseCode::Unauthorized) | missing or wrong token |
 //! | 4403 | [`Forbidden`](CloseCode::Forbidden) | `Origin` not in the allow-list |
 //! | 4408 | [`SlowConsumer`](CloseCode::SlowConsumer) | the peer does not read fast enough: its send queue overflowed |
 //! | 4413 | [`TooLarge`](CloseCode::TooLarge) | message larger than the frame limit |
 //! | 4415 | [`BinaryOnly`](CloseCode::BinaryOnly) | a text message (binary only) |
-//! | 4428 | [`NotVerified`](CloseCode::NotVerified) | no verified frame within the link's deadline ([`SessionConfig::verify_within_ms`](super::SessionConfig::verify_within_ms)) |
+//! | 4428 | [`NotVerified`](CloseCode::NotVerified) | no finished handshake, or no verified frame, within the link's deadline ([`SessionConfig::verify_within_ms`](super::SessionConfig::verify_within_ms)) |
 //! | 4429 | [`TooManyConnections`](CloseCode::TooManyConnections) | too many connections |
 
 use core::fmt;

@@ -67,12 +67,19 @@ impl fmt::Display for LinkDrop {
 mod tests {
     use super::*;
     use crate::DropReason;
+    use crate::link::HandshakeError;
 
     #[test]
     fn labels_are_distinct_and_keep_the_names_dashboards_use() {
         let all = [
-            LinkDrop::Closed(Fault::UnexpectedHello),
-            LinkDrop::Closed(Fault::OriginMismatch),
+            LinkDrop::Closed(Fault::TooManyRefusals),
+            LinkDrop::Closed(Fault::Handshake(HandshakeError::FrameFirst)),
+            LinkDrop::Closed(Fault::Handshake(HandshakeError::Signature)),
+            LinkDrop::Closed(Fault::Handshake(HandshakeError::WrongPeer)),
+            LinkDrop::Closed(Fault::Handshake(HandshakeError::Magic)),
+            LinkDrop::Closed(Fault::Foreign(DropReason::Unauthenticated)),
+            LinkDrop::Closed(Fault::Unlinked),
+            LinkDrop::Closed(Fault::Unverified),
             LinkDrop::NoRoute,
             LinkDrop::UdpSendFailed,
             LinkDrop::SlowConsumer,
@@ -85,8 +92,8 @@ mod tests {
             LinkDrop::InboundQueueFull,
         ];
         let mut labels: Vec<&str> = all.iter().map(|d| d.as_str()).collect();
-        assert_eq!(labels[0], "unexpected_hello");
-        assert_eq!(labels[1], "hello_mismatch");
+        assert_eq!(labels[0], "unverified_refusals");
+        assert_eq!(labels[1], "frame_before_handshake");
         assert_eq!(LinkDrop::SlowConsumer.to_string(), "slow_consumer");
         labels.sort_unstable();
         let n = labels.len();

@@ -80,6 +80,9 @@ pub enum HandshakeError {
     /// A message arrived out of order (a second challenge, an answer before the proof).
     #[error("handshake message out of order")]
     OutOfOrder,
+    /// A frame arrived before the handshake finished.
+    #[error("a frame before the handshake")]
+    FrameFirst,
 }
 
 /// Whether a message is a handshake message rather than a frame (the magic's common prefix).
@@ -284,6 +287,83 @@ impl Dialer {
     }
 }
 
+/// What one handshake message led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The message to send back, if any.
+    pub reply: Option<Vec<u8>>,
+    /// The peer, once proven: bind the connection to it ([`super::Session::on_linked`]).
+    pub peer: Option<NodeId>,
+}
+
+/// One side of a connection's handshake, whichever it is: what a driver holds from the moment a
+/// connection opens until its peer is proven.
+#[derive(Debug, Clone)]
+pub enum Handshake {
+    /// This node accepted the connection.
+    Accepting(Acceptor),
+    /// This node dialed it.
+    Dialing(Dialer),
+}
+
+impl Handshake {
+    /// An accepted connection: send the returned challenge before anything else.
+    pub fn accept(identity: &Identity, nonce: [u8; NONCE_LEN]) -> (Handshake, Vec<u8>) {
+        let (a, challenge) = Acceptor::start(identity, nonce);
+        (Handshake::Accepting(a), challenge)
+    }
+
+    /// A dialed connection, for `expected` when it was dialed for a known member; it waits for
+    /// the acceptor's challenge.
+    pub fn dial(nonce: [u8; NONCE_LEN], expected: Option<NodeId>) -> Handshake {
+        Handshake::Dialing(Dialer::new(nonce, expected))
+    }
+
+    /// The proven peer, once the handshake is done.
+    pub fn peer(&self) -> Option<NodeId> {
+        match self {
+            Handshake::Accepting(a) => a.peer(),
+            Handshake::Dialing(d) => d.peer(),
+        }
+    }
+
+    /// A message arrived before the peer was proven. Anything but the next handshake message
+    /// (a frame, a message out of order, one that does not verify) is an error: close the
+    /// connection with [`super::Fault::Handshake`].
+    pub fn on_message(
+        &mut self,
+        identity: &Identity,
+        bytes: &[u8],
+    ) -> Result<Step, HandshakeError> {
+        if !is_handshake(bytes) {
+            return Err(HandshakeError::FrameFirst);
+        }
+        if self.peer().is_some() {
+            return Err(HandshakeError::OutOfOrder);
+        }
+        match self {
+            Handshake::Accepting(a) => {
+                let (peer, answer) = a.on_proof(identity, bytes)?;
+                Ok(Step {
+                    reply: Some(answer),
+                    peer: Some(peer),
+                })
+            }
+            Handshake::Dialing(d) if bytes.starts_with(CHALLENGE_MAGIC) => {
+                let (_, proof) = d.on_challenge(identity, bytes)?;
+                Ok(Step {
+                    reply: Some(proof),
+                    peer: None,
+                })
+            }
+            Handshake::Dialing(d) => Ok(Step {
+                reply: None,
+                peer: Some(d.on_answer(bytes)?),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +532,50 @@ mod tests {
             missing.is_empty(),
             "docs/PROTOCOL.md misses the golden vector:\n{}",
             missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_wrapper_runs_both_sides_and_refuses_frames_and_extra_messages() {
+        let (acc_id, dial_id) = pair();
+        let (mut acceptor, challenge) = Handshake::accept(&acc_id, [0x11; NONCE_LEN]);
+        let mut dialer = Handshake::dial([0x22; NONCE_LEN], Some(acc_id.id()));
+        // A frame (version byte 1) where a handshake message belongs.
+        assert_eq!(
+            dialer.clone().on_message(&dial_id, &[1, 2, 3]),
+            Err(HandshakeError::FrameFirst)
+        );
+        let proof = dialer.on_message(&dial_id, &challenge).unwrap();
+        assert_eq!(proof.peer, None);
+        let proof = proof.reply.unwrap();
+        let answer = acceptor.on_message(&acc_id, &proof).unwrap();
+        assert_eq!(answer.peer, Some(dial_id.id()));
+        assert_eq!(acceptor.peer(), Some(dial_id.id()));
+        let done = dialer.on_message(&dial_id, &answer.reply.unwrap()).unwrap();
+        assert_eq!(
+            done,
+            Step {
+                reply: None,
+                peer: Some(acc_id.id())
+            }
+        );
+        assert_eq!(dialer.peer(), Some(acc_id.id()));
+        // Once linked, any further handshake message is out of order, on both sides.
+        assert_eq!(
+            dialer.on_message(&dial_id, &challenge),
+            Err(HandshakeError::OutOfOrder)
+        );
+        assert_eq!(
+            acceptor.on_message(&acc_id, &proof),
+            Err(HandshakeError::OutOfOrder)
+        );
+        // A dialer waiting for a challenge is handed an answer.
+        let mut early = Handshake::dial([0x33; NONCE_LEN], None);
+        let mut answer = ANSWER_MAGIC.to_vec();
+        answer.extend_from_slice(&[0; SIGNATURE_LEN]);
+        assert_eq!(
+            early.on_message(&dial_id, &answer),
+            Err(HandshakeError::OutOfOrder)
         );
     }
 }

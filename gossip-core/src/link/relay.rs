@@ -2,9 +2,9 @@
 //!
 //! A node with no address of its own (a browser, or a native node started without listeners)
 //! is reached through a server it dialed: its address is [`Address::Relayed`]`(server)`. The
-//! first server that greets it ([`Decision::Greeted`](super::Decision::Greeted)) becomes its
+//! first server whose handshake proves it ([`Decision::Linked`](super::Decision::Linked)) becomes its
 //! relay and stays so while that connection lives; when the connection to the relay closes, the
-//! node joins again through its seeds, and the next server to greet becomes the relay.
+//! node joins again through its seeds, and the next server to link becomes the relay.
 
 use crate::Address;
 use crate::identity::NodeId;
@@ -18,12 +18,12 @@ pub fn listens(local: &Member) -> bool {
         .any(|a| !matches!(a, Address::Relayed(_)))
 }
 
-/// `server` greeted this node over a new link: the relay to adopt (call
+/// `server` proved itself over a new link this node dialed: the relay to adopt (call
 /// [`Node::set_addresses`](crate::Node::set_addresses) with `vec![Address::Relayed(it)]`), or
 /// `None` when the node listens or still holds a live link to its current relay
 /// (`relay_link_open` says whether it does, not counting the new link).
 ///
-/// Greeted again by the relay it lost, the node adopts it again: `set_addresses` announces a new
+/// Linked again to the relay it lost, the node adopts it again: `set_addresses` announces a new
 /// incarnation, which outranks the suspicion or death the lost link may have caused.
 pub fn adopt(
     local: &Member,

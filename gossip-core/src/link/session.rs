@@ -1,22 +1,28 @@
-//! One connection's handshake rules, the same for every driver.
+//! One connection's rules from its first byte to its first verified frame, the same for every
+//! driver.
 //!
-//! A [`Session`] follows one connection (TCP or WebSocket, dialed or accepted) from its first
-//! message until a frame from a member verifies on it, and tells the driver what to do with
-//! each step as a [`Decision`]. The driver only executes it: it never decides on its own
-//! whether a hello, a refused frame or a silent peer ends the connection.
+//! A [`Session`] follows one connection (TCP or WebSocket, dialed or accepted) and tells the
+//! driver what to do at each step as a [`Decision`]. The driver only executes it: it never
+//! decides on its own whether a handshake, a refused frame or a silent peer ends the connection.
 //!
 //! # The rules
 //!
-//! - **Hello.** Only the accepting side of a WebSocket sends one, first ([`super::encode_hello`]).
-//!   On the dialing side of a link that carries a hello, a frame before it, a second hello, an
-//!   undecodable hello, or a hello naming this very node closes the link. A hello arriving at the
-//!   accepting side (or over TCP) closes it too: a client claiming another member's id must not
-//!   capture the route to that member.
-//! - **First verified frame.** The first frame whose signature verifies
-//!   ([`Node::handle_packet`](crate::Node::handle_packet) returns its origin) binds the link to
-//!   that origin ([`Decision::Bind`]). When a hello named a server, the origin must be that
-//!   server or a member relayed by it (a server forwards the frames of the browsers it relays over
-//!   the same connection); anything else closes the link.
+//! - **Handshake first.** Before any frame, the two sides run the [`handshake`](super::handshake)
+//!   (each signs the other's fresh nonce). The driver feeds its messages to a
+//!   [`Handshake`](super::handshake::Handshake) and, once the peer is proven, calls
+//!   [`Session::on_linked`]: the connection is bound to that member ([`Decision::Linked`]).
+//!   Only a handshake binds a connection: a frame, whoever signed it, never moves a route, so a
+//!   frame captured on the wire and replayed on a new connection captures nothing. A frame
+//!   before the handshake finished, or a handshake message after it, closes the link. A dialed
+//!   link whose acceptor proves to be another member than the one dialed for is closed.
+//! - **First verified frame.** The handshake proves an identity key, not the cluster key: a
+//!   stranger can mint an identity. The first frame that verifies
+//!   ([`Node::handle_packet`](crate::Node::handle_packet) returns its origin) and comes from the
+//!   linked peer, or from a member that peer relays (a server forwards the frames of the
+//!   browsers it relays over the same connection), proves membership ([`Decision::Verified`]);
+//!   an accepted connection then moves from the pending budget to the established one. A
+//!   verified frame of another origin does not count (it may be a replay of someone else's
+//!   frame) and is tolerated like a refusal.
 //! - **Refused frames before that.** A frame refused as *foreign* ([`Refused::is_foreign`]:
 //!   undecodable, unauthenticated, another protocol version) closes the link at once. A
 //!   member never sends one: stream transports deliver its bytes intact, and every member holds
@@ -25,10 +31,11 @@
 //!   come from an honest member (a relay forwarding a frame this node already has, a clock a
 //!   little off), so up to [`SessionConfig::max_refusals`] are tolerated; one more closes the
 //!   link, because a peer that only ever replays captured frames must not hold a connection.
-//! - **Deadline.** A link that must prove membership (every accepted one; a browser's uplink)
-//!   is closed when no frame verified within [`SessionConfig::verify_within_ms`]: an idle
-//!   connection holds a slot of the connection limit without being a member. A native node's
-//!   dialed link has no deadline: its peer may answer over another route it already holds.
+//! - **Deadline.** Every link must finish its handshake within
+//!   [`SessionConfig::verify_within_ms`]. A link that must prove membership (every accepted one;
+//!   a browser's uplink) must also carry a verified frame by then: an idle connection holds a
+//!   slot of the connection limit without being a member. A native node's dialed link needs
+//!   no verified frame: its peer may answer over another route it already holds.
 //! - **After verification** nothing the session sees closes the link: the engine counts what it
 //!   refuses, and a verified member's connection is not dropped for one bad frame.
 
@@ -38,12 +45,13 @@ use crate::drop_reason::{DropReason, Refused};
 use crate::identity::NodeId;
 use crate::time::Instant;
 
-use super::HelloError;
 use super::close::CloseCode;
+use super::handshake::HandshakeError;
 
-/// How long a link that must prove membership waits for its first verified frame, by default.
-/// Short: a member sends its first frame as soon as it connects, and until then the link holds a
-/// slot of the pending budget that a silent peer must not keep.
+/// How long a link has for its handshake and, when it must prove membership, its first verified
+/// frame, by default. Short: a member answers the handshake and sends its first frame as soon as
+/// it connects, and until then the link holds a slot of the pending budget that a silent peer
+/// must not keep.
 pub const DEFAULT_VERIFY_WITHIN_MS: u64 = 3_000;
 
 /// Refused (non-foreign) frames tolerated before the first verified one, by default.
@@ -53,8 +61,9 @@ pub const DEFAULT_MAX_REFUSALS: u32 = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionConfig {
-    /// A link with a deadline is closed ([`CloseCode::NotVerified`]) when no frame verified
-    /// within this many milliseconds of its start.
+    /// A link is closed ([`CloseCode::NotVerified`]) when its handshake (and, if it must prove
+    /// membership, its first verified frame) did not happen within this many milliseconds of
+    /// its start.
     pub verify_within_ms: u64,
     /// Refused frames that are not foreign tolerated before the first verified frame; one more
     /// closes the link.
@@ -88,22 +97,15 @@ impl SessionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Fault {
-    /// A hello arrived at the accepting side, or over a link that carries none.
-    UnexpectedHello,
-    /// The hello does not decode.
-    BadHello(HelloError),
-    /// A frame arrived before the hello.
-    HelloMissing,
-    /// A second hello.
-    SecondHello,
-    /// The hello names this very node (it dialed itself).
-    OwnHello,
-    /// The first verified frame is from neither the server the hello named nor a member it relays.
-    OriginMismatch,
+    /// The handshake failed: a frame before it, a message out of order, a proof that does not
+    /// verify, the wrong peer.
+    Handshake(HandshakeError),
     /// A frame before the first verified one was refused as foreign.
     Foreign(DropReason),
     /// More than [`SessionConfig::max_refusals`] frames were refused before one verified.
     TooManyRefusals,
+    /// The handshake did not finish in time.
+    Unlinked,
     /// No frame verified before the deadline.
     Unverified,
 }
@@ -112,7 +114,7 @@ impl Fault {
     /// The close code the link is closed with.
     pub fn code(self) -> CloseCode {
         match self {
-            Fault::Unverified => CloseCode::NotVerified,
+            Fault::Unverified | Fault::Unlinked => CloseCode::NotVerified,
             _ => CloseCode::BadFrame,
         }
     }
@@ -120,14 +122,13 @@ impl Fault {
     /// A short, stable label for drop counters.
     pub fn label(self) -> &'static str {
         match self {
-            Fault::UnexpectedHello => "unexpected_hello",
-            Fault::BadHello(_) => "bad_hello",
-            Fault::HelloMissing => "hello_missing",
-            Fault::SecondHello => "second_hello",
-            Fault::OwnHello => "own_hello",
-            Fault::OriginMismatch => "hello_mismatch",
+            Fault::Handshake(HandshakeError::FrameFirst) => "frame_before_handshake",
+            Fault::Handshake(HandshakeError::WrongPeer) => "handshake_wrong_peer",
+            Fault::Handshake(HandshakeError::Signature) => "handshake_signature",
+            Fault::Handshake(_) => "bad_handshake",
             Fault::Foreign(_) => "foreign_frame",
             Fault::TooManyRefusals => "unverified_refusals",
+            Fault::Unlinked => "handshake_timeout",
             Fault::Unverified => "unverified_timeout",
         }
     }
@@ -137,14 +138,7 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::UnexpectedHello => f.write_str("only the accepting side sends a hello"),
-            Fault::BadHello(e) => write!(f, "bad hello: {e}"),
-            Fault::HelloMissing => f.write_str("expected a hello first"),
-            Fault::SecondHello => f.write_str("a second hello"),
-            Fault::OwnHello => f.write_str("the hello claims our own id"),
-            Fault::OriginMismatch => {
-                f.write_str("first frame is not from the node the hello named")
-            }
+            Fault::Handshake(e) => write!(f, "handshake failed: {e}"),
             Fault::Foreign(reason) => write!(
                 f,
                 "frame failed to decode or authenticate ({reason}): wrong cluster key?"
@@ -152,22 +146,24 @@ impl fmt::Display for Fault {
             Fault::TooManyRefusals => {
                 f.write_str("too many frames refused before one verified (replays or clock drift)")
             }
+            Fault::Unlinked => f.write_str("no handshake in time"),
             Fault::Unverified => f.write_str("no verified frame in time"),
         }
     }
 }
 
-/// What the driver does after a step of the handshake.
+/// What the driver does after a step of the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Nothing: keep the link as it is.
     Keep,
-    /// The accepting side greeted with its id (a claim until a frame verifies). A node that
-    /// cannot listen may adopt it as its relay ([`super::relay::adopt`]).
-    Greeted(NodeId),
-    /// The first frame verified: the link carries frames of this member. Route to it over the
-    /// link unless another live link is already bound to it.
-    Bind(NodeId),
+    /// The handshake proved the peer: route to it over the link unless another live link is
+    /// already bound to it. A node that cannot listen may adopt it as its relay
+    /// ([`super::relay::adopt`]).
+    Linked(NodeId),
+    /// The first frame from the peer (or a member it relays) verified: it holds the cluster key.
+    /// An accepted link moves to the established budget.
+    Verified(NodeId),
     /// Close the link with this code; the fault says why (and is the reason text).
     Close(CloseCode, Fault),
 }
@@ -178,51 +174,52 @@ impl Decision {
     }
 }
 
-/// The handshake state of one connection. See the [module documentation](self) for the rules.
+/// The state of one connection. See the [module documentation](self) for the rules.
 #[derive(Debug, Clone)]
 pub struct Session {
     config: SessionConfig,
     dialed: bool,
-    /// The dialing side of a link whose acceptor sends a hello (WebSocket).
-    greeted: bool,
-    claimed: Option<NodeId>,
+    /// The member a dialed link was opened for.
+    expected: Option<NodeId>,
+    linked: Option<NodeId>,
     verified: Option<NodeId>,
     refusals: u32,
-    deadline: Option<Instant>,
+    deadline: Instant,
+    /// The deadline also requires a verified frame, not only the handshake.
+    must_verify: bool,
 }
 
 impl Session {
-    /// A connection this node accepted: the peer must prove membership by the deadline.
+    /// A connection this node accepted: the peer must finish the handshake and prove membership
+    /// by the deadline.
     pub fn accepted(now: Instant, config: SessionConfig) -> Session {
-        Session {
-            config,
-            dialed: false,
-            greeted: false,
-            claimed: None,
-            verified: None,
-            refusals: 0,
-            deadline: None,
-        }
-        .with_deadline(now)
+        Session::new(now, config, false, None).with_deadline(now)
     }
 
-    /// A connection this node dialed; `greeted` when its acceptor sends a hello first
-    /// (WebSocket). No deadline unless [`Session::with_deadline`] sets one.
-    pub fn dialed(greeted: bool, config: SessionConfig) -> Session {
+    /// A connection this node dialed, for `expected` when it was dialed for a known member. It
+    /// must finish its handshake by the deadline; a verified frame only when
+    /// [`Session::with_deadline`] asks for one.
+    pub fn dialed(now: Instant, config: SessionConfig, expected: Option<NodeId>) -> Session {
+        Session::new(now, config, true, expected)
+    }
+
+    fn new(now: Instant, config: SessionConfig, dialed: bool, expected: Option<NodeId>) -> Session {
         Session {
             config,
-            dialed: true,
-            greeted,
-            claimed: None,
+            dialed,
+            expected,
+            linked: None,
             verified: None,
             refusals: 0,
-            deadline: None,
+            deadline: now.plus_millis(config.verify_within_ms),
+            must_verify: false,
         }
     }
 
     /// Requires a verified frame within [`SessionConfig::verify_within_ms`] of `now`.
     pub fn with_deadline(mut self, now: Instant) -> Session {
-        self.deadline = Some(now.plus_millis(self.config.verify_within_ms));
+        self.deadline = now.plus_millis(self.config.verify_within_ms);
+        self.must_verify = true;
         self
     }
 
@@ -231,9 +228,9 @@ impl Session {
         self.dialed
     }
 
-    /// The id the peer's hello claimed.
-    pub fn claimed(&self) -> Option<NodeId> {
-        self.claimed
+    /// The peer the handshake proved.
+    pub fn linked(&self) -> Option<NodeId> {
+        self.linked
     }
 
     /// The origin of the first verified frame.
@@ -246,34 +243,35 @@ impl Session {
         self.refusals
     }
 
-    /// When [`Session::on_timeout`] will close the link, while no frame verified.
+    /// When [`Session::on_timeout`] will close the link, while it still has something to prove.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline.filter(|_| self.verified.is_none())
+        let pending = self.linked.is_none() || (self.must_verify && self.verified.is_none());
+        pending.then_some(self.deadline)
     }
 
-    /// A hello arrived (`hello` is [`super::decode_hello`]'s result); `local` is this node's id.
-    pub fn on_hello(&mut self, local: NodeId, hello: Result<NodeId, HelloError>) -> Decision {
-        if !self.dialed || !self.greeted {
-            return Decision::close(Fault::UnexpectedHello);
+    /// The handshake failed ([`Handshake::on_message`](super::handshake::Handshake::on_message)
+    /// returned `error`).
+    pub fn on_handshake_error(&self, error: HandshakeError) -> Decision {
+        Decision::close(Fault::Handshake(error))
+    }
+
+    /// The handshake proved `peer`.
+    pub fn on_linked(&mut self, peer: NodeId) -> Decision {
+        if self.linked.is_some() {
+            return Decision::close(Fault::Handshake(HandshakeError::OutOfOrder));
         }
-        if self.claimed.is_some() {
-            return Decision::close(Fault::SecondHello);
+        if self.expected.is_some_and(|e| e != peer) {
+            return Decision::close(Fault::Handshake(HandshakeError::WrongPeer));
         }
-        match hello {
-            Err(e) => Decision::close(Fault::BadHello(e)),
-            Ok(id) if id == local => Decision::close(Fault::OwnHello),
-            Ok(id) => {
-                self.claimed = Some(id);
-                Decision::Greeted(id)
-            }
-        }
+        self.linked = Some(peer);
+        Decision::Linked(peer)
     }
 
     /// Whether a frame that just arrived may reach the engine: [`Decision::Keep`], or a close
-    /// when the hello that must come first did not.
+    /// when the handshake has not finished.
     pub fn admit_frame(&self) -> Decision {
-        if self.greeted && self.claimed.is_none() {
-            Decision::close(Fault::HelloMissing)
+        if self.linked.is_none() {
+            Decision::close(Fault::Handshake(HandshakeError::FrameFirst))
         } else {
             Decision::Keep
         }
@@ -290,18 +288,18 @@ impl Session {
             return Decision::Keep;
         }
         match result {
-            Ok(origin) => {
-                if let Some(claimed) = self.claimed
-                    && claimed != *origin
-                    && relay_of(origin) != Some(claimed)
-                {
-                    return Decision::close(Fault::OriginMismatch);
-                }
+            Ok(origin)
+                if self
+                    .linked
+                    .is_some_and(|peer| peer == *origin || relay_of(origin) == Some(peer)) =>
+            {
                 self.verified = Some(*origin);
-                Decision::Bind(*origin)
+                Decision::Verified(*origin)
             }
             Err(refused) if refused.is_foreign() => Decision::close(Fault::Foreign(refused.reason)),
-            Err(_) => {
+            // A refusal, or a frame of someone the peer does not relay (a replay proves nothing
+            // about the peer).
+            _ => {
                 self.refusals = self.refusals.saturating_add(1);
                 if self.refusals > self.config.max_refusals {
                     Decision::close(Fault::TooManyRefusals)
@@ -312,10 +310,14 @@ impl Session {
         }
     }
 
-    /// Time passed: closes the link when its deadline passed without a verified frame.
+    /// Time passed: closes the link when its deadline passed with something still unproven.
     pub fn on_timeout(&self, now: Instant) -> Decision {
         match self.deadline() {
-            Some(deadline) if now >= deadline => Decision::close(Fault::Unverified),
+            Some(deadline) if now >= deadline => Decision::close(if self.linked.is_none() {
+                Fault::Unlinked
+            } else {
+                Fault::Unverified
+            }),
             _ => Decision::Keep,
         }
     }
@@ -325,7 +327,6 @@ impl Session {
 mod tests {
     use super::*;
     use crate::identity::NODE_ID_LEN;
-    use crate::link::{decode_hello, encode_hello};
 
     fn id(b: u8) -> NodeId {
         NodeId::from_bytes([b; NODE_ID_LEN])
@@ -335,7 +336,6 @@ mod tests {
         Err(Refused { reason })
     }
 
-    const ME: u8 = 1;
     const SERVER: u8 = 2;
     const BROWSER: u8 = 3;
     const STRANGER: u8 = 4;
@@ -344,21 +344,69 @@ mod tests {
         None
     }
 
-    fn greeted_session() -> Session {
-        let mut s = Session::dialed(true, SessionConfig::default());
-        let hello = decode_hello(&encode_hello(&id(SERVER)));
-        assert_eq!(s.on_hello(id(ME), hello), Decision::Greeted(id(SERVER)));
+    fn t0() -> Instant {
+        Instant::from_micros(0)
+    }
+
+    fn linked(mut s: Session, peer: u8) -> Session {
+        assert_eq!(s.on_linked(id(peer)), Decision::Linked(id(peer)));
         s
     }
 
+    fn accepted_from(peer: u8) -> Session {
+        linked(Session::accepted(t0(), SessionConfig::default()), peer)
+    }
+
     #[test]
-    fn an_accepted_link_binds_to_its_first_verified_origin() {
-        let mut s = Session::accepted(Instant::from_micros(0), SessionConfig::default());
+    fn no_frame_passes_before_the_handshake() {
+        let s = Session::accepted(t0(), SessionConfig::default());
+        let early = Decision::Close(
+            CloseCode::BadFrame,
+            Fault::Handshake(HandshakeError::FrameFirst),
+        );
+        assert_eq!(s.admit_frame(), early);
+        let d = Session::dialed(t0(), SessionConfig::default(), None);
+        assert_eq!(d.admit_frame(), early);
+        assert_eq!(accepted_from(BROWSER).admit_frame(), Decision::Keep);
+    }
+
+    #[test]
+    fn a_link_is_bound_once_and_only_to_the_member_dialed() {
+        let mut s = accepted_from(BROWSER);
+        assert_eq!(s.linked(), Some(id(BROWSER)));
+        assert_eq!(
+            s.on_linked(id(STRANGER)),
+            Decision::Close(
+                CloseCode::BadFrame,
+                Fault::Handshake(HandshakeError::OutOfOrder)
+            )
+        );
+        assert_eq!(
+            s.linked(),
+            Some(id(BROWSER)),
+            "a second link changes nothing"
+        );
+
+        let mut d = Session::dialed(t0(), SessionConfig::default(), Some(id(SERVER)));
+        assert_eq!(
+            d.on_linked(id(STRANGER)),
+            Decision::Close(
+                CloseCode::BadFrame,
+                Fault::Handshake(HandshakeError::WrongPeer)
+            )
+        );
+        assert_eq!(d.linked(), None);
+        assert!(d.is_dialed());
+        assert_eq!(linked(d, SERVER).linked(), Some(id(SERVER)));
+    }
+
+    #[test]
+    fn the_first_verified_frame_of_the_peer_proves_membership() {
+        let mut s = accepted_from(BROWSER);
         assert!(!s.is_dialed());
-        assert_eq!(s.admit_frame(), Decision::Keep);
         assert_eq!(
             s.on_frame(&Ok(id(BROWSER)), no_relay),
-            Decision::Bind(id(BROWSER))
+            Decision::Verified(id(BROWSER))
         );
         assert_eq!(s.verified(), Some(id(BROWSER)));
         // Later frames, even foreign ones, never close a verified link.
@@ -371,13 +419,39 @@ mod tests {
     }
 
     #[test]
+    fn a_verified_frame_of_someone_else_proves_nothing() {
+        // A stranger that minted an identity for the handshake replays a member's frame.
+        let config = SessionConfig::default().with_max_refusals(2);
+        let mut s = linked(Session::accepted(t0(), config), STRANGER);
+        assert_eq!(s.on_frame(&Ok(id(SERVER)), no_relay), Decision::Keep);
+        assert_eq!(s.verified(), None);
+        // Relayed by someone else is no better.
+        assert_eq!(
+            s.on_frame(&Ok(id(BROWSER)), |_| Some(id(SERVER))),
+            Decision::Keep
+        );
+        assert_eq!(
+            s.on_frame(&Ok(id(SERVER)), no_relay),
+            Decision::Close(CloseCode::BadFrame, Fault::TooManyRefusals)
+        );
+
+        // A member the peer relays does prove it (a server forwards its browsers' frames).
+        let mut s = linked(Session::dialed(t0(), config, None), SERVER);
+        let relayed_by_server = |o: &NodeId| (*o == id(BROWSER)).then_some(id(SERVER));
+        assert_eq!(
+            s.on_frame(&Ok(id(BROWSER)), relayed_by_server),
+            Decision::Verified(id(BROWSER))
+        );
+    }
+
+    #[test]
     fn a_foreign_first_frame_closes_at_once() {
         for reason in [
             DropReason::Malformed,
             DropReason::Unauthenticated,
             DropReason::Incompatible,
         ] {
-            let mut s = Session::accepted(Instant::from_micros(0), SessionConfig::default());
+            let mut s = accepted_from(BROWSER);
             let d = s.on_frame(&refused(reason), no_relay);
             assert_eq!(
                 d,
@@ -390,7 +464,7 @@ mod tests {
     #[test]
     fn duplicates_and_replays_are_tolerated_up_to_the_bound() {
         let config = SessionConfig::default().with_max_refusals(3);
-        let mut s = Session::accepted(Instant::from_micros(0), config);
+        let mut s = linked(Session::accepted(t0(), config), SERVER);
         let kinds = [
             DropReason::Duplicate,
             DropReason::Replayed,
@@ -405,8 +479,8 @@ mod tests {
             Decision::Close(CloseCode::BadFrame, Fault::TooManyRefusals)
         );
 
-        // Within the bound, a verified frame still binds.
-        let mut s = Session::accepted(Instant::from_micros(0), config);
+        // Within the bound, a verified frame still counts.
+        let mut s = linked(Session::accepted(t0(), config), SERVER);
         for _ in 0..3 {
             assert_eq!(
                 s.on_frame(&refused(DropReason::Replayed), no_relay),
@@ -415,104 +489,12 @@ mod tests {
         }
         assert_eq!(
             s.on_frame(&Ok(id(SERVER)), no_relay),
-            Decision::Bind(id(SERVER))
+            Decision::Verified(id(SERVER))
         );
     }
 
     #[test]
-    fn a_hello_only_counts_on_the_dialing_side_of_a_greeted_link() {
-        let hello = Ok(id(SERVER));
-        let unexpected = Decision::Close(CloseCode::BadFrame, Fault::UnexpectedHello);
-        let mut accepted = Session::accepted(Instant::from_micros(0), SessionConfig::default());
-        assert_eq!(accepted.on_hello(id(ME), hello), unexpected);
-        assert_eq!(accepted.claimed(), None);
-        let mut tcp = Session::dialed(false, SessionConfig::default());
-        assert_eq!(tcp.on_hello(id(ME), hello), unexpected);
-
-        let mut s = greeted_session();
-        assert_eq!(s.claimed(), Some(id(SERVER)));
-        assert_eq!(
-            s.on_hello(id(ME), Ok(id(STRANGER))),
-            Decision::Close(CloseCode::BadFrame, Fault::SecondHello)
-        );
-        assert_eq!(
-            s.claimed(),
-            Some(id(SERVER)),
-            "a second hello changes nothing"
-        );
-
-        let mut s = Session::dialed(true, SessionConfig::default());
-        assert_eq!(
-            s.on_hello(id(ME), Ok(id(ME))),
-            Decision::Close(CloseCode::BadFrame, Fault::OwnHello)
-        );
-        let short = decode_hello(&encode_hello(&id(SERVER))[..5]);
-        assert_eq!(
-            s.on_hello(id(ME), short),
-            Decision::Close(CloseCode::BadFrame, Fault::BadHello(HelloError::Length(5)))
-        );
-    }
-
-    #[test]
-    fn a_greeted_link_wants_its_hello_before_any_frame() {
-        let s = Session::dialed(true, SessionConfig::default());
-        assert_eq!(
-            s.admit_frame(),
-            Decision::Close(CloseCode::BadFrame, Fault::HelloMissing)
-        );
-        assert_eq!(greeted_session().admit_frame(), Decision::Keep);
-        assert_eq!(
-            Session::dialed(false, SessionConfig::default()).admit_frame(),
-            Decision::Keep
-        );
-    }
-
-    #[test]
-    fn the_first_verified_origin_must_be_the_greeter_or_one_it_relays() {
-        let mut s = greeted_session();
-        assert_eq!(
-            s.on_frame(&Ok(id(STRANGER)), no_relay),
-            Decision::Close(CloseCode::BadFrame, Fault::OriginMismatch)
-        );
-        assert_eq!(s.verified(), None);
-        // A stranger relayed by someone else is no better.
-        let mut s = greeted_session();
-        assert_eq!(
-            s.on_frame(&Ok(id(STRANGER)), |_| Some(id(STRANGER))),
-            Decision::Close(CloseCode::BadFrame, Fault::OriginMismatch)
-        );
-
-        let mut s = greeted_session();
-        let relayed_by_server = |o: &NodeId| (*o == id(BROWSER)).then_some(id(SERVER));
-        assert_eq!(
-            s.on_frame(&Ok(id(BROWSER)), relayed_by_server),
-            Decision::Bind(id(BROWSER))
-        );
-
-        let mut s = greeted_session();
-        assert_eq!(
-            s.on_frame(&Ok(id(SERVER)), no_relay),
-            Decision::Bind(id(SERVER))
-        );
-    }
-
-    #[test]
-    fn a_replayed_or_duplicate_first_frame_does_not_verify_the_greeter() {
-        let mut s = greeted_session().clone();
-        assert_eq!(
-            s.on_frame(&refused(DropReason::Duplicate), no_relay),
-            Decision::Keep
-        );
-        assert_eq!(
-            s.on_frame(&refused(DropReason::Replayed), no_relay),
-            Decision::Keep
-        );
-        assert_eq!(s.verified(), None);
-        assert_eq!(s.refusals(), 2);
-    }
-
-    #[test]
-    fn the_deadline_closes_only_unverified_links() {
+    fn the_deadline_closes_links_with_something_left_to_prove() {
         let config = SessionConfig::default().with_verify_within_ms(500);
         let start = Instant::from_micros(1_000);
         let s = Session::accepted(start, config);
@@ -520,25 +502,38 @@ mod tests {
         assert_eq!(s.on_timeout(start.plus_millis(499)), Decision::Keep);
         assert_eq!(
             s.on_timeout(start.plus_millis(500)),
+            Decision::Close(CloseCode::NotVerified, Fault::Unlinked)
+        );
+        // Linked but not verified: still due.
+        let mut s = linked(Session::accepted(start, config), BROWSER);
+        assert_eq!(
+            s.on_timeout(start.plus_millis(500)),
             Decision::Close(CloseCode::NotVerified, Fault::Unverified)
         );
-
-        let mut s = Session::accepted(start, config);
         assert_eq!(
             s.on_frame(&Ok(id(BROWSER)), no_relay),
-            Decision::Bind(id(BROWSER))
+            Decision::Verified(id(BROWSER))
         );
         assert_eq!(s.deadline(), None);
         assert_eq!(s.on_timeout(start.plus_millis(10_000)), Decision::Keep);
 
-        // A native node's dial has none unless asked; a browser's uplink asks.
-        let dialed = Session::dialed(false, config);
+        // A native node's dial must finish its handshake, nothing more; a browser's uplink
+        // must also verify.
+        let dialed = Session::dialed(start, config, None);
+        assert_eq!(
+            dialed.on_timeout(start.plus_millis(500)),
+            Decision::Close(CloseCode::NotVerified, Fault::Unlinked)
+        );
+        let dialed = linked(dialed, SERVER);
         assert_eq!(dialed.deadline(), None);
         assert_eq!(
             dialed.on_timeout(start.plus_millis(u64::MAX / 2_000)),
             Decision::Keep
         );
-        let uplink = Session::dialed(true, config).with_deadline(start);
+        let uplink = linked(
+            Session::dialed(start, config, None).with_deadline(start),
+            SERVER,
+        );
         assert_eq!(
             uplink.on_timeout(start.plus_millis(500)),
             Decision::Close(CloseCode::NotVerified, Fault::Unverified)
@@ -552,20 +547,22 @@ mod tests {
     #[test]
     fn every_fault_reason_fits_a_websocket_close_frame() {
         let faults = [
-            Fault::UnexpectedHello,
-            Fault::BadHello(HelloError::Length(usize::MAX)),
-            Fault::BadHello(HelloError::Magic),
-            Fault::HelloMissing,
-            Fault::SecondHello,
-            Fault::OwnHello,
-            Fault::OriginMismatch,
+            Fault::Handshake(HandshakeError::Length(usize::MAX)),
+            Fault::Handshake(HandshakeError::Magic),
+            Fault::Handshake(HandshakeError::OwnId),
+            Fault::Handshake(HandshakeError::Signature),
+            Fault::Handshake(HandshakeError::WrongPeer),
+            Fault::Handshake(HandshakeError::OutOfOrder),
+            Fault::Handshake(HandshakeError::FrameFirst),
             Fault::Foreign(DropReason::Unauthenticated),
             Fault::TooManyRefusals,
+            Fault::Unlinked,
             Fault::Unverified,
         ];
         for f in faults {
             assert!(f.to_string().len() <= 123, "{f}");
             assert!(f.code().browser_may_send(), "{f}");
+            assert!(!f.label().is_empty());
         }
     }
 }

@@ -1,11 +1,13 @@
-//! The authenticated per-connection handshake: each side signs the other's fresh nonce.
+//! The authenticated per-connection handshake: each side signs the other's fresh nonce, and the
+//! two agree a key for the link.
 //!
 //! A frame says who signed it, not whom it is for, so a frame captured on the wire and replayed as
 //! the first frame of a new connection proves nothing about the peer at the other end. The route
 //! of a connection (the member it is bound to) must therefore come from a proof made for this
-//! connection only: each side picks a fresh 32-byte nonce (from the driver's RNG; the core has
-//! none) and signs the other side's nonce with its [`Identity`]. One signature and one
-//! verification per side.
+//! connection only: each side draws 32 fresh random bytes (from the driver: the core has no RNG),
+//! derives from them a public nonce and an ephemeral X25519 key pair, and signs the other side's
+//! nonce and ephemeral key with its [`Identity`]. One signature, one verification and one X25519
+//! agreement per side.
 //!
 //! Three binary messages, each one WebSocket message or one length-prefixed TCP message, before
 //! any frame. They start with `G` (a frame starts with its version byte, 1), so a receiver tells
@@ -13,38 +15,55 @@
 //!
 //! | message | from | bytes |
 //! |---|---|---|
-//! | challenge | acceptor, first | `GSPHELO2` (8) · acceptor id (32) · acceptor nonce (32) = 72 |
-//! | proof | dialer, after the challenge | `GSPAUTH2` (8) · dialer id (32) · dialer nonce (32) · signature (64) = 136 |
+//! | challenge | acceptor, first | `GSPHELO2` (8) · acceptor id (32) · acceptor nonce (32) · acceptor X25519 key (32) = 104 |
+//! | proof | dialer, after the challenge | `GSPAUTH2` (8) · dialer id (32) · dialer nonce (32) · dialer X25519 key (32) · signature (64) = 168 |
 //! | answer | acceptor, after the proof | `GSPACPT2` (8) · signature (64) = 72 |
 //!
 //! Both signatures are Ed25519 over [`HANDSHAKE_DOMAIN`] · role (1 byte: [`ROLE_DIALER`] or
-//! [`ROLE_ACCEPTOR`]) · acceptor id · acceptor nonce · dialer id · dialer nonce. The domain keeps
-//! them from ever verifying as a frame signature (and frames from verifying as these); the role
-//! byte keeps one side's proof from being reflected as the other's; the nonces make every
-//! transcript unique, so a recorded proof fails on any other connection.
+//! [`ROLE_ACCEPTOR`]) · acceptor id · acceptor nonce · acceptor X25519 key · dialer id · dialer
+//! nonce · dialer X25519 key. The domain keeps them from ever verifying as a frame signature (and
+//! frames from verifying as these); the role byte keeps one side's proof from being reflected as
+//! the other's; the nonces make every transcript unique, so a recorded proof fails on any other
+//! connection.
+//!
+//! **The link key** is the first 32 bytes of SHA-512 over [`LINK_KEY_DOMAIN`] · the X25519 shared
+//! secret · the transcript (the six fields above). Only the two ends know it, it is new for every
+//! connection (ephemeral keys: recording a link and later stealing an identity key does not open
+//! it), and the signatures bind it to both identities. A link that carries a member without the
+//! cluster key (an admitted member) is sealed with it instead of the cluster key.
 //!
 //! The acceptor binds the connection to the dialer when the proof verifies; the dialer binds it
 //! to the acceptor when the answer verifies (and refuses an acceptor other than the member it
 //! dialed for). Nothing else ever binds a connection; frames of other origins may still travel
 //! over it (a server forwards the frames of the members it relays) without moving the route.
 
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use ed25519_dalek::Signature;
 use ed25519_dalek::ed25519::signature::MultipartVerifier;
+use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
 
 use crate::identity::{Identity, NODE_ID_LEN, NodeId};
+use crate::keyring::ClusterKey;
 
 /// Signature domain of the handshake, distinct from the frame signature domain.
 pub const HANDSHAKE_DOMAIN: &[u8] = b"gossip/v1 link\0";
+/// Hash domain of the link key.
+pub const LINK_KEY_DOMAIN: &[u8] = b"gossip/v1 link key\0";
+/// Hash domain that turns a side's fresh random bytes into its nonce and ephemeral secret.
+const FRESH_DOMAIN: &[u8] = b"gossip/v1 link fresh\0";
 /// Role byte signed by the dialer.
 pub const ROLE_DIALER: u8 = 1;
 /// Role byte signed by the acceptor.
 pub const ROLE_ACCEPTOR: u8 = 2;
 /// Bytes of a nonce.
 pub const NONCE_LEN: usize = 32;
+/// Bytes of an X25519 public key.
+pub const EPHEMERAL_LEN: usize = 32;
 /// Bytes of a signature.
 pub const SIGNATURE_LEN: usize = 64;
 
-/// First bytes of the acceptor's challenge (version 2 of the hello: it carries a nonce).
+/// First bytes of the acceptor's challenge.
 pub const CHALLENGE_MAGIC: &[u8; 8] = b"GSPHELO2";
 /// First bytes of the dialer's proof.
 pub const PROOF_MAGIC: &[u8; 8] = b"GSPAUTH2";
@@ -52,9 +71,9 @@ pub const PROOF_MAGIC: &[u8; 8] = b"GSPAUTH2";
 pub const ANSWER_MAGIC: &[u8; 8] = b"GSPACPT2";
 
 /// Length of a challenge.
-pub const CHALLENGE_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN;
+pub const CHALLENGE_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN;
 /// Length of a proof.
-pub const PROOF_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN + SIGNATURE_LEN;
+pub const PROOF_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN + SIGNATURE_LEN;
 /// Length of an answer.
 pub const ANSWER_LEN: usize = 8 + SIGNATURE_LEN;
 
@@ -83,6 +102,9 @@ pub enum HandshakeError {
     /// A frame arrived before the handshake finished.
     #[error("a frame before the handshake")]
     FrameFirst,
+    /// The peer's X25519 key is of low order: no secret could be agreed.
+    #[error("the peer's key agreement is weak")]
+    WeakKey,
 }
 
 /// Whether a message is a handshake message rather than a frame (the magic's common prefix).
@@ -106,27 +128,87 @@ fn check(bytes: &[u8], magic: &[u8; 8], len: usize) -> Result<(), HandshakeError
     Ok(())
 }
 
-/// The ids and nonces of one connection: what both signatures cover.
+/// One side's fresh values for a connection: a public nonce and an ephemeral X25519 key pair,
+/// all derived from 32 random bytes (hashed, so the nonce says nothing about the secret).
+struct Fresh {
+    nonce: [u8; NONCE_LEN],
+    secret: Zeroizing<[u8; 32]>,
+    public: [u8; EPHEMERAL_LEN],
+}
+
+impl Fresh {
+    fn new(random: [u8; 32]) -> Fresh {
+        let random = Zeroizing::new(random);
+        let h = Zeroizing::new(fixed::<64>(
+            &Sha512::new()
+                .chain_update(FRESH_DOMAIN)
+                .chain_update(random.as_slice())
+                .finalize(),
+        ));
+        let nonce = fixed(&h[..32]);
+        let secret = Zeroizing::new(fixed::<32>(&h[32..]));
+        let public = MontgomeryPoint::mul_base_clamped(*secret).to_bytes();
+        Fresh {
+            nonce,
+            secret,
+            public,
+        }
+    }
+
+    /// The X25519 secret shared with the holder of `peer`, refused when it is all zeros (a
+    /// low-order point chosen by the peer would make it predictable).
+    fn agree(&self, peer: &[u8; EPHEMERAL_LEN]) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
+        let shared = Zeroizing::new(MontgomeryPoint(*peer).mul_clamped(*self.secret).to_bytes());
+        if shared.iter().all(|b| *b == 0) {
+            return Err(HandshakeError::WeakKey);
+        }
+        Ok(shared)
+    }
+}
+
+impl core::fmt::Debug for Fresh {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Fresh").finish_non_exhaustive()
+    }
+}
+
+impl Clone for Fresh {
+    fn clone(&self) -> Self {
+        Fresh {
+            nonce: self.nonce,
+            secret: self.secret.clone(),
+            public: self.public,
+        }
+    }
+}
+
+/// The ids, nonces and ephemeral keys of one connection: what both signatures cover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Transcript {
     acceptor: NodeId,
     acceptor_nonce: [u8; NONCE_LEN],
+    acceptor_key: [u8; EPHEMERAL_LEN],
     dialer: NodeId,
     dialer_nonce: [u8; NONCE_LEN],
+    dialer_key: [u8; EPHEMERAL_LEN],
 }
 
 impl Transcript {
+    fn parts<'a>(&'a self, role: &'a [u8; 1]) -> [&'a [u8]; 8] {
+        [
+            HANDSHAKE_DOMAIN,
+            role,
+            self.acceptor.as_bytes(),
+            &self.acceptor_nonce,
+            &self.acceptor_key,
+            self.dialer.as_bytes(),
+            &self.dialer_nonce,
+            &self.dialer_key,
+        ]
+    }
+
     fn sign(&self, identity: &Identity, role: u8) -> [u8; SIGNATURE_LEN] {
-        identity
-            .sign(&[
-                HANDSHAKE_DOMAIN,
-                &[role],
-                self.acceptor.as_bytes(),
-                &self.acceptor_nonce,
-                self.dialer.as_bytes(),
-                &self.dialer_nonce,
-            ])
-            .to_bytes()
+        identity.sign(&self.parts(&[role])).to_bytes()
     }
 
     fn verify(
@@ -136,18 +218,20 @@ impl Transcript {
         sig: &[u8; SIGNATURE_LEN],
     ) -> Result<(), HandshakeError> {
         let key = signer.verifying_key().ok_or(HandshakeError::Signature)?;
-        key.multipart_verify(
-            &[
-                HANDSHAKE_DOMAIN,
-                &[role],
-                self.acceptor.as_bytes(),
-                &self.acceptor_nonce,
-                self.dialer.as_bytes(),
-                &self.dialer_nonce,
-            ],
-            &Signature::from_bytes(sig),
-        )
-        .map_err(|_| HandshakeError::Signature)
+        key.multipart_verify(&self.parts(&[role]), &Signature::from_bytes(sig))
+            .map_err(|_| HandshakeError::Signature)
+    }
+
+    /// The link key: both ends derive it from the shared secret and everything both signed.
+    fn link_key(&self, shared: &[u8; 32]) -> ClusterKey {
+        let mut h = Sha512::new()
+            .chain_update(LINK_KEY_DOMAIN)
+            .chain_update(shared);
+        for part in &self.parts(&[0])[2..] {
+            h.update(part);
+        }
+        let digest = Zeroizing::new(fixed::<64>(&h.finalize()));
+        ClusterKey::from_bytes(fixed(&digest[..32]))
     }
 }
 
@@ -155,23 +239,27 @@ impl Transcript {
 #[derive(Debug, Clone)]
 pub struct Acceptor {
     id: NodeId,
-    nonce: [u8; NONCE_LEN],
+    fresh: Fresh,
     peer: Option<NodeId>,
+    key: Option<ClusterKey>,
 }
 
 impl Acceptor {
-    /// Starts the handshake with a fresh `nonce`; send the returned challenge first.
-    pub fn start(identity: &Identity, nonce: [u8; NONCE_LEN]) -> (Acceptor, Vec<u8>) {
+    /// Starts the handshake with 32 fresh random bytes; send the returned challenge first.
+    pub fn start(identity: &Identity, random: [u8; 32]) -> (Acceptor, Vec<u8>) {
         let id = identity.id();
+        let fresh = Fresh::new(random);
         let mut msg = Vec::with_capacity(CHALLENGE_LEN);
         msg.extend_from_slice(CHALLENGE_MAGIC);
         msg.extend_from_slice(id.as_bytes());
-        msg.extend_from_slice(&nonce);
+        msg.extend_from_slice(&fresh.nonce);
+        msg.extend_from_slice(&fresh.public);
         (
             Acceptor {
                 id,
-                nonce,
+                fresh,
                 peer: None,
+                key: None,
             },
             msg,
         )
@@ -180,6 +268,11 @@ impl Acceptor {
     /// The dialer, once its proof verified.
     pub fn peer(&self) -> Option<NodeId> {
         self.peer
+    }
+
+    /// The link key, once the dialer's proof verified.
+    pub fn link_key(&self) -> Option<&ClusterKey> {
+        self.key.as_ref()
     }
 
     /// The dialer's proof arrived: its id (bind the connection to it) and the answer to send.
@@ -196,17 +289,22 @@ impl Acceptor {
         if dialer == self.id {
             return Err(HandshakeError::OwnId);
         }
+        let at = 8 + NODE_ID_LEN;
         let t = Transcript {
             acceptor: self.id,
-            acceptor_nonce: self.nonce,
+            acceptor_nonce: self.fresh.nonce,
+            acceptor_key: self.fresh.public,
             dialer,
-            dialer_nonce: fixed(&bytes[8 + NODE_ID_LEN..]),
+            dialer_nonce: fixed(&bytes[at..]),
+            dialer_key: fixed(&bytes[at + NONCE_LEN..]),
         };
         t.verify(
             &dialer,
             ROLE_DIALER,
-            &fixed(&bytes[8 + NODE_ID_LEN + NONCE_LEN..]),
+            &fixed(&bytes[at + NONCE_LEN + EPHEMERAL_LEN..]),
         )?;
+        let shared = self.fresh.agree(&t.dialer_key)?;
+        self.key = Some(t.link_key(&shared));
         self.peer = Some(dialer);
         let mut answer = Vec::with_capacity(ANSWER_LEN);
         answer.extend_from_slice(ANSWER_MAGIC);
@@ -218,17 +316,17 @@ impl Acceptor {
 /// The dialing side of one connection.
 #[derive(Debug, Clone)]
 pub struct Dialer {
-    nonce: [u8; NONCE_LEN],
+    fresh: Fresh,
     expected: Option<NodeId>,
-    sent: Option<Transcript>,
+    sent: Option<(Transcript, ClusterKey)>,
     peer: Option<NodeId>,
 }
 
 impl Dialer {
-    /// A dial with a fresh `nonce`, for `expected` when it was dialed for a known member.
-    pub fn new(nonce: [u8; NONCE_LEN], expected: Option<NodeId>) -> Dialer {
+    /// A dial with 32 fresh random bytes, for `expected` when it was dialed for a known member.
+    pub fn new(random: [u8; 32], expected: Option<NodeId>) -> Dialer {
         Dialer {
-            nonce,
+            fresh: Fresh::new(random),
             expected,
             sent: None,
             peer: None,
@@ -238,6 +336,11 @@ impl Dialer {
     /// The acceptor, once its answer verified.
     pub fn peer(&self) -> Option<NodeId> {
         self.peer
+    }
+
+    /// The link key, once the acceptor's answer verified.
+    pub fn link_key(&self) -> Option<&ClusterKey> {
+        self.peer.and(self.sent.as_ref().map(|(_, k)| k))
     }
 
     /// The acceptor's challenge arrived: the claimed acceptor id (a claim until the answer
@@ -259,25 +362,30 @@ impl Dialer {
         if self.expected.is_some_and(|e| e != acceptor) {
             return Err(HandshakeError::WrongPeer);
         }
+        let at = 8 + NODE_ID_LEN;
         let t = Transcript {
             acceptor,
-            acceptor_nonce: fixed(&bytes[8 + NODE_ID_LEN..]),
+            acceptor_nonce: fixed(&bytes[at..]),
+            acceptor_key: fixed(&bytes[at + NONCE_LEN..]),
             dialer: me,
-            dialer_nonce: self.nonce,
+            dialer_nonce: self.fresh.nonce,
+            dialer_key: self.fresh.public,
         };
-        self.sent = Some(t);
+        let shared = self.fresh.agree(&t.acceptor_key)?;
+        self.sent = Some((t, t.link_key(&shared)));
         let mut proof = Vec::with_capacity(PROOF_LEN);
         proof.extend_from_slice(PROOF_MAGIC);
         proof.extend_from_slice(me.as_bytes());
-        proof.extend_from_slice(&self.nonce);
+        proof.extend_from_slice(&self.fresh.nonce);
+        proof.extend_from_slice(&self.fresh.public);
         proof.extend_from_slice(&t.sign(identity, ROLE_DIALER));
         Ok((acceptor, proof))
     }
 
     /// The acceptor's answer arrived: its id, proven (bind the connection to it).
     pub fn on_answer(&mut self, bytes: &[u8]) -> Result<NodeId, HandshakeError> {
-        let t = match (self.sent, self.peer) {
-            (Some(t), None) => t,
+        let t = match (&self.sent, self.peer) {
+            (Some((t, _)), None) => *t,
             _ => return Err(HandshakeError::OutOfOrder),
         };
         check(bytes, ANSWER_MAGIC, ANSWER_LEN)?;
@@ -294,6 +402,8 @@ pub struct Step {
     pub reply: Option<Vec<u8>>,
     /// The peer, once proven: bind the connection to it ([`super::Session::on_linked`]).
     pub peer: Option<NodeId>,
+    /// The link key, with the peer.
+    pub key: Option<ClusterKey>,
 }
 
 /// One side of a connection's handshake, whichever it is: what a driver holds from the moment a
@@ -307,16 +417,25 @@ pub enum Handshake {
 }
 
 impl Handshake {
-    /// An accepted connection: send the returned challenge before anything else.
-    pub fn accept(identity: &Identity, nonce: [u8; NONCE_LEN]) -> (Handshake, Vec<u8>) {
-        let (a, challenge) = Acceptor::start(identity, nonce);
+    /// An accepted connection, with 32 fresh random bytes: send the returned challenge before
+    /// anything else.
+    pub fn accept(identity: &Identity, random: [u8; 32]) -> (Handshake, Vec<u8>) {
+        let (a, challenge) = Acceptor::start(identity, random);
         (Handshake::Accepting(a), challenge)
     }
 
-    /// A dialed connection, for `expected` when it was dialed for a known member; it waits for
-    /// the acceptor's challenge.
-    pub fn dial(nonce: [u8; NONCE_LEN], expected: Option<NodeId>) -> Handshake {
-        Handshake::Dialing(Dialer::new(nonce, expected))
+    /// A dialed connection, with 32 fresh random bytes, for `expected` when it was dialed for a
+    /// known member; it waits for the acceptor's challenge.
+    pub fn dial(random: [u8; 32], expected: Option<NodeId>) -> Handshake {
+        Handshake::Dialing(Dialer::new(random, expected))
+    }
+
+    /// The link key, once the peer is proven.
+    pub fn link_key(&self) -> Option<&ClusterKey> {
+        match self {
+            Handshake::Accepting(a) => a.link_key(),
+            Handshake::Dialing(d) => d.link_key(),
+        }
     }
 
     /// The proven peer, once the handshake is done.
@@ -347,6 +466,7 @@ impl Handshake {
                 Ok(Step {
                     reply: Some(answer),
                     peer: Some(peer),
+                    key: a.link_key().cloned(),
                 })
             }
             Handshake::Dialing(d) if bytes.starts_with(CHALLENGE_MAGIC) => {
@@ -354,12 +474,17 @@ impl Handshake {
                 Ok(Step {
                     reply: Some(proof),
                     peer: None,
+                    key: None,
                 })
             }
-            Handshake::Dialing(d) => Ok(Step {
-                reply: None,
-                peer: Some(d.on_answer(bytes)?),
-            }),
+            Handshake::Dialing(d) => {
+                let peer = d.on_answer(bytes)?;
+                Ok(Step {
+                    reply: None,
+                    peer: Some(peer),
+                    key: d.link_key().cloned(),
+                })
+            }
         }
     }
 }
@@ -518,11 +643,15 @@ mod tests {
         let mut dial = Dialer::new([0xd1; NONCE_LEN], None);
         let (_, proof) = dial.on_challenge(&dial_id, &challenge).unwrap();
         let (_, answer) = acc.on_proof(&acc_id, &proof).unwrap();
+        dial.on_answer(&answer).unwrap();
+        let key = acc.link_key().unwrap().as_bytes().to_vec();
+        assert_eq!(dial.link_key().unwrap().as_bytes().as_slice(), key);
         let doc = include_str!("../../../docs/PROTOCOL.md");
         let missing: Vec<String> = [
             ("challenge", &challenge),
             ("proof", &proof),
             ("answer", &answer),
+            ("link key", &key),
         ]
         .iter()
         .map(|(what, bytes)| format!("{what}: {}", hex(bytes)))
@@ -552,13 +681,10 @@ mod tests {
         assert_eq!(answer.peer, Some(dial_id.id()));
         assert_eq!(acceptor.peer(), Some(dial_id.id()));
         let done = dialer.on_message(&dial_id, &answer.reply.unwrap()).unwrap();
-        assert_eq!(
-            done,
-            Step {
-                reply: None,
-                peer: Some(acc_id.id())
-            }
-        );
+        assert_eq!(done.reply, None);
+        assert_eq!(done.peer, Some(acc_id.id()));
+        assert!(done.key.is_some());
+        assert_eq!(done.key.as_ref(), acceptor.link_key());
         assert_eq!(dialer.peer(), Some(acc_id.id()));
         // Once linked, any further handshake message is out of order, on both sides.
         assert_eq!(
@@ -577,5 +703,53 @@ mod tests {
             early.on_message(&dial_id, &answer),
             Err(HandshakeError::OutOfOrder)
         );
+    }
+
+    #[test]
+    fn both_ends_agree_a_key_no_other_connection_shares() {
+        let (acc_id, dial_id) = pair();
+        let run = |a: u8, d: u8| {
+            let (mut acc, challenge) = Acceptor::start(&acc_id, [a; 32]);
+            let mut dial = Dialer::new([d; 32], None);
+            assert!(dial.link_key().is_none());
+            let (_, proof) = dial.on_challenge(&dial_id, &challenge).unwrap();
+            assert!(
+                dial.link_key().is_none(),
+                "no key before the answer proves the peer"
+            );
+            let (_, answer) = acc.on_proof(&acc_id, &proof).unwrap();
+            dial.on_answer(&answer).unwrap();
+            let k = acc.link_key().unwrap().clone();
+            assert_eq!(dial.link_key(), Some(&k));
+            k
+        };
+        let k1 = run(1, 2);
+        assert_ne!(k1, run(1, 3), "a new dialer nonce, a new key");
+        assert_ne!(k1, run(4, 2), "a new acceptor nonce, a new key");
+        assert_eq!(k1, run(1, 2), "deterministic in the random bytes");
+    }
+
+    #[test]
+    fn a_low_order_key_is_refused() {
+        let (acc_id, dial_id) = pair();
+        let (mut acc, challenge) = Acceptor::start(&acc_id, [1; 32]);
+        // The all-zero point makes every shared secret zero.
+        let mut weak = challenge.clone();
+        weak[8 + NODE_ID_LEN + NONCE_LEN..].fill(0);
+        assert_eq!(
+            Dialer::new([2; 32], None)
+                .on_challenge(&dial_id, &weak)
+                .map(|_| ()),
+            Err(HandshakeError::WeakKey)
+        );
+        // A dialer that signs a zero key of its own (it holds its identity key) gets no link.
+        let mut dial = Dialer::new([2; 32], None);
+        dial.fresh.public = [0; EPHEMERAL_LEN];
+        let (_, proof) = dial.on_challenge(&dial_id, &challenge).unwrap();
+        assert_eq!(
+            acc.on_proof(&acc_id, &proof).map(|_| ()),
+            Err(HandshakeError::WeakKey)
+        );
+        assert_eq!(acc.peer(), None);
     }
 }

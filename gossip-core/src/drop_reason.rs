@@ -57,6 +57,11 @@ pub enum DropReason {
     /// A member would be added beyond `Config::max_members`, or beyond the new members one frame
     /// or one sender may introduce.
     TooManyMembers,
+    /// An admitted member (one without the cluster key) tried what its grant does not allow: an
+    /// accusation, an indirect probe, another's words, a name or topic outside its grant.
+    Forbidden,
+    /// An admitted member sent faster than its grant's rate.
+    RateLimited,
     /// An indirect probe of a member this node does not know: it dials only members.
     UnknownProbeTarget,
     /// A message kind of the other engine (the overlay's at a `Node`, or the reverse).
@@ -97,6 +102,8 @@ impl DropReason {
             DropReason::WrongEngine => "wrong_engine",
             DropReason::Unexpected => "unexpected",
             DropReason::QueueFull => "queue_full",
+            DropReason::Forbidden => "forbidden",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod admission;
 pub mod config;
 pub mod detector;
 pub mod drop_reason;
@@ -29,6 +30,7 @@ pub mod typed;
 pub mod wire;
 
 pub use address::Address;
+pub use admission::Grant;
 pub use config::Config;
 pub use drop_reason::{DropReason, Refused};
 pub use error::{EncodeError, WireError};

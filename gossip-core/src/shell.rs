@@ -9,13 +9,16 @@
 //! are refused (the replay floor starts there), so a frame captured before a restart is not
 //! accepted again after it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 
+use crate::address::Address;
 use crate::drop_reason::{DropReason, Refused};
 use crate::error::WireError;
 use crate::hlc::{Hlc, Timestamp};
+use crate::identity::NodeId;
+use crate::keyring::{ClusterKey, Keyring};
 use crate::message::Message;
 use crate::time::Instant;
 use crate::transmit::Transmit;
@@ -54,6 +57,26 @@ pub(crate) struct Shell<E> {
     events: VecDeque<E>,
     max_queue: usize,
     pub(crate) stats: Stats,
+    /// Links sealed with their own key (admitted members, who do not hold the cluster key), by
+    /// member, and the member each such link's address belongs to.
+    links: HashMap<NodeId, LinkSeal>,
+    link_at: HashMap<Address, NodeId>,
+}
+
+/// One link sealed with the key its handshake agreed.
+struct LinkSeal {
+    // No Debug derive: the key must never reach a log.
+    keyring: Keyring,
+    from: Address,
+    rng: ChaCha20Rng,
+}
+
+impl core::fmt::Debug for LinkSeal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LinkSeal")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<E> Shell<E> {
@@ -79,7 +102,97 @@ impl<E> Shell<E> {
             events: VecDeque::new(),
             max_queue,
             stats: Stats::default(),
+            links: HashMap::new(),
+            link_at: HashMap::new(),
         }
+    }
+
+    /// From now on, frames from `from` are opened with `key` and must be `peer`'s own, and frames
+    /// for `peer` are sealed with `key` instead of the cluster key. `seed` feeds the nonces.
+    pub(crate) fn open_link(
+        &mut self,
+        peer: NodeId,
+        from: Address,
+        key: ClusterKey,
+        seed: [u8; 32],
+    ) {
+        self.close_link(&peer);
+        self.link_at.insert(from.clone(), peer);
+        self.links.insert(
+            peer,
+            LinkSeal {
+                keyring: Keyring::new(key),
+                from,
+                rng: rand_core::SeedableRng::from_seed(seed),
+            },
+        );
+    }
+
+    /// `peer`'s link closed: its key is forgotten.
+    pub(crate) fn close_link(&mut self, peer: &NodeId) {
+        if let Some(link) = self.links.remove(peer) {
+            self.link_at.remove(&link.from);
+        }
+    }
+
+    /// Opens a frame `peer` sealed with its link's key and seals its packet with the cluster
+    /// key, for the rest of the cluster.
+    pub(crate) fn reseal_from_link(
+        &mut self,
+        peer: &NodeId,
+        frame: &[u8],
+    ) -> Result<(SignedPacket, Vec<u8>), WireError> {
+        let link = self
+            .links
+            .get_mut(peer)
+            .ok_or(crate::error::Unauthenticated::Decrypt)?;
+        self.codec
+            .reseal(Some(&link.keyring), None, &mut link.rng, frame)
+    }
+
+    /// The member whose own-key link `from` is.
+    pub(crate) fn link_peer(&self, from: &Address) -> Option<NodeId> {
+        self.link_at.get(from).copied()
+    }
+
+    /// [`Shell::decode`] for a frame that arrived from `from`: over an own-key link it opens with
+    /// that link's key and must be the linked member's own frame.
+    pub(crate) fn decode_from(
+        &mut self,
+        now: Instant,
+        from: &Address,
+        bytes: &[u8],
+    ) -> Result<Inbound, Refused> {
+        let Some(peer) = self.link_peer(from) else {
+            return self.decode(now, bytes);
+        };
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        let wall = self.wall(now);
+        let Some(link) = self.links.get(&peer) else {
+            return self.refuse(DropReason::Unexpected);
+        };
+        let inbound = match self.codec.decode_with(&link.keyring, bytes, wall) {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                self.drop_counted(&e);
+                return Err(Refused {
+                    reason: DropReason::from(&e),
+                });
+            }
+        };
+        if inbound.origin() != peer {
+            return self.refuse(DropReason::Forbidden);
+        }
+        if self.hlc.observe(wall, inbound.id()).is_err() {
+            return self.refuse(DropReason::ClockDrift);
+        }
+        Ok(inbound)
+    }
+
+    fn refuse(&mut self, reason: DropReason) -> Result<Inbound, Refused> {
+        self.count_drop(reason);
+        Err(Refused { reason })
     }
 
     /// Wall-clock milliseconds at `now`.
@@ -143,8 +256,18 @@ impl<E> Shell<E> {
         }
     }
 
-    /// Queues a frame, dropping the oldest when the queue is full.
-    pub(crate) fn emit(&mut self, t: Transmit) {
+    /// Queues a frame, dropping the oldest when the queue is full. A frame for a member on an
+    /// own-key link is sealed again with that link's key: it cannot open the cluster's.
+    pub(crate) fn emit(&mut self, mut t: Transmit) {
+        if let Some(link) = t.node.and_then(|n| self.links.get_mut(&n)) {
+            match self
+                .codec
+                .reseal(None, Some(&link.keyring), &mut link.rng, &t.bytes)
+            {
+                Ok((_, frame)) => t.bytes = frame,
+                Err(e) => return self.drop_counted(&e),
+            }
+        }
         if self.transmits.len() >= self.max_queue {
             self.transmits.pop_front();
             self.stats.transmits_dropped += 1;

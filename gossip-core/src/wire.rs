@@ -292,7 +292,18 @@ impl Codec {
         ttl: u8,
         packet: &SignedPacket,
     ) -> Result<Vec<u8>, EncodeError> {
-        let cipher = self.keyring.primary();
+        self.seal_with(&self.keyring, rng, ttl, packet)
+    }
+
+    /// Seals a signed packet with `keyring` instead of the cluster's (a link's own key).
+    pub fn seal_with<R: CryptoRng + ?Sized>(
+        &self,
+        keyring: &Keyring,
+        rng: &mut R,
+        ttl: u8,
+        packet: &SignedPacket,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let cipher = keyring.primary();
         let size = PREFIX_LEN
             + packet.len()
             + if cipher.is_some() {
@@ -353,6 +364,23 @@ impl Codec {
         })
     }
 
+    /// [`Codec::decode`] for a frame sealed with `keyring` (a link's own key) instead of the
+    /// cluster's.
+    pub fn decode_with(
+        &mut self,
+        keyring: &Keyring,
+        frame: &[u8],
+        wall_ms: u64,
+    ) -> Result<Inbound, WireError> {
+        let (ttl, packet) = self.open_with(keyring, frame)?;
+        let message = self.accept(&packet, wall_ms)?;
+        Ok(Inbound {
+            ttl,
+            packet,
+            message,
+        })
+    }
+
     /// Checks a signed packet (from a frame, or piggybacked) against the replay window, verifies
     /// its origin's signature, records it as seen, and decodes it.
     pub fn accept(&mut self, packet: &SignedPacket, wall_ms: u64) -> Result<Message, WireError> {
@@ -388,7 +416,32 @@ impl Codec {
         Ok(packet.origin())
     }
 
+    /// Opens a frame sealed with `from` (`None`: the cluster's keys) and seals its packet again
+    /// with `to` (`None`: the cluster's primary key), keeping its hops: what a server does with a
+    /// frame between a link that has its own key and the rest of the cluster. Nothing is
+    /// verified; the recipient does that.
+    pub fn reseal<R: CryptoRng + ?Sized>(
+        &self,
+        from: Option<&Keyring>,
+        to: Option<&Keyring>,
+        rng: &mut R,
+        frame: &[u8],
+    ) -> Result<(SignedPacket, Vec<u8>), WireError> {
+        let (ttl, packet) = self.open_with(from.unwrap_or(&self.keyring), frame)?;
+        let sealed = self
+            .seal_with(to.unwrap_or(&self.keyring), rng, ttl, &packet)
+            .map_err(|_| TooLarge::Frame {
+                size: frame.len(),
+                max: self.limits.max_frame_bytes,
+            })?;
+        Ok((packet, sealed))
+    }
+
     fn open(&self, frame: &[u8]) -> Result<(u8, SignedPacket), WireError> {
+        self.open_with(&self.keyring, frame)
+    }
+
+    fn open_with(&self, keyring: &Keyring, frame: &[u8]) -> Result<(u8, SignedPacket), WireError> {
         if frame.len() > self.limits.max_frame_bytes {
             return Err(TooLarge::Frame {
                 size: frame.len(),
@@ -411,43 +464,13 @@ impl Codec {
             return Err(Malformed::Flags(flags).into());
         }
         let encrypted = flags & FLAG_ENCRYPTED != 0;
-        let body = match (encrypted, self.keyring.is_encrypted()) {
+        let body = match (encrypted, keyring.is_encrypted()) {
             (false, true) => return Err(Unauthenticated::PlaintextRefused.into()),
             (true, false) => return Err(Unauthenticated::NoClusterKey.into()),
             (false, false) => frame[PREFIX_LEN..].to_vec(),
-            (true, true) => self.decrypt(frame)?,
+            (true, true) => decrypt(keyring, frame)?,
         };
         Ok((ttl, SignedPacket::from_bytes(body)?))
-    }
-
-    fn decrypt(&self, frame: &[u8]) -> Result<Vec<u8>, WireError> {
-        let needed = PREFIX_LEN + NONCE_LEN + TAG_LEN;
-        if frame.len() < needed {
-            return Err(Malformed::Truncated {
-                needed,
-                have: frame.len(),
-            }
-            .into());
-        }
-        let aad = &frame[..PREFIX_LEN];
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&frame[PREFIX_LEN..PREFIX_LEN + NONCE_LEN]);
-        let nonce = XNonce::from(nonce);
-        let (ciphertext, tag) = frame[PREFIX_LEN + NONCE_LEN..].split_at(frame.len() - needed);
-        let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Unauthenticated::Decrypt)?;
-        let mut body = ciphertext.to_vec();
-        for cipher in self.keyring.ciphers() {
-            if cipher
-                .decrypt_inout_detached(&nonce, aad, body.as_mut_slice().into(), &tag)
-                .is_ok()
-            {
-                return Ok(body);
-            }
-            // A failed attempt leaves the buffer untouched (the tag is checked first); restore anyway
-            // so the next key sees the original ciphertext whatever the implementation does.
-            body.copy_from_slice(ciphertext);
-        }
-        Err(Unauthenticated::Decrypt.into())
     }
 
     fn verify_signature(&mut self, packet: &SignedPacket) -> Result<(), WireError> {
@@ -519,4 +542,35 @@ fn inflate(compressed: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
         Ok(n) if n == size => Ok(out),
         _ => Err(Malformed::Compression.into()),
     }
+}
+
+/// Opens an encrypted frame with any key of `keyring`.
+fn decrypt(keyring: &Keyring, frame: &[u8]) -> Result<Vec<u8>, WireError> {
+    let needed = PREFIX_LEN + NONCE_LEN + TAG_LEN;
+    if frame.len() < needed {
+        return Err(Malformed::Truncated {
+            needed,
+            have: frame.len(),
+        }
+        .into());
+    }
+    let aad = &frame[..PREFIX_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&frame[PREFIX_LEN..PREFIX_LEN + NONCE_LEN]);
+    let nonce = XNonce::from(nonce);
+    let (ciphertext, tag) = frame[PREFIX_LEN + NONCE_LEN..].split_at(frame.len() - needed);
+    let tag = chacha20poly1305::Tag::try_from(tag).map_err(|_| Unauthenticated::Decrypt)?;
+    let mut body = ciphertext.to_vec();
+    for cipher in keyring.ciphers() {
+        if cipher
+            .decrypt_inout_detached(&nonce, aad, body.as_mut_slice().into(), &tag)
+            .is_ok()
+        {
+            return Ok(body);
+        }
+        // A failed attempt leaves the buffer untouched (the tag is checked first); restore anyway
+        // so the next key sees the original ciphertext whatever the implementation does.
+        body.copy_from_slice(ciphertext);
+    }
+    Err(Unauthenticated::Decrypt.into())
 }

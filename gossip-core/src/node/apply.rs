@@ -113,6 +113,11 @@ impl Node {
         update: UpdateMessage,
         packet: SignedPacket,
     ) -> bool {
+        // An admitted member's words, however they arrived (a frame, a piggyback, a sync).
+        if let Err(reason) = self.admitted.check_update(self.id, &origin, &update) {
+            self.shell.count_drop(reason);
+            return false;
+        }
         let subject = match &update {
             UpdateMessage::Alive(_) | UpdateMessage::Leave(_) => Subject::Member(origin),
             UpdateMessage::Suspect(s) => Subject::Member(s.node),

@@ -112,7 +112,26 @@ impl Node {
         }
     }
 
-    pub(super) fn on_relay(&mut self, now: Instant, origin: NodeId, relay: Relay) {
+    pub(super) fn on_relay(&mut self, now: Instant, origin: NodeId, mut relay: Relay) {
+        if self.admitted.is_admitted(&origin) {
+            // Sealed with the requester's link key: open it, hold it to its grant like anything
+            // it says, and seal it for the cluster.
+            let (packet, frame) = match self.shell.reseal_from_link(&origin, &relay.frame) {
+                Ok(opened) => opened,
+                Err(e) => return self.shell.drop_counted(&e),
+            };
+            if packet.origin() != origin {
+                return self.shell.count_drop(DropReason::RelayForged);
+            }
+            let message = match self.shell.codec.verify(&packet) {
+                Ok(m) => m,
+                Err(e) => return self.shell.drop_counted(&e),
+            };
+            if let Err(reason) = self.admitted.check(self.id, &origin, &message) {
+                return self.shell.count_drop(reason);
+            }
+            relay.frame = frame.into();
+        }
         // Relay only for members this node serves, never for strangers (no open amplifier).
         let serves = |id: &NodeId| self.members.get(id).and_then(Member::relay) == Some(self.id);
         let may_relay = serves(&relay.to) || (serves(&origin) && relay.to != self.id);

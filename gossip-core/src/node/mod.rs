@@ -4,6 +4,7 @@
 //! [`Node::broadcast`], [`Node::set_metadata`], ...). Outputs, pulled by the driver after every
 //! input: [`Node::poll_transmit`], [`Node::poll_event`], [`Node::poll_timeout`].
 
+mod admit;
 mod apply;
 mod backlog;
 mod commands;
@@ -25,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
+use self::admit::Admitted;
 use self::apply::Gate;
 use self::hub::Hub;
 use self::probe::Probing;
@@ -70,6 +72,8 @@ pub struct Node {
     spread: Spread,
     /// Members relayed through this node (`hub.rs`).
     hub: Hub,
+    /// Members without the cluster key connected to this node, and their grants (`admit.rs`).
+    admitted: Admitted,
     /// Push-pull anti-entropy (`sync.rs`).
     sync: SyncState,
     requests: Requests,
@@ -143,6 +147,7 @@ impl Node {
             probing: Probing::new(seq),
             spread: Spread::default(),
             hub: Hub::new(now),
+            admitted: Admitted::default(),
             sync: SyncState::default(),
             requests: Requests::new(rng.next_u64()),
             groups: Groups::new(),
@@ -243,9 +248,17 @@ impl Node {
         bytes: &[u8],
     ) -> Result<NodeId, Refused> {
         self.timers.advance(now);
-        let inbound = self.shell.decode(now, bytes)?;
+        if let Err(reason) = self.admitted_rate(now, &from) {
+            self.shell.count_drop(reason);
+            return Err(Refused { reason });
+        }
+        let inbound = self.shell.decode_from(now, &from, bytes)?;
         self.gate.added_this_frame = 0;
         let origin = inbound.origin();
+        if let Err(reason) = self.admitted.check(self.id, &origin, &inbound.message) {
+            self.shell.count_drop(reason);
+            return Err(Refused { reason });
+        }
         if let Some(phi) = self.config.phi
             && self.members.contains_key(&inbound.origin())
             && inbound.origin() != self.id

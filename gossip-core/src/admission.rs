@@ -1,0 +1,175 @@
+//! What a member without the cluster key may do: its [`Grant`].
+//!
+//! A full member (a native node) holds the cluster key and may say anything a member may say. An
+//! *admitted* member (a browser tab, any client the web app lets in) never sees the cluster key:
+//! it reaches the cluster through one full member's WebSocket, over a link sealed with the key
+//! that link's handshake agreed, and that server enforces its grant on everything it says
+//! ([`Node::admit_link`](crate::Node::admit_link)). Every word of an admitted member enters the cluster
+//! through the server it is connected to, because no other member can open its frames; so the
+//! server's check is the only one needed for it to hold cluster-wide.
+//!
+//! An admitted member may speak only for itself: its alive record (under a name its grant allows,
+//! reachable only through its server), its metadata, its leave, its pings and acks, its
+//! broadcasts, messages and requests on topics its grant allows, responses, and streams. It may
+//! not accuse anyone (suspect, dead), ask for indirect probes, carry anyone else's frames, or
+//! send faster than its rate. What it is refused is dropped and counted
+//! ([`DropReason::Forbidden`](crate::DropReason::Forbidden),
+//! [`DropReason::RateLimited`](crate::DropReason::RateLimited)); the link stays up.
+
+use crate::time::Instant;
+
+/// Frames per second an admitted member may send by default.
+pub const DEFAULT_FRAMES_PER_SEC: u32 = 100;
+/// Frames an admitted member may send in a burst by default.
+pub const DEFAULT_BURST: u32 = 200;
+
+/// What one admitted member may do. Built by the web app's admission hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Grant {
+    /// Its name must start with this (empty: any name).
+    pub name_prefix: String,
+    /// Topics it may broadcast, send and request on; an entry ending in `*` allows every topic
+    /// that starts with what precedes it. `None`: every topic.
+    pub topics: Option<Vec<String>>,
+    /// Frames per second it may send, sustained.
+    pub frames_per_sec: u32,
+    /// Frames it may send at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for Grant {
+    fn default() -> Self {
+        Grant {
+            name_prefix: String::new(),
+            topics: None,
+            frames_per_sec: DEFAULT_FRAMES_PER_SEC,
+            burst: DEFAULT_BURST,
+        }
+    }
+}
+
+impl Grant {
+    /// Any name, every topic, the default rate.
+    pub fn new() -> Self {
+        Grant::default()
+    }
+
+    /// Names must start with `prefix`.
+    pub fn with_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Only these topics (`*` at the end of one: every topic with that prefix).
+    pub fn with_topics<I, T>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.topics = Some(topics.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// At most `frames_per_sec` frames per second, `burst` at once.
+    pub fn with_rate(mut self, frames_per_sec: u32, burst: u32) -> Self {
+        self.frames_per_sec = frames_per_sec;
+        self.burst = burst;
+        self
+    }
+
+    /// Whether the grant allows `name`.
+    pub fn allows_name(&self, name: &str) -> bool {
+        name.starts_with(&self.name_prefix)
+    }
+
+    /// Whether the grant allows `topic`.
+    pub fn allows_topic(&self, topic: &str) -> bool {
+        match &self.topics {
+            None => true,
+            Some(topics) => topics.iter().any(|t| match t.strip_suffix('*') {
+                Some(prefix) => topic.starts_with(prefix),
+                None => t == topic,
+            }),
+        }
+    }
+}
+
+/// A token bucket: `burst` frames, refilled at `frames_per_sec`.
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    /// Micro-frames left (a frame costs 1,000,000), so refills need no fractions.
+    tokens: u64,
+    last: Instant,
+}
+
+const FRAME: u64 = 1_000_000;
+
+impl Bucket {
+    pub(crate) fn full(now: Instant, grant: &Grant) -> Bucket {
+        Bucket {
+            tokens: u64::from(grant.burst).saturating_mul(FRAME),
+            last: now,
+        }
+    }
+
+    /// Takes one frame's worth; `false` when the bucket is empty.
+    pub(crate) fn take(&mut self, now: Instant, grant: &Grant) -> bool {
+        let elapsed_us = now.micros_since(self.last);
+        self.last = self.last.max(now);
+        let refill = elapsed_us.saturating_mul(u64::from(grant.frames_per_sec));
+        let cap = u64::from(grant.burst).saturating_mul(FRAME);
+        self.tokens = self.tokens.saturating_add(refill).min(cap);
+        if self.tokens >= FRAME {
+            self.tokens -= FRAME;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_and_names() {
+        let g = Grant::new()
+            .with_name_prefix("tab-")
+            .with_topics(["chat", "game/*"]);
+        assert!(g.allows_name("tab-7") && !g.allows_name("server-1"));
+        assert!(g.allows_topic("chat") && !g.allows_topic("chat2"));
+        assert!(g.allows_topic("game/") && g.allows_topic("game/move"));
+        assert!(!g.allows_topic("admin"));
+        assert!(Grant::new().allows_topic("anything") && Grant::new().allows_name("any"));
+        assert!(
+            !Grant::new()
+                .with_topics(Vec::<String>::new())
+                .allows_topic("chat")
+        );
+    }
+
+    #[test]
+    fn the_bucket_allows_the_burst_then_the_rate() {
+        let g = Grant::new().with_rate(10, 3);
+        let t0 = Instant::from_micros(1_000_000);
+        let mut b = Bucket::full(t0, &g);
+        assert!((0..3).all(|_| b.take(t0, &g)));
+        assert!(!b.take(t0, &g), "the burst is spent");
+        // 10 per second: one more every 100 ms.
+        assert!(!b.take(t0.plus_millis(99), &g));
+        assert!(b.take(t0.plus_millis(100), &g));
+        assert!(!b.take(t0.plus_millis(100), &g));
+        // A long quiet spell refills only up to the burst.
+        let later = t0.plus_millis(3_600_000);
+        assert!((0..3).all(|_| b.take(later, &g)));
+        assert!(!b.take(later, &g));
+        // A clock that goes backwards refills nothing.
+        assert!(!b.take(t0, &g));
+        // Extreme grants do not overflow.
+        let max = Grant::new().with_rate(u32::MAX, u32::MAX);
+        let mut b = Bucket::full(t0, &max);
+        assert!(b.take(Instant::from_micros(u64::MAX), &max));
+    }
+}

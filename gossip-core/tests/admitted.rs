@@ -1,0 +1,407 @@
+//! A member without the cluster key (a browser tab) admitted by a server: it joins and talks
+//! over a link sealed with its handshake's key, and the server holds it to its grant.
+//!
+//! Three nodes: the server `S` and another full member `M` (both with the cluster key, on UDP
+//! addresses), and the admitted member `P` (no address: relayed by `S`, whose link is the only
+//! way in or out). Frames are delivered by hand with a virtual clock.
+
+use gossip_core::link::Handshake;
+use gossip_core::message::{Alive, Dead, Message, Relay, Suspect};
+use gossip_core::{
+    Address, ClusterKey, Codec, Config, DropReason, Event, Grant, Identity, Instant, Keyring,
+    Limits, Node, NodeId, ReplayConfig, State, Transmit,
+};
+
+const S: usize = 0;
+const M: usize = 1;
+const P: usize = 2;
+const WALL_MS: u64 = 1_700_000_000_000;
+
+fn cluster_key() -> ClusterKey {
+    ClusterKey::from_bytes([42; 32])
+}
+
+fn udp(i: u8) -> Address {
+    Address::Udp(format!("10.0.0.{i}:7000").parse().unwrap())
+}
+
+/// The address `S` sees `P`'s frames arrive from (its WebSocket connection).
+fn p_link() -> Address {
+    Address::WebSocket("conn:7".into())
+}
+
+/// The address `P` dialed `S` at.
+fn s_url() -> Address {
+    Address::WebSocket("ws://s.test/gossip".into())
+}
+
+struct Net {
+    nodes: Vec<Node>,
+    ids: Vec<NodeId>,
+    /// What `S` sent `P`, as it went on the wire.
+    to_p: Vec<Vec<u8>>,
+    now: Instant,
+}
+
+fn identity(i: usize) -> Identity {
+    Identity::from_secret_bytes([i as u8 + 1; 32])
+}
+
+/// The link key `S` and `P` agree in their handshake.
+fn handshake() -> ClusterKey {
+    let (mut acceptor, challenge) = Handshake::accept(&identity(S), [7; 32]);
+    let mut dialer = Handshake::dial([8; 32], None);
+    let proof = dialer.on_message(&identity(P), &challenge).unwrap();
+    let answer = acceptor
+        .on_message(&identity(S), &proof.reply.unwrap())
+        .unwrap();
+    let done = dialer
+        .on_message(&identity(P), &answer.reply.unwrap())
+        .unwrap();
+    assert_eq!(answer.key, done.key);
+    done.key.unwrap()
+}
+
+impl Net {
+    fn new(grant: Grant) -> Net {
+        let now = Instant::from_micros(0);
+        let config = |name: &str| Config::local().with_name(name);
+        let full = |i: usize, name: &str| {
+            Node::new(
+                config(name),
+                identity(i),
+                Keyring::new(cluster_key()),
+                vec![udp(i as u8 + 1)],
+                [i as u8; 32],
+                now,
+                WALL_MS,
+            )
+        };
+        let link_key = handshake();
+        let s = full(S, "server-s");
+        let m = full(M, "server-m");
+        // The tab never sees the cluster key: its only key is its link's.
+        let mut p = Node::new(
+            config("tab-1"),
+            identity(P),
+            Keyring::new(link_key.clone()),
+            Vec::new(),
+            [P as u8; 32],
+            now,
+            WALL_MS,
+        );
+        let ids = vec![s.id(), m.id(), p.id()];
+        p.set_addresses(now, vec![Address::Relayed(ids[S])])
+            .unwrap();
+        let mut net = Net {
+            nodes: vec![s, m, p],
+            ids,
+            to_p: Vec::new(),
+            now,
+        };
+        net.nodes[S].admit_link(now, p_link(), net.ids[P], link_key, grant);
+        net.nodes[M].join(now, &[udp(1)]);
+        net.nodes[P].join(now, &[s_url()]);
+        net
+    }
+
+    /// Where a frame from `from` goes, and the address it arrives from.
+    fn route(&self, from: usize, t: &Transmit) -> Option<(usize, Address)> {
+        if from == P {
+            return Some((S, p_link()));
+        }
+        let to = match t.node {
+            Some(n) => self.ids.iter().position(|id| *id == n)?,
+            None => (0..2).find(|&i| t.to == udp(i as u8 + 1))?,
+        };
+        match to {
+            P if from == S => Some((P, s_url())),
+            P => None,
+            to => Some((to, udp(from as u8 + 1))),
+        }
+    }
+
+    fn deliver(&mut self) {
+        for _ in 0..8 {
+            let mut moved = false;
+            for from in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[from].poll_transmit() {
+                    moved = true;
+                    let Some((to, addr)) = self.route(from, &t) else {
+                        continue;
+                    };
+                    if to == P {
+                        self.to_p.push(t.bytes.clone());
+                    }
+                    let _ = self.nodes[to].handle_packet(self.now, addr, &t.bytes);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn run(&mut self, ms: u64) {
+        let end = self.now.plus_millis(ms);
+        while self.now < end {
+            self.now = self.now.plus_millis(10);
+            for n in &mut self.nodes {
+                if n.poll_timeout().is_some_and(|t| t <= self.now) {
+                    n.handle_timeout(self.now);
+                }
+            }
+            self.deliver();
+        }
+    }
+
+    fn state(&self, at: usize, of: usize) -> Option<State> {
+        self.nodes[at].member(&self.ids[of]).map(|m| m.state)
+    }
+
+    fn drops(&self, at: usize, reason: DropReason) -> u64 {
+        self.nodes[at]
+            .stats()
+            .drops
+            .get(&reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn events(&mut self, at: usize) -> Vec<Event> {
+        std::iter::from_fn(|| self.nodes[at].poll_event()).collect()
+    }
+
+    /// A frame `P` signs and seals with its link key, sent to `S` over its link.
+    fn say_as_p(&mut self, signer: &Identity, message: Message, link_key: &ClusterKey) -> u64 {
+        let frame = sealed(signer, message, Keyring::new(link_key.clone()), self.now);
+        let before = self.drops(S, DropReason::Forbidden);
+        let _ = self.nodes[S].handle_packet(self.now, p_link(), &frame);
+        self.deliver();
+        self.drops(S, DropReason::Forbidden) - before
+    }
+}
+
+fn sealed(signer: &Identity, message: Message, keyring: Keyring, now: Instant) -> Vec<u8> {
+    let codec = Codec::new(
+        signer.clone(),
+        keyring,
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    // A fresh id per frame: the replay guard refuses a repeated one before any policy runs.
+    static LOGICAL: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let logical = LOGICAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let wall = WALL_MS + now.micros_since(Instant::from_micros(0)) / 1_000;
+    let id = gossip_core::Timestamp::new(wall, logical);
+    let packet = codec.sign(id, &message).unwrap();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed([9; 32]);
+    codec.seal(&mut rng, 0, &packet).unwrap()
+}
+
+fn tab_grant() -> Grant {
+    Grant::new()
+        .with_name_prefix("tab-")
+        .with_topics(["chat", "game/*"])
+}
+
+#[test]
+fn an_admitted_member_joins_without_the_cluster_key() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    for (at, of) in [(S, P), (M, P), (P, S), (P, M), (M, S)] {
+        assert_eq!(net.state(at, of), Some(State::Alive), "{at} sees {of}");
+    }
+    // Everything S sent P is sealed with the link key: the cluster key opens none of it.
+    assert!(!net.to_p.is_empty());
+    let mut outsider = Codec::new(
+        identity(5),
+        Keyring::new(cluster_key()),
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    for frame in &net.to_p {
+        assert!(outsider.decode(frame, WALL_MS + 3_000).is_err());
+        assert!(!frame.windows(32).any(|w| w == cluster_key().as_bytes()));
+    }
+    // A broadcast on a topic it was granted reaches the other full member.
+    net.nodes[P]
+        .broadcast(net.now, "chat", b"hi from a tab".to_vec())
+        .unwrap();
+    net.run(1_000);
+    let got = net.events(M).into_iter().any(|e| {
+        matches!(e, Event::Broadcast { ref topic, ref data, .. } if topic == "chat" && data == b"hi from a tab")
+    });
+    assert!(got, "the granted broadcast reached M");
+}
+
+#[test]
+fn what_the_grant_does_not_allow_is_refused_and_counted_and_the_cluster_is_unaffected() {
+    let mut net = Net::new(tab_grant());
+    let link_key = handshake();
+    net.run(3_000);
+    let p = identity(P);
+    let (s_id, m_id) = (net.ids[S], net.ids[M]);
+    let m_inc = net.nodes[S].member(&m_id).unwrap().incarnation;
+
+    // Accusations, as a frame of their own.
+    let suspect = Suspect {
+        node: m_id,
+        incarnation: m_inc,
+    };
+    assert_eq!(
+        net.say_as_p(&p, suspect.clone().into(), &link_key),
+        1,
+        "suspect"
+    );
+    let dead = Dead {
+        node: s_id,
+        incarnation: 0,
+    };
+    assert_eq!(net.say_as_p(&p, dead.into(), &link_key), 1, "dead");
+    // A name outside its grant, or an address of its own (others would dial it).
+    let alive = |name: &str, addrs: Vec<Address>| -> Message {
+        Alive {
+            incarnation: WALL_MS + 10_000,
+            addrs,
+            name: name.into(),
+        }
+        .into()
+    };
+    let relayed = vec![Address::Relayed(s_id)];
+    assert_eq!(
+        net.say_as_p(&p, alive("server-x", relayed.clone()), &link_key),
+        1,
+        "name"
+    );
+    let dialable = vec![Address::WebSocket("ws://10.0.0.9/x".into())];
+    assert_eq!(
+        net.say_as_p(&p, alive("tab-1", dialable), &link_key),
+        1,
+        "address"
+    );
+    // A topic outside its grant.
+    let admin = gossip_core::message::Broadcast {
+        topic: "admin".into(),
+        data: b"x".to_vec().into(),
+    };
+    assert_eq!(net.say_as_p(&p, admin.into(), &link_key), 1, "topic");
+    // An indirect probe (the server would probe others on its word).
+    let ping_req = gossip_core::message::PingReq {
+        seq: 1,
+        target: m_id,
+        addrs: vec![udp(2)],
+    };
+    assert_eq!(net.say_as_p(&p, ping_req.into(), &link_key), 1, "ping_req");
+    // Someone else's words over its link: another key's frame sealed with the link key.
+    let other = identity(9);
+    let before = net.drops(S, DropReason::Forbidden);
+    let frame = sealed(
+        &other,
+        suspect.clone().into(),
+        Keyring::new(link_key.clone()),
+        net.now,
+    );
+    assert!(
+        net.nodes[S]
+            .handle_packet(net.now, p_link(), &frame)
+            .is_err()
+    );
+    assert_eq!(
+        net.drops(S, DropReason::Forbidden),
+        before + 1,
+        "another's frame"
+    );
+    // An accusation wrapped in a relay to M: opened, held to the grant, not carried.
+    let inner = sealed(&p, suspect.into(), Keyring::new(link_key.clone()), net.now);
+    let relay = Relay {
+        to: m_id,
+        frame: inner.into(),
+    };
+    assert_eq!(
+        net.say_as_p(&p, relay.into(), &link_key),
+        1,
+        "relayed accusation"
+    );
+
+    // The cluster is unaffected: M and S stay alive everywhere, and the tab too.
+    net.run(5_000);
+    for (at, of) in [(S, M), (M, S), (M, P), (S, P), (P, M)] {
+        assert_eq!(net.state(at, of), Some(State::Alive), "{at} sees {of}");
+    }
+    assert_eq!(
+        net.drops(M, DropReason::Forbidden),
+        0,
+        "nothing forbidden got past S"
+    );
+    let admin_seen = net
+        .events(M)
+        .into_iter()
+        .any(|e| matches!(e, Event::Broadcast { ref topic, .. } if topic == "admin"));
+    assert!(!admin_seen);
+}
+
+#[test]
+fn a_granted_relay_is_carried_and_a_flood_is_cut_at_the_rate() {
+    let mut net = Net::new(tab_grant().with_rate(50, 100));
+    let link_key = handshake();
+    net.run(3_000);
+    let p = identity(P);
+    let m_id = net.ids[M];
+    // A direct message to M on a granted topic, relayed by S and sealed again for the cluster.
+    let direct = gossip_core::message::Direct {
+        to: m_id,
+        topic: "game/move".into(),
+        data: b"e4".to_vec().into(),
+    };
+    let inner = sealed(&p, direct.into(), Keyring::new(link_key.clone()), net.now);
+    let relay = Relay {
+        to: m_id,
+        frame: inner.into(),
+    };
+    assert_eq!(net.say_as_p(&p, relay.into(), &link_key), 0);
+    let got = net.events(M).into_iter().any(|e| {
+        matches!(e, Event::Direct { ref topic, ref data, .. } if topic == "game/move" && data == b"e4")
+    });
+    assert!(got, "the relayed message reached M");
+
+    // 500 frames at once: the burst (100, less what the tab itself sent) passes, the rest is
+    // dropped before any decryption.
+    let frame = sealed(
+        &p,
+        gossip_core::message::Gossip { items: Vec::new() }.into(),
+        Keyring::new(link_key),
+        net.now,
+    );
+    let mut limited = 0;
+    for _ in 0..500 {
+        if let Err(r) = net.nodes[S].handle_packet(net.now, p_link(), &frame)
+            && r.reason == DropReason::RateLimited
+        {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 400, "{limited} limited");
+    assert_eq!(net.drops(S, DropReason::RateLimited), limited);
+}
+
+#[test]
+fn a_released_link_opens_nothing_more() {
+    let mut net = Net::new(Grant::new());
+    let link_key = handshake();
+    net.run(2_000);
+    assert_eq!(net.state(S, P), Some(State::Alive));
+    assert!(net.nodes[S].grant(&net.ids[P]).is_some());
+    net.nodes[S].release_link(&net.ids[P]);
+    assert!(net.nodes[S].grant(&net.ids[P]).is_none());
+    let frame = sealed(
+        &identity(P),
+        gossip_core::message::Gossip { items: Vec::new() }.into(),
+        Keyring::new(link_key),
+        net.now,
+    );
+    let refused = net.nodes[S]
+        .handle_packet(net.now, p_link(), &frame)
+        .unwrap_err();
+    assert_eq!(refused.reason, DropReason::Unauthenticated);
+}

@@ -41,6 +41,9 @@ pub struct GossipConfig {
     pub dial_token: Option<String>,
     /// `Origin` values allowed on the WebSocket route; empty allows any (and requests without one).
     pub allowed_origins: Vec<String>,
+    /// Decides which WebSocket clients without the token join as admitted members (without the
+    /// cluster key), and what each may do. See [`Admission`](crate::Admission).
+    pub admission: Option<crate::Admission>,
     /// Certificates trusted when dialing `wss://`, besides the public web roots: a private CA, or
     /// a self-signed server certificate.
     pub tls_roots: Vec<CertificateDer<'static>>,
@@ -117,6 +120,7 @@ impl GossipConfig {
             token: None,
             dial_token: None,
             allowed_origins: Vec::new(),
+            admission: None,
             tls_roots: Vec::new(),
             limits: DriverLimits::default(),
             rejoin_interval: Duration::from_secs(5),
@@ -169,6 +173,13 @@ impl GossipConfig {
         let token = token.into();
         self.dial_token = Some(token.clone());
         self.token = Some(token);
+        self
+    }
+
+    /// Lets WebSocket clients without the token join as admitted members, as `admission`
+    /// decides (see [`Admission`](crate::Admission)).
+    pub fn with_admission(mut self, admission: crate::Admission) -> Self {
+        self.admission = Some(admission);
         self
     }
 }

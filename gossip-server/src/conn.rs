@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use gossip_core::link::handshake::NONCE_LEN;
 use gossip_core::link::{CloseCode, Handshake, HandshakeError, is_handshake};
-use gossip_core::{Identity, NodeId};
+use gossip_core::{ClusterKey, Grant, Identity, NodeId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -109,9 +109,15 @@ pub(crate) enum Input {
         /// Its place in the pending budget; the driver moves it to the established one when
         /// the peer proves membership.
         slot: Arc<crate::shared::Slot>,
+        /// What the admission hook granted, for a client without the cluster key.
+        grant: Option<Grant>,
     },
-    /// The handshake proved the peer: the connection may carry frames.
-    Linked { id: ConnId, peer: NodeId },
+    /// The handshake proved the peer and agreed the link's key: the connection may carry frames.
+    Linked {
+        id: ConnId,
+        peer: NodeId,
+        key: ClusterKey,
+    },
     /// The handshake failed (or a handshake message came after it): the session closes.
     HandshakeFailed { id: ConnId, error: HandshakeError },
     /// A frame arrived on a connection.
@@ -171,7 +177,7 @@ fn nonce() -> Option<[u8; NONCE_LEN]> {
 
 /// What the handshake phase ended with.
 enum Opened {
-    Linked(NodeId),
+    Linked(NodeId, ClusterKey),
     Failed(HandshakeError),
     /// The transport ended, or the pump closed it itself (text, oversized).
     Ended,
@@ -203,8 +209,8 @@ where
                     {
                         return Opened::Ended;
                     }
-                    if let Some(peer) = step.peer {
-                        return Opened::Linked(peer);
+                    if let (Some(peer), Some(key)) = (step.peer, step.key) {
+                        return Opened::Linked(peer, key);
                     }
                 }
                 Err(error) => return Opened::Failed(error),
@@ -241,7 +247,7 @@ pub(crate) async fn pump<Si, St>(
         o = open(&mut sink, &mut stream, opening, &closer) => o,
     };
     let linked = match opened {
-        Opened::Linked(peer) => inbound.send(Input::Linked { id, peer }).await.is_ok(),
+        Opened::Linked(peer, key) => inbound.send(Input::Linked { id, peer, key }).await.is_ok(),
         Opened::Failed(error) => {
             // The session decides (and counts); the close it asks for ends the wait below.
             if inbound
@@ -436,7 +442,7 @@ mod tests {
             Some(server.id())
         );
         assert!(
-            matches!(h.inputs.recv().await, Some(Input::Linked { id: 7, peer }) if peer == client.id())
+            matches!(h.inputs.recv().await, Some(Input::Linked { id: 7, peer, .. }) if peer == client.id())
         );
         assert_eq!(
             binary(&mut h.out).await,

@@ -39,6 +39,8 @@ struct Conn {
     /// An accepted connection's place in the pending budget, moved to the established one when
     /// its peer proves membership.
     slot: Option<Arc<Slot>>,
+    /// What the admission hook granted its client, which has no cluster key.
+    grant: Option<gossip_core::Grant>,
 }
 
 /// The engine and everything the driver tracks around it.
@@ -247,6 +249,7 @@ impl Driver {
                 handle,
                 transport,
                 slot,
+                grant,
             } => {
                 tracing::debug!(conn = id, ?transport, "accepted");
                 let from = Address::WebSocket(format!("conn:{id}"));
@@ -260,14 +263,19 @@ impl Driver {
                         session: Session::accepted(now, self.session),
                         transport,
                         slot: Some(slot),
+                        grant,
                     },
                 );
             }
-            Input::Linked { id, peer } => {
+            Input::Linked { id, peer, key } => {
                 let Some(c) = self.conns.get_mut(&id) else {
                     return;
                 };
                 let decision = c.session.on_linked(peer);
+                if let (Decision::Linked(_), Some(grant)) = (decision, c.grant.clone()) {
+                    // Its frames are sealed with the link's key from now on, and held to its grant.
+                    self.node.admit_link(now, c.from.clone(), peer, key, grant);
+                }
                 self.execute(now, id, decision);
             }
             Input::HandshakeFailed { id, error } => {
@@ -371,6 +379,11 @@ impl Driver {
 
     fn forget(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(&id) {
+            if c.grant.is_some()
+                && let Some(peer) = c.session.linked()
+            {
+                self.node.release_link(&peer);
+            }
             self.by_addr.retain(|_, v| *v != id);
             let mut orphans = Vec::new();
             self.by_node.retain(|n, v| {
@@ -526,6 +539,7 @@ impl Driver {
                 session: Session::dialed(linked_from, self.session, node),
                 transport,
                 slot: None,
+                grant: None,
             },
         );
         Some(id)

@@ -113,6 +113,7 @@ impl Gossip {
                 .map(str::to_owned)
                 .collect(),
             config.allowed_origins,
+            config.admission,
             tls,
         ));
         let udp = udp.map(Arc::new);

@@ -35,6 +35,7 @@
 
 #![deny(missing_docs)]
 
+mod admission;
 mod auth;
 mod config;
 mod conn;
@@ -50,6 +51,7 @@ mod tcp;
 mod udp;
 mod ws;
 
+pub use admission::{Admission, AdmissionRequest};
 pub use config::{DriverLimits, GossipConfig};
 pub use error::{GossipError, StartError};
 pub use handle::{Gossip, Watch};

@@ -27,6 +27,7 @@ pub(crate) struct Shared {
     /// is presented to (an address learned from a peer could be anyone's).
     pub(crate) token_seeds: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
+    pub(crate) admission: Option<crate::Admission>,
     /// TLS settings for `wss://` dials when extra roots are trusted (`None`: the library's own,
     /// with the public web roots).
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
@@ -122,6 +123,7 @@ impl Shared {
         dial_token: Option<String>,
         token_seeds: Vec<String>,
         allowed_origins: Vec<String>,
+        admission: Option<crate::Admission>,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Shared {
         Shared {
@@ -133,6 +135,7 @@ impl Shared {
             dial_token,
             token_seeds,
             allowed_origins,
+            admission,
             tls,
             conn_ids: AtomicU64::new(1),
             sent: SentCounters::default(),

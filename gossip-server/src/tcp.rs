@@ -119,6 +119,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             handle: handle.clone(),
             transport: Transport::Tcp,
             slot: open.clone(),
+            grant: None,
         };
         if shared.inbound.send(input).await.is_err() {
             return;

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::admission::AdmissionRequest;
 use crate::auth::{self, Refusal};
 use gossip_core::link::{CloseCode, LinkDrop};
 
@@ -20,6 +21,9 @@ use crate::conn::{self, ConnHandle, ConnId, Input, LinkIn, LinkOut, Opening, Tra
 use crate::error::StartError;
 use crate::handle::Gossip;
 use crate::shared::{Shared, Slot};
+
+/// How long the admission hook may take before the client is refused.
+const ADMISSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Read and write buffer of each WebSocket (frames larger than this still pass, in pieces).
 const IO_BUFFER: usize = 8 * 1024;
@@ -39,6 +43,21 @@ pub(crate) async fn handler(
         shared.token.as_deref(),
         &shared.allowed_origins,
     );
+    // A client that presents the node's token is a full member; with an admission hook, any
+    // other client is the web app's to admit (or refuse) as a member without the cluster key.
+    let presented = verdict.is_ok() && (shared.token.is_some() || shared.admission.is_none());
+    let admitted = match (&verdict, &shared.admission) {
+        (Err(Refusal::Origin), _) => None,
+        (_, Some(hook)) if !presented => {
+            let request = AdmissionRequest {
+                headers: headers.clone(),
+                query: query.clone(),
+            };
+            let decided = tokio::time::timeout(ADMISSION_TIMEOUT, hook.decide(request)).await;
+            Some(decided.unwrap_or_else(|_| Err("the admission hook did not answer".into())))
+        }
+        _ => None,
+    };
     // Small I/O buffers: most frames are a few hundred bytes, and a server holds thousands of
     // members' connections (tungstenite's defaults are 128 KiB each way).
     let mut upgrade = upgrade
@@ -46,28 +65,43 @@ pub(crate) async fn handler(
         .max_frame_size(max)
         .read_buffer_size(IO_BUFFER)
         .write_buffer_size(IO_BUFFER);
-    if let Ok(Some(protocol)) = &verdict {
+    if presented && let Ok(Some(protocol)) = &verdict {
         upgrade = upgrade.protocols([protocol.clone()]);
     }
     // Refusals still upgrade, then close with a code: a browser sees the close code and reason,
     // while a plain HTTP error reaches its script only as an anonymous failure.
     upgrade.on_upgrade(move |socket| async move {
-        let open = match verdict {
-            Err(Refusal::Token) => Err((CloseCode::Unauthorized, LinkDrop::Unauthorized)),
-            Err(Refusal::Origin) => Err((CloseCode::Forbidden, LinkDrop::ForbiddenOrigin)),
-            Ok(_) => shared
-                .try_open()
-                .ok_or((CloseCode::TooManyConnections, LinkDrop::TooManyConnections)),
+        let grant = match (verdict, admitted) {
+            (Err(Refusal::Origin), _) => {
+                Err((CloseCode::Forbidden, LinkDrop::ForbiddenOrigin, None))
+            }
+            (_, Some(Ok(grant))) => Ok(Some(grant)),
+            (_, Some(Err(reason))) => Err((
+                CloseCode::NotAdmitted,
+                LinkDrop::NotAdmitted,
+                Some(crate::admission::close_reason(&reason)),
+            )),
+            (Err(Refusal::Token), None) => {
+                Err((CloseCode::Unauthorized, LinkDrop::Unauthorized, None))
+            }
+            (Ok(_), None) => Ok(None),
         };
-        let open = match open {
+        let open = grant.and_then(|grant| {
+            shared.try_open().map(|slot| (slot, grant)).ok_or((
+                CloseCode::TooManyConnections,
+                LinkDrop::TooManyConnections,
+                None,
+            ))
+        });
+        let (open, grant) = match open {
             Ok(open) => open,
-            Err((code, drop)) => {
+            Err((code, drop, reason)) => {
                 shared.count_drop(drop);
-                return refuse(socket, code).await;
+                return refuse(socket, code, reason).await;
             }
         };
         let Some(opening) = Opening::accept(&shared.identity) else {
-            return refuse(socket, CloseCode::GoingAway).await;
+            return refuse(socket, CloseCode::GoingAway, None).await;
         };
         let id = shared.next_conn_id();
         let (tx, rx) = mpsc::channel(shared.limits.conn_queue);
@@ -80,18 +114,19 @@ pub(crate) async fn handler(
             handle: handle.clone(),
             transport: Transport::WebSocket,
             slot: open.clone(),
+            grant,
         };
         if shared.inbound.send(accepted).await.is_err() {
-            return refuse(socket, CloseCode::GoingAway).await;
+            return refuse(socket, CloseCode::GoingAway, None).await;
         }
         serve_socket(shared, open, id, socket, rx, handle, opening).await;
     })
 }
 
-async fn refuse(mut socket: WebSocket, code: CloseCode) {
+async fn refuse(mut socket: WebSocket, code: CloseCode, reason: Option<String>) {
     let frame = CloseFrame {
         code: code.code(),
-        reason: code.reason().into(),
+        reason: reason.unwrap_or_else(|| code.reason().to_owned()).into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
 }

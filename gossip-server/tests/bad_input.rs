@@ -20,7 +20,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -133,30 +132,6 @@ async fn read_to_close(tcp: &mut tokio::net::TcpStream) -> usize {
                 Ok(n) => total += n,
             }
         }
-    })
-    .await
-    .expect("the server closes the connection")
-}
-
-async fn ws_connect(url: &str, origin: Option<&str>) -> Ws {
-    let mut req = url.into_client_request().unwrap();
-    if let Some(o) = origin {
-        req.headers_mut().insert("origin", o.parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(req).await.unwrap().0
-}
-
-/// Reads until the server closes; returns the close code and reason.
-async fn close_of(ws: &mut Ws) -> (u16, String) {
-    tokio::time::timeout(T, async {
-        while let Some(m) = ws.next().await {
-            match m {
-                Ok(WsMessage::Close(Some(f))) => return (u16::from(f.code), f.reason.to_string()),
-                Ok(WsMessage::Close(None)) | Err(_) => return (0, String::new()),
-                Ok(_) => {}
-            }
-        }
-        (0, String::new())
     })
     .await
     .expect("the server closes the connection")

@@ -146,6 +146,14 @@ pub type Ws =
 /// Runs the dialer's half of the link handshake over `ws` as `identity` (what a member does
 /// before its first frame); returns the server's proven id.
 pub async fn ws_handshake(ws: &mut Ws, identity: &gossip_core::Identity) -> NodeId {
+    ws_handshake_keyed(ws, identity).await.0
+}
+
+/// [`ws_handshake`], also returning the link key the handshake agreed.
+pub async fn ws_handshake_keyed(
+    ws: &mut Ws,
+    identity: &gossip_core::Identity,
+) -> (NodeId, ClusterKey) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     static NONCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -171,8 +179,38 @@ pub async fn ws_handshake(ws: &mut Ws, identity: &gossip_core::Identity) -> Node
         if let Some(reply) = step.reply {
             ws.send(Message::Binary(reply.into())).await.unwrap();
         }
-        if let Some(peer) = step.peer {
-            return peer;
+        if let (Some(peer), Some(key)) = (step.peer, step.key) {
+            return (peer, key);
         }
     }
+}
+
+pub async fn ws_connect(url: &str, origin: Option<&str>) -> Ws {
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Reads until the server closes; returns the close code and reason.
+pub async fn close_of(ws: &mut Ws) -> (u16, String) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(m) = futures_util::StreamExt::next(ws).await {
+            match m {
+                Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f))) => {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+                Ok(tokio_tungstenite::tungstenite::Message::Close(None)) | Err(_) => {
+                    return (0, String::new());
+                }
+                Ok(_) => {}
+            }
+        }
+        (0, String::new())
+    })
+    .await
+    .expect("the server closes the connection")
 }

@@ -12,6 +12,7 @@
 //! | 4400 | [`BadFrame`](CloseCode::BadFrame) | the peer broke the link protocol before it proved membership: a frame that failed to decode or authenticate (wrong cluster key, or not a gossip peer), too many refused frames, a failed handshake (a frame before it, a proof that does not verify, another member than the one dialed) |
 //! | 4401 | [`Unauthorized`](CloseCode::Unauthorized) | missing or wrong token |
 //! | 4403 | [`Forbidden`](CloseCode::Forbidden) | `Origin` not in the allow-list |
+//! | 4406 | [`NotAdmitted`](CloseCode::NotAdmitted) | the web app's admission hook refused the client; the reason is the hook's |
 //! | 4408 | [`SlowConsumer`](CloseCode::SlowConsumer) | the peer does not read fast enough: its send queue overflowed |
 //! | 4413 | [`TooLarge`](CloseCode::TooLarge) | message larger than the frame limit |
 //! | 4415 | [`BinaryOnly`](CloseCode::BinaryOnly) | a text message (binary only) |
@@ -37,6 +38,8 @@ pub enum CloseCode {
     Unauthorized,
     /// 4403: `Origin` not allowed.
     Forbidden,
+    /// 4406: the web app's admission hook refused the client (the reason says why).
+    NotAdmitted,
     /// 4408: the peer does not read: its send queue overflowed.
     SlowConsumer,
     /// 4413: a message over the frame limit.
@@ -51,13 +54,14 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every code, in numeric order.
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::Abnormal,
         CloseCode::BadFrame,
         CloseCode::Unauthorized,
         CloseCode::Forbidden,
+        CloseCode::NotAdmitted,
         CloseCode::SlowConsumer,
         CloseCode::TooLarge,
         CloseCode::BinaryOnly,
@@ -74,6 +78,7 @@ impl CloseCode {
             CloseCode::BadFrame => 4400,
             CloseCode::Unauthorized => 4401,
             CloseCode::Forbidden => 4403,
+            CloseCode::NotAdmitted => 4406,
             CloseCode::SlowConsumer => 4408,
             CloseCode::TooLarge => 4413,
             CloseCode::BinaryOnly => 4415,
@@ -97,6 +102,7 @@ impl CloseCode {
             CloseCode::BadFrame => "protocol violation before membership was proven",
             CloseCode::Unauthorized => "missing or wrong token",
             CloseCode::Forbidden => "origin not allowed",
+            CloseCode::NotAdmitted => "not admitted",
             CloseCode::SlowConsumer => "send queue overflowed: the peer does not read",
             CloseCode::TooLarge => "message over the frame limit",
             CloseCode::BinaryOnly => "binary messages only",

@@ -32,6 +32,8 @@ pub enum LinkDrop {
     Unauthorized,
     /// A WebSocket client from an origin not allowed.
     ForbiddenOrigin,
+    /// A WebSocket client the admission hook refused.
+    NotAdmitted,
     /// A datagram or message over the frame limit.
     TooLarge,
     /// The engine's inbound queue was full (UDP is best effort).
@@ -51,6 +53,7 @@ impl LinkDrop {
             LinkDrop::DialFailed => "dial_failed",
             LinkDrop::Unauthorized => "ws_unauthorized",
             LinkDrop::ForbiddenOrigin => "ws_forbidden_origin",
+            LinkDrop::NotAdmitted => "ws_not_admitted",
             LinkDrop::TooLarge => "too_large",
             LinkDrop::InboundQueueFull => "inbound_queue_full",
         }
@@ -88,6 +91,7 @@ mod tests {
             LinkDrop::DialFailed,
             LinkDrop::Unauthorized,
             LinkDrop::ForbiddenOrigin,
+            LinkDrop::NotAdmitted,
             LinkDrop::TooLarge,
             LinkDrop::InboundQueueFull,
         ];

@@ -16,6 +16,7 @@
 //! ([`DropReason::Forbidden`](crate::DropReason::Forbidden),
 //! [`DropReason::RateLimited`](crate::DropReason::RateLimited)); the link stays up.
 
+#[cfg(feature = "admission")]
 use crate::time::Instant;
 
 /// Frames per second an admitted member may send by default.
@@ -96,6 +97,7 @@ impl Grant {
 }
 
 /// A token bucket: `burst` frames, refilled at `frames_per_sec`.
+#[cfg(feature = "admission")]
 #[derive(Debug, Clone)]
 pub(crate) struct Bucket {
     /// Micro-frames left (a frame costs 1,000,000), so refills need no fractions.
@@ -103,8 +105,10 @@ pub(crate) struct Bucket {
     last: Instant,
 }
 
+#[cfg(feature = "admission")]
 const FRAME: u64 = 1_000_000;
 
+#[cfg(feature = "admission")]
 impl Bucket {
     pub(crate) fn full(now: Instant, grant: &Grant) -> Bucket {
         Bucket {
@@ -150,6 +154,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "admission")]
     #[test]
     fn the_bucket_allows_the_burst_then_the_rate() {
         let g = Grant::new().with_rate(10, 3);

@@ -9,7 +9,9 @@
 //! are refused (the replay floor starts there), so a frame captured before a restart is not
 //! accepted again after it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+#[cfg(feature = "admission")]
+use std::collections::HashMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 
@@ -17,7 +19,9 @@ use crate::address::Address;
 use crate::drop_reason::{DropReason, Refused};
 use crate::error::WireError;
 use crate::hlc::{Hlc, Timestamp};
+#[cfg(feature = "admission")]
 use crate::identity::NodeId;
+#[cfg(feature = "admission")]
 use crate::keyring::{ClusterKey, Keyring};
 use crate::message::Message;
 use crate::time::Instant;
@@ -59,11 +63,14 @@ pub(crate) struct Shell<E> {
     pub(crate) stats: Stats,
     /// Links sealed with their own key (admitted members, who do not hold the cluster key), by
     /// member, and the member each such link's address belongs to.
+    #[cfg(feature = "admission")]
     links: HashMap<NodeId, LinkSeal>,
+    #[cfg(feature = "admission")]
     link_at: HashMap<Address, NodeId>,
 }
 
 /// One link sealed with the key its handshake agreed.
+#[cfg(feature = "admission")]
 struct LinkSeal {
     // No Debug derive: the key must never reach a log.
     keyring: Keyring,
@@ -71,6 +78,7 @@ struct LinkSeal {
     rng: ChaCha20Rng,
 }
 
+#[cfg(feature = "admission")]
 impl core::fmt::Debug for LinkSeal {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("LinkSeal")
@@ -102,11 +110,14 @@ impl<E> Shell<E> {
             events: VecDeque::new(),
             max_queue,
             stats: Stats::default(),
+            #[cfg(feature = "admission")]
             links: HashMap::new(),
+            #[cfg(feature = "admission")]
             link_at: HashMap::new(),
         }
     }
 
+    #[cfg(feature = "admission")]
     /// From now on, frames from `from` are opened with `key` and must be `peer`'s own, and frames
     /// for `peer` are sealed with `key` instead of the cluster key. `seed` feeds the nonces.
     pub(crate) fn open_link(
@@ -128,6 +139,7 @@ impl<E> Shell<E> {
         );
     }
 
+    #[cfg(feature = "admission")]
     /// `peer`'s link closed: its key is forgotten.
     pub(crate) fn close_link(&mut self, peer: &NodeId) {
         if let Some(link) = self.links.remove(peer) {
@@ -135,6 +147,7 @@ impl<E> Shell<E> {
         }
     }
 
+    #[cfg(feature = "admission")]
     /// Opens a frame `peer` sealed with its link's key and seals its packet with the cluster
     /// key, for the rest of the cluster.
     pub(crate) fn reseal_from_link(
@@ -150,6 +163,7 @@ impl<E> Shell<E> {
             .reseal(Some(&link.keyring), None, &mut link.rng, frame)
     }
 
+    #[cfg(feature = "admission")]
     /// The member whose own-key link `from` is.
     pub(crate) fn link_peer(&self, from: &Address) -> Option<NodeId> {
         self.link_at.get(from).copied()
@@ -158,6 +172,22 @@ impl<E> Shell<E> {
     /// [`Shell::decode`] for a frame that arrived from `from`: over an own-key link it opens with
     /// that link's key and must be the linked member's own frame.
     pub(crate) fn decode_from(
+        &mut self,
+        now: Instant,
+        from: &Address,
+        bytes: &[u8],
+    ) -> Result<Inbound, Refused> {
+        #[cfg(not(feature = "admission"))]
+        {
+            let _ = from;
+            self.decode(now, bytes)
+        }
+        #[cfg(feature = "admission")]
+        self.decode_from_link(now, from, bytes)
+    }
+
+    #[cfg(feature = "admission")]
+    fn decode_from_link(
         &mut self,
         now: Instant,
         from: &Address,
@@ -190,6 +220,7 @@ impl<E> Shell<E> {
         Ok(inbound)
     }
 
+    #[cfg(feature = "admission")]
     fn refuse(&mut self, reason: DropReason) -> Result<Inbound, Refused> {
         self.count_drop(reason);
         Err(Refused { reason })
@@ -258,7 +289,8 @@ impl<E> Shell<E> {
 
     /// Queues a frame, dropping the oldest when the queue is full. A frame for a member on an
     /// own-key link is sealed again with that link's key: it cannot open the cluster's.
-    pub(crate) fn emit(&mut self, mut t: Transmit) {
+    pub(crate) fn emit(&mut self, #[allow(unused_mut)] mut t: Transmit) {
+        #[cfg(feature = "admission")]
         if let Some(link) = t.node.and_then(|n| self.links.get_mut(&n)) {
             match self
                 .codec

@@ -15,6 +15,8 @@ use gossip_core::{
 const S: usize = 0;
 const M: usize = 1;
 const P: usize = 2;
+/// A second admitted member, connected to `M`.
+const Q: usize = 3;
 const WALL_MS: u64 = 1_700_000_000_000;
 
 fn cluster_key() -> ClusterKey {
@@ -35,6 +37,15 @@ fn s_url() -> Address {
     Address::WebSocket("ws://s.test/gossip".into())
 }
 
+/// The address `M` sees `Q`'s frames arrive from, and the one `Q` dialed `M` at.
+fn q_link() -> Address {
+    Address::WebSocket("conn:8".into())
+}
+
+fn m_url() -> Address {
+    Address::WebSocket("ws://m.test/gossip".into())
+}
+
 struct Net {
     nodes: Vec<Node>,
     ids: Vec<NodeId>,
@@ -49,14 +60,18 @@ fn identity(i: usize) -> Identity {
 
 /// The link key `S` and `P` agree in their handshake.
 fn handshake() -> ClusterKey {
-    let (mut acceptor, challenge) = Handshake::accept(&identity(S), [7; 32]);
+    handshake_of(S, P)
+}
+
+fn handshake_of(server: usize, tab: usize) -> ClusterKey {
+    let (mut acceptor, challenge) = Handshake::accept(&identity(server), [7; 32]);
     let mut dialer = Handshake::dial([8; 32], None);
-    let proof = dialer.on_message(&identity(P), &challenge).unwrap();
+    let proof = dialer.on_message(&identity(tab), &challenge).unwrap();
     let answer = acceptor
-        .on_message(&identity(S), &proof.reply.unwrap())
+        .on_message(&identity(server), &proof.reply.unwrap())
         .unwrap();
     let done = dialer
-        .on_message(&identity(P), &answer.reply.unwrap())
+        .on_message(&identity(tab), &answer.reply.unwrap())
         .unwrap();
     assert_eq!(answer.key, done.key);
     done.key.unwrap()
@@ -78,37 +93,48 @@ impl Net {
             )
         };
         let link_key = handshake();
+        let q_key = handshake_of(M, Q);
         let s = full(S, "server-s");
         let m = full(M, "server-m");
-        // The tab never sees the cluster key: its only key is its link's.
-        let mut p = Node::new(
-            config("tab-1"),
-            identity(P),
-            Keyring::new(link_key.clone()),
-            Vec::new(),
-            [P as u8; 32],
-            now,
-            WALL_MS,
-        );
-        let ids = vec![s.id(), m.id(), p.id()];
+        // The tabs never see the cluster key: each one's only key is its link's.
+        let tab = |i: usize, name: &str, key: &ClusterKey| {
+            Node::new(
+                config(name),
+                identity(i),
+                Keyring::new(key.clone()),
+                Vec::new(),
+                [i as u8; 32],
+                now,
+                WALL_MS,
+            )
+        };
+        let mut p = tab(P, "tab-1", &link_key);
+        let mut q = tab(Q, "tab-2", &q_key);
+        let ids = vec![s.id(), m.id(), p.id(), q.id()];
         p.set_addresses(now, vec![Address::Relayed(ids[S])])
             .unwrap();
+        q.set_addresses(now, vec![Address::Relayed(ids[M])])
+            .unwrap();
         let mut net = Net {
-            nodes: vec![s, m, p],
+            nodes: vec![s, m, p, q],
             ids,
             to_p: Vec::new(),
             now,
         };
-        net.nodes[S].admit_link(now, p_link(), net.ids[P], link_key, grant);
+        net.nodes[S].admit_link(now, p_link(), net.ids[P], link_key, grant.clone());
+        net.nodes[M].admit_link(now, q_link(), net.ids[Q], q_key, grant);
         net.nodes[M].join(now, &[udp(1)]);
         net.nodes[P].join(now, &[s_url()]);
+        net.nodes[Q].join(now, &[m_url()]);
         net
     }
 
     /// Where a frame from `from` goes, and the address it arrives from.
     fn route(&self, from: usize, t: &Transmit) -> Option<(usize, Address)> {
-        if from == P {
-            return Some((S, p_link()));
+        match from {
+            P => return Some((S, p_link())),
+            Q => return Some((M, q_link())),
+            _ => {}
         }
         let to = match t.node {
             Some(n) => self.ids.iter().position(|id| *id == n)?,
@@ -116,7 +142,8 @@ impl Net {
         };
         match to {
             P if from == S => Some((P, s_url())),
-            P => None,
+            Q if from == M => Some((Q, m_url())),
+            P | Q => None,
             to => Some((to, udp(from as u8 + 1))),
         }
     }
@@ -209,8 +236,10 @@ fn tab_grant() -> Grant {
 fn an_admitted_member_joins_without_the_cluster_key() {
     let mut net = Net::new(tab_grant());
     net.run(3_000);
-    for (at, of) in [(S, P), (M, P), (P, S), (P, M), (M, S)] {
-        assert_eq!(net.state(at, of), Some(State::Alive), "{at} sees {of}");
+    for at in [S, M, P, Q] {
+        for of in [S, M, P, Q] {
+            assert_eq!(net.state(at, of), Some(State::Alive), "{at} sees {of}");
+        }
     }
     // Everything S sent P is sealed with the link key: the cluster key opens none of it.
     assert!(!net.to_p.is_empty());
@@ -383,6 +412,34 @@ fn a_granted_relay_is_carried_and_a_flood_is_cut_at_the_rate() {
     }
     assert!(limited >= 400, "{limited} limited");
     assert_eq!(net.drops(S, DropReason::RateLimited), limited);
+}
+
+#[test]
+fn tabs_on_different_servers_message_each_other() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (p, q) = (net.ids[P], net.ids[Q]);
+    net.nodes[P]
+        .send(net.now, q, "chat", b"to q".to_vec(), true)
+        .unwrap();
+    net.nodes[Q]
+        .send(net.now, p, "game/move", b"to p".to_vec(), true)
+        .unwrap();
+    net.run(500);
+    let got = |events: Vec<Event>, from: NodeId, text: &[u8]| {
+        events.into_iter().any(
+            |e| matches!(e, Event::Direct { from: f, ref data, .. } if f == from && data == text),
+        )
+    };
+    assert!(got(net.events(Q), p, b"to q"), "P's message reached Q");
+    assert!(got(net.events(P), q, b"to p"), "Q's message reached P");
+    // A topic outside the grant stops at the sender's server.
+    net.nodes[P]
+        .send(net.now, q, "admin", b"no".to_vec(), true)
+        .unwrap();
+    net.run(500);
+    assert!(!got(net.events(Q), p, b"no"));
+    assert!(net.drops(S, DropReason::Forbidden) >= 1);
 }
 
 #[test]

@@ -121,6 +121,9 @@ fn create(options: &JsValue) -> Result<Promise, GossipError> {
         Some(s) => s,
         None => js::random_32()?,
     };
+    // Without the cluster key the tab joins as an admitted member: its only key is the one each
+    // link's handshake agrees (set on every connection), and its server's hook decides.
+    let admitted = opts.key.is_none();
     let keyring = opts.key.map_or_else(Keyring::unencrypted, Keyring::new);
     let origin_ms = js::performance_now();
     let identity = Identity::from_secret_bytes(secret);
@@ -139,6 +142,7 @@ fn create(options: &JsValue) -> Result<Promise, GossipError> {
     let shared = State::new_shared(
         node,
         identity,
+        admitted,
         origin_ms,
         opts.seeds,
         opts.token,

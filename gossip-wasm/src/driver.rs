@@ -18,7 +18,7 @@ use gossip_core::link::{
 };
 use gossip_core::streams::{StreamKey, StreamOutput, close_code};
 use gossip_core::{
-    Address, Event, FailReason, Identity, Instant, Node, NodeId, RequestId, Transmit,
+    Address, Event, FailReason, Identity, Instant, Keyring, Node, NodeId, RequestId, Transmit,
 };
 use js_sys::{ArrayBuffer, Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -266,6 +266,8 @@ pub(crate) struct State {
     me: Weak<RefCell<State>>,
     /// Signs this node's half of the handshake with its server.
     identity: Identity,
+    /// It holds no cluster key: each link is sealed with the key its handshake agreed.
+    admitted: bool,
     /// The cycle that keeps a joined node alive (as an open WebSocket keeps itself alive in
     /// JavaScript) until it leaves; every closure holds only a `Weak`.
     keepalive: Option<Shared>,
@@ -311,6 +313,7 @@ impl State {
     pub(crate) fn new_shared(
         node: Node,
         identity: Identity,
+        admitted: bool,
         origin_ms: f64,
         seeds: Vec<String>,
         token: Option<String>,
@@ -321,6 +324,7 @@ impl State {
                 node,
                 me: me.clone(),
                 identity,
+                admitted,
                 keepalive: None,
                 origin_ms,
                 phase: Phase::Creating,
@@ -529,9 +533,14 @@ impl State {
                     {
                         self.stats.send_errors += 1;
                     }
-                    match step.peer {
-                        Some(server) => link.session.on_linked(server),
-                        None => Decision::Keep,
+                    match (step.peer, step.key) {
+                        (Some(server), Some(key)) => {
+                            if self.admitted {
+                                *self.node.keyring_mut() = Keyring::new(key);
+                            }
+                            link.session.on_linked(server)
+                        }
+                        _ => Decision::Keep,
                     }
                 }
                 Err(e) => link.session.on_handshake_error(e),

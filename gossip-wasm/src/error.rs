@@ -70,6 +70,14 @@ pub enum JoinError {
         /// The seed.
         url: String,
     },
+    /// The server's admission hook refused this node (close code 4406); `reason` is the hook's.
+    #[error("{url} did not admit this node (close code 4406): {reason}")]
+    NotAdmitted {
+        /// The seed.
+        url: String,
+        /// The hook's reason.
+        reason: String,
+    },
     /// The server does not accept connections from this page's origin (close code 4403).
     #[error("{url} refused this page's origin (close code 4403)")]
     OriginRefused {
@@ -185,6 +193,7 @@ impl JoinError {
             JoinError::Unauthorized { .. } => "UNAUTHORIZED",
             JoinError::ClusterKey { .. } => "CLUSTER_KEY",
             JoinError::OriginRefused { .. } => "ORIGIN_REFUSED",
+            JoinError::NotAdmitted { .. } => "NOT_ADMITTED",
             JoinError::TooManyConnections { .. } => "TOO_MANY_CONNECTIONS",
             JoinError::Protocol { .. } => "PROTOCOL",
             JoinError::Connect { .. } => "CONNECT",
@@ -203,7 +212,19 @@ impl JoinError {
             }
         };
         match CloseCode::from_code(code) {
+            // A failed handshake is a protocol matter, not a key: only frames use the key.
+            Some(CloseCode::BadFrame) if reason.contains("handshake") => JoinError::Protocol {
+                url,
+                reason: said("the link handshake failed"),
+            },
             Some(CloseCode::BadFrame) => JoinError::ClusterKey { url },
+            Some(CloseCode::NotAdmitted) => JoinError::NotAdmitted {
+                url,
+                reason: reason
+                    .strip_prefix("not admitted: ")
+                    .unwrap_or(reason)
+                    .to_owned(),
+            },
             Some(CloseCode::Unauthorized) => JoinError::Unauthorized { url },
             Some(CloseCode::Forbidden) => JoinError::OriginRefused { url },
             Some(CloseCode::TooManyConnections) => JoinError::TooManyConnections { url },
@@ -255,6 +276,7 @@ impl JoinError {
         match self {
             JoinError::ClusterKey { .. }
             | JoinError::Unauthorized { .. }
+            | JoinError::NotAdmitted { .. }
             | JoinError::OriginRefused { .. } => 3,
             JoinError::Protocol { .. } | JoinError::TooManyConnections { .. } => 2,
             JoinError::Connect { .. } => 1,
@@ -316,6 +338,16 @@ mod tests {
             JoinError::from_close(url, 4403, "").code(),
             "ORIGIN_REFUSED"
         );
+        let refused = JoinError::from_close(url, 4406, "not admitted: no session cookie");
+        assert_eq!(refused.code(), "NOT_ADMITTED");
+        assert!(
+            refused
+                .to_string()
+                .ends_with("(close code 4406): no session cookie"),
+            "{refused}"
+        );
+        let handshake = JoinError::from_close(url, 4400, "handshake failed: signature");
+        assert_eq!(handshake.code(), "PROTOCOL");
         assert_eq!(
             JoinError::from_close(url, 4429, "").code(),
             "TOO_MANY_CONNECTIONS"

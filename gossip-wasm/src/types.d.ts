@@ -8,7 +8,12 @@ export interface GossipOptions {
   name?: string;
   /** WebSocket URLs of servers (`ws://host:port/gossip/ws`), tried in turn; when the current one dies the node re-joins through another. */
   seeds: string | string[];
-  /** The cluster key: 64 hex digits, base64 of 32 bytes, or 32 bytes. Omit only for a plaintext development cluster. */
+  /**
+   * Omit it (the normal case): the tab joins as an admitted member; the server's admission hook
+   * decides (refusal: `NOT_ADMITTED`) and each link is encrypted with a key agreed with that server.
+   * The cluster key (64 hex digits, base64 of 32 bytes, or 32 bytes) makes it a full member: only
+   * for trusted clients, since anyone who can read the page can read the key.
+   */
   clusterKey?: string | Uint8Array;
   /** Token the servers require (sent as the `token` query parameter). */
   token?: string;
@@ -69,7 +74,8 @@ export interface GossipError extends Error {
   name: "GossipError";
   code:
     | "INVALID_OPTION" | "INVALID_ARGUMENT" | "ENCODE" | "DECODE" | "BUSY"
-    | "UNAUTHORIZED" | "CLUSTER_KEY" | "ORIGIN_REFUSED" | "TOO_MANY_CONNECTIONS" | "PROTOCOL" | "CONNECT"
+    | "UNAUTHORIZED" | "NOT_ADMITTED" | "CLUSTER_KEY" | "ORIGIN_REFUSED" | "TOO_MANY_CONNECTIONS"
+    | "PROTOCOL" | "CONNECT"
     | "UNKNOWN_MEMBER" | "TIMEOUT" | "MEMBER_DOWN" | "TOO_MANY_REQUESTS" | "METADATA_TOO_LARGE" | "LEFT"
     | "STREAM_CLOSED" | "TOO_MANY_STREAMS" | "TOO_MANY_GROUPS" | "REFUSED";
 }

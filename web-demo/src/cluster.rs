@@ -5,7 +5,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gossip_core::{ClusterKey, Config, Event, Identity};
-use gossip_server::{Gossip, GossipConfig};
+use gossip_server::gossip_core::Grant;
+use gossip_server::{Admission, Gossip, GossipConfig};
+
+/// Browser tabs join as admitted members named with this prefix (the natives' grant); they never
+/// see the cluster key.
+pub const TAB_PREFIX: &str = "tab-";
 use serde::Serialize;
 use tokio::sync::{Mutex, broadcast};
 use tokio::task::JoinHandle;
@@ -274,6 +279,13 @@ impl Cluster {
         let mut cfg = GossipConfig::new(self.options.core.clone().with_name(native.name.clone()))
             .with_key(self.secrets.key.clone())
             .with_token(self.secrets.token.clone())
+            // Any tab may join, as a `tab-*` member that speaks only for itself. A real service
+            // would look the visitor's session up here.
+            .with_admission(Admission::open(
+                Grant::new()
+                    .with_name_prefix(TAB_PREFIX)
+                    .with_rate(1_000, 2_000),
+            ))
             .with_bind(native.net);
         cfg.identity = Some(native.identity.clone());
         cfg.seeds = seeds;

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET /` | the dashboard (HTML, ES modules and CSS compiled into the binary) |
 //! | `GET /pkg/...` | the `gossip-wasm` npm package (`--pkg-dir`, read at start) |
-//! | `GET /api/cluster` | cluster key, token, seeds, detection times, each native member's status |
+//! | `GET /api/cluster` | seeds, the tab name prefix, detection times, each native member's status, the token for `/status` (never the cluster key) |
 //! | `POST /api/nodes/{name}/kill` | demo only: stop a member at once, without a leave |
 //! | `POST /api/nodes/{name}/restart` | demo only: start it again (same identity, name and ports) |
 //!

@@ -175,11 +175,14 @@ async fn package_file(State(state): State<AppState>, UrlPath(path): UrlPath<Stri
     }
 }
 
-/// Everything the page needs to join and to explain what it sees.
+/// Everything the page needs to join and to explain what it sees. No cluster key: tabs join as
+/// admitted members. The token opens the natives' `/status` (the end-to-end test reads it); a tab
+/// that presented it would be taken for a full member and fail without the key.
 #[derive(Debug, Serialize)]
 struct ClusterView {
-    cluster_key: String,
     token: String,
+    /// Tab names must start with this (the natives' admission grant).
+    name_prefix: &'static str,
     /// The timing preset of the native members, for the page's own node.
     config: &'static str,
     package: PackageView,
@@ -245,8 +248,8 @@ async fn cluster(State(state): State<AppState>) -> Json<ClusterView> {
         .unwrap_or(0)
         .max(natives.len());
     Json(ClusterView {
-        cluster_key: secrets.key.to_hex(),
         token: secrets.token.clone(),
+        name_prefix: crate::cluster::TAB_PREFIX,
         config: state.cluster.preset(),
         package: PackageView {
             entry: state.package.entry_url(),
@@ -389,6 +392,11 @@ mod tests {
             let (status, _, body) = http(addr, "GET", &format!("/assets/{name}")).await;
             assert_eq!(status, 200, "{name}");
             assert!(!body.is_empty(), "{name}");
+            // Tabs join as admitted members: no page script asks for the cluster key.
+            assert!(
+                !String::from_utf8_lossy(&body).contains("clusterKey"),
+                "{name}"
+            );
         }
         let (status, ct, _) = http(addr, "GET", "/pkg/gossip_wasm_bg.wasm").await;
         assert_eq!((status, ct.as_str()), (200, "application/wasm"));
@@ -411,7 +419,11 @@ mod tests {
         let (status, ct, body) = http(addr, "GET", "/api/cluster").await;
         assert_eq!((status, ct.as_str()), (200, "application/json"));
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["cluster_key"].as_str().unwrap().len(), 64);
+        assert!(
+            v.get("cluster_key").is_none(),
+            "the page never gets the cluster key"
+        );
+        assert_eq!(v["name_prefix"], "tab-");
         assert_eq!(v["token"].as_str().unwrap().len(), 32);
         assert_eq!(v["package"]["entry"], "/pkg/gossip_wasm.js");
         assert_eq!(v["config"], "local");

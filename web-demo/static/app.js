@@ -60,13 +60,12 @@ async function main() {
   const cluster = await fetchCluster();
   showDetection(cluster.detection);
   const mod = await loadPackage(cluster.package.entry);
-  const name = params.get("name") || `browser-${Math.random().toString(36).slice(2, 6)}`;
+  // Tabs are admitted members: the natives' hook admits names with the demo's prefix.
+  const name = params.get("name") || `${cluster.name_prefix}${Math.random().toString(36).slice(2, 6)}`;
   $("self-name").textContent = name;
   const node = await mod.GossipNode.create({
     name,
     seeds: orderSeeds(cluster),
-    clusterKey: cluster.cluster_key,
-    token: cluster.token,
     config: cluster.config,
     metadata: { role: "browser", zone: params.get("zone") || "eu-browser" },
   });

@@ -1,25 +1,66 @@
 //! Members without the cluster key, connected to this node: their links' keys and their grants.
-//! The rules are in [`crate::admission`].
+//! The rules are in [`crate::admission`]. Without the `admission` feature (a browser, which
+//! admits no one) nobody is admitted and every check passes.
 
+#[cfg(feature = "admission")]
 use std::collections::HashMap;
 
+#[cfg(feature = "admission")]
 use rand_core::Rng;
 
 use super::Node;
 use crate::address::Address;
+#[cfg(feature = "admission")]
 use crate::admission::{Bucket, Grant};
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
+#[cfg(feature = "admission")]
 use crate::keyring::ClusterKey;
-use crate::message::{ApplicationMessage, MembershipMessage, Message, UpdateMessage};
+#[cfg(feature = "admission")]
+use crate::message::{ApplicationMessage, MembershipMessage};
+use crate::message::{Message, UpdateMessage};
 use crate::time::Instant;
 
 /// The admitted members this node serves.
 #[derive(Debug, Default)]
 pub(super) struct Admitted {
+    #[cfg(feature = "admission")]
     grants: HashMap<NodeId, (Grant, Bucket)>,
 }
 
+#[cfg(not(feature = "admission"))]
+impl Admitted {
+    pub(super) fn check_update(
+        &self,
+        _server: NodeId,
+        _origin: &NodeId,
+        _update: &UpdateMessage,
+    ) -> Result<(), DropReason> {
+        Ok(())
+    }
+
+    pub(super) fn check(
+        &self,
+        _server: NodeId,
+        _origin: &NodeId,
+        _message: &Message,
+    ) -> Result<(), DropReason> {
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "admission"))]
+impl Node {
+    pub(super) fn admitted_rate(
+        &mut self,
+        _now: Instant,
+        _from: &Address,
+    ) -> Result<(), DropReason> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "admission")]
 impl Admitted {
     /// Whether `origin` may say `update` (always, for a member that is not admitted here).
     /// `server` is this node: an admitted member is reachable only through it.
@@ -72,6 +113,7 @@ impl Admitted {
     }
 }
 
+#[cfg(feature = "admission")]
 impl Node {
     /// Admits `peer`, a member without the cluster key, over the link it has at `from` (the
     /// address its frames arrive from), whose handshake agreed `key`. From now on its frames are

@@ -112,7 +112,13 @@ impl Node {
         }
     }
 
-    pub(super) fn on_relay(&mut self, now: Instant, origin: NodeId, mut relay: Relay) {
+    pub(super) fn on_relay(
+        &mut self,
+        now: Instant,
+        origin: NodeId,
+        #[allow(unused_mut)] mut relay: Relay,
+    ) {
+        #[cfg(feature = "admission")]
         if self.admitted.is_admitted(&origin) {
             // Sealed with the requester's link key: open it, hold it to its grant like anything
             // it says, and seal it for the cluster.
@@ -127,6 +133,14 @@ impl Node {
                 Ok(m) => m,
                 Err(e) => return self.shell.drop_counted(&e),
             };
+            // One wrapping only: a relay inside would carry a frame sealed with the link key.
+            let nested = matches!(
+                message,
+                crate::message::Message::Membership(crate::message::MembershipMessage::Relay(_))
+            );
+            if nested {
+                return self.shell.count_drop(DropReason::Forbidden);
+            }
             if let Err(reason) = self.admitted.check(self.id, &origin, &message) {
                 return self.shell.count_drop(reason);
             }

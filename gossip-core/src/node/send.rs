@@ -80,7 +80,18 @@ impl Node {
                     reliable: true,
                 });
             }
-            (Some(via), _) | (None, Some(via)) if via != to => {
+            // A node that cannot listen hands its relay everything for others, wrapped once: the
+            // relay routes on (through the target's own relay if it has one). Wrapping for the
+            // target's relay instead would nest a relay in a relay, whose inner frame a relay
+            // serving a member without the cluster key cannot open.
+            (_, Some(mine)) if mine != to => {
+                let relay = Relay {
+                    to,
+                    frame: frame.into(),
+                };
+                self.send_to_member(now, mine, relay.into(), true);
+            }
+            (Some(via), _) if via != to => {
                 let relay = Relay {
                     to,
                     frame: frame.into(),

@@ -263,7 +263,9 @@ impl Codec {
             }
             .into());
         }
+        #[cfg_attr(not(feature = "compress"), allow(unused_mut))]
         let mut encoding = ENCODING_RAW;
+        #[cfg(feature = "compress")]
         if raw_len > self.limits.compress_threshold {
             let compressed = lz4_flex::block::compress(&out[SIGNED_HEADER_LEN..]);
             if compressed.len() + 4 < raw_len {

@@ -14,7 +14,7 @@ use std::rc::{Rc, Weak};
 use gossip_core::groups::GroupId;
 use gossip_core::link::route::{self, DialBudget, Links, Route};
 use gossip_core::link::{
-    CloseCode, Decision, Handshake, Outbox, Session, SessionConfig, is_handshake, relay,
+    CloseCode, Decision, Outbox, Session, SessionConfig, handshake::Dialer, is_handshake, relay,
 };
 use gossip_core::streams::{StreamKey, StreamOutput, close_code};
 use gossip_core::{
@@ -182,7 +182,7 @@ struct Link {
     url: String,
     generation: u64,
     /// The handshake with the server, until it proved who it is.
-    handshake: Handshake,
+    handshake: Dialer,
     /// The link's rules: the handshake first, then its first verified frame (the join went
     /// through), both by the deadline (the connect timeout).
     session: Session,
@@ -414,7 +414,7 @@ impl State {
             ws,
             url,
             generation,
-            handshake: Handshake::dial(nonce, None),
+            handshake: Dialer::new(nonce, None),
             session: Session::dialed(now, config, None).with_deadline(now),
             _on_message: on_message,
             _on_close: on_close,

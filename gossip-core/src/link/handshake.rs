@@ -382,6 +382,34 @@ impl Dialer {
         Ok((acceptor, proof))
     }
 
+    /// [`Handshake::on_message`] for a driver that only ever dials (a browser).
+    pub fn on_message(
+        &mut self,
+        identity: &Identity,
+        bytes: &[u8],
+    ) -> Result<Step, HandshakeError> {
+        if !is_handshake(bytes) {
+            return Err(HandshakeError::FrameFirst);
+        }
+        if self.peer.is_some() {
+            return Err(HandshakeError::OutOfOrder);
+        }
+        if bytes.starts_with(CHALLENGE_MAGIC) {
+            let (_, proof) = self.on_challenge(identity, bytes)?;
+            return Ok(Step {
+                reply: Some(proof),
+                peer: None,
+                key: None,
+            });
+        }
+        let peer = self.on_answer(bytes)?;
+        Ok(Step {
+            reply: None,
+            peer: Some(peer),
+            key: self.link_key().cloned(),
+        })
+    }
+
     /// The acceptor's answer arrived: its id, proven (bind the connection to it).
     pub fn on_answer(&mut self, bytes: &[u8]) -> Result<NodeId, HandshakeError> {
         let t = match (&self.sent, self.peer) {
@@ -469,22 +497,7 @@ impl Handshake {
                     key: a.link_key().cloned(),
                 })
             }
-            Handshake::Dialing(d) if bytes.starts_with(CHALLENGE_MAGIC) => {
-                let (_, proof) = d.on_challenge(identity, bytes)?;
-                Ok(Step {
-                    reply: Some(proof),
-                    peer: None,
-                    key: None,
-                })
-            }
-            Handshake::Dialing(d) => {
-                let peer = d.on_answer(bytes)?;
-                Ok(Step {
-                    reply: None,
-                    peer: Some(peer),
-                    key: d.link_key().cloned(),
-                })
-            }
+            Handshake::Dialing(d) => d.on_message(identity, bytes),
         }
     }
 }

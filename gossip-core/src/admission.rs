@@ -37,6 +37,10 @@ pub struct Grant {
     pub frames_per_sec: u32,
     /// Frames it may send at once after a quiet spell.
     pub burst: u32,
+    /// How long the admission lasts before the server closes the link (the client may come
+    /// back and be asked again: how a session that ends stops being a member). `None`: for as
+    /// long as the link lives.
+    pub lifetime_ms: Option<u64>,
 }
 
 impl Default for Grant {
@@ -46,6 +50,7 @@ impl Default for Grant {
             topics: None,
             frames_per_sec: DEFAULT_FRAMES_PER_SEC,
             burst: DEFAULT_BURST,
+            lifetime_ms: None,
         }
     }
 }
@@ -76,6 +81,12 @@ impl Grant {
     pub fn with_rate(mut self, frames_per_sec: u32, burst: u32) -> Self {
         self.frames_per_sec = frames_per_sec;
         self.burst = burst;
+        self
+    }
+
+    /// The admission ends after `lifetime` (the server then closes the link).
+    pub fn with_lifetime(mut self, lifetime: core::time::Duration) -> Self {
+        self.lifetime_ms = Some(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX));
         self
     }
 

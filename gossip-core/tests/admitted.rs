@@ -443,6 +443,22 @@ fn tabs_on_different_servers_message_each_other() {
 }
 
 #[test]
+fn a_revoked_admission_is_honoured_everywhere() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (p, m) = (net.ids[P], net.ids[M]);
+    assert!(!net.nodes[S].revoke(net.now, &m), "only its own admissions");
+    assert!(!net.nodes[M].revoke(net.now, &p), "P is S's, not M's");
+    assert!(net.nodes[S].revoke(net.now, &p));
+    assert!(net.nodes[S].grant(&p).is_none());
+    // At once at S, and as fast as gossip carries it elsewhere: no detection time.
+    assert_eq!(net.state(S, P), Some(State::Dead));
+    net.run(300);
+    assert_eq!(net.state(M, P), Some(State::Dead));
+    assert_eq!(net.state(M, S), Some(State::Alive));
+}
+
+#[test]
 fn a_released_link_opens_nothing_more() {
     let mut net = Net::new(Grant::new());
     let link_key = handshake();

@@ -41,6 +41,8 @@ struct Conn {
     slot: Option<Arc<Slot>>,
     /// What the admission hook granted its client, which has no cluster key.
     grant: Option<gossip_core::Grant>,
+    /// When that admission ends (its grant's lifetime, from the handshake).
+    expires: Option<Instant>,
 }
 
 /// The engine and everything the driver tracks around it.
@@ -264,6 +266,7 @@ impl Driver {
                         transport,
                         slot: Some(slot),
                         grant,
+                        expires: None,
                     },
                 );
             }
@@ -274,6 +277,7 @@ impl Driver {
                 let decision = c.session.on_linked(peer);
                 if let (Decision::Linked(_), Some(grant)) = (decision, c.grant.clone()) {
                     // Its frames are sealed with the link's key from now on, and held to its grant.
+                    c.expires = grant.lifetime_ms.map(|ms| now.plus_millis(ms));
                     self.node.admit_link(now, c.from.clone(), peer, key, grant);
                 }
                 self.execute(now, id, decision);
@@ -375,6 +379,33 @@ impl Driver {
         for (id, decision) in due {
             self.execute(now, id, decision);
         }
+        // Admissions at the end of their lifetime: the client may come back and ask again.
+        for c in self.conns.values() {
+            if c.expires.is_some_and(|at| now >= at) && !c.handle.closer.is_closed() {
+                let reason = crate::admission::close_reason("admission expired");
+                c.handle.closer.close(CloseCode::NotAdmitted, reason);
+                self.shared.count_drop(LinkDrop::AdmissionEnded);
+            }
+        }
+    }
+
+    /// Revokes an admission granted here: the member's link is closed (4406) and it is
+    /// declared dead cluster-wide. `false` when `member` is not admitted through this node.
+    pub(crate) fn revoke(&mut self, member: NodeId, reason: &str) -> bool {
+        let now = self.now();
+        if !self.node.revoke(now, &member) {
+            return false;
+        }
+        let reason = crate::admission::close_reason(&format!("admission revoked: {reason}"));
+        for c in self.conns.values() {
+            if c.grant.is_some() && c.session.linked() == Some(member) {
+                c.handle
+                    .closer
+                    .close(CloseCode::NotAdmitted, reason.clone());
+                self.shared.count_drop(LinkDrop::AdmissionEnded);
+            }
+        }
+        true
     }
 
     fn forget(&mut self, id: ConnId) {
@@ -540,6 +571,7 @@ impl Driver {
                 transport,
                 slot: None,
                 grant: None,
+                expires: None,
             },
         );
         Some(id)

@@ -271,6 +271,19 @@ impl Gossip {
         .await
     }
 
+    /// Revokes the admission of `member`, a client without the cluster key admitted through
+    /// this node: its connection is closed with 4406 and `reason` (nothing secret: the client
+    /// reads it), and this node declares it dead, which every member accepts at once. It joins
+    /// again only if the admission hook admits it again. `Ok(false)` when it is not admitted here.
+    pub async fn revoke(
+        &self,
+        member: NodeId,
+        reason: impl Into<String>,
+    ) -> Result<bool, GossipError> {
+        let reason = reason.into();
+        self.with_driver(move |d| d.revoke(member, &reason)).await
+    }
+
     /// This node's view of the cluster.
     pub async fn status(&self) -> Result<Status, GossipError> {
         self.with_driver(|d| Status::of(&d.node, d.open_connections(), &d.shared))

@@ -28,11 +28,15 @@ fn wall_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A server whose hook admits `?user=tab...` as `tab-*` members allowed the topic `chat`.
+/// A server whose hook admits `?user=tab...` as `tab-*` members allowed the topic `chat`, and
+/// `?user=brief` for half a second.
 async fn admitting_server() -> (Gossip, String) {
     watch_task_panics();
     let hook = Admission::new(|req| async move {
         match req.query.get("user").map(String::as_str) {
+            Some("brief") => Ok(Grant::new()
+                .with_name_prefix("tab-")
+                .with_lifetime(Duration::from_millis(500))),
             Some(u) if u.starts_with("tab") => {
                 Ok(Grant::new().with_name_prefix("tab-").with_topics(["chat"]))
             }
@@ -246,6 +250,55 @@ async fn the_hook_admits_a_keyless_member_and_its_grant_holds() {
     }
     assert!(seen >= 2, "the server talked to the tab ({seen} frames)");
     drop(tx);
+    m.shutdown().await;
+    s.shutdown().await;
+    assert_no_task_panicked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_or_expired_admission_ends_everywhere() {
+    let (s, url) = admitting_server().await;
+    let m = udp_node("m", &[seed_of(&s)]).await;
+    let (s_id, m_id) = (s.id(), m.id());
+    eventually(T, "s and m see each other", || async {
+        sees_alive(&s, &[s_id, m_id]).await && sees_alive(&m, &[s_id, m_id]).await
+    })
+    .await;
+    // Revoked: closed with 4406 and the reason, and dead for every member at once.
+    let mut ws = ws_connect(&format!("{url}?user=tab9"), None).await;
+    let (_, key) = ws_handshake_keyed(&mut ws, &Identity::from_secret_bytes([40; 32])).await;
+    let mut tab = Tab::new(40, key);
+    ws.send(tab.join(s_id, "tab-40")).await.unwrap();
+    let tab_id = tab.id();
+    eventually(T, "m sees the tab", || async {
+        state_of(&m, &tab_id).await.as_deref() == Some("alive")
+    })
+    .await;
+    assert!(
+        !s.revoke(m_id, "not a tab").await.unwrap(),
+        "only admitted members"
+    );
+    assert!(s.revoke(tab_id, "banned").await.unwrap());
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 4406, "{reason}");
+    assert!(reason.contains("revoked: banned"), "{reason}");
+    eventually(T, "m sees the revoked tab dead", || async {
+        state_of(&m, &tab_id).await.as_deref() == Some("dead")
+    })
+    .await;
+
+    // A grant with a lifetime: the link closes when it ends.
+    let mut ws = ws_connect(&format!("{url}?user=brief"), None).await;
+    let (_, key) = ws_handshake_keyed(&mut ws, &Identity::from_secret_bytes([41; 32])).await;
+    let mut brief = Tab::new(41, key);
+    ws.send(brief.join(s_id, "tab-41")).await.unwrap();
+    let (code, reason) = close_of(&mut ws).await;
+    assert_eq!(code, 4406, "{reason}");
+    assert!(reason.contains("expired"), "{reason}");
+    eventually(T, "both ends are counted", || async {
+        drops(&s, "admission_ended").await >= 2
+    })
+    .await;
     m.shutdown().await;
     s.shutdown().await;
     assert_no_task_panicked();

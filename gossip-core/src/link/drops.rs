@@ -34,6 +34,8 @@ pub enum LinkDrop {
     ForbiddenOrigin,
     /// A WebSocket client the admission hook refused.
     NotAdmitted,
+    /// An admitted member's link closed at the end of its grant's lifetime, or on revocation.
+    AdmissionEnded,
     /// A datagram or message over the frame limit.
     TooLarge,
     /// The engine's inbound queue was full (UDP is best effort).
@@ -54,6 +56,7 @@ impl LinkDrop {
             LinkDrop::Unauthorized => "ws_unauthorized",
             LinkDrop::ForbiddenOrigin => "ws_forbidden_origin",
             LinkDrop::NotAdmitted => "ws_not_admitted",
+            LinkDrop::AdmissionEnded => "admission_ended",
             LinkDrop::TooLarge => "too_large",
             LinkDrop::InboundQueueFull => "inbound_queue_full",
         }
@@ -92,6 +95,7 @@ mod tests {
             LinkDrop::Unauthorized,
             LinkDrop::ForbiddenOrigin,
             LinkDrop::NotAdmitted,
+            LinkDrop::AdmissionEnded,
             LinkDrop::TooLarge,
             LinkDrop::InboundQueueFull,
         ];

@@ -141,6 +141,31 @@ impl Node {
         self.admitted.grants.remove(peer);
     }
 
+    /// Revokes `peer`'s admission: its link is forgotten and this node declares it dead at the
+    /// incarnation it last signed, which every member accepts (the driver closes its
+    /// connection). It comes back only by being admitted again, with a new incarnation. `false`
+    /// when `peer` is not admitted here: a server revokes only its own admissions.
+    pub fn revoke(&mut self, now: Instant, peer: &NodeId) -> bool {
+        if !self.admitted.is_admitted(peer) {
+            return false;
+        }
+        self.release_link(peer);
+        let Some(incarnation) = self.members.get(peer).map(|m| m.incarnation) else {
+            return true;
+        };
+        let msg = crate::message::Dead {
+            node: *peer,
+            incarnation,
+        };
+        if let Some(packet) = self.shell.sign(now, msg.clone().into())
+            && self.apply_dead(now, msg, &packet).is_news()
+        {
+            self.enqueue(super::backlog::Subject::Member(*peer), packet);
+        }
+        self.flush(now);
+        true
+    }
+
     /// The grant of an admitted member connected to this node.
     pub fn grant(&self, peer: &NodeId) -> Option<&Grant> {
         self.admitted.grants.get(peer).map(|(g, _)| g)

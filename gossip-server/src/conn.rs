@@ -28,6 +28,8 @@ pub(crate) enum LinkIn {
     TooBig,
     /// The peer closed, or the transport failed.
     End,
+    /// The peer closed with a code and reason (a WebSocket close frame).
+    PeerClosed(u16, String),
 }
 
 /// What the pump sends.
@@ -44,6 +46,8 @@ pub(crate) enum LinkOut {
 pub(crate) struct Closer {
     token: CancellationToken,
     reason: Mutex<Option<(CloseCode, Cow<'static, str>)>>,
+    /// How the peer closed, when it said (a WebSocket close frame).
+    by_peer: Mutex<Option<(u16, String)>>,
 }
 
 impl Closer {
@@ -51,6 +55,7 @@ impl Closer {
         Arc::new(Closer {
             token: parent.child_token(),
             reason: Mutex::new(None),
+            by_peer: Mutex::new(None),
         })
     }
 
@@ -72,6 +77,17 @@ impl Closer {
                 CloseCode::GoingAway,
                 Cow::Borrowed(CloseCode::GoingAway.reason()),
             ))
+    }
+
+    fn closed_by_peer(&self, code: u16, reason: String) {
+        *self.by_peer.lock().unwrap_or_else(|p| p.into_inner()) = Some((code, reason));
+    }
+
+    fn peer_close(&self) -> Option<(u16, String)> {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -122,8 +138,15 @@ pub(crate) enum Input {
     HandshakeFailed { id: ConnId, error: HandshakeError },
     /// A frame arrived on a connection.
     Frame { id: ConnId, bytes: Vec<u8> },
-    /// A connection ended.
-    Closed { id: ConnId },
+    /// A connection ended; `peer` is the code and reason the peer closed it with, if it said.
+    Closed {
+        id: ConnId,
+        peer: Option<(u16, String)>,
+    },
+    /// A dial failed before any connection existed.
+    DialFailed { id: ConnId, reason: String },
+    /// A seed did not parse or resolve.
+    SeedUnresolved { seed: String, reason: String },
     /// Seeds resolved: join through them.
     Join(Vec<gossip_core::Address>),
 }
@@ -224,6 +247,10 @@ where
                 return Opened::Ended;
             }
             LinkIn::End => return Opened::Ended,
+            LinkIn::PeerClosed(code, reason) => {
+                closer.closed_by_peer(code, reason);
+                return Opened::Ended;
+            }
         }
     }
 }
@@ -292,6 +319,7 @@ pub(crate) async fn pump<Si, St>(
                     return closer.close(CloseCode::TooLarge, CloseCode::TooLarge.reason());
                 }
                 LinkIn::End => return,
+                LinkIn::PeerClosed(code, reason) => return closer.closed_by_peer(code, reason),
             }
         }
     };
@@ -330,7 +358,8 @@ pub(crate) async fn pump<Si, St>(
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sink.close()).await;
     }
     closer.token.cancel();
-    let _ = inbound.send(Input::Closed { id }).await;
+    let peer = closer.peer_close();
+    let _ = inbound.send(Input::Closed { id, peer }).await;
 }
 
 /// Runs a transport's connection, counted as open while it lasts (`open`): the one way every
@@ -471,7 +500,7 @@ mod tests {
         h.task.await.unwrap();
         assert!(matches!(
             h.inputs.recv().await,
-            Some(Input::Closed { id: 7 })
+            Some(Input::Closed { id: 7, .. })
         ));
         assert!(matches!(
             h.out.recv().await,
@@ -503,7 +532,7 @@ mod tests {
         assert!(h.out.try_recv().is_err(), "the queued frame never left");
         assert!(matches!(
             h.inputs.recv().await,
-            Some(Input::Closed { id: 7 })
+            Some(Input::Closed { id: 7, .. })
         ));
     }
 
@@ -535,7 +564,7 @@ mod tests {
         );
         assert!(matches!(
             h.inputs.recv().await,
-            Some(Input::Closed { id: 7 })
+            Some(Input::Closed { id: 7, .. })
         ));
     }
 }

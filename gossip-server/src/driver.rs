@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gossip_core::link::route::{self, DialBudget, Links, Route};
-use gossip_core::link::{CloseCode, Decision, LinkDrop, Session, SessionConfig, relay};
+use gossip_core::link::{CloseCode, Decision, Fault, LinkDrop, Session, SessionConfig, relay};
 use gossip_core::requests::FailReason;
 use gossip_core::streams::StreamOutput;
 use gossip_core::{Address, Event, Instant, Node, NodeId, RequestId, Transmit};
@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::conn::{self, ConnHandle, ConnId, Input, Transport};
-use crate::error::GossipError;
+use crate::error::{GossipError, SeedAttempt, SeedProblem};
 use crate::metrics_export::Exporter;
 use crate::shared::{Shared, Slot};
 use crate::stream::{GossipStream, StreamTable};
@@ -43,6 +43,8 @@ struct Conn {
     grant: Option<gossip_core::Grant>,
     /// When that admission ends (its grant's lifetime, from the handshake).
     expires: Option<Instant>,
+    /// Why this node closed it, if it did.
+    fault: Option<Fault>,
 }
 
 /// The engine and everything the driver tracks around it.
@@ -65,6 +67,11 @@ pub(crate) struct Driver {
     pub(crate) leave_drain: Duration,
     rejoin_interval: Duration,
     exporter: Exporter,
+    /// While the node knows no other live member: the last problem met with each seed address.
+    join_failures: std::collections::BTreeMap<String, SeedProblem>,
+    /// When a peer's frames last failed to authenticate here and it was logged (once per 10 s:
+    /// a flood must not flood the log).
+    foreign_logged: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -113,6 +120,8 @@ impl Driver {
             leave_drain: p.leave_drain,
             rejoin_interval: p.rejoin_interval,
             exporter: Exporter::default(),
+            join_failures: std::collections::BTreeMap::new(),
+            foreign_logged: None,
         }
     }
 
@@ -230,7 +239,14 @@ impl Driver {
             for seed in &seeds {
                 match crate::seeds::resolve(seed).await {
                     Ok(found) => addrs.extend(found),
-                    Err(e) => tracing::warn!(%seed, error = %e, "seed did not resolve"),
+                    Err(e) => {
+                        tracing::warn!(%seed, error = %e, "seed did not resolve");
+                        let input = Input::SeedUnresolved {
+                            seed: seed.clone(),
+                            reason: e.to_string(),
+                        };
+                        let _ = shared.inbound.send(input).await;
+                    }
                 }
             }
             if !addrs.is_empty() {
@@ -267,6 +283,7 @@ impl Driver {
                         slot: Some(slot),
                         grant,
                         expires: None,
+                        fault: None,
                     },
                 );
             }
@@ -290,7 +307,17 @@ impl Driver {
                 self.execute(now, id, decision);
             }
             Input::Frame { id, bytes } => self.frame(now, id, &bytes),
-            Input::Closed { id } => self.forget(id),
+            Input::Closed { id, peer } => {
+                self.note_join_failure(id, peer, None);
+                self.forget(id);
+            }
+            Input::DialFailed { id, reason } => {
+                self.note_join_failure(id, None, Some(reason));
+                self.forget(id);
+            }
+            Input::SeedUnresolved { seed, reason } => {
+                self.record_join_failure(seed, SeedProblem::Unresolved(reason));
+            }
             Input::Join(addrs) => {
                 tracing::debug!(seeds = addrs.len(), "joining");
                 self.node.join(now, &addrs);
@@ -360,8 +387,24 @@ impl Driver {
             }
             Decision::Close(code, fault) => {
                 tracing::debug!(conn = id, code = code.code(), %fault, "closing connection");
+                c.fault = Some(fault);
                 c.handle.closer.close(code, fault.to_string());
                 self.shared.count_drop(LinkDrop::Closed(fault));
+                if matches!(fault, Fault::Foreign(_)) && !c.session.is_dialed() {
+                    // The other side of a failed join: say it here too, once in a while.
+                    let now = tokio::time::Instant::now();
+                    if self
+                        .foreign_logged
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+                    {
+                        self.foreign_logged = Some(now);
+                        tracing::warn!(
+                            conn = id,
+                            transport = ?c.transport,
+                            "a peer's frames do not authenticate: is its cluster key the same as ours? (logged at most every 10 s; see the foreign_frame drop counter)"
+                        );
+                    }
+                }
             }
         }
     }
@@ -406,6 +449,85 @@ impl Driver {
             }
         }
         true
+    }
+
+    /// Whether this node knows another live member (it joined, or someone joined it).
+    fn knows_anyone(&self) -> bool {
+        let me = self.node.id();
+        self.node
+            .members()
+            .any(|m| m.id != me && m.state == gossip_core::State::Alive)
+    }
+
+    /// A dialed connection ended before its peer proved anything: while the node knows no one,
+    /// remember why, for [`Gossip::joined`](crate::Gossip::joined) and the log.
+    fn note_join_failure(
+        &mut self,
+        id: ConnId,
+        peer: Option<(u16, String)>,
+        dial_error: Option<String>,
+    ) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        if !c.session.is_dialed() || c.session.verified().is_some() {
+            return;
+        }
+        let problem = if let Some(reason) = dial_error {
+            SeedProblem::Unreachable(reason)
+        } else {
+            match (peer, c.fault) {
+                (Some((4401, _)), _) => SeedProblem::Unauthorized,
+                (Some((4406, reason)), _) => SeedProblem::NotAdmitted(
+                    reason
+                        .strip_prefix("not admitted: ")
+                        .unwrap_or(&reason)
+                        .to_owned(),
+                ),
+                (Some((4400, reason)), _) if reason.contains("handshake") => {
+                    SeedProblem::Handshake(reason)
+                }
+                (Some((4400, _)), _) => SeedProblem::ClusterKey,
+                (Some((code, reason)), _) => SeedProblem::Closed(format!("{code}: {reason}")),
+                (None, Some(Fault::Foreign(_))) => SeedProblem::ClusterKey,
+                (None, Some(Fault::Handshake(e))) => SeedProblem::Handshake(e.to_string()),
+                (None, Some(fault)) => SeedProblem::Closed(fault.to_string()),
+                // Linked, then closed without a word before any frame verified: over TCP that is
+                // how a peer refuses frames it cannot open.
+                (None, None) if c.session.linked().is_some() => SeedProblem::ClusterKey,
+                (None, None) => SeedProblem::Closed("before the link handshake".into()),
+            }
+        };
+        let seed = c.from.to_string();
+        self.record_join_failure(seed, problem);
+    }
+
+    fn record_join_failure(&mut self, seed: String, problem: SeedProblem) {
+        if self.knows_anyone() {
+            return;
+        }
+        if self.join_failures.get(&seed) != Some(&problem) {
+            tracing::warn!(%seed, %problem, "join attempt failed");
+        }
+        self.join_failures.insert(seed, problem);
+    }
+
+    /// What each seed ran into, while the node knows no one (empty once it does).
+    pub(crate) fn join_attempts(&mut self) -> Vec<SeedAttempt> {
+        if self.knows_anyone() {
+            self.join_failures.clear();
+        }
+        self.join_failures
+            .iter()
+            .map(|(seed, problem)| SeedAttempt {
+                seed: seed.clone(),
+                problem: problem.clone(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn has_seeds(&self) -> bool {
+        !self.seeds.is_empty()
     }
 
     fn forget(&mut self, id: ConnId) {
@@ -572,6 +694,7 @@ impl Driver {
                 slot: None,
                 grant: None,
                 expires: None,
+                fault: None,
             },
         );
         Some(id)

@@ -60,3 +60,76 @@ pub enum GossipError {
         reason: String,
     },
 }
+
+/// Why [`Gossip::joined`](crate::Gossip::joined) gave up: the node knows no other live member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The node has no seed and nobody joined through it.
+    #[error("no other member after {waited_ms} ms, and the node has no seed to join through")]
+    NoSeeds {
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// No seed let the node in; what each attempt ran into (empty: nothing answered at all, e.g.
+    /// UDP seeds that drop what they cannot authenticate).
+    #[error("not joined after {waited_ms} ms: {}", describe(.attempts))]
+    NotJoined {
+        /// How long it waited.
+        waited_ms: u64,
+        /// The last problem met with each seed address.
+        attempts: Vec<SeedAttempt>,
+    },
+    /// The node was shut down.
+    #[error("the node is shut down")]
+    Stopped,
+}
+
+fn describe(attempts: &[SeedAttempt]) -> String {
+    if attempts.is_empty() {
+        return "no seed answered (wrong cluster key on a UDP-only seed, or nobody there)".into();
+    }
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.seed, a.problem))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One seed address and what went wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SeedAttempt {
+    /// The seed (as configured when it did not resolve, else the address dialed).
+    pub seed: String,
+    /// What went wrong.
+    pub problem: SeedProblem,
+}
+
+/// What went wrong when joining through one seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeedProblem {
+    /// The seed did not parse or resolve.
+    #[error("did not resolve: {0}")]
+    Unresolved(String),
+    /// Nothing accepted the connection.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The seed refused the token (4401): set the token it expects (`with_token`, `dial_token`).
+    #[error("refused our token (4401): set the token the seed expects")]
+    Unauthorized,
+    /// The seed's admission hook refused us (4406).
+    #[error("not admitted (4406): {0}")]
+    NotAdmitted(String),
+    /// Frames did not authenticate, one way or the other: the cluster keys differ (or one side
+    /// runs without a key).
+    #[error("frames do not authenticate: the cluster keys differ (or one side has none)")]
+    ClusterKey,
+    /// The link handshake failed.
+    #[error("link handshake failed: {0}")]
+    Handshake(String),
+    /// The seed closed the connection for another reason.
+    #[error("closed by the seed: {0}")]
+    Closed(String),
+}

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::GossipConfig;
 use crate::driver::{Driver, DriverParts, Job};
-use crate::error::{GossipError, StartError};
+use crate::error::{GossipError, JoinError, StartError};
 use crate::shared::Shared;
 use crate::status::Status;
 use crate::stream::{GossipStream, StreamTable};
@@ -269,6 +269,62 @@ impl Gossip {
             f(&mut d.node, now)
         })
         .await
+    }
+
+    /// Waits until this node knows another live member (it joined, or someone joined it), for
+    /// at most `timeout`. `Err` says why not: what each seed ran into (refused token, differing
+    /// cluster keys, not admitted, unreachable, unresolved...), or that there is no seed. The
+    /// same reasons are logged at WARN as they happen. The node keeps trying after an `Err`.
+    ///
+    /// ```no_run
+    /// # async fn f(gossip: gossip_server::Gossip) {
+    /// if let Err(e) = gossip.joined(std::time::Duration::from_secs(10)).await {
+    ///     eprintln!("still alone: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn joined(&self, timeout: Duration) -> Result<(), JoinError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let me = self.id();
+        let alive_other = |members: &[Member]| {
+            members
+                .iter()
+                .any(|m| m.id != me && m.state == gossip_core::State::Alive)
+        };
+        let mut watch = self.watch().await.map_err(|_| JoinError::Stopped)?;
+        if alive_other(&watch.members) {
+            return Ok(());
+        }
+        loop {
+            let event = tokio::select! {
+                e = watch.events.recv() => e,
+                _ = tokio::time::sleep_until(deadline) => break,
+            };
+            match event {
+                Ok(Event::MemberJoined { .. } | Event::MemberAlive { .. })
+                | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let members = self.members().await.map_err(|_| JoinError::Stopped)?;
+                    if alive_other(&members) {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err(JoinError::Stopped),
+            }
+        }
+        let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (attempts, has_seeds) = self
+            .with_driver(|d| (d.join_attempts(), d.has_seeds()))
+            .await
+            .map_err(|_| JoinError::Stopped)?;
+        if !has_seeds && attempts.is_empty() {
+            return Err(JoinError::NoSeeds { waited_ms });
+        }
+        Err(JoinError::NotJoined {
+            waited_ms,
+            attempts,
+        })
     }
 
     /// Revokes the admission of `member`, a client without the cluster key admitted through

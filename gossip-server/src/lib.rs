@@ -53,7 +53,7 @@ mod ws;
 
 pub use admission::{Admission, AdmissionRequest};
 pub use config::{DriverLimits, GossipConfig};
-pub use error::{GossipError, StartError};
+pub use error::{GossipError, JoinError, SeedAttempt, SeedProblem, StartError};
 pub use handle::{Gossip, Watch};
 pub use status::{Counters, MemberStatus, Status};
 pub use stream::GossipStream;

@@ -59,24 +59,26 @@ pub(crate) async fn dial(
 ) {
     let connect = tokio::time::timeout(shared.limits.dial_timeout, TcpStream::connect(addr));
     let socket = tokio::select! {
-        _ = handle.closer_cancelled() => None,
+        _ = handle.closer_cancelled() => Err("cancelled".to_string()),
         r = connect => match r {
-            Ok(Ok(socket)) => Some(socket),
+            Ok(Ok(socket)) => Ok(socket),
             Ok(Err(e)) => {
                 tracing::debug!(%addr, error = %e, "tcp dial failed");
-                None
+                Err(e.to_string())
             }
-            Err(_) => None,
+            Err(_) => Err("timed out".to_string()),
         },
     };
-    match (socket, Opening::dial(&shared.identity, expected)) {
-        (Some(socket), Some(opening)) => {
+    let opening =
+        Opening::dial(&shared.identity, expected).ok_or_else(|| "no randomness".to_string());
+    match socket.and_then(|s| opening.map(|o| (s, o))) {
+        Ok((socket, opening)) => {
             let open = shared.connection_opened();
             run(shared, id, socket, rx, handle, open, opening).await
         }
-        _ => {
+        Err(reason) => {
             shared.count_drop(LinkDrop::DialFailed);
-            let _ = shared.inbound.send(Input::Closed { id }).await;
+            let _ = shared.inbound.send(Input::DialFailed { id, reason }).await;
         }
     }
 }

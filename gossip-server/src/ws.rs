@@ -224,23 +224,28 @@ pub(crate) async fn dial(
             .await
     };
     let socket = tokio::select! {
-        _ = handle.closer_cancelled() => None,
+        _ = handle.closer_cancelled() => Err("cancelled".to_string()),
         r = tokio::time::timeout(shared.limits.dial_timeout, connect) => match r {
-            Ok(Ok((socket, _))) => Some(socket),
+            Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(e)) => {
                 tracing::debug!(%url, error = %e, "websocket dial failed");
-                None
+                Err(e.to_string())
             }
             Err(_) => {
                 tracing::debug!(%url, "websocket dial timed out");
-                None
+                Err("timed out".to_string())
             }
         },
     };
-    let (Some(socket), Some(opening)) = (socket, Opening::dial(&shared.identity, expected)) else {
-        shared.count_drop(LinkDrop::DialFailed);
-        let _ = shared.inbound.send(Input::Closed { id }).await;
-        return;
+    let opening =
+        Opening::dial(&shared.identity, expected).ok_or_else(|| "no randomness".to_string());
+    let (socket, opening) = match socket.and_then(|s| opening.map(|o| (s, o))) {
+        Ok(both) => both,
+        Err(reason) => {
+            shared.count_drop(LinkDrop::DialFailed);
+            let _ = shared.inbound.send(Input::DialFailed { id, reason }).await;
+            return;
+        }
     };
     let (sink, stream) = socket.split();
     let sink = sink.with(|out: LinkOut| async move {
@@ -258,7 +263,10 @@ pub(crate) async fn dial(
         match m {
             Ok(tungstenite::Message::Binary(b)) => Some(LinkIn::Binary(b.to_vec())),
             Ok(tungstenite::Message::Text(_)) => Some(LinkIn::Text),
-            Ok(tungstenite::Message::Close(_)) => Some(LinkIn::End),
+            Ok(tungstenite::Message::Close(Some(f))) => {
+                Some(LinkIn::PeerClosed(f.code.into(), f.reason.to_string()))
+            }
+            Ok(tungstenite::Message::Close(None)) => Some(LinkIn::End),
             Ok(_) => None,
             Err(tungstenite::Error::Capacity(_)) => Some(LinkIn::TooBig),
             Err(_) => Some(LinkIn::End),

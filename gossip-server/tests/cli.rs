@@ -328,3 +328,33 @@ fn help_lists_the_stdin_commands() {
         "{v}"
     );
 }
+
+#[test]
+fn a_join_with_another_cluster_key_says_so() {
+    let seed = spawn("cli-seed", None);
+    let other = "ff".repeat(32);
+    let mut node = spawn_with("cli-lost", Some(&seed.seed), Some(&other), Stdio::piped());
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // `joined` gives up after 10 s; the warning follows at once.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut said = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("cluster keys differ") => return,
+            Ok(line) => said.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "no warning naming the cluster key; stderr was:\n{}",
+        said.join("\n")
+    );
+}

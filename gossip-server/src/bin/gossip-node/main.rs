@@ -216,6 +216,15 @@ async fn run(
     // happened. `watch` gives the members known now and every event after them.
     let watch = gossip.watch().await?;
     let mut events = watch.events;
+    if !args.join.is_empty() {
+        // A join that fails says why, instead of leaving the node alone without a word.
+        let g = gossip.clone();
+        tokio::spawn(async move {
+            if let Err(e) = g.joined(std::time::Duration::from_secs(10)).await {
+                warning(&format!("{e} (still trying)"));
+            }
+        });
+    }
     let http = match args.ws {
         Some(addr) => Some(gossip.serve(addr).await?),
         None => None,

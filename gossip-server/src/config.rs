@@ -26,6 +26,9 @@ pub struct GossipConfig {
     /// Listen for TCP connections here. When equal to `udp` (port 0 included), both share one port,
     /// so a `host:port` seed reaches either.
     pub tcp: Option<SocketAddr>,
+    /// The IP other members dial this node at, when it listens on every interface (`0.0.0.0` or
+    /// `[::]`); the bound ports are kept.
+    pub advertise: Option<std::net::IpAddr>,
     /// The public `ws://` or `wss://` URL of this node's WebSocket route, advertised to the
     /// cluster. Set it when you mount [`Gossip::router`](crate::Gossip::router) in your own
     /// service; [`Gossip::serve`](crate::Gossip::serve) sets it itself.
@@ -121,6 +124,7 @@ impl GossipConfig {
             dial_token: None,
             allowed_origins: Vec::new(),
             admission: None,
+            advertise: None,
             tls_roots: Vec::new(),
             limits: DriverLimits::default(),
             rejoin_interval: Duration::from_secs(5),
@@ -132,6 +136,12 @@ impl GossipConfig {
     pub fn with_bind(mut self, addr: SocketAddr) -> Self {
         self.udp = Some(addr);
         self.tcp = Some(addr);
+        self
+    }
+
+    /// Advertises `ip` (with the bound ports) when the node listens on every interface.
+    pub fn with_advertise(mut self, ip: std::net::IpAddr) -> Self {
+        self.advertise = Some(ip);
         self
     }
 

@@ -55,27 +55,21 @@ impl Gossip {
             Some(k) => Keyring::new(k),
             None => Keyring::unencrypted(),
         };
+        for a in [config.udp, config.tcp].into_iter().flatten() {
+            advertised(a, config.advertise)?;
+        }
         let (tcp, udp) = bind(config.tcp, config.udp).await?;
         let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
         let mut addrs = Vec::new();
         if let Some(a) = udp_addr {
-            addrs.push(Address::Udp(a));
+            addrs.push(Address::Udp(advertised(a, config.advertise)?));
         }
         if let Some(a) = tcp_addr {
-            addrs.push(Address::Tcp(a));
+            addrs.push(Address::Tcp(advertised(a, config.advertise)?));
         }
         if let Some(url) = &config.ws_url {
             addrs.push(Address::WebSocket(url.clone()));
-        }
-        for a in &addrs {
-            if let Address::Udp(s) | Address::Tcp(s) = a
-                && s.ip().is_unspecified()
-            {
-                return Err(StartError::Config(format!(
-                    "{a}: bind a concrete address, it is what other members dial"
-                )));
-            }
         }
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
@@ -583,4 +577,48 @@ pub struct Watch {
     pub members: Vec<Member>,
     /// Every event after that moment.
     pub events: broadcast::Receiver<Event>,
+}
+
+/// What other members dial for a listener bound at `bound`: itself, or, when it listens on every
+/// interface (0.0.0.0, [::]), the advertised IP with the bound port.
+fn advertised(
+    bound: SocketAddr,
+    advertise: Option<std::net::IpAddr>,
+) -> Result<SocketAddr, StartError> {
+    match advertise {
+        _ if !bound.ip().is_unspecified() => Ok(bound),
+        Some(ip) if !ip.is_unspecified() => Ok(SocketAddr::new(ip, bound.port())),
+        _ => Err(StartError::Config(format!(
+            "{bound}: other members cannot dial an unspecified address: bind a concrete one, or \
+             set the address to advertise (`GossipConfig::with_advertise`, `gossip-node --advertise`)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod advertise_tests {
+    use super::*;
+
+    #[test]
+    fn every_interface_needs_an_address_to_advertise() {
+        let any: SocketAddr = "0.0.0.0:7946".parse().unwrap();
+        let ip = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            advertised(any, Some(ip)).unwrap(),
+            "10.1.2.3:7946".parse().unwrap()
+        );
+        let err = advertised(any, None).unwrap_err().to_string();
+        assert!(
+            err.contains("with_advertise") && err.contains("--advertise"),
+            "{err}"
+        );
+        assert!(advertised(any, Some("::".parse().unwrap())).is_err());
+        let concrete: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(advertised(concrete, Some(ip)).unwrap(), concrete);
+        let v6: SocketAddr = "[::]:7946".parse().unwrap();
+        assert_eq!(
+            advertised(v6, Some("fd00::1".parse().unwrap())).unwrap(),
+            "[fd00::1]:7946".parse().unwrap()
+        );
+    }
 }

@@ -50,6 +50,9 @@ struct Args {
     /// UDP and TCP listen address (one port for both; port 0 picks one).
     #[arg(long)]
     bind: Option<SocketAddr>,
+    /// The IP other members dial, when `--bind` listens on every interface (0.0.0.0 or [::]).
+    #[arg(long)]
+    advertise: Option<std::net::IpAddr>,
     /// HTTP address of the WebSocket route (`/gossip/ws`) and status (`/gossip/status`).
     #[arg(long)]
     ws: Option<SocketAddr>,
@@ -196,6 +199,7 @@ async fn run(
     config.cluster_key = key;
     config.udp = args.bind;
     config.tcp = args.bind;
+    config.advertise = args.advertise;
     config.seeds = args.join.clone();
     config.metadata = args
         .meta

@@ -41,7 +41,9 @@ pub enum Event {
     MetadataChanged {
         /// The member.
         id: NodeId,
-        /// The new version.
+        /// The change's version: the hybrid-logical-clock timestamp its member signed it at
+        /// (`Timestamp::from_u64(version)`: `millis()` is the member's wall clock in Unix
+        /// milliseconds, `logical()` breaks ties). Larger is newer.
         version: u64,
     },
     /// A user broadcast arrived (once per broadcast, whoever relayed it).

@@ -28,8 +28,13 @@ impl Exporter {
         self.bytes_out = s.bytes_out;
         for (reason, n) in &s.drops {
             let before = self.drops.insert(*reason, *n).unwrap_or(0);
-            metrics::counter!("gossip_drops_total", "reason" => reason.as_str())
-                .increment(n - before);
+            // Gossip delivers news more than once by design: a duplicate is not a drop.
+            if *reason == gossip_core::DropReason::Duplicate {
+                metrics::counter!("gossip_duplicates_total").increment(n - before);
+            } else {
+                metrics::counter!("gossip_drops_total", "reason" => reason.as_str())
+                    .increment(n - before);
+            }
         }
         let mut by_state = [0usize; 4];
         for m in node.members() {

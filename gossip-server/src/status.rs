@@ -72,7 +72,10 @@ pub struct Counters {
     pub udp_max_datagram: u64,
     /// Frames sent over reliable links (TCP, WebSocket).
     pub frames_reliable: u64,
-    /// Drops by reason (engine and driver).
+    /// Frames and items received again (gossip delivers most news more than once, by design):
+    /// not a problem, so not among `drops`.
+    pub duplicates: u64,
+    /// Drops by reason (engine and driver): what was refused, never a healthy duplicate.
     pub drops: BTreeMap<String, u64>,
     /// Inputs (frames, connection events) waiting for the engine, at most
     /// `DriverLimits::inbound_queue`: a backlog that stays near that bound means the engine cannot
@@ -108,9 +111,15 @@ impl Status {
         let mut members: Vec<MemberStatus> = node.members().map(MemberStatus::of).collect();
         members.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         let s = node.stats();
+        let duplicates = s
+            .drops
+            .get(&gossip_core::DropReason::Duplicate)
+            .copied()
+            .unwrap_or(0);
         let mut drops: BTreeMap<String, u64> = s
             .drops
             .iter()
+            .filter(|(k, _)| **k != gossip_core::DropReason::Duplicate)
             .map(|(k, v)| (k.as_str().to_owned(), *v))
             .collect();
         for (k, v) in driver_drops {
@@ -133,6 +142,7 @@ impl Status {
                 frames_udp,
                 udp_max_datagram,
                 frames_reliable,
+                duplicates,
                 drops,
                 inbound_backlog: shared.inbound.max_capacity() - shared.inbound.capacity(),
             },

@@ -8,10 +8,11 @@
 
 #![deny(missing_docs)]
 
+pub mod hostile;
 pub mod overlay;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use gossip_core::{
@@ -119,6 +120,22 @@ pub(crate) struct Delivery {
     bytes: Vec<u8>,
 }
 
+/// `Delivery::from` of a frame injected from outside the simulated nodes (see [`Sim::inject`]).
+const OUTSIDE: usize = usize::MAX;
+
+/// A frame one node delivered to another, kept by [`Sim::tap`] for replays.
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    /// When it was delivered.
+    pub at: Instant,
+    /// Sender index.
+    pub from: usize,
+    /// Receiver index.
+    pub to: usize,
+    /// The frame, as it crossed the network.
+    pub bytes: Vec<u8>,
+}
+
 /// The simulation.
 #[derive(Debug)]
 pub struct Sim {
@@ -147,6 +164,11 @@ pub struct Sim {
     /// Nodes that run their own config instead of the shared one.
     overrides: HashMap<usize, Config>,
     seq: u64,
+    /// Where frames injected from outside claim to come from, by their delivery's `seq`.
+    outside: HashMap<u64, Address>,
+    /// Frames delivered between nodes, newest last, at most `tap_keep` of them.
+    tapped: VecDeque<Tapped>,
+    tap_keep: usize,
     /// Total frames delivered.
     pub delivered: u64,
     /// Total frames dropped by the network model (loss, partition, crashed receiver).
@@ -194,6 +216,9 @@ impl Sim {
             link_loss: HashMap::new(),
             overrides,
             seq: 0,
+            outside: HashMap::new(),
+            tapped: VecDeque::new(),
+            tap_keep: 0,
             delivered: 0,
             dropped: 0,
         };
@@ -260,6 +285,80 @@ impl Sim {
     /// The seed, for failure messages.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The config the nodes run (those without an override).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A keyring holding the cluster key: what a hostile key holder seals its frames with (see
+    /// [`hostile::Attacker`]).
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(self.key.clone())
+    }
+
+    /// The simulated wall clock now, in ms since the UNIX epoch.
+    pub fn wall_ms(&self) -> u64 {
+        EPOCH_MS + self.now.as_millis()
+    }
+
+    /// Adds a node with the shared config (named `node-<i>`), not yet joined: a fresh member that
+    /// arrives mid-run. Returns its index.
+    pub fn add(&mut self) -> usize {
+        let i = self.nodes.len();
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let node = self.make_node(i, secret);
+        self.by_addr.insert(addr_of(i), i);
+        self.by_id.insert(node.id(), i);
+        self.nodes.push(SimNode {
+            node,
+            addr: addr_of(i),
+            up: true,
+            events: Vec::new(),
+            sent_packets: 0,
+            sent_bytes: 0,
+            secret,
+        });
+        self.arm(i);
+        i
+    }
+
+    /// Sends `bytes` to node `to` as a best-effort datagram from `from`, an address no simulated
+    /// node holds (replies to it are lost): how frames generated outside the nodes, by a hostile
+    /// key holder or a replaying stranger, enter the network. They take the network model's
+    /// latency, jitter and loss like any datagram; partitions and cut links concern nodes only.
+    pub fn inject(&mut self, to: usize, from: Address, bytes: Vec<u8>) {
+        for transit in self.net.transit(&mut self.rng, false) {
+            let Some(transit) = transit else {
+                self.dropped += 1;
+                continue;
+            };
+            self.seq += 1;
+            self.outside.insert(self.seq, from.clone());
+            self.in_flight.push(Reverse(Delivery {
+                at: self.now + transit,
+                seq: self.seq,
+                to,
+                from: OUTSIDE,
+                bytes: bytes.clone(),
+            }));
+        }
+    }
+
+    /// Keeps the last `keep` frames delivered between nodes (0 stops keeping them), as a
+    /// stranger on the path would capture them for replay.
+    pub fn tap(&mut self, keep: usize) {
+        self.tap_keep = keep;
+        while self.tapped.len() > keep {
+            self.tapped.pop_front();
+        }
+    }
+
+    /// The frames kept by [`Sim::tap`], oldest first.
+    pub fn tapped(&self) -> &VecDeque<Tapped> {
+        &self.tapped
     }
 
     fn make_node(&mut self, i: usize, secret: [u8; 32]) -> Node {
@@ -362,6 +461,9 @@ impl Sim {
     }
 
     fn connected(&self, a: usize, b: usize) -> bool {
+        if a == OUTSIDE {
+            return true;
+        }
         (self.groups.is_empty() || self.groups[a] == self.groups[b])
             && (self.cut.is_empty() || !self.cut.contains(&(a, b)))
     }
@@ -431,13 +533,28 @@ impl Sim {
             self.now = self.now.max(next);
             if next_delivery == Some(next) {
                 let Reverse(d) = self.in_flight.pop().expect("peeked");
+                let outside = self.outside.remove(&d.seq);
                 // A crashed sender's frames already on the wire still arrive.
                 if !self.nodes[d.to].up || !self.connected(d.from, d.to) {
                     self.dropped += 1;
                     return true;
                 }
                 self.delivered += 1;
-                let from = self.nodes[d.from].addr.clone();
+                let from = match outside {
+                    Some(addr) => addr,
+                    None => self.nodes[d.from].addr.clone(),
+                };
+                if self.tap_keep > 0 && d.from != OUTSIDE {
+                    if self.tapped.len() == self.tap_keep {
+                        self.tapped.pop_front();
+                    }
+                    self.tapped.push_back(Tapped {
+                        at: self.now,
+                        from: d.from,
+                        to: d.to,
+                        bytes: d.bytes.clone(),
+                    });
+                }
                 let now = self.now;
                 // A refused frame is counted in the node's stats.
                 let _ = self.nodes[d.to].node.handle_packet(now, from, &d.bytes);

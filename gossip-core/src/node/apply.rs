@@ -74,6 +74,7 @@ impl Node {
             .collect();
         for id in gone {
             self.probing.detectors.remove(&id);
+            self.unconfirm(&id);
             self.hub.leaves.remove(&id);
             if let Some(m) = self.members.remove(&id) {
                 self.gate
@@ -210,11 +211,9 @@ impl Node {
                 if self.spread.newcomers.len() < NEWCOMERS_MAX {
                     self.spread.newcomers.push(origin);
                 }
-                // Probe newcomers soon, at a random place in the current pass.
-                let at = self.probing.index
-                    + (self.rng.next_u64() as usize)
-                        % (self.probing.order.len() - self.probing.index + 1);
-                self.probing.order.insert(at, origin);
+                // Probe newcomers soon, at a random place in the current unconfirmed pass.
+                let draw = self.rng.next_u64();
+                self.probing.unconfirmed.insert(draw, origin);
                 self.shell.push_event(Event::MemberJoined {
                     id: origin,
                     name: name.clone(),
@@ -227,6 +226,7 @@ impl Node {
                     return Applied::Known;
                 }
                 let was = m.state;
+                let moved = m.addrs != a.addrs;
                 m.incarnation = a.incarnation;
                 m.addrs = a.addrs;
                 m.name = a.name.clone();
@@ -238,6 +238,10 @@ impl Node {
                 }
                 self.track_leaf(origin);
                 self.probing.suspicions.remove(&origin);
+                if moved {
+                    // An answer at the old address proves nothing about the new one.
+                    self.unconfirm(&origin);
+                }
                 if was != State::Alive {
                     self.shell.push_event(Event::MemberAlive { id: origin });
                 }
@@ -276,16 +280,22 @@ impl Node {
         true
     }
 
-    /// A name belongs to one live member (this node included): another key cannot take it
-    /// while its holder is up, since every node would then have to choose which of the two
-    /// to believe. A restarted node with a new identity gets its name once the old one is dead or
-    /// left; keep the identity across restarts to come back at once.
+    /// A name belongs to one live member that answers under it (this node, or a member that
+    /// answered our direct probe): another key cannot take it while its holder is up, since
+    /// every node would then have to choose which of the two to believe. A holder that never
+    /// answered us does not block a claim: otherwise a key holder who sends a name first (to a
+    /// node that is just joining, or ahead of a member it expects) would lock the real member
+    /// out. Until one of them answers, both are members under the same name, and nobody is
+    /// evicted by a name. A restarted node with a new identity gets its name once the old one
+    /// is dead or left; keep the identity across restarts to come back at once.
     pub(super) fn name_taken(&self, claimant: NodeId, name: &str) -> bool {
         !name.is_empty()
-            && self
-                .members
-                .values()
-                .any(|m| m.id != claimant && m.name == name && !m.state.is_down())
+            && self.members.values().any(|m| {
+                m.id != claimant
+                    && m.name == name
+                    && !m.state.is_down()
+                    && (m.id == self.id || self.probing.confirmed.contains(&m.id))
+            })
     }
 
     pub(super) fn apply_suspect(
@@ -300,7 +310,7 @@ impl Node {
             return Applied::Known;
         }
         let n = self.live_count();
-        let (min_ms, max_ms) = self.config.suspicion_timeout_ms(n);
+        let (min_ms, max_ms) = self.config.suspicion_timeout_ms(self.counted_members());
         let expected = if n > 2 {
             (self.config.suspicion_mult.saturating_sub(2)).min((n - 2) as u32)
         } else {
@@ -471,6 +481,7 @@ impl Node {
 
     /// Fails what was waiting on a member that is gone, and takes it out of its groups.
     pub(super) fn member_down(&mut self, id: NodeId) {
+        self.unconfirm(&id);
         self.regroup(id);
         let closed = self.streams.peer_gone(id);
         let now = self.timers.latest();
@@ -495,13 +506,18 @@ impl Node {
             self.shell.count_drop(DropReason::AccusationAhead);
             return;
         };
+        // Lifeguard: being suspected hints that our own responses are slow. Only a suspicion of
+        // this life's incarnation is such a hint: nobody honest accuses above it, and counting
+        // accusations above it would let any key holder slow our probing at will.
+        let blame = incarnation == me.incarnation;
         let alive = Alive {
             incarnation: next,
             addrs: me.addrs.clone(),
             name: me.name.clone(),
         };
-        // Lifeguard: being suspected hints that our own responses are slow.
-        self.adjust_awareness(1);
+        if blame {
+            self.adjust_awareness(1);
+        }
         if let Some(packet) = self.shell.sign(now, alive.into()) {
             let me = self
                 .members

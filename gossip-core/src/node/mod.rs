@@ -184,6 +184,12 @@ impl Node {
         self.members.values().filter(|m| !m.state.is_down()).count()
     }
 
+    /// Whether `id` answered a direct probe of this node in its current life: someone listens at
+    /// the address it signed. Members that never did are probed in a lane of their own.
+    pub fn is_confirmed(&self, id: &NodeId) -> bool {
+        self.probing.confirmed.contains(id)
+    }
+
     /// This node's record.
     pub fn local(&self) -> &Member {
         &self.members[&self.id]

@@ -1,6 +1,6 @@
 use crate::detector::PhiDetector;
 use std::collections::BTreeSet;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Node;
 use super::backlog::Subject;
@@ -13,13 +13,36 @@ use crate::membership::State;
 use crate::message::{Ack, Dead, Nack, Ping, PingReq, Suspect};
 use crate::time::Instant;
 
+/// A round-robin pass over a shuffled list of members, reshuffled each pass.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    pub(super) order: Vec<NodeId>,
+    pub(super) index: usize,
+}
+
+impl Lane {
+    /// Puts a member at a random place in the rest of the current pass, so it is probed soon.
+    pub(super) fn insert(&mut self, draw: u64, id: NodeId) {
+        let at = self.index + (draw as usize) % (self.order.len() - self.index + 1);
+        self.order.insert(at, id);
+    }
+}
+
 /// SWIM's failure detector with Lifeguard: the probe cycle, indirect probes, suspicions, local
 /// health and (optionally) phi-accrual detectors.
 #[derive(Debug)]
 pub(super) struct Probing {
-    /// This pass's probe order (round-robin over a shuffled list).
-    pub(super) order: Vec<NodeId>,
-    pub(super) index: usize,
+    /// Members that answered a direct probe of ours in their current life: someone listens at
+    /// the address they signed. Any key holder can mint members that never answer, as many as
+    /// the intake caps let in; they and genuine newcomers wait in the unconfirmed lane, so a
+    /// pass over the members we know answer takes at most twice as long as without them.
+    pub(super) confirmed: HashSet<NodeId>,
+    /// Probe order of confirmed members.
+    pub(super) lane: Lane,
+    /// Probe order of the others.
+    pub(super) unconfirmed: Lane,
+    /// How many probes the unconfirmed lane is owed (see `next_probe_target`).
+    pub(super) credit: u64,
     /// The probe in flight.
     pub(super) current: Option<Probe>,
     /// Last probe sequence number used (also for indirect pings).
@@ -35,8 +58,10 @@ pub(super) struct Probing {
 impl Probing {
     pub(super) fn new(seq: u32) -> Self {
         Probing {
-            order: Vec::new(),
-            index: 0,
+            confirmed: HashSet::new(),
+            lane: Lane::default(),
+            unconfirmed: Lane::default(),
+            credit: 0,
             current: None,
             seq,
             indirect: HashMap::new(),
@@ -225,39 +250,107 @@ impl Node {
         );
     }
 
-    /// Round-robin over a shuffled list, reshuffled each pass (SWIM's bounded detection time).
+    /// Round-robin over a shuffled list, reshuffled each pass (SWIM's bounded detection time),
+    /// one per lane. The lanes share the probes in proportion to their sizes, as one list would,
+    /// except that the unconfirmed lane weighs at most as much as the confirmed one: however many
+    /// members a key holder mints, confirmed members keep at least half the probe rate. An empty
+    /// lane gives its turn to the other.
     pub(super) fn next_probe_target(&mut self) -> Option<NodeId> {
-        for _ in 0..2 {
-            while self.probing.index < self.probing.order.len() {
-                let id = self.probing.order[self.probing.index];
-                self.probing.index += 1;
-                if self
+        let confirmed = self.probing.confirmed.len() as u64;
+        let others = (self.live_count() as u64).saturating_sub(1 + confirmed);
+        let weight = others.min(confirmed.max(1));
+        // Smooth weighted round-robin: the credit is what the unconfirmed lane is owed.
+        let total = weight + confirmed;
+        self.probing.credit = self.probing.credit.saturating_add(weight);
+        let unconfirmed_first = self.probing.credit >= total;
+        if unconfirmed_first {
+            self.probing.credit -= total;
+        }
+        for confirmed in [!unconfirmed_first, unconfirmed_first] {
+            if let Some(id) = self.next_in_lane(confirmed) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// The cluster size suspicion timeouts scale with: live members, with the unconfirmed ones
+    /// (see [`Probing::confirmed`]) weighing at most as much as the confirmed ones, as in the
+    /// probe lanes. Minted members that never answer would otherwise stretch every timeout with
+    /// the log of their number (10,000 of them: four times the timeout of a cluster of ten).
+    pub(super) fn counted_members(&self) -> usize {
+        let confirmed = self.probing.confirmed.len();
+        let others = self.live_count().saturating_sub(1 + confirmed);
+        1 + confirmed + others.min(confirmed + 1)
+    }
+
+    fn next_in_lane(&mut self, confirmed: bool) -> Option<NodeId> {
+        let in_lane = |node: &Node, id: &NodeId| {
+            node.probing.confirmed.contains(id) == confirmed
+                && node
                     .members
-                    .get(&id)
+                    .get(id)
                     .is_some_and(|m| !m.state.is_down() && !m.addrs.is_empty())
-                {
+        };
+        for _ in 0..2 {
+            loop {
+                let lane = self.lane_mut(confirmed);
+                let Some(&id) = lane.order.get(lane.index) else {
+                    break;
+                };
+                lane.index += 1;
+                if in_lane(self, &id) {
                     return Some(id);
                 }
             }
             let mut order: Vec<NodeId> = self
                 .members
                 .values()
-                .filter(|m| m.id != self.id && !m.state.is_down())
+                .filter(|m| m.id != self.id && in_lane(self, &m.id))
                 .map(|m| m.id)
                 .collect();
+            if order.is_empty() {
+                return None;
+            }
             order.sort_unstable();
             shuffle(&mut self.rng, &mut order);
-            self.probing.order = order;
-            self.probing.index = 0;
+            let lane = self.lane_mut(confirmed);
+            lane.order = order;
+            lane.index = 0;
         }
         None
     }
 
+    fn lane_mut(&mut self, confirmed: bool) -> &mut Lane {
+        if confirmed {
+            &mut self.probing.lane
+        } else {
+            &mut self.probing.unconfirmed
+        }
+    }
+
+    /// A member leaves the confirmed lane when it goes down: its next life proves itself again.
+    pub(super) fn unconfirm(&mut self, id: &NodeId) {
+        self.probing.confirmed.remove(id);
+    }
+
     pub(super) fn send_indirect_probes(&mut self, now: Instant, p: &Probe) {
         let target = p.target;
-        let helpers = self.random_members(self.config.indirect_checks, |m| {
-            m.id != target && m.state == State::Alive
+        // Helpers we know answer: a helper that is not there sends no nack, which Lifeguard
+        // would blame on our own health, so minted members chosen as helpers would slow every
+        // probe we make. Unconfirmed members top up the count (a fresh node has confirmed
+        // nobody yet), but only confirmed helpers' nacks are expected.
+        let k = self.config.indirect_checks;
+        let confirmed = std::mem::take(&mut self.probing.confirmed);
+        let mut helpers = self.random_members(k, |m| {
+            m.id != target && m.state == State::Alive && confirmed.contains(&m.id)
         });
+        let expected = helpers.len() as u32;
+        let more = self.random_members(k - helpers.len(), |m| {
+            m.id != target && m.state == State::Alive && !confirmed.contains(&m.id)
+        });
+        self.probing.confirmed = confirmed;
+        helpers.extend(more);
         let addrs = self
             .members
             .get(&target)
@@ -273,7 +366,7 @@ impl Node {
         }
         if let Some(probe) = self.probing.current.as_mut() {
             probe.indirect_sent = true;
-            probe.nacks_expected = helpers.len() as u32;
+            probe.nacks_expected = expected;
         }
     }
 
@@ -289,6 +382,9 @@ impl Node {
             self.adjust_awareness(-1);
             if direct && let Some(m) = self.members.get_mut(&target) {
                 m.rtt_micros = Some(now.micros_since(sent));
+                if !m.state.is_down() {
+                    self.probing.confirmed.insert(target);
+                }
             }
             return;
         }
@@ -316,13 +412,22 @@ impl Node {
         if self.probing.indirect.len() >= self.config.max_queue {
             return self.shell.count_drop(DropReason::IndirectProbeOverflow);
         }
+        // The requester counts our nack only if it is back before its probe period ends: it
+        // sent the request `probe_timeout_ms` into that period, so answer within four fifths of
+        // what is left. With `probe_timeout_ms` at half the interval (lan, wan) a nack sent a full
+        // timeout later always came too late and counted against the requester's health: every
+        // probe of a member that is gone (each minted one) slowed its probing.
+        let c = &self.config;
+        let nack_ms = c
+            .probe_timeout_ms
+            .min(c.probe_interval_ms.saturating_sub(c.probe_timeout_ms) * 4 / 5);
         self.probing.indirect.insert(
             seq,
             IndirectProbe {
                 requester: origin,
                 reply_to: from,
                 seq: req.seq,
-                deadline: now.plus_millis(self.config.probe_timeout_ms),
+                deadline: now.plus_millis(nack_ms),
             },
         );
         let ping = Ping {

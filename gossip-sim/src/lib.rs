@@ -222,22 +222,8 @@ impl Sim {
             delivered: 0,
             dropped: 0,
         };
-        for i in 0..n {
-            let mut secret = [0u8; 32];
-            sim.rng.fill_bytes(&mut secret);
-            let node = sim.make_node(i, secret);
-            sim.by_addr.insert(addr_of(i), i);
-            sim.by_id.insert(node.id(), i);
-            sim.nodes.push(SimNode {
-                node,
-                addr: addr_of(i),
-                up: true,
-                events: Vec::new(),
-                sent_packets: 0,
-                sent_bytes: 0,
-                secret,
-            });
-            sim.arm(i);
+        for _ in 0..n {
+            sim.add();
         }
         sim
     }

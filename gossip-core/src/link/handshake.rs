@@ -112,6 +112,17 @@ pub fn is_handshake(bytes: &[u8]) -> bool {
     bytes.starts_with(b"GSP")
 }
 
+/// What every side refuses before looking at a message: a frame, or anything once linked.
+fn precheck(bytes: &[u8], linked: bool) -> Result<(), HandshakeError> {
+    if !is_handshake(bytes) {
+        return Err(HandshakeError::FrameFirst);
+    }
+    if linked {
+        return Err(HandshakeError::OutOfOrder);
+    }
+    Ok(())
+}
+
 fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
@@ -388,12 +399,7 @@ impl Dialer {
         identity: &Identity,
         bytes: &[u8],
     ) -> Result<Step, HandshakeError> {
-        if !is_handshake(bytes) {
-            return Err(HandshakeError::FrameFirst);
-        }
-        if self.peer.is_some() {
-            return Err(HandshakeError::OutOfOrder);
-        }
+        precheck(bytes, self.peer.is_some())?;
         if bytes.starts_with(CHALLENGE_MAGIC) {
             let (_, proof) = self.on_challenge(identity, bytes)?;
             return Ok(Step {
@@ -482,14 +488,9 @@ impl Handshake {
         identity: &Identity,
         bytes: &[u8],
     ) -> Result<Step, HandshakeError> {
-        if !is_handshake(bytes) {
-            return Err(HandshakeError::FrameFirst);
-        }
-        if self.peer().is_some() {
-            return Err(HandshakeError::OutOfOrder);
-        }
         match self {
             Handshake::Accepting(a) => {
+                precheck(bytes, a.peer.is_some())?;
                 let (peer, answer) = a.on_proof(identity, bytes)?;
                 Ok(Step {
                     reply: Some(answer),

@@ -2,7 +2,7 @@
 // package, then shows what its node knows (members, groups, messages) and what the demo server
 // reports about the native members (traffic counters, which ones are running).
 
-import { drawGraph } from "./graph.js";
+import { animateSpread, drawGraph, PROBE_WINDOW_MS } from "./graph.js";
 import { Traffic } from "./traffic.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +15,9 @@ const app = {
   node: null,
   selfId: null,
   cluster: null, // last GET /api/cluster
+  clusterAt: 0, // when it was fetched (ms, this page's clock)
+  selfRtt: new Map(), // member id -> { rtt, at }: this tab's own probe round trips, as they change
+  spreads: [], // broadcasts seen here, waiting for their receivers to be known: see traceSpreads
   members: [], // normalized rows from node.members()
   groups: [], // { spec, group (the library's live view), el }
   flashing: new Map(), // member id -> until (ms)
@@ -104,6 +107,7 @@ function subscribe(node) {
   node.on("message", (msg) => {
     const from = nameOf(msg.from) ?? short(msg.from);
     flash(msg.from);
+    if (msg.kind === "broadcast") noteBroadcast(msg.from, msg.data, Date.now());
     const to = msg.kind === "broadcast" ? "all" : "this tab";
     log(msg.kind, `${from} → ${to} [${msg.topic}] ${textOf(msg)}`, { from });
   });
@@ -139,6 +143,7 @@ async function fetchCluster() {
   if (!r.ok) throw new Error(`GET /api/cluster: ${r.status}`);
   const cluster = await r.json();
   app.cluster = cluster;
+  app.clusterAt = Date.now();
   return cluster;
 }
 
@@ -160,118 +165,78 @@ async function poll() {
     const s = app.node.stats();
     app.traffic.sample(app.node.name, now, { packets_in: s.packetsIn, packets_out: s.packetsOut, bytes_in: s.bytesIn, bytes_out: s.bytesOut });
   }
+  traceSpreads();
   scheduleRender();
 }
 
-function refreshMembers() {
-  if (!app.node) return;
-  app.members = Array.from(app.node.members(), normalize);
-  scheduleRender();
-}
+// ---- who probes whom, and how a broadcast spread ---------------------------------------------
 
-function scheduleRender() {
-  if (app.renderQueued) return;
-  app.renderQueued = true;
-  requestAnimationFrame(() => { app.renderQueued = false; render(); });
-}
-
-/** One row per name: a restarted member replaces its older, dead or left, self. */
-function rows() {
-  const rank = { alive: 3, suspect: 2, dead: 1, left: 0 };
-  const byName = new Map();
-  for (const m of app.members) {
-    const prev = byName.get(m.name);
-    if (!prev || rank[m.state] > rank[prev.state] || (rank[m.state] === rank[prev.state] && m.incarnation > prev.incarnation)) byName.set(m.name, m);
-  }
-  const natives = new Map((app.cluster?.natives ?? []).map((n) => [n.name, n]));
-  const out = [...byName.values()].map((m) => ({ ...m, native: natives.get(m.name) ?? null }));
-  // Native members this tab does not know (yet, or any more): shown from the demo server's view.
-  for (const n of natives.values()) {
-    if (!byName.has(n.name)) {
-      out.push({ id: n.status?.id ?? null, short: n.status?.short ?? "", name: n.name, state: n.running ? "unknown" : "stopped",
-        addrs: n.status?.addrs ?? [], relay: null, incarnation: n.status?.incarnation ?? 0, metadata: n.metadata ?? {}, rtt: null, native: n, isSelf: false });
-    }
-  }
-  return out.sort((a, b) => (a.isSelf ? -1 : b.isSelf ? 1 : 0) || (a.relay ? 1 : 0) - (b.relay ? 1 : 0) || a.name.localeCompare(b.name));
-}
-
-function render() {
-  const list = rows();
-  renderTable(list);
+/** Probes answered lately, [{from, to, ago}]: the natives' from the demo server, this tab's own. */
+function probes() {
+  const out = [];
   const now = Date.now();
-  for (const [id, until] of app.flashing) if (until < now) app.flashing.delete(id);
-  drawGraph($("graph"), list.filter((m) => m.id && ["alive", "suspect", "dead", "left"].includes(m.state)), new Set(app.flashing.keys()));
-  app.traffic.draw($("traffic"), $("traffic-legend"), $("traffic-metric").value, now);
-  renderGroups();
-  renderTargets(list);
-  const alive = list.filter((m) => m.state === "alive").length;
-  $("member-count").textContent = `${alive} alive of ${list.length}`;
-  if (app.node) {
-    const server = app.node.server;
-    $("self-relay").textContent = server ? nameOf(server) ?? short(server) : "…";
+  const age = now - app.clusterAt;
+  for (const n of app.cluster?.natives ?? []) {
+    if (!n.running) continue;
+    for (const p of n.probes ?? []) out.push({ from: n.id, to: p.to, ago: p.ago_ms + age });
+  }
+  for (const [to, p] of app.selfRtt) if (p.at != null) out.push({ from: app.selfId, to, ago: now - p.at });
+  return out.filter((p) => p.ago <= PROBE_WINDOW_MS);
+}
+
+/** A change in this tab's round trip to a member is a probe of it answered (see observed.rs). */
+function trackSelfProbes(members) {
+  const now = Date.now();
+  for (const m of members) {
+    if (m.isSelf || m.rtt == null) continue;
+    const prev = app.selfRtt.get(m.id);
+    if (!prev) app.selfRtt.set(m.id, { rtt: m.rtt, at: null });
+    else if (prev.rtt !== m.rtt) app.selfRtt.set(m.id, { rtt: m.rtt, at: now });
   }
 }
 
-const tableRows = new Map(); // name -> <tr>
+/** FNV-1a (32 bits) of `bytes`, as 8 hex digits: the demo server's digest of a broadcast. */
+function digest(bytes) {
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
 
-function renderTable(list) {
-  const tbody = $("members").tBodies[0];
-  const seen = new Set();
-  list.forEach((m, i) => {
-    seen.add(m.name);
-    let tr = tableRows.get(m.name);
-    if (!tr) {
-      tr = document.createElement("tr");
-      tr.innerHTML = `<td class="id"><code></code></td><td class="name"></td><td class="addr"></td><td class="state"><span class="badge"></span></td>` +
-        `<td class="num inc"></td><td class="meta"></td><td class="num rtt"></td><td class="actions"></td>`;
-      tr.dataset.name = m.name;
-      if (m.native) {
-        const kill = button("kill", "danger", () => control(m.name, "kill"));
-        const restart = button("restart", "", () => control(m.name, "restart"));
-        tr.querySelector(".actions").append(kill, " ", restart);
-      }
-      tableRows.set(m.name, tr);
+/** Remembers a broadcast sent (`selfAt` null) or received here, to animate once traced. */
+function noteBroadcast(origin, data, selfAt) {
+  app.spreads.push({ origin, digest: digest(data), noticed: Date.now(), selfAt });
+  // Most members have it within a few gossip rounds: ask the server again soon.
+  setTimeout(poll, 400);
+}
+
+/**
+ * Animates each broadcast to the members that received it: every native that reports it (with
+ * its arrival time, from the demo server), and this tab. It waits until every running native
+ * reports it, or SPREAD_WAIT_MS at most (a native may have missed it).
+ */
+const SPREAD_WAIT_MS = 3000;
+function traceSpreads() {
+  const now = Date.now();
+  const natives = (app.cluster?.natives ?? []).filter((n) => n.running);
+  const waiting = [];
+  for (const s of app.spreads) {
+    const receivers = [];
+    for (const n of natives) {
+      // The same text may have been sent before: take the copy nearest to when it was noticed here.
+      const copies = (n.broadcasts ?? []).filter((b) => b.from === s.origin && b.digest === s.digest)
+        .map((b) => app.clusterAt - b.ago_ms);
+      if (copies.length) receivers.push({ id: n.id, name: n.name, at: copies.sort((a, b) => Math.abs(a - s.noticed) - Math.abs(b - s.noticed))[0] });
     }
-    if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] ?? null);
-    tr.className = m.isSelf ? "self" : "";
-    tr.dataset.memberId = m.id ?? "";
-    tr.dataset.state = m.state;
-    tr.dataset.native = m.native ? "true" : "false";
-    setText(tr.querySelector(".id code"), m.short || "—");
-    tr.querySelector(".id code").title = m.id ?? "";
-    setHtml(tr.querySelector(".name"), esc(m.name) + (m.isSelf ? `<span class="you">this tab</span>` : ""));
-    setHtml(tr.querySelector(".addr"), m.addrs.map((a) => `<code>${esc(prettyAddr(a))}</code>`).join("") || "—");
-    const badge = tr.querySelector(".badge");
-    badge.className = `badge state-${m.state}`;
-    badge.dataset.state = m.state;
-    setText(badge, m.state);
-    setText(tr.querySelector(".inc"), String(m.incarnation));
-    setHtml(tr.querySelector(".meta"), Object.entries(m.metadata).sort().map(([k, v]) => `<span class="chip" data-key="${esc(k)}">${esc(k)}=${esc(v)}</span>`).join(""));
-    setText(tr.querySelector(".rtt"), m.rtt == null ? "—" : `${m.rtt.toFixed(m.rtt < 10 ? 1 : 0)} ms`);
-    if (m.native) {
-      tr.querySelector('[data-action="kill"]').disabled = !m.native.running;
-      tr.querySelector('[data-action="restart"]').disabled = m.native.running;
+    const expected = natives.filter((n) => n.id !== s.origin).length;
+    if (receivers.length < expected && now - s.noticed < SPREAD_WAIT_MS) {
+      waiting.push(s);
+      continue;
     }
-  });
-  for (const [name, tr] of tableRows) {
-    if (!seen.has(name)) { tr.remove(); tableRows.delete(name); }
+    if (s.selfAt != null) receivers.push({ id: app.selfId, name: app.node.name, at: s.selfAt });
+    const g = animateSpread($("graph"), { origin: s.origin, digest: s.digest, receivers }, (id) => flash(id));
+    log("spread", `${nameOf(s.origin) ?? short(s.origin)}'s broadcast reached ${receivers.length} member${receivers.length === 1 ? "" : "s"} known here: ${g.dataset.order || "none"}`);
   }
-}
-
-function prettyAddr(a) {
-  if (a.startsWith("relay://")) return `relay via ${nameOf(a.slice(8)) ?? short(a.slice(8))}`;
-  return a;
-}
-
-function renderTargets(list) {
-  const sel = $("req-target");
-  const targets = list.filter((m) => !m.isSelf && m.id && m.state === "alive");
-  const key = targets.map((m) => m.id).join();
-  if (sel.dataset.key === key) return;
-  const keep = sel.value;
-  sel.replaceChildren(...targets.map((m) => new Option(m.name, m.id)));
-  if (targets.some((m) => m.id === keep)) sel.value = keep;
-  sel.dataset.key = key;
+  app.spreads = waiting;
 }
 
 // ---- groups -----------------------------------------------------------------------------------
@@ -362,6 +327,7 @@ function wireControls() {
       // Bytes, so every member (native ones included) reads plain UTF-8.
       app.node.broadcast(topic, text.encode(body));
       log("broadcast", `this tab → all [${topic}] ${body}`, { from: app.node.name, sent: "true" });
+      noteBroadcast(app.selfId, text.encode(body), null);
     } catch (err) {
       log("error", `broadcast failed: ${why(err)}`);
     }

@@ -240,7 +240,7 @@ async function main() {
   });
 
   await step("the graph's arrows are probes the natives report, natives probing the tabs among them", async () => {
-    const tabIds = await a.$$eval("#members tr", (trs) => trs.filter((tr) => tr.dataset.name.startsWith("tab-")).map((tr) => tr.dataset.memberId));
+    const tabIds = await a.$$eval("#members tbody tr", (trs) => trs.filter((tr) => tr.dataset.name.startsWith("tab-")).map((tr) => tr.dataset.memberId));
     // A native probes each other member about once per round (one probe a second, nine members).
     await until("an arrow from a native to a tab in tab A's graph", STEP_TIMEOUT_MS, async () =>
       (await a.$$eval("#graph line.edge.probe", (ls) => ls.map((l) => l.dataset.to))).some((to) => tabIds.includes(to)));
@@ -253,10 +253,10 @@ async function main() {
       if (e.from === selfId) continue; // this tab's own probes, from its own node
       if (!nativeIds.has(e.from)) throw new Error(`an arrow from ${e.from}, neither a native nor this tab`);
       const n = reported.natives.find((n) => n.id === e.from);
-      // Reported since the page drew it: at most a few seconds older, never missing (30 s horizon).
+      // The server lists probes of the last 30 s: one the page drew a moment ago is still there.
       const p = n.probes.find((p) => p.to === e.to);
       if (!p) throw new Error(`${n.name} → ${e.to} is drawn but ${n.name} reports no such probe: ${JSON.stringify(n.probes)}`);
-      if (p.ago_ms + 1 < e.ago) throw new Error(`${n.name} → ${e.to}: drawn ${e.ago} ms old, reported ${p.ago_ms} ms old`);
+      if (!(e.ago <= 4000)) throw new Error(`${n.name} → ${e.to} is drawn ${e.ago} ms after the probe, past the graph's 4 s window`);
       checked += 1;
     }
     if (checked < 3) throw new Error(`only ${checked} native probe arrows drawn: ${JSON.stringify(edges)}`);

@@ -239,6 +239,137 @@ function traceSpreads() {
   app.spreads = waiting;
 }
 
+function refreshMembers() {
+  if (!app.node) return;
+  app.members = Array.from(app.node.members(), normalize);
+  trackSelfProbes(app.members);
+  scheduleRender();
+}
+
+function scheduleRender() {
+  if (app.renderQueued) return;
+  app.renderQueued = true;
+  requestAnimationFrame(() => { app.renderQueued = false; render(); });
+}
+
+/** One row per name: a restarted member replaces its older, dead or left, self. */
+function rows() {
+  const rank = { alive: 3, suspect: 2, dead: 1, left: 0 };
+  const byName = new Map();
+  for (const m of app.members) {
+    const prev = byName.get(m.name);
+    if (!prev || rank[m.state] > rank[prev.state] || (rank[m.state] === rank[prev.state] && m.incarnation > prev.incarnation)) byName.set(m.name, m);
+  }
+  const natives = new Map((app.cluster?.natives ?? []).map((n) => [n.name, n]));
+  const out = [...byName.values()].map((m) => ({ ...m, native: natives.get(m.name) ?? null }));
+  // Native members this tab does not know (yet, or any more): shown from the demo server's view.
+  for (const n of natives.values()) {
+    if (!byName.has(n.name)) {
+      out.push({ id: n.status?.id ?? null, short: n.status?.short ?? "", name: n.name, state: n.running ? "unknown" : "stopped",
+        addrs: n.status?.addrs ?? [], relay: null, incarnation: n.status?.incarnation ?? 0, metadata: n.metadata ?? {}, rtt: null, native: n, isSelf: false });
+    }
+  }
+  return out.sort((a, b) => (a.isSelf ? -1 : b.isSelf ? 1 : 0) || (a.relay ? 1 : 0) - (b.relay ? 1 : 0) || a.name.localeCompare(b.name));
+}
+
+function render() {
+  const list = rows();
+  renderTable(list);
+  const now = Date.now();
+  for (const [id, until] of app.flashing) if (until < now) app.flashing.delete(id);
+  drawGraph($("graph"), list.filter((m) => m.id && ["alive", "suspect", "dead", "left"].includes(m.state)), probes(), new Set(app.flashing.keys()));
+  app.traffic.draw($("traffic"), $("traffic-legend"), $("traffic-metric").value, now);
+  renderGroups();
+  renderTargets(list);
+  const alive = list.filter((m) => m.state === "alive").length;
+  $("member-count").textContent = `${alive} alive of ${list.length}`;
+  if (app.node) {
+    const server = app.node.server;
+    $("self-relay").textContent = server ? nameOf(server) ?? short(server) : "…";
+  }
+}
+
+const tableRows = new Map(); // name -> <tr>
+
+function renderTable(list) {
+  const tbody = $("members").tBodies[0];
+  const seen = new Set();
+  list.forEach((m, i) => {
+    seen.add(m.name);
+    let tr = tableRows.get(m.name);
+    if (!tr) {
+      tr = document.createElement("tr");
+      // data-label: the column's name, shown beside each cell when narrow screens stack them.
+      tr.innerHTML = `<td class="id" data-label="id"><code></code></td><td class="name" data-label="name"></td>` +
+        `<td class="addr" data-label="address"></td><td class="state" data-label="state"><span class="badge"></span></td>` +
+        `<td class="num inc" data-label="incarnation"></td><td class="meta" data-label="metadata"></td>` +
+        `<td class="num rtt" data-label="RTT"></td><td class="actions" data-label=""></td>`;
+      tr.dataset.name = m.name;
+      if (m.native) {
+        const kill = button("kill", "danger", () => control(m.name, "kill"));
+        const restart = button("restart", "", () => control(m.name, "restart"));
+        tr.querySelector(".actions").append(kill, " ", restart);
+      }
+      tableRows.set(m.name, tr);
+    }
+    if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] ?? null);
+    tr.className = m.isSelf ? "self" : "";
+    tr.dataset.memberId = m.id ?? "";
+    tr.dataset.state = m.state;
+    tr.dataset.native = m.native ? "true" : "false";
+    setText(tr.querySelector(".id code"), m.short || "—");
+    tr.querySelector(".id code").title = m.id ?? "";
+    setHtml(tr.querySelector(".name"), esc(m.name) + (m.isSelf ? `<span class="you">this tab</span>` : ""));
+    setHtml(tr.querySelector(".addr"), m.addrs.map((a) => `<code>${esc(prettyAddr(a))}</code>`).join("") || "—");
+    const badge = tr.querySelector(".badge");
+    badge.className = `badge state-${m.state}`;
+    badge.dataset.state = m.state;
+    setText(badge, m.state);
+    const inc = tr.querySelector(".inc");
+    setText(inc, formatIncarnation(m.incarnation));
+    inc.title = `incarnation ${m.incarnation}`;
+    inc.dataset.value = String(m.incarnation);
+    setHtml(tr.querySelector(".meta"), Object.entries(m.metadata).sort().map(([k, v]) => `<span class="chip" data-key="${esc(k)}">${esc(k)}=${esc(v)}</span>`).join(""));
+    setText(tr.querySelector(".rtt"), m.rtt == null ? "—" : `${m.rtt.toFixed(m.rtt < 10 ? 1 : 0)} ms`);
+    if (m.native) {
+      tr.querySelector('[data-action="kill"]').disabled = !m.native.running;
+      tr.querySelector('[data-action="restart"]').disabled = m.native.running;
+    }
+  });
+  for (const [name, tr] of tableRows) {
+    if (!seen.has(name)) { tr.remove(); tableRows.delete(name); }
+  }
+}
+
+/**
+ * A member's incarnation starts at its start time in Unix milliseconds (a restart outranks what
+ * it said before) and grows by one per refuted suspicion: shown as that start's age.
+ */
+function formatIncarnation(inc) {
+  if (!(inc > 1e12 && inc < 1e14)) return String(inc);
+  const s = Math.max(0, (Date.now() - inc) / 1000);
+  if (s < 60) return `${Math.floor(s)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function prettyAddr(a) {
+  if (a.startsWith("relay://")) return `relay via ${nameOf(a.slice(8)) ?? short(a.slice(8))}`;
+  return a;
+}
+
+function renderTargets(list) {
+  const sel = $("req-target");
+  const targets = list.filter((m) => !m.isSelf && m.id && m.state === "alive");
+  const key = targets.map((m) => m.id).join();
+  if (sel.dataset.key === key) return;
+  const keep = sel.value;
+  sel.replaceChildren(...targets.map((m) => new Option(m.name, m.id)));
+  if (targets.some((m) => m.id === keep)) sel.value = keep;
+  sel.dataset.key = key;
+}
+
 // ---- groups -----------------------------------------------------------------------------------
 
 /** Defines a group with the library (`node.group`) and mirrors it from its events. */

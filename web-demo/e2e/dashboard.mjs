@@ -13,7 +13,8 @@
 //
 // Environment: CHROMIUM (default /usr/bin/chromium), SCREENSHOT (default ../../docs/dashboard.png;
 // the per-width ones go beside it as dashboard-<width>.png), DEMO_CMD (JSON array, default: cargo
-// run --locked -p web-demo --), DEMO_MEMBERS (default 7: the size a user reported clipping at).
+// run --locked -p web-demo --), DEMO_MEMBERS (default 7: the size a user reported clipping at),
+// E2E_CONTINUE (1: go on after a failed step).
 
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -94,7 +95,9 @@ async function step(name, fn) {
   } catch (e) {
     results.failed += 1;
     console.log(`not ok - ${name} (${secs(Date.now() - started)})\n  ${String(e.stack || e).replace(/\n/g, "\n  ")}`);
-    throw e;
+    // E2E_CONTINUE=1 goes on after a failure, to list every check that fails (later steps may
+    // then fail only because an earlier one did).
+    if (!process.env.E2E_CONTINUE) throw e;
   }
 }
 

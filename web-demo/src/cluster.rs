@@ -110,7 +110,7 @@ pub struct NativeView {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// Its own status (the JSON of `GET /gossip/status`) while it runs.
     pub status: Option<serde_json::Value>,
-    /// Members it probed lately (see `observed`), newest first.
+    /// Members it probed lately (see `observed`), newest first; none while it is stopped.
     pub probes: Vec<ProbeView>,
     /// Broadcasts it received lately, oldest first.
     pub broadcasts: Vec<BroadcastView>,
@@ -275,7 +275,12 @@ impl Cluster {
                 ws: ws_url(n.ws),
                 metadata: n.metadata.iter().cloned().collect(),
                 status,
-                probes: n.observed.probes(now),
+                // A stopped member probes no one, whatever it did before.
+                probes: if n.running.is_some() {
+                    n.observed.probes(now)
+                } else {
+                    Vec::new()
+                },
                 broadcasts: n.observed.broadcasts(now),
             });
         }
@@ -589,5 +594,68 @@ mod tests {
         );
         cluster.shutdown().await;
         assert!(cluster.view().await.iter().all(|n| !n.running));
+    }
+
+    /// What the graph draws: each member's probes of the others, as they happen, and each
+    /// broadcast where it arrived; a killed member reports nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn view_reports_recent_probes_and_received_broadcasts() {
+        let cluster = cluster(3).await;
+        let ids: Vec<String> = cluster.view().await.into_iter().map(|n| n.id).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Every member probes both others within a few probe rounds (200 ms each).
+        loop {
+            let view = cluster.view().await;
+            let done = view.iter().all(|n| {
+                ids.iter()
+                    .filter(|id| **id != n.id)
+                    .all(|id| n.probes.iter().any(|p| p.to == *id))
+            });
+            if done {
+                for n in &view {
+                    assert!(n.probes.iter().all(|p| p.to != n.id && p.rtt_ms > 0.0));
+                    assert!(n.probes.windows(2).all(|w| w[0].ago_ms <= w[1].ago_ms));
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every member probed the others: {view:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let sender = {
+            let natives = cluster.natives.lock().await;
+            natives[0].running.as_ref().unwrap().gossip.clone()
+        };
+        sender.broadcast("chat", b"hello".to_vec()).await.unwrap();
+        let digest = format!("{:08x}", crate::observed::fnv1a(b"hello"));
+        loop {
+            let view = cluster.view().await;
+            let got = |n: &NativeView| {
+                n.broadcasts
+                    .iter()
+                    .any(|b| b.from == ids[0] && b.topic == "chat" && b.digest == digest)
+            };
+            if view[1..].iter().all(got) {
+                assert!(
+                    !got(&view[0]),
+                    "the sender does not receive its own broadcast"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broadcast did not reach every member"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        cluster.kill("native-3").await.unwrap();
+        let view = cluster.view().await;
+        assert!(!view[2].running && view[2].probes.is_empty());
+        assert!(!view[1].probes.is_empty());
+        cluster.shutdown().await;
     }
 }

@@ -168,7 +168,7 @@ const layoutProblems = (page) => page.evaluate(() => {
     }
   }
   const svg = document.getElementById("graph").getBoundingClientRect();
-  const labels = [...document.querySelectorAll("#graph text.label")].map((t) => ({ name: t.textContent, r: t.getBoundingClientRect() }));
+  const labels = [...document.querySelectorAll("#graph text")].map((t) => ({ name: t.textContent, r: t.getBoundingClientRect() }));
   if (labels.length === 0) problems.push("no graph labels");
   for (const [i, a] of labels.entries()) {
     if (a.r.left < svg.left - 0.5 || a.r.right > svg.right + 0.5 || a.r.top < svg.top - 0.5 || a.r.bottom > svg.bottom + 0.5) problems.push(`graph label ${a.name} leaves the graph`);
@@ -379,6 +379,16 @@ async function main() {
     const idAfter = await a.$eval(`#members tr[data-name="${victim}"]`, (tr) => tr.dataset.memberId);
     if (idAfter !== idBefore) throw new Error(`the restarted member has id ${idAfter}, was ${idBefore}`);
     await until(`${victim} alive in tab B`, STEP_TIMEOUT_MS, async () => (await tableStates(b))[victim] === "alive");
+  });
+
+  await step("the page fits at every width from 390 to 1,920 px (every 60 px): fonts differ, so no width may be a near miss", async () => {
+    const failures = [];
+    for (let width = 390; width <= 1920; width += 60) {
+      await a.setViewportSize({ width, height: 900 });
+      await settled(a);
+      for (const p of await layoutProblems(a)) failures.push(`${width} px: ${p}`);
+    }
+    if (failures.length) throw new Error(`${failures.length} problems, the first ones:\n${failures.slice(0, 12).join("\n")}`);
   });
 
   for (const width of WIDTHS) {

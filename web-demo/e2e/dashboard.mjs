@@ -5,10 +5,16 @@
 // page reaches the native status endpoint; a broadcast from one tab shows in the other's log; a
 // group filter selects the right members; a request gets a native member's answer; a member
 // killed through the UI turns suspect, then dead, within the detection time the demo announces;
-// restarting it brings it back alive. Saves a screenshot. Fails on any console error.
+// restarting it brings it back alive. The graph draws real probes (each arrow is one the demo
+// server reports) and animates a broadcast to its receivers in order of arrival; incarnations
+// read as ages. The page fits at 390, 1,400 and 1,920 px (no sideways overflow, every cell and
+// button of the members table in view, no two graph labels overlapping), with a screenshot of
+// each. Fails on any console error.
 //
-// Environment: CHROMIUM (default /usr/bin/chromium), SCREENSHOT (default ../../docs/dashboard.png),
-// DEMO_CMD (JSON array, default: cargo run --locked -p web-demo --), DEMO_MEMBERS (default 5).
+// Environment: CHROMIUM (default /usr/bin/chromium), SCREENSHOT (default ../../docs/dashboard.png;
+// the per-width ones go beside it as dashboard-<width>.png), DEMO_CMD (JSON array, default: cargo
+// run --locked -p web-demo --), DEMO_MEMBERS (default 7: the size a user reported clipping at),
+// E2E_CONTINUE (1: go on after a failed step).
 
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -22,7 +28,8 @@ const root = resolve(here, "../..");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SCREENSHOT = resolve(process.env.SCREENSHOT || resolve(root, "docs/dashboard.png"));
 const DEMO_CMD = process.env.DEMO_CMD ? JSON.parse(process.env.DEMO_CMD) : ["cargo", "run", "--quiet", "--locked", "-p", "web-demo", "--"];
-const MEMBERS = Number(process.env.DEMO_MEMBERS || 5);
+const MEMBERS = Number(process.env.DEMO_MEMBERS || 7);
+const WIDTHS = [390, 1400, 1920];
 const START_TIMEOUT_MS = 300_000; // includes building the demo when DEMO_CMD is `cargo run`
 const STEP_TIMEOUT_MS = 30_000;
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -88,7 +95,9 @@ async function step(name, fn) {
   } catch (e) {
     results.failed += 1;
     console.log(`not ok - ${name} (${secs(Date.now() - started)})\n  ${String(e.stack || e).replace(/\n/g, "\n  ")}`);
-    throw e;
+    // E2E_CONTINUE=1 goes on after a failure, to list every check that fails (later steps may
+    // then fail only because an earlier one did).
+    if (!process.env.E2E_CONTINUE) throw e;
   }
 }
 
@@ -125,6 +134,53 @@ async function openTab(context, baseUrl, name, seed) {
   return page;
 }
 
+/** FNV-1a (32 bits) of the UTF-8 bytes of `s`, as the demo server digests a broadcast. */
+function fnv1a(s) {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(s)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+/** Waits for two animation frames: whatever a resize changes is laid out and painted. */
+const settled = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
+/**
+ * What does not fit at the current width: sideways overflow of the page, members-table cells or
+ * buttons outside the panel's visible box or the viewport, graph labels overlapping each other or
+ * leaving the graph. Returns a list of problems (empty: everything fits).
+ */
+const layoutProblems = (page) => page.evaluate(() => {
+  const problems = [];
+  const vw = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth > vw + 0.5) problems.push(`the page is ${document.documentElement.scrollWidth} px wide in a ${vw} px viewport`);
+  const panel = document.getElementById("panel-members");
+  const pr = panel.getBoundingClientRect();
+  const left = pr.left + panel.clientLeft, right = left + panel.clientWidth;
+  if (panel.scrollWidth > panel.clientWidth + 0.5) problems.push(`the members panel scrolls sideways (${panel.scrollWidth} > ${panel.clientWidth} px)`);
+  const cells = [...panel.querySelectorAll("#members th, #members td, #members button")];
+  if (cells.filter((c) => c.matches("button")).length === 0) problems.push("no kill/restart buttons in the members table");
+  for (const c of cells) {
+    const r = c.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue; // not displayed (the header row on narrow screens)
+    if (r.left < Math.max(left, 0) - 0.5 || r.right > Math.min(right, vw) + 0.5) {
+      const row = c.closest("tr")?.dataset.name ?? "header";
+      problems.push(`${row} ${c.tagName.toLowerCase()}.${c.className || c.dataset.action || c.textContent} spans ${r.left.toFixed(0)}..${r.right.toFixed(0)}, visible ${Math.max(left, 0).toFixed(0)}..${Math.min(right, vw).toFixed(0)}`);
+    }
+  }
+  const svg = document.getElementById("graph").getBoundingClientRect();
+  const labels = [...document.querySelectorAll("#graph text")].map((t) => ({ name: t.textContent, r: t.getBoundingClientRect() }));
+  if (labels.length === 0) problems.push("no graph labels");
+  for (const [i, a] of labels.entries()) {
+    if (a.r.left < svg.left - 0.5 || a.r.right > svg.right + 0.5 || a.r.top < svg.top - 0.5 || a.r.bottom > svg.bottom + 0.5) problems.push(`graph label ${a.name} leaves the graph`);
+    for (const b of labels.slice(i + 1)) {
+      const w = Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left);
+      const h = Math.min(a.r.bottom, b.r.bottom) - Math.max(a.r.top, b.r.top);
+      if (w > 0.5 && h > 0.5) problems.push(`graph labels ${a.name} and ${b.name} overlap`);
+    }
+  }
+  return problems;
+});
+
 /** The state each row of the members table shows, by name. */
 const tableStates = (page) => page.$$eval("#members tbody tr", (trs) => Object.fromEntries(trs.map((tr) => [tr.dataset.name, tr.dataset.state])));
 
@@ -154,6 +210,17 @@ async function main() {
     if (self.cls !== "self" || !self.id) throw new Error(`tab-a's own row is not marked as this tab: ${JSON.stringify(self)}`);
   });
 
+  await step("incarnations read as ages, the full value in the title", async () => {
+    const incs = await a.$$eval("#members td.inc", (tds) => tds.map((td) => ({ row: td.closest("tr").dataset.name, text: td.textContent, title: td.title })));
+    const native1 = (await getJson(`${url}api/cluster`)).natives.find((n) => n.name === "native-1").status.incarnation;
+    for (const i of incs) {
+      if (!/^\d+ (s|min|h|d) ago$/.test(i.text)) throw new Error(`${i.row}: incarnation shown as ${JSON.stringify(i.text)}`);
+      if (!/^incarnation \d{13}$/.test(i.title)) throw new Error(`${i.row}: incarnation title ${JSON.stringify(i.title)}`);
+    }
+    const shown = incs.find((i) => i.row === "native-1");
+    if (shown.title !== `incarnation ${native1}`) throw new Error(`native-1's incarnation is ${native1}, the title says ${shown.title}`);
+  });
+
   const zone = `e2e-${Math.random().toString(36).slice(2, 8)}`;
   await step("metadata set in the page is visible in every native status endpoint", async () => {
     await a.fill("#meta-key", "zone");
@@ -175,6 +242,32 @@ async function main() {
     });
   });
 
+  await step("the graph's arrows are probes the natives report, natives probing the tabs among them", async () => {
+    const tabIds = await a.$$eval("#members tbody tr", (trs) => trs.filter((tr) => tr.dataset.name.startsWith("tab-")).map((tr) => tr.dataset.memberId));
+    // A native probes each other member about once per round (one probe a second, nine members).
+    await until("an arrow from a native to a tab in tab A's graph", STEP_TIMEOUT_MS, async () =>
+      (await a.$$eval("#graph line.edge.probe", (ls) => ls.map((l) => l.dataset.to))).some((to) => tabIds.includes(to)));
+    const edges = await a.$$eval("#graph line.edge.probe", (ls) => ls.map((l) => ({ from: l.dataset.from, to: l.dataset.to, ago: Number(l.dataset.ago) })));
+    const reported = await getJson(`${url}api/cluster`);
+    const nativeIds = new Set(reported.natives.map((n) => n.id));
+    const selfId = await a.$eval('#members tr[data-name="tab-a"]', (tr) => tr.dataset.memberId);
+    let checked = 0;
+    for (const e of edges) {
+      if (e.from === selfId) continue; // this tab's own probes, from its own node
+      if (!nativeIds.has(e.from)) throw new Error(`an arrow from ${e.from}, neither a native nor this tab`);
+      const n = reported.natives.find((n) => n.id === e.from);
+      // The server lists probes of the last 30 s: one the page drew a moment ago is still there.
+      const p = n.probes.find((p) => p.to === e.to);
+      if (!p) throw new Error(`${n.name} → ${e.to} is drawn but ${n.name} reports no such probe: ${JSON.stringify(n.probes)}`);
+      if (!(e.ago <= 4000)) throw new Error(`${n.name} → ${e.to} is drawn ${e.ago} ms after the probe, past the graph's 4 s window`);
+      checked += 1;
+    }
+    if (checked < 3) throw new Error(`only ${checked} native probe arrows drawn: ${JSON.stringify(edges)}`);
+    // Not a mesh: only pairs probed lately are joined (a full mesh of nine would have 72 arrows).
+    const pairs = new Set(edges.map((e) => `${e.from}>${e.to}`));
+    if (pairs.size !== edges.length) throw new Error("an arrow is drawn twice");
+  });
+
   await step("a broadcast from tab A appears in the log of tab B", async () => {
     const text = `hello from tab-a ${Math.random().toString(36).slice(2, 8)}`;
     await a.fill("#bc-text", text);
@@ -183,6 +276,31 @@ async function main() {
     await b.waitForFunction((t) => [...document.querySelectorAll('#log li[data-kind="broadcast"]')]
       .some((li) => li.dataset.sent !== "true" && li.dataset.from === "tab-a" && li.textContent.includes(t)), text, { timeout: STEP_TIMEOUT_MS });
     figures.broadcast_tab_to_tab_s = (Date.now() - sentAt) / 1000;
+
+    // Both graphs animate its spread from tab A, to the receivers in the order they got it.
+    const digest = fnv1a(text);
+    const selfId = await a.$eval('#members tr[data-name="tab-a"]', (tr) => tr.dataset.memberId);
+    const spreadIn = (page) => page.waitForFunction(({ digest, origin }) => {
+      const g = document.querySelector(`#graph g.spread[data-digest="${digest}"][data-origin="${origin}"]`);
+      return g && g.querySelector(".hop[data-landed=true]") ? g.dataset.order.split(",") : null;
+    }, { digest, origin: selfId }, { timeout: STEP_TIMEOUT_MS }).then((h) => h.jsonValue());
+    const [orderA, orderB] = await Promise.all([spreadIn(a), spreadIn(b)]);
+    const reported = await getJson(`${url}api/cluster`);
+    const arrival = new Map();
+    for (const n of reported.natives) {
+      const got = n.broadcasts.filter((x) => x.from === selfId && x.digest === digest);
+      if (got.length !== 1) throw new Error(`${n.name} reports ${got.length} copies of the broadcast`);
+      arrival.set(n.name, -got[0].ago_ms);
+    }
+    const nativeOrder = orderA.filter((name) => arrival.has(name));
+    if (nativeOrder.length !== natives.length || orderA.length !== natives.length) throw new Error(`tab A animates to ${orderA.join(",")}; expected the ${natives.length} natives`);
+    for (let i = 1; i < nativeOrder.length; i++) {
+      // The page and this check read the times at different moments: allow for rounding to the millisecond.
+      if (arrival.get(nativeOrder[i]) + 2 < arrival.get(nativeOrder[i - 1])) {
+        throw new Error(`tab A animates ${nativeOrder.join(",")}, but ${nativeOrder[i]} got it before ${nativeOrder[i - 1]}`);
+      }
+    }
+    if (!orderB.includes("tab-b") || orderB.filter((n) => arrival.has(n)).length !== natives.length) throw new Error(`tab B animates to ${orderB.join(",")}`);
   });
 
   await step("a direct message from tab A appears in the log of tab B", async () => {
@@ -244,6 +362,9 @@ async function main() {
     figures.dead_after_kill_s = (dead.t - killedAt) / 1000;
     if (suspect.t - killedAt > detection.suspect_within_ms) throw new Error(`suspect after ${secs(suspect.t - killedAt)}, bound ${secs(detection.suspect_within_ms)}`);
     if (dead.t - killedAt > detection.dead_within_ms) throw new Error(`dead after ${secs(dead.t - killedAt)}, bound ${secs(detection.dead_within_ms)}`);
+    const victimId = cluster.natives.find((n) => n.name === victim).id;
+    const fromVictim = await a.$$eval(`#graph line.edge.probe[data-from="${victimId}"]`, (ls) => ls.length);
+    if (fromVictim) throw new Error(`${fromVictim} probe arrows from ${victim}, which is not running`);
     const seenByB = (await tableStates(b))[victim];
     if (seenByB !== "dead" && seenByB !== "suspect") throw new Error(`tab B shows ${victim} ${seenByB}`);
   });
@@ -259,6 +380,30 @@ async function main() {
     if (idAfter !== idBefore) throw new Error(`the restarted member has id ${idAfter}, was ${idBefore}`);
     await until(`${victim} alive in tab B`, STEP_TIMEOUT_MS, async () => (await tableStates(b))[victim] === "alive");
   });
+
+  await step("the page fits at every width from 390 to 1,920 px (every 60 px): fonts differ, so no width may be a near miss", async () => {
+    const failures = [];
+    for (let width = 390; width <= 1920; width += 60) {
+      await a.setViewportSize({ width, height: 900 });
+      await settled(a);
+      for (const p of await layoutProblems(a)) failures.push(`${width} px: ${p}`);
+    }
+    if (failures.length) throw new Error(`${failures.length} problems, the first ones:\n${failures.slice(0, 12).join("\n")}`);
+  });
+
+  for (const width of WIDTHS) {
+    const path = SCREENSHOT.replace(/\.png$/, `-${width}.png`);
+    await step(`at ${width} px the page fits (no sideways overflow, the whole members table in view, no graph labels overlapping); screenshot ${path}`, async () => {
+      await a.setViewportSize({ width, height: 900 });
+      await settled(a);
+      // The graph and table redraw every second: a problem that shows in one frame counts.
+      const problems = await layoutProblems(a);
+      if (problems.length) throw new Error(problems.join("\n"));
+      await a.screenshot({ path, fullPage: true });
+    });
+  }
+  await a.setViewportSize({ width: 1440, height: 1100 });
+  await settled(a);
 
   await step(`screenshot saved to ${SCREENSHOT}`, async () => {
     // Let the traffic chart gather a few samples after the restart.

@@ -2,7 +2,8 @@
 //! restarted (same identity, name and addresses, a new incarnation) on request.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gossip_core::{ClusterKey, Config, Event, Identity};
 use gossip_server::gossip_core::Grant;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::error::DemoError;
+use crate::observed::{BroadcastView, Observed, ProbeView, SAMPLE_EVERY};
 
 /// Metadata of the native members, cycled: two roles and four zones, so that filters such as
 /// `role=worker` or `zone~eu` select interesting subsets.
@@ -74,6 +76,7 @@ struct Native {
     /// The WebSocket (HTTP) listener; kept across restarts.
     ws: SocketAddr,
     running: Option<Running>,
+    observed: Arc<Observed>,
 }
 
 impl std::fmt::Debug for Native {
@@ -89,6 +92,7 @@ impl std::fmt::Debug for Native {
 struct Running {
     gossip: Gossip,
     responder: JoinHandle<()>,
+    sampler: JoinHandle<()>,
 }
 
 /// A native member as `GET /api/cluster` shows it.
@@ -106,6 +110,10 @@ pub struct NativeView {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// Its own status (the JSON of `GET /gossip/status`) while it runs.
     pub status: Option<serde_json::Value>,
+    /// Members it probed lately (see `observed`), newest first; none while it is stopped.
+    pub probes: Vec<ProbeView>,
+    /// Broadcasts it received lately, oldest first.
+    pub broadcasts: Vec<BroadcastView>,
 }
 
 /// What a native member answers to any request: who it is, its clock, and the request's text.
@@ -136,6 +144,7 @@ impl Cluster {
                 net: SocketAddr::new(options.bind, 0),
                 ws: SocketAddr::new(options.bind, 0),
                 running: None,
+                observed: Arc::default(),
             });
         }
         Ok(Cluster {
@@ -178,6 +187,7 @@ impl Cluster {
             .take()
             .ok_or_else(|| DemoError::NotRunning(name.into()))?;
         running.responder.abort();
+        running.sampler.abort();
         running.gossip.kill().await;
         info!(member = %name, "killed (no leave)");
         Ok(())
@@ -207,6 +217,7 @@ impl Cluster {
                 let name = native.name.clone();
                 stops.push(tokio::spawn(async move {
                     running.responder.abort();
+                    running.sampler.abort();
                     let gossip = running.gossip;
                     if tokio::time::timeout(STOP_TIMEOUT, gossip.shutdown())
                         .await
@@ -239,6 +250,7 @@ impl Cluster {
     pub async fn view(&self) -> Vec<NativeView> {
         let natives = self.natives.lock().await;
         let mut views = Vec::with_capacity(natives.len());
+        let now = Instant::now();
         for n in natives.iter() {
             let status = match &n.running {
                 Some(r) => match tokio::time::timeout(STATUS_TIMEOUT, r.gossip.status()).await {
@@ -263,6 +275,13 @@ impl Cluster {
                 ws: ws_url(n.ws),
                 metadata: n.metadata.iter().cloned().collect(),
                 status,
+                // A stopped member probes no one, whatever it did before.
+                probes: if n.running.is_some() {
+                    n.observed.probes(now)
+                } else {
+                    Vec::new()
+                },
+                broadcasts: n.observed.broadcasts(now),
             });
         }
         views
@@ -328,9 +347,16 @@ impl Cluster {
             gossip.clone(),
             native.name.clone(),
             gossip.subscribe(),
+            native.observed.clone(),
         ));
+        native.observed.restart();
+        let sampler = tokio::spawn(sample_probes(gossip.clone(), native.observed.clone()));
         debug!(member = %native.name, ws = %ws_url(ws), "started");
-        native.running = Some(Running { gossip, responder });
+        native.running = Some(Running {
+            gossip,
+            responder,
+            sampler,
+        });
         Ok(())
     }
 }
@@ -343,7 +369,12 @@ fn find<'a>(natives: &'a mut [Native], name: &str) -> Result<&'a mut Native, Dem
 }
 
 /// Answers every request addressed to this member with a [`Reply`].
-async fn answer_requests(gossip: Gossip, name: String, mut events: broadcast::Receiver<Event>) {
+async fn answer_requests(
+    gossip: Gossip,
+    name: String,
+    mut events: broadcast::Receiver<Event>,
+    observed: Arc<Observed>,
+) {
     loop {
         match events.recv().await {
             Ok(Event::Request {
@@ -370,6 +401,7 @@ async fn answer_requests(gossip: Gossip, name: String, mut events: broadcast::Re
                 }
             }
             Ok(Event::Broadcast { from, topic, data }) => {
+                observed.received(Instant::now(), from, &topic, &data);
                 debug!(member = %name, %from, %topic, bytes = data.len(), "broadcast");
             }
             Ok(Event::Direct { from, topic, data }) => {
@@ -382,6 +414,24 @@ async fn answer_requests(gossip: Gossip, name: String, mut events: broadcast::Re
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }
+    }
+}
+
+/// Reads the member's probe round trips every [`SAMPLE_EVERY`] until it stops.
+async fn sample_probes(gossip: Gossip, observed: Arc<Observed>) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let rtts = gossip
+            .with_node(|node, _| {
+                node.members()
+                    .map(|m| (m.id, m.rtt_micros))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let Ok(rtts) = rtts else { break };
+        observed.sample(Instant::now(), rtts);
     }
 }
 
@@ -409,7 +459,6 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-    use std::time::Instant;
 
     /// Local timings, faster still, so the crash test takes seconds.
     fn fast() -> Config {
@@ -545,5 +594,68 @@ mod tests {
         );
         cluster.shutdown().await;
         assert!(cluster.view().await.iter().all(|n| !n.running));
+    }
+
+    /// What the graph draws: each member's probes of the others, as they happen, and each
+    /// broadcast where it arrived; a killed member reports nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn view_reports_recent_probes_and_received_broadcasts() {
+        let cluster = cluster(3).await;
+        let ids: Vec<String> = cluster.view().await.into_iter().map(|n| n.id).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Every member probes both others within a few probe rounds (200 ms each).
+        loop {
+            let view = cluster.view().await;
+            let done = view.iter().all(|n| {
+                ids.iter()
+                    .filter(|id| **id != n.id)
+                    .all(|id| n.probes.iter().any(|p| p.to == *id))
+            });
+            if done {
+                for n in &view {
+                    assert!(n.probes.iter().all(|p| p.to != n.id && p.rtt_ms > 0.0));
+                    assert!(n.probes.windows(2).all(|w| w[0].ago_ms <= w[1].ago_ms));
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every member probed the others: {view:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let sender = {
+            let natives = cluster.natives.lock().await;
+            natives[0].running.as_ref().unwrap().gossip.clone()
+        };
+        sender.broadcast("chat", b"hello".to_vec()).await.unwrap();
+        let digest = format!("{:08x}", crate::observed::fnv1a(b"hello"));
+        loop {
+            let view = cluster.view().await;
+            let got = |n: &NativeView| {
+                n.broadcasts
+                    .iter()
+                    .any(|b| b.from == ids[0] && b.topic == "chat" && b.digest == digest)
+            };
+            if view[1..].iter().all(got) {
+                assert!(
+                    !got(&view[0]),
+                    "the sender does not receive its own broadcast"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broadcast did not reach every member"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        cluster.kill("native-3").await.unwrap();
+        let view = cluster.view().await;
+        assert!(!view[2].running && view[2].probes.is_empty());
+        assert!(!view[1].probes.is_empty());
+        cluster.shutdown().await;
     }
 }

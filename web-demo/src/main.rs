@@ -20,6 +20,7 @@
 
 mod cluster;
 mod error;
+mod observed;
 mod web;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -2,7 +2,7 @@
 // package, then shows what its node knows (members, groups, messages) and what the demo server
 // reports about the native members (traffic counters, which ones are running).
 
-import { drawGraph } from "./graph.js";
+import { animateSpread, drawGraph, PROBE_WINDOW_MS } from "./graph.js";
 import { Traffic } from "./traffic.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +15,9 @@ const app = {
   node: null,
   selfId: null,
   cluster: null, // last GET /api/cluster
+  clusterAt: 0, // when it was fetched (ms, this page's clock)
+  selfRtt: new Map(), // member id -> { rtt, at }: this tab's own probe round trips, as they change
+  spreads: [], // broadcasts seen here, waiting for their receivers to be known: see traceSpreads
   members: [], // normalized rows from node.members()
   groups: [], // { spec, group (the library's live view), el }
   flashing: new Map(), // member id -> until (ms)
@@ -104,6 +107,7 @@ function subscribe(node) {
   node.on("message", (msg) => {
     const from = nameOf(msg.from) ?? short(msg.from);
     flash(msg.from);
+    if (msg.kind === "broadcast") noteBroadcast(msg.from, msg.data, Date.now());
     const to = msg.kind === "broadcast" ? "all" : "this tab";
     log(msg.kind, `${from} → ${to} [${msg.topic}] ${textOf(msg)}`, { from });
   });
@@ -139,6 +143,7 @@ async function fetchCluster() {
   if (!r.ok) throw new Error(`GET /api/cluster: ${r.status}`);
   const cluster = await r.json();
   app.cluster = cluster;
+  app.clusterAt = Date.now();
   return cluster;
 }
 
@@ -160,12 +165,84 @@ async function poll() {
     const s = app.node.stats();
     app.traffic.sample(app.node.name, now, { packets_in: s.packetsIn, packets_out: s.packetsOut, bytes_in: s.bytesIn, bytes_out: s.bytesOut });
   }
+  traceSpreads();
   scheduleRender();
+}
+
+// ---- who probes whom, and how a broadcast spread ---------------------------------------------
+
+/** Probes answered lately, [{from, to, ago}]: the natives' from the demo server, this tab's own. */
+function probes() {
+  const out = [];
+  const now = Date.now();
+  const age = now - app.clusterAt;
+  for (const n of app.cluster?.natives ?? []) {
+    if (!n.running) continue;
+    for (const p of n.probes ?? []) out.push({ from: n.id, to: p.to, ago: p.ago_ms + age });
+  }
+  for (const [to, p] of app.selfRtt) if (p.at != null) out.push({ from: app.selfId, to, ago: now - p.at });
+  return out.filter((p) => p.ago <= PROBE_WINDOW_MS);
+}
+
+/** A change in this tab's round trip to a member is a probe of it answered (see observed.rs). */
+function trackSelfProbes(members) {
+  const now = Date.now();
+  for (const m of members) {
+    if (m.isSelf || m.rtt == null) continue;
+    const prev = app.selfRtt.get(m.id);
+    if (!prev) app.selfRtt.set(m.id, { rtt: m.rtt, at: null });
+    else if (prev.rtt !== m.rtt) app.selfRtt.set(m.id, { rtt: m.rtt, at: now });
+  }
+}
+
+/** FNV-1a (32 bits) of `bytes`, as 8 hex digits: the demo server's digest of a broadcast. */
+function digest(bytes) {
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+/** Remembers a broadcast sent (`selfAt` null) or received here, to animate once traced. */
+function noteBroadcast(origin, data, selfAt) {
+  app.spreads.push({ origin, digest: digest(data), noticed: Date.now(), selfAt });
+  // Most members have it within a few gossip rounds: ask the server again soon.
+  setTimeout(poll, 400);
+}
+
+/**
+ * Animates each broadcast to the members that received it: every native that reports it (with
+ * its arrival time, from the demo server), and this tab. It waits until every running native
+ * reports it, or SPREAD_WAIT_MS at most (a native may have missed it).
+ */
+const SPREAD_WAIT_MS = 3000;
+function traceSpreads() {
+  const now = Date.now();
+  const natives = (app.cluster?.natives ?? []).filter((n) => n.running);
+  const waiting = [];
+  for (const s of app.spreads) {
+    const receivers = [];
+    for (const n of natives) {
+      // The same text may have been sent before: take the copy nearest to when it was noticed here.
+      const copies = (n.broadcasts ?? []).filter((b) => b.from === s.origin && b.digest === s.digest)
+        .map((b) => app.clusterAt - b.ago_ms);
+      if (copies.length) receivers.push({ id: n.id, name: n.name, at: copies.sort((a, b) => Math.abs(a - s.noticed) - Math.abs(b - s.noticed))[0] });
+    }
+    const expected = natives.filter((n) => n.id !== s.origin).length;
+    if (receivers.length < expected && now - s.noticed < SPREAD_WAIT_MS) {
+      waiting.push(s);
+      continue;
+    }
+    if (s.selfAt != null) receivers.push({ id: app.selfId, name: app.node.name, at: s.selfAt });
+    const g = animateSpread($("graph"), { origin: s.origin, digest: s.digest, receivers }, (id) => flash(id));
+    log("spread", `${nameOf(s.origin) ?? short(s.origin)}'s broadcast reached ${receivers.length} member${receivers.length === 1 ? "" : "s"} known here: ${g.dataset.order || "none"}`);
+  }
+  app.spreads = waiting;
 }
 
 function refreshMembers() {
   if (!app.node) return;
   app.members = Array.from(app.node.members(), normalize);
+  trackSelfProbes(app.members);
   scheduleRender();
 }
 
@@ -200,7 +277,7 @@ function render() {
   renderTable(list);
   const now = Date.now();
   for (const [id, until] of app.flashing) if (until < now) app.flashing.delete(id);
-  drawGraph($("graph"), list.filter((m) => m.id && ["alive", "suspect", "dead", "left"].includes(m.state)), new Set(app.flashing.keys()));
+  drawGraph($("graph"), list.filter((m) => m.id && ["alive", "suspect", "dead", "left"].includes(m.state)), probes(), new Set(app.flashing.keys()));
   app.traffic.draw($("traffic"), $("traffic-legend"), $("traffic-metric").value, now);
   renderGroups();
   renderTargets(list);
@@ -222,8 +299,11 @@ function renderTable(list) {
     let tr = tableRows.get(m.name);
     if (!tr) {
       tr = document.createElement("tr");
-      tr.innerHTML = `<td class="id"><code></code></td><td class="name"></td><td class="addr"></td><td class="state"><span class="badge"></span></td>` +
-        `<td class="num inc"></td><td class="meta"></td><td class="num rtt"></td><td class="actions"></td>`;
+      // data-label: the column's name, shown beside each cell when narrow screens stack them.
+      tr.innerHTML = `<td class="id" data-label="id"><code></code></td><td class="name" data-label="name"></td>` +
+        `<td class="addr" data-label="address"></td><td class="state" data-label="state"><span class="badge"></span></td>` +
+        `<td class="num inc" data-label="incarnation"></td><td class="meta" data-label="metadata"></td>` +
+        `<td class="num rtt" data-label="RTT"></td><td class="actions" data-label=""></td>`;
       tr.dataset.name = m.name;
       if (m.native) {
         const kill = button("kill", "danger", () => control(m.name, "kill"));
@@ -245,7 +325,10 @@ function renderTable(list) {
     badge.className = `badge state-${m.state}`;
     badge.dataset.state = m.state;
     setText(badge, m.state);
-    setText(tr.querySelector(".inc"), String(m.incarnation));
+    const inc = tr.querySelector(".inc");
+    setText(inc, formatIncarnation(m.incarnation));
+    inc.title = `incarnation ${m.incarnation}`;
+    inc.dataset.value = String(m.incarnation);
     setHtml(tr.querySelector(".meta"), Object.entries(m.metadata).sort().map(([k, v]) => `<span class="chip" data-key="${esc(k)}">${esc(k)}=${esc(v)}</span>`).join(""));
     setText(tr.querySelector(".rtt"), m.rtt == null ? "—" : `${m.rtt.toFixed(m.rtt < 10 ? 1 : 0)} ms`);
     if (m.native) {
@@ -256,6 +339,19 @@ function renderTable(list) {
   for (const [name, tr] of tableRows) {
     if (!seen.has(name)) { tr.remove(); tableRows.delete(name); }
   }
+}
+
+/**
+ * A member's incarnation starts at its start time in Unix milliseconds (a restart outranks what
+ * it said before) and grows by one per refuted suspicion: shown as that start's age.
+ */
+function formatIncarnation(inc) {
+  if (!(inc > 1e12 && inc < 1e14)) return String(inc);
+  const s = Math.max(0, (Date.now() - inc) / 1000);
+  if (s < 60) return `${Math.floor(s)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
 }
 
 function prettyAddr(a) {
@@ -362,6 +458,7 @@ function wireControls() {
       // Bytes, so every member (native ones included) reads plain UTF-8.
       app.node.broadcast(topic, text.encode(body));
       log("broadcast", `this tab → all [${topic}] ${body}`, { from: app.node.name, sent: "true" });
+      noteBroadcast(app.selfId, text.encode(body), null);
     } catch (err) {
       log("error", `broadcast failed: ${why(err)}`);
     }

@@ -56,7 +56,8 @@ pub fn demo(args: &[String]) -> Result {
 
 /// Installs what is missing, builds (the wasm package too, with `build_package`), and runs
 /// `web-demo/e2e/dashboard.mjs`, which starts the demo on free ports, drives two tabs in headless
-/// Chromium, saves `docs/dashboard.png`, and stops the demo (also on failure).
+/// Chromium, saves `docs/dashboard.png` (and `dashboard-{390,1400,1920}.png`), and stops the demo
+/// (also on failure).
 pub fn e2e(build_package: bool) -> Result {
     ensure_chromium()?;
     ensure_node()?;

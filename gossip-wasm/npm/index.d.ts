@@ -10,9 +10,12 @@ export type {
   GroupChangeEvent,
   GroupCriteria,
   GroupEvents,
+  ListenOptions,
   MemberEvent,
   MemberInfo,
+  MemberJoinedOptions,
   NodeStats,
   RequestOptions,
   SendOptions,
+  Unsubscribe,
 } from "./web/gossip_wasm.js";

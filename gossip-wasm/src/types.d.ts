@@ -31,7 +31,33 @@ export interface GossipOptions {
 export interface SendOptions { topic?: string }
 
 /** Options of `request`. */
-export interface RequestOptions { topic?: string; timeoutMs?: number }
+export interface RequestOptions {
+  topic?: string;
+  /** How long to wait for the answer (default 5000). */
+  timeoutMs?: number;
+  /**
+   * Aborting it rejects the request at once with `code` `ABORTED` (an answer arriving later is
+   * dropped). The node still counts the request against its limit of outstanding requests
+   * until `timeoutMs` passes.
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of `GossipNode.on` and `GossipNode.once` for `memberJoined`. */
+export interface MemberJoinedOptions {
+  /**
+   * First call the listener, before `on` returns, with every member this node knows alive or
+   * suspect (itself excluded), then with every later join: each member exactly once, with no gap
+   * between the snapshot and the events.
+   */
+  replay?: boolean;
+}
+
+/** The options `on` and `once` take for event `E`: only `memberJoined` has any. */
+export type ListenOptions<E extends keyof GossipNodeEvents> = E extends "memberJoined" ? MemberJoinedOptions : never;
+
+/** Removes the listener it was returned for (that registration only); calling it again does nothing. */
+export type Unsubscribe = () => void;
 
 /** A group's criteria: exact values, `true` (key present), `{ prefix }` or `{ contains }`. */
 export type GroupCriteria = Record<string, string | Uint8Array | true | { prefix: string | Uint8Array } | { contains: string | Uint8Array }>;
@@ -77,7 +103,11 @@ export interface GossipError extends Error {
     | "UNAUTHORIZED" | "NOT_ADMITTED" | "CLUSTER_KEY" | "ORIGIN_REFUSED" | "TOO_MANY_CONNECTIONS"
     | "PROTOCOL" | "CONNECT"
     | "UNKNOWN_MEMBER" | "TIMEOUT" | "MEMBER_DOWN" | "TOO_MANY_REQUESTS" | "METADATA_TOO_LARGE" | "LEFT"
-    | "STREAM_CLOSED" | "TOO_MANY_STREAMS" | "TOO_MANY_GROUPS" | "REFUSED";
+    | "STREAM_CLOSED" | "TOO_MANY_STREAMS" | "TOO_MANY_GROUPS" | "REFUSED"
+    /** A request whose `signal` was aborted. */
+    | "ABORTED"
+    /** Node.js without a global WebSocket and without the `ws` package. */
+    | "NO_WEBSOCKET";
 }
 
 /** Listener types of `GossipNode.on`. */
@@ -108,15 +138,25 @@ export interface GroupEvents {
 // `value()` as `any`.
 
 export interface GossipNode {
-  /** Adds a listener for one of the events of `GossipNodeEvents`. */
-  on<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E]): void;
-  /** Removes a listener added with `on`. */
+  /**
+   * Adds a listener for one of the events of `GossipNodeEvents`; returns the function that
+   * removes it. `{ replay: true }` (for `memberJoined` only) first calls it with the members
+   * already known.
+   */
+  on<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E], options?: ListenOptions<E>): Unsubscribe;
+  /** As `on`, for the next event only. */
+  once<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E], options?: ListenOptions<E>): Unsubscribe;
+  /** Removes every registration of `listener` for `event` (made with `on` or `once`). */
   off<E extends keyof GossipNodeEvents>(event: E, listener: GossipNodeEvents[E]): void;
 }
 
 export interface Group {
-  /** Adds a listener for one of the events of `GroupEvents`. */
-  on<E extends keyof GroupEvents>(event: E, listener: GroupEvents[E]): void;
+  /** Adds a listener for one of the events of `GroupEvents`; returns the function that removes it. */
+  on<E extends keyof GroupEvents>(event: E, listener: GroupEvents[E]): Unsubscribe;
+  /** As `on`, for the next event only. */
+  once<E extends keyof GroupEvents>(event: E, listener: GroupEvents[E]): Unsubscribe;
+  /** Removes every registration of `listener` for `event`. */
+  off<E extends keyof GroupEvents>(event: E, listener: GroupEvents[E]): void;
 }
 
 export interface Message {

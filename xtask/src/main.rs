@@ -18,12 +18,13 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => demo::demo(&args[1..]),
         Some("e2e") => demo::e2e(true),
+        Some("wasm-node") => wasm::node(),
         Some("wasm") => wasm::package().and_then(|p| {
             wasm::check(&p)?;
             wasm::check_types(&p)
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm>");
+            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node>");
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
             );
@@ -34,6 +35,9 @@ fn main() -> ExitCode {
             eprintln!("  e2e    run the dashboard's end-to-end test in headless Chromium");
             eprintln!(
                 "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/, check its size and its TypeScript types"
+            );
+            eprintln!(
+                "  wasm-node  build that package and run its Node.js tests against a native cluster"
             );
             return ExitCode::from(2);
         }

@@ -180,7 +180,14 @@ pub fn package() -> Result<Package> {
     let wasm = web.join("gossip_wasm_bg.wasm");
 
     let npm = root.join("gossip-wasm/npm");
-    for file in ["README.md", "index.js", "node.js", "index.d.ts"] {
+    for file in [
+        "README.md",
+        "index.js",
+        "node.js",
+        "api.js",
+        "require.cjs",
+        "index.d.ts",
+    ] {
         copy(&npm.join(file), &pkg.join(file))?;
     }
     fs::create_dir_all(pkg.join("example")).map_err(|e| e.to_string())?;
@@ -241,6 +248,7 @@ fn package_json() -> String {
   "exports": {{
     ".": {{
       "types": "./index.d.ts",
+      "require": "./require.cjs",
       "node": "./node.js",
       "default": "./index.js"
     }},
@@ -250,6 +258,8 @@ fn package_json() -> String {
   "files": [
     "index.js",
     "node.js",
+    "api.js",
+    "require.cjs",
     "index.d.ts",
     "web/gossip_wasm.js",
     "web/gossip_wasm.d.ts",
@@ -262,6 +272,8 @@ fn package_json() -> String {
   ],
   "sideEffects": true,
   "engines": {{ "node": ">=20" }},
+  "peerDependencies": {{ "ws": ">=8" }},
+  "peerDependenciesMeta": {{ "ws": {{ "optional": true }} }},
   "keywords": ["gossip", "swim", "membership", "cluster", "webassembly", "websocket"]
 }}
 "#,
@@ -438,7 +450,11 @@ pub fn check_types(pkg: &Package) -> Result {
     if !ok {
         return Err(format!("the package's types reject good.ts:\n{out}"));
     }
-    for (file, must_name) in [("bad.ts", "\"memberjoined\""), ("bad-init.ts", "initSync")] {
+    for (file, must_name) in [
+        ("bad.ts", "\"memberjoined\""),
+        ("bad-init.ts", "initSync"),
+        ("bad-replay.ts", "replay"),
+    ] {
         eprintln!("xtask: tsc --noEmit --strict {file} (must fail)");
         let (ok, out) = tsc(file)?;
         if ok {
@@ -495,27 +511,83 @@ pub fn pack_and_import(pkg: &Package, extra: &[(&str, &str)]) -> Result {
     if !status.success() {
         return Err(format!("npm install {} failed", tarball.display()));
     }
-    let script = root().join("gossip-wasm/tests/node/package.mjs");
-    copy(&script, &app.join("package.mjs"))?;
-    let mut cmd = Command::new("node");
-    cmd.args(["--experimental-websocket", "package.mjs"])
-        .current_dir(&app);
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    eprintln!(
-        "xtask: $ node --experimental-websocket package.mjs (in {})",
-        app.display()
-    );
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start node: {e}"))?;
+    let tests = root().join("gossip-wasm/tests/node");
+    let result = node_tests(&tests, &app, extra);
     let _ = fs::remove_dir_all(&tmp);
-    if status.success() {
-        Ok(())
-    } else {
-        Err("the Node.js test of the packed package failed".into())
+    result
+}
+
+/// The scripts of gossip-wasm/tests/node, run in `app` (where the packed package is installed):
+/// first without `ws` (require() and the missing-WebSocket error), then against the cluster of
+/// `extra` with Node's own WebSocket, then with `ws` installed and no global WebSocket.
+fn node_tests(tests: &Path, app: &Path, extra: &[(&str, &str)]) -> Result {
+    let node = |args: &[&str], with_cluster: bool| -> Result {
+        eprintln!("xtask: $ node {} (in {})", args.join(" "), app.display());
+        let mut cmd = Command::new("node");
+        cmd.args(args).current_dir(app);
+        if with_cluster {
+            cmd.envs(extra.iter().copied());
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot start node: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the Node.js test {} failed", args.join(" ")))
+        }
+    };
+    for script in [
+        "require.test.cjs",
+        "no-websocket.mjs",
+        "package.mjs",
+        "api.mjs",
+        "ws.mjs",
+    ] {
+        copy(&tests.join(script), &app.join(script))?;
     }
+    node(&["require.test.cjs"], false)?;
+    node(&["no-websocket.mjs"], false)?;
+    node(&["--experimental-websocket", "package.mjs"], true)?;
+    node(&["--experimental-websocket", "api.mjs"], true)?;
+    if !tests.join("node_modules/ws/package.json").exists() {
+        eprintln!("xtask: $ (cd {}) npm ci", tests.display());
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(tests)
+            .status()
+            .map_err(|e| format!("cannot start npm: {e}"))?;
+        if !status.success() {
+            return Err("npm ci (ws) failed".into());
+        }
+    }
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--offline"])
+        .arg(tests.join("node_modules/ws"))
+        .current_dir(app)
+        .status()
+        .map_err(|e| format!("cannot start npm: {e}"))?;
+    if !status.success() {
+        return Err("npm install ws into the test app failed".into());
+    }
+    node(&["ws.mjs"], true)
+}
+
+/// `cargo xtask wasm-node`: builds the package, starts a native cluster and runs the Node.js
+/// tests of the packed package against it (the Node.js part of `cargo xtask test`, alone).
+pub fn node() -> Result {
+    let pkg = package()?;
+    let harness = build_harness()?;
+    let cluster = Plan::new()?.start(&harness)?;
+    let seeds = cluster.seeds.join(",");
+    pack_and_import(
+        &pkg,
+        &[
+            ("GOSSIP_SEEDS", &seeds),
+            ("GOSSIP_KEY", &cluster.key),
+            ("GOSSIP_TOKEN", &cluster.token),
+        ],
+    )
 }
 
 /// `cargo test` of gossip-wasm for wasm32 in headless Chromium, with `extra` arguments and env.

@@ -2,7 +2,7 @@
 // package, as the README shows it. Each `@ts-expect-error` is a mistake the types must catch; an
 // error that no longer happens fails the check too.
 import { GossipNode, Group, Message } from "../../pkg/index.js";
-import type { GossipError, GossipStream, MemberEvent, MemberInfo } from "../../pkg/index.js";
+import type { GossipError, GossipStream, MemberEvent, MemberInfo, Unsubscribe } from "../../pkg/index.js";
 
 export async function app(key: string): Promise<void> {
   const node: GossipNode = await GossipNode.create({
@@ -40,6 +40,38 @@ export async function app(key: string): Promise<void> {
       console.log((e as GossipError).code);
     }
   }
+
+  // Every member once: those already known, then each later join.
+  const stopJoins: Unsubscribe = node.on("memberJoined", (m) => console.log(m.id), { replay: true });
+  stopJoins();
+  const stopOnce: () => void = node.once("connected", ({ url }) => console.log(url.length));
+  stopOnce();
+  node.once("memberJoined", (m: MemberEvent) => console.log(m.short), { replay: false });
+  const logAdded = (m: MemberEvent) => console.log(m.id);
+  const stopAdded: Unsubscribe = workers.on("added", logAdded);
+  workers.once("removed", (m) => console.log(m.short));
+  workers.off("added", logAdded);
+  stopAdded();
+  const controller = new AbortController();
+  try {
+    await node.request("id", "data", { topic: "q", timeoutMs: 100, signal: controller.signal });
+  } catch (e) {
+    const code = (e as GossipError).code;
+    if (code === "ABORTED" || code === "NO_WEBSOCKET") console.log(code);
+    // @ts-expect-error: not an error code.
+    if (code === "ABORT") console.log(code);
+  }
+
+  // @ts-expect-error: only memberJoined replays.
+  node.on("message", () => {}, { replay: true });
+  // @ts-expect-error: replay is a boolean.
+  node.on("memberJoined", () => {}, { replay: "yes" });
+  // @ts-expect-error: a signal is an AbortSignal.
+  void node.request("id", "data", { signal: controller });
+  // @ts-expect-error: a group has no such event to remove.
+  workers.off("joined", logAdded);
+  // @ts-expect-error: the wrong listener type for once.
+  node.once("message", (m: MemberInfo) => console.log(m.name));
 
   // @ts-expect-error: a misspelt event name.
   node.on("memberjoined", () => {});

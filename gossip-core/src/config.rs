@@ -33,7 +33,7 @@ pub struct Config {
     pub suspicion_max_timeout_mult: u32,
     /// Lifeguard: upper bound of the local health multiplier.
     pub awareness_max_multiplier: u32,
-    /// Optional phi-accrual mode: a failed probe leads to suspicion only if the member's silence
+    /// Optional phi-accrual mode (with the `phi` feature, on by default): a failed probe leads to suspicion only if the member's silence
     /// is also improbable given its arrival history (see [`crate::detector`]). `None`: SWIM's
     /// timeouts alone decide.
     pub phi: Option<PhiConfig>,

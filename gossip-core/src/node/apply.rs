@@ -73,6 +73,7 @@ impl Node {
             .map(|m| m.id)
             .collect();
         for id in gone {
+            #[cfg(feature = "phi")]
             self.probing.detectors.remove(&id);
             self.unconfirm(&id);
             self.hub.leaves.remove(&id);

@@ -265,6 +265,7 @@ impl Node {
             self.shell.count_drop(reason);
             return Err(Refused { reason });
         }
+        #[cfg(feature = "phi")]
         if let Some(phi) = self.config.phi
             && self.members.contains_key(&inbound.origin())
             && inbound.origin() != self.id

@@ -1,3 +1,4 @@
+#[cfg(feature = "phi")]
 use crate::detector::PhiDetector;
 use std::collections::BTreeSet;
 use std::collections::{HashMap, HashSet};
@@ -52,6 +53,7 @@ pub(super) struct Probing {
     /// Lifeguard's local health.
     pub(super) awareness: Awareness,
     pub(super) suspicions: HashMap<NodeId, Suspicion>,
+    #[cfg(feature = "phi")]
     pub(super) detectors: HashMap<NodeId, PhiDetector>,
 }
 
@@ -67,6 +69,7 @@ impl Probing {
             indirect: HashMap::new(),
             awareness: Awareness::default(),
             suspicions: HashMap::new(),
+            #[cfg(feature = "phi")]
             detectors: HashMap::new(),
         }
     }
@@ -202,10 +205,13 @@ impl Node {
                 self.adjust_awareness(delta);
                 self.probing.current = None;
                 // In phi mode a missed probe is only suspicious if the silence is too.
+                #[cfg(feature = "phi")]
                 let silent = match (self.config.phi, self.probing.detectors.get(&p.target)) {
                     (Some(phi), Some(d)) => d.phi(now, &phi).is_none_or(|v| v >= phi.threshold),
                     _ => true,
                 };
+                #[cfg(not(feature = "phi"))]
+                let silent = true;
                 if silent {
                     self.suspect(now, p.target);
                 }

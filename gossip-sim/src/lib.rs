@@ -251,9 +251,16 @@ impl Sim {
             wall,
         );
         // Frames it sends carry its own relayed address as the reply-to, which routes by id.
-        let addr = Address::Relayed(id);
+        self.push_node(node, Address::Relayed(id), secret);
+        self.join(i, &[via]);
+        i
+    }
+
+    /// Registers `node` as the next index, reachable at `addr`, and arms its first timer.
+    fn push_node(&mut self, node: Node, addr: Address, secret: [u8; 32]) -> usize {
+        let i = self.nodes.len();
         self.by_addr.insert(addr.clone(), i);
-        self.by_id.insert(id, i);
+        self.by_id.insert(node.id(), i);
         self.nodes.push(SimNode {
             node,
             addr,
@@ -264,7 +271,6 @@ impl Sim {
             secret,
         });
         self.arm(i);
-        self.join(i, &[via]);
         i
     }
 
@@ -296,19 +302,7 @@ impl Sim {
         let mut secret = [0u8; 32];
         self.rng.fill_bytes(&mut secret);
         let node = self.make_node(i, secret);
-        self.by_addr.insert(addr_of(i), i);
-        self.by_id.insert(node.id(), i);
-        self.nodes.push(SimNode {
-            node,
-            addr: addr_of(i),
-            up: true,
-            events: Vec::new(),
-            sent_packets: 0,
-            sent_bytes: 0,
-            secret,
-        });
-        self.arm(i);
-        i
+        self.push_node(node, addr_of(i), secret)
     }
 
     /// Sends `bytes` to node `to` as a best-effort datagram from `from`, an address no simulated

@@ -578,10 +578,15 @@ fn node_tests(tests: &Path, app: &Path, extra: &[(&str, &str)]) -> Result {
 pub fn node() -> Result {
     let pkg = package()?;
     let harness = build_harness()?;
-    let cluster = Plan::new()?.start(&harness)?;
+    node_tests_on_fresh_cluster(&pkg, &harness)
+}
+
+/// The Node.js tests of the packed package, against a fresh native cluster.
+fn node_tests_on_fresh_cluster(pkg: &Package, harness: &Path) -> Result {
+    let cluster = Plan::new()?.start(harness)?;
     let seeds = cluster.seeds.join(",");
     pack_and_import(
-        &pkg,
+        pkg,
         &[
             ("GOSSIP_SEEDS", &seeds),
             ("GOSSIP_KEY", &cluster.key),
@@ -782,19 +787,8 @@ pub fn test() -> Result {
         let _cluster = plan.start(&harness)?;
         browser_tests("against a native cluster", &args, &env)?;
     }
-    {
-        // A fresh cluster: the browser test killed one of the first one's nodes.
-        let cluster = Plan::new()?.start(&harness)?;
-        let seeds = cluster.seeds.join(",");
-        pack_and_import(
-            &pkg,
-            &[
-                ("GOSSIP_SEEDS", &seeds),
-                ("GOSSIP_KEY", &cluster.key),
-                ("GOSSIP_TOKEN", &cluster.token),
-            ],
-        )?;
-    }
+    // A fresh cluster: the browser test killed one of the first one's nodes.
+    node_tests_on_fresh_cluster(&pkg, &harness)?;
     // Last, so a size regression still shows every functional result first.
     check(&pkg)?;
     eprintln!(

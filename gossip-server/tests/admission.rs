@@ -9,24 +9,12 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use gossip_core::hlc::Hlc;
-use gossip_core::message::{Alive, Broadcast, Message, Suspect, Sync, sync_phase};
-use gossip_core::{
-    Address, ClusterKey, Codec, Event, Grant, Identity, Keyring, Limits, NodeId, ReplayConfig,
-};
+use gossip_core::message::{Broadcast, Suspect};
+use gossip_core::{Codec, Event, Grant, Identity, Keyring, Limits, ReplayConfig};
 use gossip_server::{Admission, Gossip, GossipConfig};
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const T: Duration = Duration::from_secs(20);
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// A server whose hook admits `?user=tab...` as `tab-*` members allowed the topic `chat`, and
 /// `?user=brief` for half a second.
@@ -53,61 +41,9 @@ async fn admitting_server() -> (Gossip, String) {
     (g, format!("ws://{addr}/gossip/ws"))
 }
 
-/// A client that holds no cluster key: only its identity and, after the handshake, its link key.
-struct Tab {
-    identity: Identity,
-    codec: Codec,
-    hlc: Hlc,
-    rng: ChaCha20Rng,
-}
-
-impl Tab {
-    fn new(seed: u8, link_key: ClusterKey) -> Tab {
-        let identity = Identity::from_secret_bytes([seed; 32]);
-        Tab {
-            codec: Codec::new(
-                identity.clone(),
-                Keyring::new(link_key),
-                Limits::default(),
-                ReplayConfig::default(),
-            ),
-            identity,
-            hlc: Hlc::new(60_000),
-            rng: ChaCha20Rng::from_seed([seed; 32]),
-        }
-    }
-
-    fn id(&self) -> NodeId {
-        self.identity.id()
-    }
-
-    fn frame(&mut self, message: Message) -> WsMessage {
-        let packet = self.codec.sign(self.hlc.now(wall_ms()), &message).unwrap();
-        WsMessage::Binary(self.codec.seal(&mut self.rng, 0, &packet).unwrap().into())
-    }
-
-    fn join(&mut self, server: NodeId, name: &str) -> WsMessage {
-        let alive = self
-            .codec
-            .sign(
-                self.hlc.now(wall_ms()),
-                &Alive {
-                    incarnation: wall_ms(),
-                    addrs: vec![Address::Relayed(server)],
-                    name: name.into(),
-                }
-                .into(),
-            )
-            .unwrap();
-        self.frame(
-            Sync {
-                phase: sync_phase::JOIN,
-                digest: Vec::new(),
-                states: vec![alive],
-            }
-            .into(),
-        )
-    }
+/// A frame as a WebSocket message.
+fn bin(frame: Vec<u8>) -> WsMessage {
+    WsMessage::Binary(frame.into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +72,7 @@ async fn the_hook_admits_a_keyless_member_and_its_grant_holds() {
     let identity = Identity::from_secret_bytes([30; 32]);
     let (server, link_key) = ws_handshake_keyed(&mut ws, &identity).await;
     assert_eq!(server, s_id);
-    let mut tab = Tab::new(30, link_key.clone());
+    let mut tab = Forger::new(30, Some(link_key.clone()));
     let (mut tx, mut rx) = ws.split();
     let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -148,7 +84,7 @@ async fn the_hook_admits_a_keyless_member_and_its_grant_holds() {
             }
         }
     });
-    tx.send(tab.join(s_id, "tab-30")).await.unwrap();
+    tx.send(bin(tab.join_as(s_id, "tab-30"))).await.unwrap();
     let tab_id = tab.id();
     eventually(T, "both full members see the tab", || async {
         state_of(&s, &tab_id).await.as_deref() == Some("alive")
@@ -165,43 +101,37 @@ async fn the_hook_admits_a_keyless_member_and_its_grant_holds() {
         .find(|x| x.id == m_id)
         .unwrap()
         .incarnation;
-    tx.send(
-        tab.frame(
-            Suspect {
-                node: m_id,
-                incarnation: m_inc,
-            }
-            .into(),
-        ),
-    )
+    tx.send(bin(tab.frame(
+        Suspect {
+            node: m_id,
+            incarnation: m_inc,
+        }
+        .into(),
+    )))
     .await
     .unwrap();
-    tx.send(
-        tab.frame(
-            Broadcast {
-                topic: "admin".into(),
-                data: b"rm -rf".to_vec().into(),
-            }
-            .into(),
-        ),
-    )
+    tx.send(bin(tab.frame(
+        Broadcast {
+            topic: "admin".into(),
+            data: b"rm -rf".to_vec().into(),
+        }
+        .into(),
+    )))
     .await
     .unwrap();
-    tx.send(tab.join(s_id, "server")).await.unwrap();
+    tx.send(bin(tab.join_as(s_id, "server"))).await.unwrap();
     eventually(T, "each forbidden word is counted", || async {
         drops(&s, "forbidden").await >= 3
     })
     .await;
     // Granted: a broadcast on `chat` reaches the other full member.
-    tx.send(
-        tab.frame(
-            Broadcast {
-                topic: "chat".into(),
-                data: b"hello from a tab".to_vec().into(),
-            }
-            .into(),
-        ),
-    )
+    tx.send(bin(tab.frame(
+        Broadcast {
+            topic: "chat".into(),
+            data: b"hello from a tab".to_vec().into(),
+        }
+        .into(),
+    )))
     .await
     .unwrap();
     tokio::time::timeout(T, async {
@@ -267,8 +197,8 @@ async fn a_revoked_or_expired_admission_ends_everywhere() {
     // Revoked: closed with 4406 and the reason, and dead for every member at once.
     let mut ws = ws_connect(&format!("{url}?user=tab9"), None).await;
     let (_, key) = ws_handshake_keyed(&mut ws, &Identity::from_secret_bytes([40; 32])).await;
-    let mut tab = Tab::new(40, key);
-    ws.send(tab.join(s_id, "tab-40")).await.unwrap();
+    let mut tab = Forger::new(40, Some(key));
+    ws.send(bin(tab.join_as(s_id, "tab-40"))).await.unwrap();
     let tab_id = tab.id();
     eventually(T, "m sees the tab", || async {
         state_of(&m, &tab_id).await.as_deref() == Some("alive")
@@ -290,8 +220,8 @@ async fn a_revoked_or_expired_admission_ends_everywhere() {
     // A grant with a lifetime: the link closes when it ends.
     let mut ws = ws_connect(&format!("{url}?user=brief"), None).await;
     let (_, key) = ws_handshake_keyed(&mut ws, &Identity::from_secret_bytes([41; 32])).await;
-    let mut brief = Tab::new(41, key);
-    ws.send(brief.join(s_id, "tab-41")).await.unwrap();
+    let mut brief = Forger::new(41, Some(key));
+    ws.send(bin(brief.join_as(s_id, "tab-41"))).await.unwrap();
     let (code, reason) = close_of(&mut ws).await;
     assert_eq!(code, 4406, "{reason}");
     assert!(reason.contains("expired"), "{reason}");

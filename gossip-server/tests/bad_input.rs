@@ -7,14 +7,10 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use gossip_core::hlc::Hlc;
 use gossip_core::link::Handshake;
 use gossip_core::link::handshake::{CHALLENGE_LEN, CHALLENGE_MAGIC};
-use gossip_core::message::{Alive, ApplicationMessage, Broadcast, Message, Sync, sync_phase};
-use gossip_core::{
-    Address, ClusterKey, Codec, Event, Identity, Keyring, Limits, NodeId, ReplayConfig,
-    SignedPacket,
-};
+use gossip_core::message::{ApplicationMessage, Message};
+use gossip_core::{Event, Identity, SignedPacket};
 use gossip_server::{Gossip, GossipConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -22,93 +18,6 @@ use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const T: Duration = Duration::from_secs(20);
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// Makes frames the way a member (or an attacker holding some key) would.
-struct Forger {
-    identity: Identity,
-    codec: Codec,
-    hlc: Hlc,
-    rng: ChaCha20Rng,
-}
-
-impl Forger {
-    fn new(seed: u8, key: Option<ClusterKey>) -> Forger {
-        let keyring = key.map(Keyring::new).unwrap_or_else(Keyring::unencrypted);
-        let identity = Identity::from_secret_bytes([seed; 32]);
-        Forger {
-            codec: Codec::new(
-                identity.clone(),
-                keyring,
-                Limits::default(),
-                ReplayConfig::default(),
-            ),
-            identity,
-            hlc: Hlc::new(60_000),
-            rng: ChaCha20Rng::from_seed([seed; 32]),
-        }
-    }
-
-    fn id(&self) -> NodeId {
-        self.identity.id()
-    }
-
-    /// Runs the dialer's half of the handshake over `ws`; returns the server's proven id.
-    async fn link(&mut self, ws: &mut Ws) -> NodeId {
-        ws_handshake(ws, &self.identity).await
-    }
-
-    /// The message a frame carries, when it opens with the cluster key.
-    fn open(&mut self, frame: &[u8]) -> Option<Message> {
-        self.codec.decode(frame, wall_ms()).ok().map(|i| i.message)
-    }
-
-    fn packet(&mut self, message: Message) -> SignedPacket {
-        let ts = self.hlc.now(wall_ms());
-        self.codec.sign(ts, &message).unwrap()
-    }
-
-    fn seal(&mut self, packet: &SignedPacket) -> Vec<u8> {
-        self.codec.seal(&mut self.rng, 0, packet).unwrap()
-    }
-
-    fn broadcast(&mut self, text: &str) -> SignedPacket {
-        self.packet(
-            Broadcast {
-                topic: "t".into(),
-                data: text.as_bytes().to_vec().into(),
-            }
-            .into(),
-        )
-    }
-
-    /// A join announcing this forger as a member relayed by `server`.
-    fn join_via(&mut self, server: gossip_core::NodeId) -> Vec<u8> {
-        let alive = self.packet(
-            Alive {
-                incarnation: wall_ms(),
-                addrs: vec![Address::Relayed(server)],
-                name: format!("forger-{}", self.id().short()),
-            }
-            .into(),
-        );
-        let sync = self.packet(
-            Sync {
-                phase: sync_phase::JOIN,
-                digest: Vec::new(),
-                states: vec![alive],
-            }
-            .into(),
-        );
-        self.seal(&sync)
-    }
-}
 
 /// After the abuse, an honest node still joins and sees `g` alive.
 async fn still_serves(g: &Gossip, seed: String) {

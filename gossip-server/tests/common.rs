@@ -214,3 +214,109 @@ pub async fn close_of(ws: &mut Ws) -> (u16, String) {
     .await
     .expect("the server closes the connection")
 }
+
+use gossip_core::hlc::Hlc;
+use gossip_core::message::{Alive, Broadcast, Message, Sync, sync_phase};
+use gossip_core::{Address, Codec, Identity, Keyring, Limits, ReplayConfig, SignedPacket};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Makes frames the way a member (or an attacker holding some key) would.
+#[derive(Debug)]
+pub struct Forger {
+    pub identity: Identity,
+    codec: Codec,
+    hlc: Hlc,
+    rng: ChaCha20Rng,
+}
+
+impl Forger {
+    pub fn new(seed: u8, key: Option<ClusterKey>) -> Forger {
+        let keyring = key.map(Keyring::new).unwrap_or_else(Keyring::unencrypted);
+        let identity = Identity::from_secret_bytes([seed; 32]);
+        Forger {
+            codec: Codec::new(
+                identity.clone(),
+                keyring,
+                Limits::default(),
+                ReplayConfig::default(),
+            ),
+            identity,
+            hlc: Hlc::new(60_000),
+            rng: ChaCha20Rng::from_seed([seed; 32]),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.identity.id()
+    }
+
+    /// Runs the dialer's half of the handshake over `ws`; returns the server's proven id.
+    pub async fn link(&mut self, ws: &mut Ws) -> NodeId {
+        ws_handshake(ws, &self.identity).await
+    }
+
+    /// The message a frame carries, when it opens with the cluster key.
+    pub fn open(&mut self, frame: &[u8]) -> Option<Message> {
+        self.codec.decode(frame, wall_ms()).ok().map(|i| i.message)
+    }
+
+    pub fn packet(&mut self, message: Message) -> SignedPacket {
+        let ts = self.hlc.now(wall_ms());
+        self.codec.sign(ts, &message).unwrap()
+    }
+
+    pub fn seal(&mut self, packet: &SignedPacket) -> Vec<u8> {
+        self.codec.seal(&mut self.rng, 0, packet).unwrap()
+    }
+
+    pub fn broadcast(&mut self, text: &str) -> SignedPacket {
+        self.packet(
+            Broadcast {
+                topic: "t".into(),
+                data: text.as_bytes().to_vec().into(),
+            }
+            .into(),
+        )
+    }
+
+    /// A join announcing this forger as a member relayed by `server`.
+    pub fn join_via(&mut self, server: NodeId) -> Vec<u8> {
+        let name = format!("forger-{}", self.id().short());
+        self.join_as(server, &name)
+    }
+
+    /// A frame of its own carrying `message`.
+    pub fn frame(&mut self, message: Message) -> Vec<u8> {
+        let packet = self.packet(message);
+        self.seal(&packet)
+    }
+
+    /// A join announcing this forger, named `name`, as a member relayed by `server`.
+    pub fn join_as(&mut self, server: NodeId, name: &str) -> Vec<u8> {
+        let alive = self.packet(
+            Alive {
+                incarnation: wall_ms(),
+                addrs: vec![Address::Relayed(server)],
+                name: name.into(),
+            }
+            .into(),
+        );
+        let sync = self.packet(
+            Sync {
+                phase: sync_phase::JOIN,
+                digest: Vec::new(),
+                states: vec![alive],
+            }
+            .into(),
+        );
+        self.seal(&sync)
+    }
+}

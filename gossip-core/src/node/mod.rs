@@ -10,6 +10,7 @@ mod backlog;
 mod commands;
 mod facades;
 mod hub;
+mod intake;
 mod probe;
 mod send;
 mod spread;

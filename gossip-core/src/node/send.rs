@@ -156,25 +156,37 @@ impl Node {
         }
     }
 
+    /// Up to `k` distinct members that pass `keep`, drawn at random. Members this node has not
+    /// heard answer weigh at most as much as those it has, as in the probe lanes: however many
+    /// members a key holder mints, at least half of every gossip, push and push-pull target
+    /// draw lands on members known to answer (with fewer unconfirmed members than confirmed
+    /// ones the draw is uniform, as before).
     pub(super) fn random_members(
         &mut self,
         k: usize,
         keep: impl Fn(&Member) -> bool,
     ) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self
+        let confirmed = &self.probing.confirmed;
+        let (mut sure, mut unsure): (Vec<NodeId>, Vec<NodeId>) = self
             .members
             .values()
             .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
             .map(|m| m.id)
-            .collect();
-        ids.sort_unstable();
-        // Partial Fisher-Yates: k draws, not a full shuffle.
-        let k = k.min(ids.len());
-        for i in 0..k {
-            let j = i + (self.rng.next_u64() as usize) % (ids.len() - i);
-            ids.swap(i, j);
+            .partition(|id| confirmed.contains(id));
+        sure.sort_unstable();
+        unsure.sort_unstable();
+        let mut out = Vec::with_capacity(k.min(sure.len() + unsure.len()));
+        while out.len() < k && !(sure.is_empty() && unsure.is_empty()) {
+            let weight = unsure.len().min(sure.len().max(1));
+            let draw = (self.rng.next_u64() % (sure.len() + weight) as u64) as usize;
+            let id = if draw < sure.len() {
+                sure.swap_remove(draw)
+            } else {
+                let at = (self.rng.next_u64() % unsure.len() as u64) as usize;
+                unsure.swap_remove(at)
+            };
+            out.push(id);
         }
-        ids.truncate(k);
-        ids
+        out
     }
 }

@@ -21,6 +21,12 @@ pub(super) struct SyncState {
     pub(super) followups: HashMap<NodeId, u8>,
     /// Quick push-pulls still to run after a join, one probe interval apart.
     pub(super) bootstrap_syncs: u8,
+    /// Members this node opened a push-pull with, and when. Their answer comes from the address
+    /// they signed as surely as an ack to a probe does, so it confirms them (see
+    /// `Probing::confirmed`): a joiner must not treat its seed's records as a stranger's.
+    pub(super) awaiting: HashMap<NodeId, Instant>,
+    /// Seeds asked to let this node join that have not answered (their ids are not known).
+    pub(super) seeds_awaiting: usize,
 }
 
 /// Follow-up push-pull rounds when an answer was cut by the byte budget.
@@ -47,9 +53,18 @@ impl Node {
     /// The records a peer with `digest` lacks, cut to the sync budget.
     pub(super) fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
         let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
-        let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
+        // Members this node heard answer (and itself) first: when the budget cuts the answer,
+        // a peer joining a cluster full of minted members still learns the real ones first.
+        let (me, confirmed) = (self.id, &self.probing.confirmed);
+        let (mut ids, mut rest): (Vec<NodeId>, Vec<NodeId>) = self
+            .members
+            .keys()
+            .partition(|id| **id == me || confirmed.contains(*id));
         ids.sort_unstable();
+        rest.sort_unstable();
         shuffle(&mut self.rng, &mut ids);
+        shuffle(&mut self.rng, &mut rest);
+        ids.append(&mut rest);
         let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
         let budget = self.config.max_sync_bytes;
         for id in ids {
@@ -92,7 +107,16 @@ impl Node {
         let dead = self.random_members(1, |m| m.state == State::Dead);
         let buried = dead.is_empty();
         peers.extend(dead);
+        // An answer later than this is not waited for (the map stays as small as our opens).
+        let patience = 2 * self
+            .config
+            .push_pull_interval_ms
+            .max(self.config.probe_interval_ms);
+        self.sync
+            .awaiting
+            .retain(|_, at| now.micros_since(*at) / 1_000 < patience);
         for peer in peers {
+            self.sync.awaiting.insert(peer, now);
             let msg = Sync {
                 phase: sync_phase::OPEN,
                 digest: self.digest(),
@@ -118,21 +142,29 @@ impl Node {
     }
 
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
-        let mut learned_from_peer = false;
-        for state in sync.states {
-            // A record we hold byte for byte was verified when it arrived: checking its
-            // signature again is the most common wasted verification in a join storm.
-            if self.holds(&state) {
-                continue;
+        let answered = sync.phase == sync_phase::ANSWER
+            && (self.sync.awaiting.remove(&origin).is_some() || {
+                let seed = self.sync.seeds_awaiting > 0;
+                self.sync.seeds_awaiting = self.sync.seeds_awaiting.saturating_sub(1);
+                seed
+            });
+        let mut states = sync.states;
+        if answered {
+            // Its own records first, so it is a member when it vouches for the rest.
+            let (own, rest): (Vec<SignedPacket>, Vec<SignedPacket>) =
+                states.into_iter().partition(|r| r.origin() == origin);
+            self.apply_states(now, own);
+            if self
+                .members
+                .get(&origin)
+                .is_some_and(|m| !m.state.is_down())
+            {
+                self.probing.confirmed.insert(origin);
+                self.gate.pool.leave(&origin);
             }
-            match self.shell.codec.verify(&state) {
-                Ok(Message::Update(update)) => {
-                    learned_from_peer |= self.apply_and_spread(now, state.origin(), update, state);
-                }
-                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
-                Err(e) => self.shell.drop_counted(&e),
-            }
+            states = rest;
         }
+        let learned_from_peer = self.apply_states(now, states);
         match sync.phase {
             sync_phase::OPEN | sync_phase::JOIN => {
                 let (states, _) = self.delta(&sync.digest);
@@ -158,6 +190,7 @@ impl Node {
                 let rounds = self.sync.followups.entry(origin).or_insert(0);
                 if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
                     *rounds += 1;
+                    self.sync.awaiting.insert(origin, now);
                     let again = Sync {
                         phase: sync_phase::OPEN,
                         digest: self.digest(),
@@ -170,6 +203,26 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// Applies the records of a push-pull; whether any was news.
+    fn apply_states(&mut self, now: Instant, states: Vec<SignedPacket>) -> bool {
+        let mut learned = false;
+        for state in states {
+            // A record we hold byte for byte was verified when it arrived: checking its
+            // signature again is the most common wasted verification in a join storm.
+            if self.holds(&state) {
+                continue;
+            }
+            match self.shell.codec.verify(&state) {
+                Ok(Message::Update(update)) => {
+                    learned |= self.apply_and_spread(now, state.origin(), update, state);
+                }
+                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
+                Err(e) => self.shell.drop_counted(&e),
+            }
+        }
+        learned
     }
 
     /// Whether `record` is the alive record or the metadata this node holds for its origin.

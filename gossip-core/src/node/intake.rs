@@ -1,0 +1,182 @@
+//! Room in the member table for members this node has not yet heard answer.
+//!
+//! Any key holder can mint identities (a key pair and a self-signed alive record each) faster
+//! than probes can show that nobody answers at their addresses, so a table of `max_members`
+//! fills within a minute of minting however strict the intake caps per frame and per sender
+//! are. What a full table must not do is refuse the next genuine newcomer: that is how a mint
+//! locks a cluster against joins. So the unconfirmed members (see `Probing::confirmed`) are
+//! counted by who vouched for them: the confirmed member whose frame introduced them, or
+//! nobody (a member that introduced itself, or was introduced by a member we never heard
+//! answer). A full table makes room by forgetting the oldest member of the largest share,
+//! and only when that share is larger than the newcomer's own by two or more, or is its own:
+//! a key holder's mint evicts first its own earlier mint, never a member another confirmed
+//! member introduced while its share is smaller. The attacker gets at most its fair share of
+//! the table per identity that answers probes, and a member introduced by an honest member
+//! stays until it answers.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::identity::NodeId;
+
+/// Who vouched for an unconfirmed member: a confirmed member that introduced it, or nobody.
+pub(super) type Voucher = Option<NodeId>;
+
+/// The unconfirmed members of the table, by voucher, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Pool {
+    /// Each counted member's voucher.
+    of: HashMap<NodeId, Voucher>,
+    /// Members per voucher (no zero entries).
+    count: HashMap<Voucher, usize>,
+    /// Members per voucher in the order they entered. Entries of members that have since left
+    /// the pool are skipped when met, and compacted away before they outnumber the live ones.
+    order: HashMap<Voucher, VecDeque<NodeId>>,
+}
+
+impl Pool {
+    /// Counts a member new to the table under `voucher`.
+    pub(super) fn enter(&mut self, id: NodeId, voucher: Voucher) {
+        if self.of.contains_key(&id) {
+            return;
+        }
+        self.of.insert(id, voucher);
+        *self.count.entry(voucher).or_insert(0) += 1;
+        self.order.entry(voucher).or_default().push_back(id);
+    }
+
+    /// The member stops counting: it answered a probe of ours, or left the table.
+    pub(super) fn leave(&mut self, id: &NodeId) {
+        let Some(voucher) = self.of.remove(id) else {
+            return;
+        };
+        let live = match self.count.get_mut(&voucher) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                *n
+            }
+            _ => {
+                self.count.remove(&voucher);
+                self.order.remove(&voucher);
+                return;
+            }
+        };
+        // Members that answered stay in `order` until met; bound the stale entries.
+        if let Some(queue) = self.order.get_mut(&voucher)
+            && queue.len() > 2 * live + 16
+        {
+            let of = &self.of;
+            queue.retain(|m| of.get(m) == Some(&voucher));
+        }
+    }
+
+    /// Members counted under `voucher`.
+    pub(super) fn share(&self, voucher: Voucher) -> usize {
+        self.count.get(&voucher).copied().unwrap_or(0)
+    }
+
+    /// Whether `voucher` is a confirmed member whose share is at most the mean: a member it
+    /// introduces is worth probing at once. A large share (a mint) waits its turn.
+    pub(super) fn is_modest(&self, voucher: Voucher) -> bool {
+        voucher.is_some() && self.share(voucher) * self.count.len() <= self.of.len()
+    }
+
+    /// The member to forget so that one vouched for by `newcomer` may enter a full table, if
+    /// fairness allows one: the oldest of the largest share, when that share is the
+    /// newcomer's own or larger than it by two or more. It leaves the pool; the caller removes
+    /// it from the table. `keep` spares members that must stay (those relayed by this node).
+    pub(super) fn evict(
+        &mut self,
+        newcomer: Voucher,
+        keep: impl Fn(&NodeId) -> bool,
+    ) -> Option<NodeId> {
+        // Ties go to the larger key, so every run picks the same share whatever the map order.
+        let (&largest, &n) = self.count.iter().max_by_key(|(v, n)| (**n, **v))?;
+        if largest != newcomer && n < self.share(newcomer) + 2 {
+            return None;
+        }
+        loop {
+            let id = self.order.get_mut(&largest)?.pop_front()?;
+            if self.of.get(&id) != Some(&largest) {
+                continue;
+            }
+            self.leave(&id);
+            if keep(&id) {
+                // Spared for good: it is not counted again.
+                continue;
+            }
+            return Some(id);
+        }
+    }
+
+    /// Unconfirmed members counted.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.of.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn a_mint_evicts_its_own_before_anyone_else() {
+        let mut pool = Pool::default();
+        let (holder, honest) = (Some(id(1)), Some(id(2)));
+        for n in 10..20 {
+            pool.enter(id(n), holder);
+        }
+        pool.enter(id(30), honest);
+        // The holder's next mint makes room from its own share, oldest first.
+        assert_eq!(pool.evict(holder, |_| false), Some(id(10)));
+        // The honest member's newcomer may evict from the holder's larger share too.
+        assert_eq!(pool.evict(honest, |_| false), Some(id(11)));
+        assert_eq!(pool.share(holder), 8);
+        assert_eq!(pool.share(honest), 1);
+    }
+
+    #[test]
+    fn a_smaller_share_is_never_evicted_for_a_larger_one() {
+        let mut pool = Pool::default();
+        let (holder, honest) = (Some(id(1)), Some(id(2)));
+        pool.enter(id(10), holder);
+        pool.enter(id(30), honest);
+        pool.enter(id(31), honest);
+        // The largest share is the honest member's, but only by one: the holder's newcomer may
+        // not take from it (the two would just trade places).
+        assert_eq!(pool.evict(holder, |_| false), None);
+        assert_eq!(pool.share(honest), 2);
+        // Nobody's newcomer (a self-introduction) may not either, with no share of its own.
+        pool.enter(id(40), None);
+        assert_eq!(pool.evict(None, |_| false), None);
+    }
+
+    #[test]
+    fn confirmed_and_spared_members_leave_the_count() {
+        let mut pool = Pool::default();
+        let holder = Some(id(1));
+        for n in 10..40 {
+            pool.enter(id(n), holder);
+        }
+        // Most answer: the stale entries are compacted, the rest still come out oldest first.
+        for n in 10..35 {
+            pool.leave(&id(n));
+        }
+        assert_eq!(pool.len(), 5);
+        assert!(pool.order[&holder].len() <= 2 * 5 + 16);
+        assert_eq!(pool.evict(holder, |m| *m == id(35)), Some(id(36)));
+        assert_eq!(pool.len(), 3);
+        assert!(pool.is_modest(holder));
+        assert!(!pool.is_modest(None));
+        pool.leave(&id(37));
+        pool.leave(&id(38));
+        pool.leave(&id(39));
+        assert_eq!(pool.len(), 0);
+        assert!(pool.count.is_empty() && pool.order.is_empty());
+        assert_eq!(pool.evict(holder, |_| false), None);
+    }
+}

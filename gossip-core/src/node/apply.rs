@@ -219,7 +219,7 @@ impl Node {
                 // Probe newcomers soon: next if a confirmed member with a modest share vouched
                 // for them, else at a random place in the current unconfirmed pass (a mint's
                 // order is the minter's to choose, so it gets no head start).
-                self.gate.pool.enter(origin, voucher);
+                self.gate.pool.enter(origin, voucher, self.sync.asked);
                 if self.gate.pool.is_modest(voucher) && self.probing.soon.len() < SOON_MAX {
                     self.probing.soon.push_back(origin);
                 } else {

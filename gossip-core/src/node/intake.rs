@@ -24,8 +24,9 @@ pub(super) type Voucher = Option<NodeId>;
 /// The unconfirmed members of the table, by voucher, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct Pool {
-    /// Each counted member's voucher.
-    of: HashMap<NodeId, Voucher>,
+    /// Each counted member's voucher, and whether it came in an answer to a push-pull this node
+    /// opened (its sender answered at the address it signed, and chose none of the timing).
+    of: HashMap<NodeId, (Voucher, bool)>,
     /// Members per voucher (no zero entries).
     count: HashMap<Voucher, usize>,
     /// Members per voucher in the order they entered. Entries of members that have since left
@@ -34,19 +35,19 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// Counts a member new to the table under `voucher`.
-    pub(super) fn enter(&mut self, id: NodeId, voucher: Voucher) {
+    /// Counts a member new to the table under `voucher` (`asked`: see `of`).
+    pub(super) fn enter(&mut self, id: NodeId, voucher: Voucher, asked: bool) {
         if self.of.contains_key(&id) {
             return;
         }
-        self.of.insert(id, voucher);
+        self.of.insert(id, (voucher, asked));
         *self.count.entry(voucher).or_insert(0) += 1;
         self.order.entry(voucher).or_default().push_back(id);
     }
 
     /// The member stops counting: it answered a probe of ours, or left the table.
     pub(super) fn leave(&mut self, id: &NodeId) {
-        let Some(voucher) = self.of.remove(id) else {
+        let Some((voucher, _)) = self.of.remove(id) else {
             return;
         };
         let live = match self.count.get_mut(&voucher) {
@@ -65,7 +66,7 @@ impl Pool {
             && queue.len() > 2 * live + 16
         {
             let of = &self.of;
-            queue.retain(|m| of.get(m) == Some(&voucher));
+            queue.retain(|m| of.get(m).is_some_and(|(v, _)| *v == voucher));
         }
     }
 
@@ -78,6 +79,15 @@ impl Pool {
     /// introduces is worth probing at once. A large share (a mint) waits its turn.
     pub(super) fn is_modest(&self, voucher: Voucher) -> bool {
         voucher.is_some() && self.share(voucher) * self.count.len() <= self.of.len()
+    }
+
+    /// Whether `id` is unconfirmed but as likely to be real as the confirmed member that
+    /// vouched for it: that member told us in answer to a push-pull we opened (a joiner's seed,
+    /// whatever its share), or its share is modest. A mint pushed at us is neither.
+    pub(super) fn is_vouched(&self, id: &NodeId) -> bool {
+        self.of
+            .get(id)
+            .is_some_and(|(v, asked)| *asked || self.is_modest(*v))
     }
 
     /// The member to forget so that one vouched for by `newcomer` may enter a full table, if
@@ -96,7 +106,7 @@ impl Pool {
         }
         loop {
             let id = self.order.get_mut(&largest)?.pop_front()?;
-            if self.of.get(&id) != Some(&largest) {
+            if self.of.get(&id).is_none_or(|(v, _)| *v != largest) {
                 continue;
             }
             self.leave(&id);
@@ -128,9 +138,9 @@ mod tests {
         let mut pool = Pool::default();
         let (holder, honest) = (Some(id(1)), Some(id(2)));
         for n in 10..20 {
-            pool.enter(id(n), holder);
+            pool.enter(id(n), holder, false);
         }
-        pool.enter(id(30), honest);
+        pool.enter(id(30), honest, false);
         // The holder's next mint makes room from its own share, oldest first.
         assert_eq!(pool.evict(holder, |_| false), Some(id(10)));
         // The honest member's newcomer may evict from the holder's larger share too.
@@ -143,15 +153,15 @@ mod tests {
     fn a_smaller_share_is_never_evicted_for_a_larger_one() {
         let mut pool = Pool::default();
         let (holder, honest) = (Some(id(1)), Some(id(2)));
-        pool.enter(id(10), holder);
-        pool.enter(id(30), honest);
-        pool.enter(id(31), honest);
+        pool.enter(id(10), holder, false);
+        pool.enter(id(30), honest, false);
+        pool.enter(id(31), honest, false);
         // The largest share is the honest member's, but only by one: the holder's newcomer may
         // not take from it (the two would just trade places).
         assert_eq!(pool.evict(holder, |_| false), None);
         assert_eq!(pool.share(honest), 2);
         // Nobody's newcomer (a self-introduction) may not either, with no share of its own.
-        pool.enter(id(40), None);
+        pool.enter(id(40), None, false);
         assert_eq!(pool.evict(None, |_| false), None);
     }
 
@@ -160,7 +170,7 @@ mod tests {
         let mut pool = Pool::default();
         let holder = Some(id(1));
         for n in 10..40 {
-            pool.enter(id(n), holder);
+            pool.enter(id(n), holder, false);
         }
         // Most answer: the stale entries are compacted, the rest still come out oldest first.
         for n in 10..35 {

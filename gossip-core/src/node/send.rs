@@ -157,22 +157,23 @@ impl Node {
     }
 
     /// Up to `k` distinct members that pass `keep`, drawn at random. Members this node has not
-    /// heard answer weigh at most as much as those it has, as in the probe lanes: however many
-    /// members a key holder mints, at least half of every gossip, push and push-pull target
-    /// draw lands on members known to answer (with fewer unconfirmed members than confirmed
-    /// ones the draw is uniform, as before).
+    /// heard answer, unless a confirmed member with a modest share vouched for them, weigh at
+    /// most as much as the others, as in the probe lanes: however many members a key holder
+    /// mints, at least half of every gossip, push and push-pull target draw lands on members
+    /// known to answer or vouched for by one. Without a mint the draw is uniform, as before (a
+    /// joiner's members are all vouched for by its seed).
     pub(super) fn random_members(
         &mut self,
         k: usize,
         keep: impl Fn(&Member) -> bool,
     ) -> Vec<NodeId> {
-        let confirmed = &self.probing.confirmed;
+        let (confirmed, pool) = (&self.probing.confirmed, &self.gate.pool);
         let (mut sure, mut unsure): (Vec<NodeId>, Vec<NodeId>) = self
             .members
             .values()
             .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
             .map(|m| m.id)
-            .partition(|id| confirmed.contains(id));
+            .partition(|id| confirmed.contains(id) || pool.is_vouched(id));
         sure.sort_unstable();
         unsure.sort_unstable();
         let mut out = Vec::with_capacity(k.min(sure.len() + unsure.len()));

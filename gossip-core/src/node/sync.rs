@@ -27,6 +27,8 @@ pub(super) struct SyncState {
     pub(super) awaiting: HashMap<NodeId, Instant>,
     /// Seeds asked to let this node join that have not answered (their ids are not known).
     pub(super) seeds_awaiting: usize,
+    /// Whether the records being applied answer a push-pull this node opened (see `intake`).
+    pub(super) asked: bool,
 }
 
 /// Follow-up push-pull rounds when an answer was cut by the byte budget.
@@ -164,7 +166,9 @@ impl Node {
             }
             states = rest;
         }
+        self.sync.asked = answered;
         let learned_from_peer = self.apply_states(now, states);
+        self.sync.asked = false;
         match sync.phase {
             sync_phase::OPEN | sync_phase::JOIN => {
                 let (states, _) = self.delta(&sync.digest);

@@ -24,8 +24,8 @@ pub(super) type Voucher = Option<NodeId>;
 /// The unconfirmed members of the table, by voucher, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct Pool {
-    /// Each counted member's voucher, and whether it came in an answer to a push-pull this node
-    /// opened (its sender answered at the address it signed, and chose none of the timing).
+    /// Each counted member's voucher, and whether it came in a seed's answer to this node's join
+    /// (the seed is whom the operator told us to trust, and it chose none of the timing).
     of: HashMap<NodeId, (Voucher, bool)>,
     /// Members per voucher (no zero entries).
     count: HashMap<Voucher, usize>,
@@ -82,8 +82,8 @@ impl Pool {
     }
 
     /// Whether `id` is unconfirmed but as likely to be real as the confirmed member that
-    /// vouched for it: that member told us in answer to a push-pull we opened (a joiner's seed,
-    /// whatever its share), or its share is modest. A mint pushed at us is neither.
+    /// vouched for it: that member is the seed that answered our join (whatever its share), or
+    /// its share is modest. A mint pushed at us is neither.
     pub(super) fn is_vouched(&self, id: &NodeId) -> bool {
         self.of
             .get(id)

@@ -27,7 +27,7 @@ pub(super) struct SyncState {
     pub(super) awaiting: HashMap<NodeId, Instant>,
     /// Seeds asked to let this node join that have not answered (their ids are not known).
     pub(super) seeds_awaiting: usize,
-    /// Whether the records being applied answer a push-pull this node opened (see `intake`).
+    /// Whether the records being applied are a seed's answer to our join (see `intake`).
     pub(super) asked: bool,
 }
 
@@ -144,12 +144,13 @@ impl Node {
     }
 
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
-        let answered = sync.phase == sync_phase::ANSWER
-            && (self.sync.awaiting.remove(&origin).is_some() || {
-                let seed = self.sync.seeds_awaiting > 0;
-                self.sync.seeds_awaiting = self.sync.seeds_awaiting.saturating_sub(1);
-                seed
-            });
+        let answer = sync.phase == sync_phase::ANSWER;
+        let opened = answer && self.sync.awaiting.remove(&origin).is_some();
+        let seed = answer && !opened && self.sync.seeds_awaiting > 0;
+        if seed {
+            self.sync.seeds_awaiting -= 1;
+        }
+        let answered = opened || seed;
         let mut states = sync.states;
         if answered {
             // Its own records first, so it is a member when it vouches for the rest.
@@ -166,7 +167,9 @@ impl Node {
             }
             states = rest;
         }
-        self.sync.asked = answered;
+        // Only a seed's answer to our join: later answers also carry whatever minted members
+        // their senders hold, and must not make those look vouched for.
+        self.sync.asked = seed;
         let learned_from_peer = self.apply_states(now, states);
         self.sync.asked = false;
         match sync.phase {

@@ -440,7 +440,10 @@ async fn main() {
     let know_start = Instant::now();
     let frames_at_join = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
     let mut last_report = Instant::now();
-    let knowing = loop {
+    // The last time one more member came to know everyone: after 60 s without progress the
+    // stragglers are reported rather than waited for.
+    let (mut progress_at, mut best) = (know_start.elapsed(), 0);
+    let (knowing, light_live) = loop {
         let live: std::collections::HashSet<gossip_core::NodeId> = server
             .with_node(|n, _| {
                 n.members()
@@ -451,34 +454,43 @@ async fn main() {
             .await
             .unwrap();
         let (mut light_live, mut knowing) = (0, 0);
-        for (id, known) in ids.iter().zip(&knowledge) {
+        let mut missing = Vec::new();
+        for (i, (id, known)) in ids.iter().zip(&knowledge).enumerate() {
             if live.contains(id) {
                 light_live += 1;
                 let known = known.lock().unwrap();
-                knowing += usize::from(live.iter().all(|m| m == id || known.contains(m)));
+                let lacks = live
+                    .iter()
+                    .filter(|m| *m != id && !known.contains(m))
+                    .count();
+                knowing += usize::from(lacks == 0);
+                if lacks > 0 {
+                    missing.push(format!("light-{i} lacks {lacks}"));
+                }
             }
         }
-        if knowing == light_live {
-            break knowing;
+        if knowing > best {
+            (best, progress_at) = (knowing, know_start.elapsed());
         }
-        assert!(
-            know_start.elapsed() < Duration::from_secs(600),
-            "light members: {knowing} of {light_live} know every live member after 600 s"
-        );
+        if knowing == light_live || know_start.elapsed() - progress_at > Duration::from_secs(60) {
+            break (knowing, light_live);
+        }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
+            missing.truncate(5);
             eprintln!(
-                "[{:>3} s] {knowing} of {light_live} live light members know every live member; {} frames read",
+                "[{:>3} s] {knowing} of {light_live} live light members know every live member; {} frames read; {}",
                 know_start.elapsed().as_secs(),
-                LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed)
+                LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed),
+                missing.join(", ")
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let know_all = know_start.elapsed();
+    let know_all = progress_at;
     let frames = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "| every light member knows every member ({knowing} of {n} light members live on the server; {frames} frames read in all, {} of them after all joined) | {:.2} s after all joined ({:.2} s from the first connection) |",
+        "| live light members that know every live member: {knowing} of {light_live} ({light_live} of {n} light members live on the server; {frames} frames read in all, {} of them after all joined) | the last of them {:.2} s after all joined ({:.2} s from the first connection) |",
         frames - frames_at_join,
         know_all.as_secs_f64(),
         (light_join + know_all).as_secs_f64()

@@ -3,8 +3,10 @@
 //!
 //! 1. Memory per connection: N light members on one server (a WebSocket that sent a signed
 //!    join, then answers the server's probes and reads); resident memory of the process before
-//!    and after, divided by N. Then broadcast latency to those N: the server broadcasts, and each
-//!    light member decodes and verifies what its server delivers.
+//!    and after, divided by N. Then the time until every light member knows every live member
+//!    (from the server's deliveries and its answers to the join), and broadcast latency to those
+//!    N: the server broadcasts, and each light member decodes and verifies what its server
+//!    delivers.
 //! 2. Broadcast latency: N full client nodes (no listener: relayed through the server, like
 //!    browsers) join the server; the server broadcasts; time until each member has it.
 //!

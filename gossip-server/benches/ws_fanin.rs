@@ -152,6 +152,11 @@ static FRAME_KINDS: [std::sync::atomic::AtomicU64; 32] =
 static RECORD_KINDS: [std::sync::atomic::AtomicU64; 32] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 32];
 
+/// Frames light members could not decode, by error: a frame that waited in a queue past the
+/// replay window is refused, which a member that knows too little may show.
+static DECODE_ERRORS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// Whose alive records one light member has read: what it knows of the cluster.
 type Known = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<gossip_core::NodeId>>>;
 
@@ -297,8 +302,16 @@ async fn light_member(
         };
         LIGHT_FRAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wall = wall_ms();
-        let Ok(inbound) = codec.decode(&bytes, wall) else {
-            continue;
+        let inbound = match codec.decode(&bytes, wall) {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                *DECODE_ERRORS
+                    .lock()
+                    .unwrap()
+                    .entry(e.to_string())
+                    .or_insert(0) += 1;
+                continue;
+            }
         };
         count(&FRAME_KINDS, inbound.message.kind());
         match inbound.message {
@@ -496,6 +509,10 @@ async fn main() {
         frames - frames_at_join,
         know_all.as_secs_f64(),
         (light_join + know_all).as_secs_f64()
+    );
+    println!(
+        "| frames light members could not decode, by error | {:?} |",
+        DECODE_ERRORS.lock().unwrap()
     );
     // What keeps arriving once everyone knows everyone: why a quiet window never comes.
     let (f0, r0) = (snapshot(&FRAME_KINDS), snapshot(&RECORD_KINDS));

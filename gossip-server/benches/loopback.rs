@@ -47,6 +47,29 @@ async fn live(g: &Gossip) -> usize {
         .count()
 }
 
+/// What the nodes see, for progress lines: how many see all alive, the states they hold, the
+/// deepest inbound backlog and the drops.
+async fn census(nodes: &[Gossip]) -> String {
+    let n = nodes.len();
+    let (mut all, mut min_alive, mut suspect, mut dead, mut backlog) = (0, usize::MAX, 0, 0, 0);
+    let mut drops = std::collections::BTreeMap::new();
+    for g in nodes {
+        let s = g.status().await.unwrap();
+        let alive = s.members.iter().filter(|m| m.state == "alive").count();
+        all += usize::from(alive >= n);
+        min_alive = min_alive.min(alive);
+        suspect += s.members.iter().filter(|m| m.state == "suspect").count();
+        dead += s.members.iter().filter(|m| m.state == "dead").count();
+        backlog = backlog.max(s.counters.inbound_backlog);
+        for (k, v) in s.counters.drops {
+            *drops.entry(k).or_insert(0u64) += v;
+        }
+    }
+    format!(
+        "{all} of {n} see all alive; fewest alive seen {min_alive}; suspect {suspect}, dead {dead} (summed over observers); deepest inbound backlog {backlog}; drops {drops:?}"
+    )
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -89,8 +112,24 @@ async fn spread(
     last - start
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Worker threads of the one runtime all nodes share (`LOOPBACK_WORKERS`, default 2).
+fn workers() -> usize {
+    std::env::var("LOOPBACK_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2)
+}
+
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers())
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+async fn run() {
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -102,6 +141,7 @@ async fn main() {
     for i in 1..n {
         nodes.push(start(format!("bench-{i}"), Some(seed.clone())).await);
     }
+    let mut last_report = Instant::now();
     loop {
         let mut all = true;
         for g in &nodes {
@@ -113,7 +153,18 @@ async fn main() {
         if all {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "no convergence");
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            last_report = Instant::now();
+            eprintln!(
+                "[{:>5.1} s] {}",
+                t0.elapsed().as_secs_f64(),
+                census(&nodes).await
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "no convergence in 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let join = t0.elapsed();

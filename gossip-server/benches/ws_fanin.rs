@@ -3,8 +3,10 @@
 //!
 //! 1. Memory per connection: N light members on one server (a WebSocket that sent a signed
 //!    join, then answers the server's probes and reads); resident memory of the process before
-//!    and after, divided by N. Then broadcast latency to those N: the server broadcasts, and each
-//!    light member decodes and verifies what its server delivers.
+//!    and after, divided by N. Then the time until every light member knows every live member
+//!    (from the server's deliveries and its answers to the join), and broadcast latency to those
+//!    N: the server broadcasts, and each light member decodes and verifies what its server
+//!    delivers.
 //! 2. Broadcast latency: N full client nodes (no listener: relayed through the server, like
 //!    browsers) join the server; the server broadcasts; time until each member has it.
 //!
@@ -55,6 +57,9 @@ fn wall_ms() -> u64 {
 async fn hub() -> (Gossip, String) {
     let mut cfg = GossipConfig::new(Config::lan().with_name("hub")).with_key(KEY.parse().unwrap());
     cfg.limits.max_connections = 8192;
+    // All light members connect at once: unproven connections beyond this budget (256 by
+    // default) are refused at accept, and those members would never join.
+    cfg.limits.max_pending_connections = 8192;
     let g = Gossip::start(cfg).await.unwrap();
     let addr = g.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     (g, format!("ws://{addr}/gossip/ws"))
@@ -70,11 +75,24 @@ async fn known(g: &Gossip) -> usize {
 
 async fn wait_known(g: &Gossip, n: usize, what: &str) -> Duration {
     let t0 = Instant::now();
+    let mut last_report = Instant::now();
     while known(g).await < n {
         assert!(
             t0.elapsed() < Duration::from_secs(600),
             "{what}: no convergence"
         );
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let s = g.status().await.unwrap();
+            eprintln!(
+                "[{:>3} s] {what}: {} of {n} known, {} connections, {} pending, drops {:?}",
+                t0.elapsed().as_secs(),
+                s.members.len(),
+                s.counters.connections,
+                s.counters.pending_connections,
+                s.counters.drops
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     t0.elapsed()
@@ -124,8 +142,70 @@ fn progress(server: Gossip, members: Vec<Gossip>) -> tokio::task::JoinHandle<()>
 /// Broadcast latencies (ms) light members measured, per broadcast round.
 type Samples = std::sync::Arc<std::sync::Mutex<Vec<(u32, f64)>>>;
 
-/// Frames light members have read, to see when the join's deliveries are drained.
+/// Frames light members have read.
 static LIGHT_FRAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Frames light members have read, by the kind of the frame's message (index: its wire code),
+/// and records they received, by kind: what still arrives once the join is over.
+static FRAME_KINDS: [std::sync::atomic::AtomicU64; 32] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 32];
+static RECORD_KINDS: [std::sync::atomic::AtomicU64; 32] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 32];
+
+/// Frames light members could not decode, by error: a frame that waited in a queue past the
+/// replay window is refused, which a member that knows too little may show.
+static DECODE_ERRORS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Whose alive records one light member has read: what it knows of the cluster.
+type Known = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<gossip_core::NodeId>>>;
+
+/// Light member `i`'s key (its secret is derived from `i`, so the bench knows every member's id).
+fn light_secret(i: u32) -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    secret[..4].copy_from_slice(&i.to_le_bytes());
+    secret[4] = 0x5a;
+    secret
+}
+
+fn count(counters: &[std::sync::atomic::AtomicU64; 32], kind: u8) {
+    if let Some(c) = counters.get(kind as usize) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn snapshot(counters: &[std::sync::atomic::AtomicU64; 32]) -> [u64; 32] {
+    std::array::from_fn(|i| counters[i].load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The non-zero differences of two snapshots, by kind name.
+fn kinds_between(before: &[u64; 32], after: &[u64; 32]) -> String {
+    let name = |code: usize| match code {
+        1 => "ping",
+        2 => "ack",
+        3 => "ping-req",
+        4 => "nack",
+        5 => "gossip",
+        6 => "alive",
+        7 => "suspect",
+        8 => "dead",
+        9 => "leave",
+        10 => "broadcast",
+        12 => "sync",
+        13 => "metadata",
+        14 => "relay",
+        _ => "other",
+    };
+    let parts: Vec<String> = (0..32)
+        .filter(|&i| after[i] > before[i])
+        .map(|i| format!("{} {}", name(i), after[i] - before[i]))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
 
 /// A light member: joins with a signed alive record, answers the server's probes, and records
 /// when each `bench` broadcast arrives (its data: the round, then micros since `t0` at sending).
@@ -135,10 +215,9 @@ async fn light_member(
     hub_id: gossip_core::NodeId,
     t0: Instant,
     samples: Samples,
+    known: Known,
 ) {
-    let mut secret = [0u8; 32];
-    secret[..4].copy_from_slice(&i.to_le_bytes());
-    secret[4] = 0x5a;
+    let secret = light_secret(i);
     let mut codec = gossip_core::Codec::new(
         Identity::from_secret_bytes(secret),
         Keyring::new(KEY.parse().unwrap()),
@@ -180,9 +259,11 @@ async fn light_member(
     let identity = Identity::from_secret_bytes(secret);
     while handshake.peer().is_none() {
         let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+            eprintln!("light-{i}: the server closed the connection during the link handshake");
             return;
         };
         let Ok(step) = handshake.on_message(&identity, &bytes) else {
+            eprintln!("light-{i}: the link handshake failed");
             return;
         };
         if let Some(reply) = step.reply {
@@ -195,16 +276,77 @@ async fn light_member(
         data: Default::default(),
     })
     .kind();
+    let alive_kind = Msg::from(Alive {
+        incarnation: 0,
+        addrs: Vec::new(),
+        name: String::new(),
+    })
+    .kind();
+    let me = identity.id();
+    // Alive records are read, not verified (see below): whose they are is all that is kept.
+    let note = |records: &[gossip_core::SignedPacket]| {
+        let mut known = known.lock().unwrap();
+        let mut learned = false;
+        for r in records {
+            count(&RECORD_KINDS, r.kind());
+            if r.kind() == alive_kind && r.origin() != me {
+                learned |= known.insert(r.origin());
+            }
+        }
+        learned
+    };
+    let mut followups = 0u8;
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Binary(bytes) = msg else {
             continue;
         };
         LIGHT_FRAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wall = wall_ms();
-        let Ok(inbound) = codec.decode(&bytes, wall) else {
-            continue;
+        let inbound = match codec.decode(&bytes, wall) {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                *DECODE_ERRORS
+                    .lock()
+                    .unwrap()
+                    .entry(e.to_string())
+                    .or_insert(0) += 1;
+                continue;
+            }
         };
+        count(&FRAME_KINDS, inbound.message.kind());
         match inbound.message {
+            // The server's answer to the join: its records are cut to its sync budget (about
+            // 400 alive records), so, like a full member, ask again with what is now held until
+            // nothing is missing or the answer brings nothing new.
+            Msg::Membership(MembershipMessage::Sync(answer))
+                if inbound.origin() == hub_id && answer.phase == sync_phase::ANSWER =>
+            {
+                let learned = note(&answer.states);
+                let held = known.lock().unwrap().clone();
+                let behind = answer
+                    .digest
+                    .iter()
+                    .any(|e| e.node != me && !held.contains(&e.node));
+                if behind && learned && followups < 32 {
+                    followups += 1;
+                    // What this member holds, in the server's own terms: those entries are not
+                    // sent again.
+                    let again = Sync {
+                        phase: sync_phase::OPEN,
+                        digest: answer
+                            .digest
+                            .into_iter()
+                            .filter(|e| e.node == me || held.contains(&e.node))
+                            .collect(),
+                        states: Vec::new(),
+                    };
+                    let packet = codec.sign(hlc.now(wall), &again.into()).unwrap();
+                    let frame = codec.seal(&mut rng, 0, &packet).unwrap();
+                    if ws.send(Message::Binary(frame.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
             Msg::Membership(MembershipMessage::Ping(ping)) if inbound.origin() == hub_id => {
                 let ack = Ack {
                     seq: ping.seq,
@@ -217,6 +359,7 @@ async fn light_member(
                 }
             }
             Msg::Membership(MembershipMessage::Gossip(gossip)) => {
+                note(&gossip.items);
                 // Only broadcasts are verified: a light member keeps no member table, and
                 // checking every alive record of the join would cost it 1,000 signatures.
                 for item in gossip.items.iter().filter(|i| i.kind() == broadcast_kind) {
@@ -270,8 +413,19 @@ async fn main() {
     let mut light = Vec::new();
     let t0 = Instant::now();
     let samples = Samples::default();
+    let ids: Vec<gossip_core::NodeId> = (0..n as u32)
+        .map(|i| Identity::from_secret_bytes(light_secret(i)).id())
+        .collect();
+    let knowledge: Vec<Known> = (0..n).map(|_| Known::default()).collect();
     for i in 0..n as u32 {
-        let member = light_member(i, url.clone(), server.id(), t0, samples.clone());
+        let member = light_member(
+            i,
+            url.clone(),
+            server.id(),
+            t0,
+            samples.clone(),
+            knowledge[i as usize].clone(),
+        );
         light.push(tokio::spawn(member));
     }
     // Light members do not answer probes: count them known, whatever their state.
@@ -292,20 +446,84 @@ async fn main() {
     );
     // Broadcast latency to the light members: the server delivers to every member relayed
     // through it. First let the members (all in this process) read what the join brought them:
-    // each new member's record was delivered to every member already there.
-    let drain_start = Instant::now();
-    let mut seen = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
-        if now == seen {
-            break;
+    // each new member's record was delivered to every member already there, and each member
+    // read the others' records from the server's answers to its join. Waiting for the frames to
+    // stop does not work: the server probes one member per probe interval, so some frame is
+    // always on its way. Wait until every light member the server holds live knows every member
+    // the server holds live (a member buried meanwhile is no longer handed out: light members
+    // do not refute, so a late ack on this loaded process can bury one for good).
+    let know_start = Instant::now();
+    let frames_at_join = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
+    let mut last_report = Instant::now();
+    // The last time one more member came to know everyone: after 60 s without progress the
+    // stragglers are reported rather than waited for.
+    let (mut progress_at, mut best) = (know_start.elapsed(), 0);
+    let (knowing, light_live) = loop {
+        let live: std::collections::HashSet<gossip_core::NodeId> = server
+            .with_node(|n, _| {
+                n.members()
+                    .filter(|m| !m.state.is_down())
+                    .map(|m| m.id)
+                    .collect()
+            })
+            .await
+            .unwrap();
+        let (mut light_live, mut knowing) = (0, 0);
+        let mut missing = Vec::new();
+        for (i, (id, known)) in ids.iter().zip(&knowledge).enumerate() {
+            if live.contains(id) {
+                light_live += 1;
+                let known = known.lock().unwrap();
+                let lacks = live
+                    .iter()
+                    .filter(|m| *m != id && !known.contains(m))
+                    .count();
+                knowing += usize::from(lacks == 0);
+                if lacks > 0 {
+                    missing.push(format!("light-{i} lacks {lacks}"));
+                }
+            }
         }
-        seen = now;
-    }
+        if knowing > best {
+            (best, progress_at) = (knowing, know_start.elapsed());
+        }
+        if knowing == light_live || know_start.elapsed() - progress_at > Duration::from_secs(60) {
+            break (knowing, light_live);
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            missing.truncate(5);
+            eprintln!(
+                "[{:>3} s] {knowing} of {light_live} live light members know every live member; {} frames read; {}",
+                know_start.elapsed().as_secs(),
+                LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed),
+                missing.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let know_all = progress_at;
+    let frames = LIGHT_FRAMES.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "| the join's deliveries read by all light members ({seen} frames in all) | {:.1} s after all joined |",
-        drain_start.elapsed().as_secs_f64() - 1.0
+        "| live light members that know every live member: {knowing} of {light_live} ({light_live} of {n} light members live on the server; {frames} frames read in all, {} of them after all joined) | the last of them {:.2} s after all joined ({:.2} s from the first connection) |",
+        frames - frames_at_join,
+        know_all.as_secs_f64(),
+        (light_join + know_all).as_secs_f64()
+    );
+    println!(
+        "| frames light members could not decode, by error | {:?} |",
+        DECODE_ERRORS.lock().unwrap()
+    );
+    // What keeps arriving once everyone knows everyone: why a quiet window never comes.
+    let (f0, r0) = (snapshot(&FRAME_KINDS), snapshot(&RECORD_KINDS));
+    let quiet = Duration::from_secs(5);
+    tokio::time::sleep(quiet).await;
+    let (f1, r1) = (snapshot(&FRAME_KINDS), snapshot(&RECORD_KINDS));
+    println!(
+        "| frames light members read in the next {} s, by kind (records inside, by kind) | {} ({}) |",
+        quiet.as_secs(),
+        kinds_between(&f0, &f1),
+        kinds_between(&r0, &r1)
     );
     const ROUNDS: u32 = 10;
     for round in 0..ROUNDS {

@@ -165,7 +165,10 @@ mod tests {
 
     #[test]
     fn placement_depends_on_the_secret() {
-        let (a, b) = (VerifiedCache::new(&[1; 32], 4096), VerifiedCache::new(&[2; 32], 4096));
+        let (a, b) = (
+            VerifiedCache::new(&[1; 32], 4096),
+            VerifiedCache::new(&[2; 32], 4096),
+        );
         let record = b"the same record".as_slice();
         assert_ne!(a.slot(record), b.slot(record));
     }

@@ -591,7 +591,12 @@ impl Codec {
     /// batch with or the first batch fails: then the frame's signature is checked alone, and the
     /// records one by one as they are accepted, so a bad one drops only itself.
     #[cfg(feature = "batch-verify")]
-    fn verify_with_records(&mut self, packet: &SignedPacket, message: &Message, wall_ms: u64) -> bool {
+    fn verify_with_records(
+        &mut self,
+        packet: &SignedPacket,
+        message: &Message,
+        wall_ms: u64,
+    ) -> bool {
         use crate::message::MembershipMessage;
         let (records, wall) = match message {
             Message::Membership(MembershipMessage::Ping(p)) => (&p.piggyback, Some(wall_ms)),
@@ -614,7 +619,10 @@ impl Codec {
                 continue;
             }
             if let Some(wall) = wall
-                && self.replay.check(&record.origin(), record.id(), wall).is_err()
+                && self
+                    .replay
+                    .check(&record.origin(), record.id(), wall)
+                    .is_err()
             {
                 continue;
             }

@@ -34,7 +34,12 @@ fn items_of(message: Message) -> Vec<SignedPacket> {
 
 fn gossip_frame(sender: &Codec, logical: u16, items: Vec<SignedPacket>) -> Vec<u8> {
     sender
-        .encode(&mut CountingRng(0), ts(logical), 0, &Gossip { items }.into())
+        .encode(
+            &mut CountingRng(0),
+            ts(logical),
+            0,
+            &Gossip { items }.into(),
+        )
         .unwrap()
 }
 
@@ -152,12 +157,16 @@ fn a_forged_frame_is_refused_whatever_good_records_it_carries() {
     let good = vec![nested(3, 1), nested(4, 2)];
     // A frame whose own signature is forged, carrying genuine records.
     let honest = plaintext(1)
-        .sign(ts(100), &Gossip { items: good.clone() }.into())
+        .sign(
+            ts(100),
+            &Gossip {
+                items: good.clone(),
+            }
+            .into(),
+        )
         .unwrap();
     let forged = with_foreign_signature(&honest);
-    let frame = encrypted(1)
-        .seal(&mut CountingRng(0), 0, &forged)
-        .unwrap();
+    let frame = encrypted(1).seal(&mut CountingRng(0), 0, &forged).unwrap();
     assert_eq!(
         receiver.decode(&frame, NOW_MS),
         Err(Unauthenticated::Signature.into())

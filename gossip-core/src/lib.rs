@@ -27,6 +27,8 @@ pub mod streams;
 pub mod time;
 pub mod transmit;
 pub mod typed;
+#[cfg(feature = "verify-cache")]
+mod verified;
 pub mod wire;
 
 pub use address::Address;

@@ -21,6 +21,8 @@ use crate::keyring::Keyring;
 use crate::limits::Limits;
 use crate::message::Message;
 use crate::replay::{ReplayConfig, ReplayGuard};
+#[cfg(feature = "verify-cache")]
+use crate::verified::VerifiedCache;
 
 /// The protocol version this build speaks (frame byte 0).
 pub const VERSION: u8 = 1;
@@ -48,6 +50,16 @@ pub const ENCRYPTED_OVERHEAD: usize = PREFIX_LEN + NONCE_LEN + TAG_LEN + SIGNED_
 
 /// Most verifying keys kept parsed (point decompression costs about a fifth of a verification).
 const KEY_CACHE_CAPACITY: usize = 4096;
+/// Most signed records remembered as verified (16 bytes each, allocated on first use): a few
+/// records per member of a cluster of a thousand.
+#[cfg(feature = "verify-cache")]
+const VERIFIED_CACHE_CAPACITY: usize = 4096;
+/// Fewer signatures than this are verified one by one: a batch's setup would cost more than it saves.
+#[cfg(feature = "batch-verify")]
+const MIN_BATCH: usize = 2;
+/// Signatures per batch: one bad record makes its whole batch fall back to single checks.
+#[cfg(feature = "batch-verify")]
+const MAX_BATCH: usize = 64;
 
 const ORIGIN_AT: usize = SIGNATURE_LEN;
 const ID_AT: usize = ORIGIN_AT + NODE_ID_LEN;
@@ -184,18 +196,28 @@ pub struct Codec {
     replay: ReplayGuard,
     keys: HashMap<NodeId, VerifyingKey>,
     key_cache_capacity: usize,
+    /// Ed25519 signatures checked, alone or in a batch.
+    signature_checks: u64,
+    /// Records (not frames: each frame is new) whose signature verified, by their exact bytes.
+    #[cfg(feature = "verify-cache")]
+    verified: VerifiedCache,
 }
 
 impl Codec {
     /// A codec that signs as `identity` and encrypts with `keyring`.
     pub fn new(identity: Identity, keyring: Keyring, limits: Limits, replay: ReplayConfig) -> Self {
+        #[cfg(feature = "verify-cache")]
+        let verified = VerifiedCache::new(&identity.secret_bytes(), VERIFIED_CACHE_CAPACITY);
         Codec {
+            #[cfg(feature = "verify-cache")]
+            verified,
             identity,
             keyring,
             limits,
             replay: ReplayGuard::new(replay),
             keys: HashMap::new(),
             key_cache_capacity: KEY_CACHE_CAPACITY,
+            signature_checks: 0,
         }
     }
 
@@ -210,6 +232,29 @@ impl Codec {
             self.keys.remove(&victim);
         }
         self.keys.shrink_to_fit();
+    }
+
+    /// Caps the signed records remembered as verified (default 4,096, 16 bytes each), forgetting
+    /// them all; 0 disables the cache. Without the `verify-cache` feature there is no cache.
+    pub fn set_verified_cache_capacity(&mut self, capacity: usize) {
+        #[cfg(feature = "verify-cache")]
+        self.verified.set_capacity(capacity);
+        #[cfg(not(feature = "verify-cache"))]
+        let _ = capacity;
+    }
+
+    /// Ed25519 signatures checked so far, alone or in a batch (a record found in the cache of
+    /// verified records is not checked again).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks
+    }
+
+    /// Signed records remembered as verified.
+    pub fn verified_records(&self) -> usize {
+        #[cfg(feature = "verify-cache")]
+        return self.verified.len();
+        #[cfg(not(feature = "verify-cache"))]
+        0
     }
 
     /// The signing identity.
@@ -358,7 +403,7 @@ impl Codec {
     /// in milliseconds since the UNIX epoch.
     pub fn decode(&mut self, frame: &[u8], wall_ms: u64) -> Result<Inbound, WireError> {
         let (ttl, packet) = self.open(frame)?;
-        let message = self.accept(&packet, wall_ms)?;
+        let message = self.accept_frame(&packet, wall_ms)?;
         Ok(Inbound {
             ttl,
             packet,
@@ -375,7 +420,7 @@ impl Codec {
         wall_ms: u64,
     ) -> Result<Inbound, WireError> {
         let (ttl, packet) = self.open_with(keyring, frame)?;
-        let message = self.accept(&packet, wall_ms)?;
+        let message = self.accept_frame(&packet, wall_ms)?;
         Ok(Inbound {
             ttl,
             packet,
@@ -383,9 +428,50 @@ impl Codec {
         })
     }
 
-    /// Checks a signed packet (from a frame, or piggybacked) against the replay window, verifies
-    /// its origin's signature, records it as seen, and decodes it.
+    /// Checks a signed record (piggybacked or forwarded) against the replay window, verifies its
+    /// origin's signature (unless these exact bytes verified before), records it as seen, and
+    /// decodes it.
     pub fn accept(&mut self, packet: &SignedPacket, wall_ms: u64) -> Result<Message, WireError> {
+        self.accept_with(packet, wall_ms, true)
+    }
+
+    /// [`Codec::accept`] for a frame's own packet, which is never remembered as verified (each
+    /// frame is signed afresh, so remembering it would only push records out of the cache).
+    /// With `batch-verify`, a frame that carries records has its signature checked in one batch
+    /// with theirs, which then find themselves verified when the node accepts them one by one.
+    fn accept_frame(&mut self, packet: &SignedPacket, wall_ms: u64) -> Result<Message, WireError> {
+        #[cfg(feature = "batch-verify")]
+        {
+            let kind = packet.kind();
+            if !Message::is_known_kind(kind) {
+                return Err(Incompatible::Kind(kind).into());
+            }
+            let origin = packet.origin();
+            self.replay.check(&origin, packet.id(), wall_ms)?;
+            // Decoded before its signature is checked, to find the records to batch with it. An
+            // unverified payload is parsed under the same limits as any signed one (a member
+            // holding the cluster key can sign anything); errors keep their usual precedence: a
+            // bad signature is reported before a bad payload.
+            let decoded = self.decode_payload(packet);
+            let batched = decoded
+                .as_ref()
+                .is_ok_and(|message| self.verify_with_records(packet, message, wall_ms));
+            if !batched {
+                self.verify_signature(packet)?;
+            }
+            self.replay.record(origin, packet.id());
+            decoded
+        }
+        #[cfg(not(feature = "batch-verify"))]
+        self.accept_with(packet, wall_ms, false)
+    }
+
+    fn accept_with(
+        &mut self,
+        packet: &SignedPacket,
+        wall_ms: u64,
+        record: bool,
+    ) -> Result<Message, WireError> {
         let kind = packet.kind();
         if !Message::is_known_kind(kind) {
             return Err(Incompatible::Kind(kind).into());
@@ -393,7 +479,11 @@ impl Codec {
         let origin = packet.origin();
         // Before the signature: most duplicates in gossip are honest, and this check is cheap.
         self.replay.check(&origin, packet.id(), wall_ms)?;
-        self.verify_signature(packet)?;
+        if record {
+            self.verify_record(packet)?;
+        } else {
+            self.verify_signature(packet)?;
+        }
         self.replay.record(origin, packet.id());
         self.decode_payload(packet)
     }
@@ -406,7 +496,7 @@ impl Codec {
         if !Message::is_known_kind(kind) {
             return Err(Incompatible::Kind(kind).into());
         }
-        self.verify_signature(packet)?;
+        self.verify_record(packet)?;
         self.decode_payload(packet)
     }
 
@@ -475,6 +565,133 @@ impl Codec {
         Ok((ttl, SignedPacket::from_bytes(body)?))
     }
 
+    /// [`Codec::verify_signature`] for a record, which may well have verified before.
+    fn verify_record(&mut self, packet: &SignedPacket) -> Result<(), WireError> {
+        #[cfg(feature = "verify-cache")]
+        {
+            let slot = self.verified.slot(packet.as_bytes());
+            if let Some(slot) = slot
+                && self.verified.hit(slot)
+            {
+                return Ok(());
+            }
+            self.verify_signature(packet)?;
+            if let Some(slot) = slot {
+                self.verified.insert(slot);
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "verify-cache"))]
+        self.verify_signature(packet)
+    }
+
+    /// Verifies the frame `packet` together with the records `message` carries that the node
+    /// will check next (those the replay window lets through, for piggybacked gossip) and have
+    /// not verified before, remembering the records on success. False when there is nothing to
+    /// batch with or the first batch fails: then the frame's signature is checked alone, and the
+    /// records one by one as they are accepted, so a bad one drops only itself.
+    #[cfg(feature = "batch-verify")]
+    fn verify_with_records(
+        &mut self,
+        packet: &SignedPacket,
+        message: &Message,
+        wall_ms: u64,
+    ) -> bool {
+        use crate::message::MembershipMessage;
+        let (records, wall) = match message {
+            Message::Membership(MembershipMessage::Ping(p)) => (&p.piggyback, Some(wall_ms)),
+            Message::Membership(MembershipMessage::Ack(a)) => (&a.piggyback, Some(wall_ms)),
+            Message::Membership(MembershipMessage::Gossip(g)) => (&g.items, Some(wall_ms)),
+            // Push-pull states are signed state, legitimately old: no replay window.
+            Message::Membership(MembershipMessage::Sync(s)) => (&s.states, None),
+            _ => return false,
+        };
+        if records.is_empty() {
+            return false;
+        }
+        let Some(key) = self.key_of(&packet.origin()) else {
+            return false;
+        };
+        let mut batch = vec![(None, packet, key)];
+        let mut frame_verified = None;
+        for record in records {
+            if !Message::is_known_kind(record.kind()) {
+                continue;
+            }
+            if let Some(wall) = wall
+                && self
+                    .replay
+                    .check(&record.origin(), record.id(), wall)
+                    .is_err()
+            {
+                continue;
+            }
+            let Some(slot) = self.verified.slot(record.as_bytes()) else {
+                break;
+            };
+            if self.verified.contains(slot) {
+                continue;
+            }
+            let Some(key) = self.key_of(&record.origin()) else {
+                continue;
+            };
+            batch.push((Some(slot), record, key));
+            if batch.len() == MAX_BATCH {
+                let ok = self.verify_batch(&batch);
+                frame_verified.get_or_insert(ok);
+                batch.clear();
+            }
+        }
+        let ok = self.verify_batch(&batch);
+        frame_verified.unwrap_or(ok)
+    }
+
+    /// The parsed key of `origin`, cached or parsed now (not cached until it verifies something).
+    #[cfg(feature = "batch-verify")]
+    fn key_of(&self, origin: &NodeId) -> Option<VerifyingKey> {
+        match self.keys.get(origin) {
+            Some(key) => Some(*key),
+            None => origin.verifying_key(),
+        }
+    }
+
+    /// Verifies `batch` in one go; on success remembers its records (entries with a slot) as
+    /// verified and their keys as good. Fewer than [`MIN_BATCH`] are left to single checks.
+    #[cfg(feature = "batch-verify")]
+    fn verify_batch(
+        &mut self,
+        batch: &[(Option<crate::verified::Slot>, &SignedPacket, VerifyingKey)],
+    ) -> bool {
+        if batch.len() < MIN_BATCH {
+            return false;
+        }
+        self.signature_checks += batch.len() as u64;
+        let messages: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|(_, packet, _)| {
+                let signed = packet.signed_part();
+                let mut m = Vec::with_capacity(SIGNATURE_DOMAIN.len() + 1 + signed.len());
+                m.extend_from_slice(SIGNATURE_DOMAIN);
+                m.push(VERSION);
+                m.extend_from_slice(signed);
+                m
+            })
+            .collect();
+        let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<Signature> = batch.iter().map(|(_, p, _)| p.signature()).collect();
+        let keys: Vec<VerifyingKey> = batch.iter().map(|(_, _, key)| *key).collect();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_err() {
+            return false;
+        }
+        for (slot, packet, key) in batch {
+            if let Some(slot) = slot {
+                self.verified.insert(*slot);
+            }
+            self.remember_key(packet.origin(), *key);
+        }
+        true
+    }
+
     fn verify_signature(&mut self, packet: &SignedPacket) -> Result<(), WireError> {
         let origin = packet.origin();
         let cached = self.keys.get(&origin).copied();
@@ -482,23 +699,31 @@ impl Codec {
             Some(key) => key,
             None => origin.verifying_key().ok_or(Unauthenticated::OriginKey)?,
         };
+        self.signature_checks += 1;
         key.multipart_verify(
             &[SIGNATURE_DOMAIN, &[VERSION], packet.signed_part()],
             &packet.signature(),
         )
         .map_err(|_| Unauthenticated::Signature)?;
-        // Cache only keys that just proved themselves: forgeries naming made-up origins must not
-        // be able to evict the keys of real members.
-        if cached.is_none() && self.key_cache_capacity > 0 {
-            if self.keys.len() >= self.key_cache_capacity {
-                // Any victim will do: a miss costs one point decompression, not correctness.
-                if let Some(victim) = self.keys.keys().next().copied() {
-                    self.keys.remove(&victim);
-                }
-            }
-            self.keys.insert(origin, key);
+        if cached.is_none() {
+            self.remember_key(origin, key);
         }
         Ok(())
+    }
+
+    /// Caches the parsed key of an origin whose signature just verified: forgeries naming
+    /// made-up origins must not be able to evict the keys of real members.
+    fn remember_key(&mut self, origin: NodeId, key: VerifyingKey) {
+        if self.key_cache_capacity == 0 || self.keys.contains_key(&origin) {
+            return;
+        }
+        if self.keys.len() >= self.key_cache_capacity {
+            // Any victim will do: a miss costs one point decompression, not correctness.
+            if let Some(victim) = self.keys.keys().next().copied() {
+                self.keys.remove(&victim);
+            }
+        }
+        self.keys.insert(origin, key);
     }
 
     fn decode_payload(&self, packet: &SignedPacket) -> Result<Message, WireError> {

@@ -235,6 +235,24 @@ fn commands_are_checked() {
 }
 
 #[test]
+fn unchanged_metadata_is_not_signed_again() {
+    let mut nodes = cluster(2, Config::lan());
+    let now = Instant::from_millis(6_000);
+    let me = nodes[0].id();
+    let version = |n: &Node| n.members().find(|m| m.id == me).unwrap().meta_version;
+    nodes[0].set_metadata(now, "k", Some(vec![1])).unwrap();
+    let first = version(&nodes[0]);
+    assert!(first > 0);
+    while nodes[0].poll_transmit().is_some() {}
+    nodes[0].set_metadata(now, "k", Some(vec![1])).unwrap();
+    nodes[0].set_metadata(now, "absent", None).unwrap();
+    assert_eq!(version(&nodes[0]), first, "no new version");
+    assert!(nodes[0].poll_transmit().is_none(), "nothing to spread");
+    nodes[0].set_metadata(now, "k", Some(vec![2])).unwrap();
+    assert!(version(&nodes[0]) > first, "a real change is a new version");
+}
+
+#[test]
 fn large_frames_ask_for_a_reliable_link() {
     let mut nodes = cluster(2, Config::lan());
     let now = Instant::from_millis(6_000);

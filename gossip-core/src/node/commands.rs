@@ -76,7 +76,9 @@ impl Node {
         }
     }
 
-    /// Sets (or with `None` removes) a metadata key and disseminates the new version.
+    /// Sets (or with `None` removes) a metadata key and disseminates the new version. Setting a
+    /// key to the value it has (or removing one that is absent) changes nothing and signs
+    /// nothing: a new version of the same entries would cost every member a verification.
     pub fn set_metadata(
         &mut self,
         now: Instant,
@@ -91,6 +93,9 @@ impl Node {
             Some(v) => entries.insert(key.to_owned(), v),
             None => entries.remove(key),
         };
+        if entries == self.local().metadata {
+            return Ok(());
+        }
         let size: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > self.config.max_metadata_bytes {
             return Err(CommandError::MetadataTooLarge {

@@ -18,9 +18,16 @@ pub struct GossipConfig {
     pub core: Config,
     /// The node's key pair; generated from the OS RNG when `None`.
     pub identity: Option<Identity>,
+    /// A file holding the node's key pair, created (mode 0600) with a new one when missing, so a
+    /// restarted node keeps its id. Used when `identity` is `None`.
+    pub identity_file: Option<std::path::PathBuf>,
     /// The cluster key that encrypts every frame; `None` runs in plain-text development mode
     /// (frames are still signed).
     pub cluster_key: Option<ClusterKey>,
+    /// Further keys accepted from others but never used to encrypt: during a key rotation, the
+    /// key being introduced or the one being retired (see docs/SECURITY.md). At most
+    /// `gossip_core::keyring::MAX_KEYS - 1`; requires `cluster_key`.
+    pub accepted_keys: Vec<ClusterKey>,
     /// Listen for UDP datagrams here.
     pub udp: Option<SocketAddr>,
     /// Listen for TCP connections here. When equal to `udp` (port 0 included), both share one port,
@@ -114,7 +121,9 @@ impl GossipConfig {
         GossipConfig {
             core,
             identity: None,
+            identity_file: None,
             cluster_key: None,
+            accepted_keys: Vec::new(),
             udp: None,
             tcp: None,
             ws_url: None,
@@ -145,9 +154,22 @@ impl GossipConfig {
         self
     }
 
+    /// Keeps the node's identity in `path` (see [`GossipConfig::identity_file`]): the first start
+    /// creates it, later ones load it and come back with the same id.
+    pub fn with_identity_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.identity_file = Some(path.into());
+        self
+    }
+
     /// Sets the cluster key.
     pub fn with_key(mut self, key: ClusterKey) -> Self {
         self.cluster_key = Some(key);
+        self
+    }
+
+    /// Also accepts frames sealed with `key` (see [`GossipConfig::accepted_keys`]).
+    pub fn with_accepted_key(mut self, key: ClusterKey) -> Self {
+        self.accepted_keys.push(key);
         self
     }
 

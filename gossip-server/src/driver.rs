@@ -59,6 +59,8 @@ pub(crate) struct Driver {
     session: SessionConfig,
     pub(crate) events: broadcast::Sender<Event>,
     pending: HashMap<RequestId, oneshot::Sender<Result<Vec<u8>, GossipError>>>,
+    /// Quorum requests made from the handle, completed by their `QuorumDone`.
+    pub(crate) quorums: HashMap<gossip_core::QuorumId, oneshot::Sender<gossip_core::QuorumOutcome>>,
     pub(crate) streams: StreamTable,
     pub(crate) seeds: Vec<String>,
     pub(crate) ws_url: Option<String>,
@@ -112,6 +114,7 @@ impl Driver {
             udp: p.udp,
             events: p.events,
             pending: HashMap::new(),
+            quorums: HashMap::new(),
             streams: p.streams,
             seeds: p.seeds,
             ws_url: p.ws_url,
@@ -713,6 +716,11 @@ impl Driver {
                         to: *to,
                         reason: *reason,
                     }));
+                }
+            }
+            Event::QuorumDone(outcome) => {
+                if let Some(reply) = self.quorums.remove(&outcome.id) {
+                    let _ = reply.send(outcome.clone());
                 }
             }
             Event::Stream(out) => {

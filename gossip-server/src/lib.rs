@@ -45,6 +45,7 @@ mod handle;
 mod identity_file;
 mod keys;
 mod metrics_export;
+mod quorum;
 mod seeds;
 mod shared;
 mod status;

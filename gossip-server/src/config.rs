@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gossip_core::link::handshake::{VersionRange, Versions};
 use gossip_core::{ClusterKey, Config, Identity};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -57,6 +58,9 @@ pub struct GossipConfig {
     /// Certificates trusted when dialing `wss://`, besides the public web roots: a private CA, or
     /// a self-signed server certificate.
     pub tls_roots: Vec<CertificateDer<'static>>,
+    /// The protocol and application versions this node speaks. A link (TCP, WebSocket) is made
+    /// only with a peer whose ranges overlap both; see [`GossipConfig::with_app_versions`].
+    pub versions: Versions,
     /// Limits of the driver.
     pub limits: DriverLimits,
     /// While this node knows no other live member, it re-resolves its seeds and joins again this
@@ -135,6 +139,7 @@ impl GossipConfig {
             admission: None,
             advertise: None,
             tls_roots: Vec::new(),
+            versions: Versions::DEFAULT,
             limits: DriverLimits::default(),
             rejoin_interval: Duration::from_secs(5),
             leave_drain: Duration::from_millis(500),
@@ -158,6 +163,16 @@ impl GossipConfig {
     /// creates it, later ones load it and come back with the same id.
     pub fn with_identity_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.identity_file = Some(path.into());
+        self
+    }
+
+    /// The application versions this node understands, `min` to `max` (0 to 0 by default): a
+    /// peer whose range has none of them is refused at the link handshake, with
+    /// [`SeedProblem::Version`](crate::SeedProblem::Version) on the joining side and a WARN log on
+    /// the refusing one. During a rolling upgrade from version 1 to 2, run 1-2 everywhere first.
+    /// Browser members speak application version 0.
+    pub fn with_app_versions(mut self, min: u16, max: u16) -> Self {
+        self.versions.app = VersionRange::new(min, max);
         self
     }
 

@@ -1,6 +1,7 @@
 //! What can go wrong, grouped by cause.
 
 use gossip_core::error::KeyringError;
+use gossip_core::link::handshake::Versions;
 use gossip_core::requests::FailReason;
 use gossip_core::{CommandError, NodeId};
 
@@ -141,6 +142,15 @@ pub enum SeedProblem {
     /// The link handshake failed.
     #[error("link handshake failed: {0}")]
     Handshake(String),
+    /// The seed speaks no protocol or application version this node does (see
+    /// [`GossipConfig::with_app_versions`](crate::GossipConfig::with_app_versions)).
+    #[error("no common version: we speak {ours}, the seed {theirs}")]
+    Version {
+        /// This node's ranges.
+        ours: Versions,
+        /// The seed's.
+        theirs: Versions,
+    },
     /// The seed closed the connection for another reason.
     #[error("closed by the seed: {0}")]
     Closed(String),

@@ -94,6 +94,7 @@ impl Gossip {
         let tls = crate::ws::client_tls(config.tls_roots)?;
         let shared = Arc::new(Shared::new(
             identity,
+            config.versions,
             config.limits,
             inbound_tx,
             config.token,

@@ -3,7 +3,7 @@
 
 use gossip_core::CommandError;
 use gossip_core::groups::GroupError;
-use gossip_core::link::{CloseCode, Fault};
+use gossip_core::link::{CloseCode, Fault, HandshakeError};
 use gossip_core::streams::StreamError;
 
 /// Anything the driver refuses or reports as failed.
@@ -69,6 +69,15 @@ pub enum JoinError {
     ClusterKey {
         /// The seed.
         url: String,
+    },
+    /// The server speaks no protocol or application version this node does (close code 4426);
+    /// `reason` names both sides' ranges. Browser members speak application version 0.
+    #[error("{url} speaks no version in common with this node (close code 4426): {reason}")]
+    Version {
+        /// The seed.
+        url: String,
+        /// Both sides' ranges.
+        reason: String,
     },
     /// The server's admission hook refused this node (close code 4406); `reason` is the hook's.
     #[error("{url} did not admit this node (close code 4406): {reason}")]
@@ -194,6 +203,7 @@ impl JoinError {
             JoinError::ClusterKey { .. } => "CLUSTER_KEY",
             JoinError::OriginRefused { .. } => "ORIGIN_REFUSED",
             JoinError::NotAdmitted { .. } => "NOT_ADMITTED",
+            JoinError::Version { .. } => "VERSION",
             JoinError::TooManyConnections { .. } => "TOO_MANY_CONNECTIONS",
             JoinError::Protocol { .. } => "PROTOCOL",
             JoinError::Connect { .. } => "CONNECT",
@@ -218,6 +228,10 @@ impl JoinError {
                 reason: said("the link handshake failed"),
             },
             Some(CloseCode::BadFrame) => JoinError::ClusterKey { url },
+            Some(CloseCode::Version) => JoinError::Version {
+                url,
+                reason: reason.to_owned(),
+            },
             Some(CloseCode::NotAdmitted) => JoinError::NotAdmitted {
                 url,
                 reason: reason
@@ -259,6 +273,10 @@ impl JoinError {
         let url = url.to_owned();
         match fault {
             Fault::Foreign(_) => JoinError::ClusterKey { url },
+            Fault::Handshake(e @ HandshakeError::Version { .. }) => JoinError::Version {
+                url,
+                reason: e.to_string(),
+            },
             Fault::Unverified | Fault::Unlinked => JoinError::Connect {
                 url,
                 reason: format!("no answer within {verify_within_ms} ms"),
@@ -277,6 +295,7 @@ impl JoinError {
             JoinError::ClusterKey { .. }
             | JoinError::Unauthorized { .. }
             | JoinError::NotAdmitted { .. }
+            | JoinError::Version { .. }
             | JoinError::OriginRefused { .. } => 3,
             JoinError::Protocol { .. } | JoinError::TooManyConnections { .. } => 2,
             JoinError::Connect { .. } => 1,
@@ -338,6 +357,13 @@ mod tests {
             JoinError::from_close(url, 4403, "").code(),
             "ORIGIN_REFUSED"
         );
+        let version = JoinError::from_close(
+            url,
+            4426,
+            "handshake failed: versions differ: ours protocol 1-1, app 2-3; peer protocol 1-1, app 0-0",
+        );
+        assert_eq!(version.code(), "VERSION");
+        assert!(version.to_string().contains("app 2-3"), "{version}");
         let refused = JoinError::from_close(url, 4406, "not admitted: no session cookie");
         assert_eq!(refused.code(), "NOT_ADMITTED");
         assert!(

@@ -538,3 +538,53 @@ fn a_key_rotation_by_sighup_and_stdin_loses_no_member() {
     assert!(e["error"].as_str().unwrap().contains("primary"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_join_outside_the_seeds_app_versions_says_so_and_bad_ranges_are_refused() {
+    let seed = spawn_args(
+        "cli-v-seed",
+        None,
+        Some(KEY),
+        Stdio::null(),
+        &["--app-versions", "2-3"],
+    );
+    let mut node = spawn_args(
+        "cli-v-new",
+        Some(&seed.seed),
+        Some(KEY),
+        Stdio::piped(),
+        &["--app-versions", "5"],
+    );
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // `joined` gives up after 10 s; the warning follows at once.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut said = Vec::new();
+    let mut found = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("no common version") && line.contains("app 2-3") => {
+                found = true;
+                break;
+            }
+            Ok(line) => said.push(line),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        found,
+        "no warning naming the versions; stderr was:\n{}",
+        said.join("\n")
+    );
+    for bad in ["3-2", "x", "70000", "1-"] {
+        let e = fails_with(&["--bind", "127.0.0.1:0", "--app-versions", bad], Some(KEY));
+        assert!(e.contains("--app-versions"), "{bad}: {e}");
+    }
+}

@@ -78,6 +78,11 @@ struct Args {
     /// is a new member.
     #[arg(long, value_name = "FILE")]
     identity: Option<PathBuf>,
+    /// Application versions this member understands: MIN-MAX, or one number (default 0). A peer
+    /// whose range holds none of them is refused at the link handshake, and so is this member by
+    /// such a peer.
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_versions)]
+    app_versions: Option<(u16, u16)>,
     /// Metadata entry KEY=VALUE (repeatable).
     #[arg(long = "meta", value_parser = parse_meta)]
     meta: Vec<(String, String)>,
@@ -109,6 +114,20 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
+}
+
+fn parse_versions(s: &str) -> Result<(u16, u16), String> {
+    let (min, max) = s.split_once('-').unwrap_or((s, s));
+    let number = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{s:?}: expected MIN-MAX or one version, each 0 to 65535"))
+    };
+    let (min, max) = (number(min)?, number(max)?);
+    if min > max {
+        return Err(format!("{s:?}: MIN is above MAX"));
+    }
+    Ok((min, max))
 }
 
 fn main() -> std::process::ExitCode {
@@ -212,6 +231,9 @@ async fn run(
     config.cluster_key = key;
     config.accepted_keys = keys.collect();
     config.identity_file = args.identity.clone();
+    if let Some((min, max)) = args.app_versions {
+        config = config.with_app_versions(min, max);
+    }
     config.udp = args.bind;
     config.tcp = args.bind;
     config.advertise = args.advertise;

@@ -16,7 +16,7 @@
 //! | 4408 | [`SlowConsumer`](CloseCode::SlowConsumer) | the peer does not read fast enough: its send queue overflowed |
 //! | 4413 | [`TooLarge`](CloseCode::TooLarge) | message larger than the frame limit |
 //! | 4415 | [`BinaryOnly`](CloseCode::BinaryOnly) | a text message (binary only) |
-//! | 4426 | [`Version`](CloseCode::Version) | the handshake showed no common protocol or application version (HTTP 426 Upgrade Required); the reason names both sides' ranges |
+//! | 4426 | [`Version`](CloseCode::Version) | the handshake showed no common protocol or application version (HTTP 426 Upgrade Required); the refusing side logs both sides' ranges |
 //! | 4428 | [`NotVerified`](CloseCode::NotVerified) | no finished handshake, or no verified frame, within the link's deadline ([`SessionConfig::verify_within_ms`](super::SessionConfig::verify_within_ms)) |
 //! | 4429 | [`TooManyConnections`](CloseCode::TooManyConnections) | too many connections |
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gossip_core::link::handshake::{VersionRange, Versions};
 use gossip_core::{ClusterKey, Config, Identity};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -18,9 +19,16 @@ pub struct GossipConfig {
     pub core: Config,
     /// The node's key pair; generated from the OS RNG when `None`.
     pub identity: Option<Identity>,
+    /// A file holding the node's key pair, created (mode 0600) with a new one when missing, so a
+    /// restarted node keeps its id. Used when `identity` is `None`.
+    pub identity_file: Option<std::path::PathBuf>,
     /// The cluster key that encrypts every frame; `None` runs in plain-text development mode
     /// (frames are still signed).
     pub cluster_key: Option<ClusterKey>,
+    /// Further keys accepted from others but never used to encrypt: during a key rotation, the
+    /// key being introduced or the one being retired (see docs/SECURITY.md). At most
+    /// `gossip_core::keyring::MAX_KEYS - 1`; requires `cluster_key`.
+    pub accepted_keys: Vec<ClusterKey>,
     /// Listen for UDP datagrams here.
     pub udp: Option<SocketAddr>,
     /// Listen for TCP connections here. When equal to `udp` (port 0 included), both share one port,
@@ -50,6 +58,9 @@ pub struct GossipConfig {
     /// Certificates trusted when dialing `wss://`, besides the public web roots: a private CA, or
     /// a self-signed server certificate.
     pub tls_roots: Vec<CertificateDer<'static>>,
+    /// The protocol and application versions this node speaks. A link (TCP, WebSocket) is made
+    /// only with a peer whose ranges overlap both; see [`GossipConfig::with_app_versions`].
+    pub versions: Versions,
     /// Limits of the driver.
     pub limits: DriverLimits,
     /// While this node knows no other live member, it re-resolves its seeds and joins again this
@@ -114,7 +125,9 @@ impl GossipConfig {
         GossipConfig {
             core,
             identity: None,
+            identity_file: None,
             cluster_key: None,
+            accepted_keys: Vec::new(),
             udp: None,
             tcp: None,
             ws_url: None,
@@ -126,6 +139,7 @@ impl GossipConfig {
             admission: None,
             advertise: None,
             tls_roots: Vec::new(),
+            versions: Versions::DEFAULT,
             limits: DriverLimits::default(),
             rejoin_interval: Duration::from_secs(5),
             leave_drain: Duration::from_millis(500),
@@ -145,9 +159,32 @@ impl GossipConfig {
         self
     }
 
+    /// Keeps the node's identity in `path` (see [`GossipConfig::identity_file`]): the first start
+    /// creates it, later ones load it and come back with the same id.
+    pub fn with_identity_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.identity_file = Some(path.into());
+        self
+    }
+
+    /// The application versions this node understands, `min` to `max` (0 to 0 by default): a
+    /// peer whose range has none of them is refused at the link handshake, with
+    /// [`SeedProblem::Version`](crate::SeedProblem::Version) on the joining side and a WARN log on
+    /// the refusing one. During a rolling upgrade from version 1 to 2, run 1-2 everywhere first.
+    /// Browser members speak application version 0.
+    pub fn with_app_versions(mut self, min: u16, max: u16) -> Self {
+        self.versions.app = VersionRange::new(min, max);
+        self
+    }
+
     /// Sets the cluster key.
     pub fn with_key(mut self, key: ClusterKey) -> Self {
         self.cluster_key = Some(key);
+        self
+    }
+
+    /// Also accepts frames sealed with `key` (see [`GossipConfig::accepted_keys`]).
+    pub fn with_accepted_key(mut self, key: ClusterKey) -> Self {
+        self.accepted_keys.push(key);
         self
     }
 

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use gossip_core::link::handshake::NONCE_LEN;
+use gossip_core::link::handshake::{NONCE_LEN, Versions};
 use gossip_core::link::{CloseCode, Handshake, HandshakeError, is_handshake};
 use gossip_core::{ClusterKey, Grant, Identity, NodeId};
 use tokio::sync::mpsc;
@@ -168,8 +168,8 @@ pub(crate) struct Opening {
 
 impl Opening {
     /// The accepting side; `None` when the OS has no randomness for the nonce.
-    pub(crate) fn accept(identity: &Identity) -> Option<Opening> {
-        let (handshake, challenge) = Handshake::accept(identity, nonce()?);
+    pub(crate) fn accept(identity: &Identity, versions: Versions) -> Option<Opening> {
+        let (handshake, challenge) = Handshake::accept_versioned(identity, versions, nonce()?);
         Some(Opening {
             identity: identity.clone(),
             handshake,
@@ -178,10 +178,14 @@ impl Opening {
     }
 
     /// The dialing side, for `expected` when dialed for a known member.
-    pub(crate) fn dial(identity: &Identity, expected: Option<NodeId>) -> Option<Opening> {
+    pub(crate) fn dial(
+        identity: &Identity,
+        versions: Versions,
+        expected: Option<NodeId>,
+    ) -> Option<Opening> {
         Some(Opening {
             identity: identity.clone(),
-            handshake: Handshake::dial(nonce()?, expected),
+            handshake: Handshake::dial_versioned(versions, nonce()?, expected),
             first: None,
         })
     }
@@ -246,10 +250,12 @@ where
                 closer.close(CloseCode::TooLarge, CloseCode::TooLarge.reason());
                 return Opened::Ended;
             }
-            LinkIn::End => return Opened::Ended,
+            // Closed before the answer: when the challenge already showed why (no common
+            // version), say so; over TCP no close code will.
+            LinkIn::End => return handshake.refusal().map_or(Opened::Ended, Opened::Failed),
             LinkIn::PeerClosed(code, reason) => {
                 closer.closed_by_peer(code, reason);
-                return Opened::Ended;
+                return handshake.refusal().map_or(Opened::Ended, Opened::Failed);
             }
         }
     }
@@ -434,7 +440,7 @@ mod tests {
             rx,
             closer.clone(),
             in_tx,
-            Opening::accept(server).unwrap(),
+            Opening::accept(server, Versions::DEFAULT).unwrap(),
         ));
         Harness {
             out,

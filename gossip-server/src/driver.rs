@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gossip_core::link::route::{self, DialBudget, Links, Route};
-use gossip_core::link::{CloseCode, Decision, Fault, LinkDrop, Session, SessionConfig, relay};
+use gossip_core::link::{
+    CloseCode, Decision, Fault, HandshakeError, LinkDrop, Session, SessionConfig, relay,
+};
 use gossip_core::requests::FailReason;
 use gossip_core::streams::StreamOutput;
 use gossip_core::{Address, Event, Instant, Node, NodeId, RequestId, Transmit};
@@ -59,6 +61,8 @@ pub(crate) struct Driver {
     session: SessionConfig,
     pub(crate) events: broadcast::Sender<Event>,
     pending: HashMap<RequestId, oneshot::Sender<Result<Vec<u8>, GossipError>>>,
+    /// Quorum requests made from the handle, completed by their `QuorumDone`.
+    pub(crate) quorums: HashMap<gossip_core::QuorumId, oneshot::Sender<gossip_core::QuorumOutcome>>,
     pub(crate) streams: StreamTable,
     pub(crate) seeds: Vec<String>,
     pub(crate) ws_url: Option<String>,
@@ -72,6 +76,9 @@ pub(crate) struct Driver {
     /// When a peer's frames last failed to authenticate here and it was logged (once per 10 s:
     /// a flood must not flood the log).
     foreign_logged: Option<tokio::time::Instant>,
+    /// When a version refusal was last logged: anyone with a key pair can be refused for its
+    /// versions, as often as it connects, so the log says it at most every 10 s.
+    version_logged: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -112,6 +119,7 @@ impl Driver {
             udp: p.udp,
             events: p.events,
             pending: HashMap::new(),
+            quorums: HashMap::new(),
             streams: p.streams,
             seeds: p.seeds,
             ws_url: p.ws_url,
@@ -122,6 +130,7 @@ impl Driver {
             exporter: Exporter::default(),
             join_failures: std::collections::BTreeMap::new(),
             foreign_logged: None,
+            version_logged: None,
         }
     }
 
@@ -390,6 +399,24 @@ impl Driver {
                 c.fault = Some(fault);
                 c.handle.closer.close(code, fault.to_string());
                 self.shared.count_drop(LinkDrop::Closed(fault));
+                if let Fault::Handshake(HandshakeError::Version { ours, theirs }) = fault
+                    && !c.session.is_dialed()
+                {
+                    let now = tokio::time::Instant::now();
+                    if self
+                        .version_logged
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+                    {
+                        self.version_logged = Some(now);
+                        tracing::warn!(
+                            conn = id,
+                            from = %c.from,
+                            %ours,
+                            %theirs,
+                            "refused a peer that speaks no common protocol or application version (logged at most every 10 s; see the handshake_version drop counter)"
+                        );
+                    }
+                }
                 if matches!(fault, Fault::Foreign(_)) && !c.session.is_dialed() {
                     // The other side of a failed join: say it here too, once in a while.
                     let now = tokio::time::Instant::now();
@@ -477,6 +504,9 @@ impl Driver {
             SeedProblem::Unreachable(reason)
         } else {
             match (peer, c.fault) {
+                (_, Some(Fault::Handshake(HandshakeError::Version { ours, theirs }))) => {
+                    SeedProblem::Version { ours, theirs }
+                }
                 (Some((4401, _)), _) => SeedProblem::Unauthorized,
                 (Some((4406, reason)), _) => SeedProblem::NotAdmitted(
                     reason
@@ -713,6 +743,11 @@ impl Driver {
                         to: *to,
                         reason: *reason,
                     }));
+                }
+            }
+            Event::QuorumDone(outcome) => {
+                if let Some(reply) = self.quorums.remove(&outcome.id) {
+                    let _ = reply.send(outcome.clone());
                 }
             }
             Event::Stream(out) => {

@@ -1,5 +1,7 @@
 //! What can go wrong, grouped by cause.
 
+use gossip_core::error::KeyringError;
+use gossip_core::link::handshake::Versions;
 use gossip_core::requests::FailReason;
 use gossip_core::{CommandError, NodeId};
 
@@ -23,6 +25,9 @@ pub enum StartError {
     /// A setting is invalid.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The identity file could not be read or created.
+    #[error(transparent)]
+    Identity(#[from] crate::identity_file::IdentityFileError),
 }
 
 /// Why a command on a running node failed.
@@ -48,6 +53,14 @@ pub enum GossipError {
         /// The peer's reason.
         reason: String,
     },
+    /// The keyring refused the change (the primary cannot be removed, the key is not there, the
+    /// ring is full).
+    #[error("keyring: {0}")]
+    Keyring(#[from] KeyringError),
+    /// The node runs without a cluster key (plain-text mode): giving it one would cut it off
+    /// from every member, so it must be restarted with one instead.
+    #[error("the node runs without a cluster key; restart it with one to encrypt")]
+    Unencrypted,
     /// The node was shut down.
     #[error("the node is shut down")]
     Stopped,
@@ -129,6 +142,15 @@ pub enum SeedProblem {
     /// The link handshake failed.
     #[error("link handshake failed: {0}")]
     Handshake(String),
+    /// The seed speaks no protocol or application version this node does (see
+    /// [`GossipConfig::with_app_versions`](crate::GossipConfig::with_app_versions)).
+    #[error("no common version: we speak {ours}, the seed {theirs}")]
+    Version {
+        /// This node's ranges.
+        ours: Versions,
+        /// The seed's.
+        theirs: Versions,
+    },
     /// The seed closed the connection for another reason.
     #[error("closed by the seed: {0}")]
     Closed(String),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use gossip_core::{Address, Event, Identity, Instant, Keyring, Member, Node, NodeId, RequestId};
+use gossip_core::{Address, Event, Identity, Instant, Member, Node, NodeId, RequestId};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -42,19 +42,18 @@ impl Gossip {
     /// Binds the configured listeners, starts the node and joins its seeds (retrying while it
     /// knows nobody). Must run inside a tokio runtime.
     pub async fn start(config: GossipConfig) -> Result<Gossip, StartError> {
-        let identity = match config.identity {
-            Some(i) => i,
-            None => {
-                let mut secret = [0u8; 32];
-                getrandom::fill(&mut secret).map_err(|e| StartError::Random(e.to_string()))?;
-                Identity::from_secret_bytes(secret)
-            }
+        let random_secret = || {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| StartError::Random(e.to_string()))?;
+            Ok(secret)
+        };
+        let identity = match (config.identity, &config.identity_file) {
+            (Some(i), _) => i,
+            (None, Some(path)) => crate::identity_file::load_or_create(path, random_secret)?,
+            (None, None) => Identity::from_secret_bytes(random_secret()?),
         };
         let id = identity.id();
-        let keyring = match config.cluster_key {
-            Some(k) => Keyring::new(k),
-            None => Keyring::unencrypted(),
-        };
+        let keyring = crate::keys::ring(config.cluster_key, config.accepted_keys)?;
         for a in [config.udp, config.tcp].into_iter().flatten() {
             advertised(a, config.advertise)?;
         }
@@ -95,6 +94,7 @@ impl Gossip {
         let tls = crate::ws::client_tls(config.tls_roots)?;
         let shared = Arc::new(Shared::new(
             identity,
+            config.versions,
             config.limits,
             inbound_tx,
             config.token,
@@ -236,7 +236,7 @@ impl Gossip {
     }
 
     /// Runs `f` on the driver and returns its result.
-    async fn with_driver<T: Send + 'static>(
+    pub(crate) async fn with_driver<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Driver) -> T + Send + 'static,
     ) -> Result<T, GossipError> {

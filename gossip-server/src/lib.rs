@@ -42,7 +42,10 @@ mod conn;
 mod driver;
 mod error;
 mod handle;
+mod identity_file;
+mod keys;
 mod metrics_export;
+mod quorum;
 mod seeds;
 mod shared;
 mod status;
@@ -55,6 +58,7 @@ pub use admission::{Admission, AdmissionRequest};
 pub use config::{DriverLimits, GossipConfig};
 pub use error::{GossipError, JoinError, SeedAttempt, SeedProblem, StartError};
 pub use handle::{Gossip, Watch};
+pub use identity_file::IdentityFileError;
 pub use status::{Counters, MemberStatus, Status};
 pub use stream::GossipStream;
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use gossip_core::Identity;
 use gossip_core::link::LinkDrop;
+use gossip_core::link::handshake::Versions;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,8 @@ use crate::conn::{ConnId, Input};
 pub(crate) struct Shared {
     /// Signs this node's half of every connection's handshake.
     pub(crate) identity: Identity,
+    /// The versions this node's handshakes announce, and the peers' must overlap.
+    pub(crate) versions: Versions,
     pub(crate) limits: DriverLimits,
     pub(crate) inbound: mpsc::Sender<Input>,
     /// Cancelled when the node stops: every task ends.
@@ -117,6 +120,7 @@ impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         identity: Identity,
+        versions: Versions,
         limits: DriverLimits,
         inbound: mpsc::Sender<Input>,
         token: Option<String>,
@@ -128,6 +132,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             identity,
+            versions,
             limits,
             inbound,
             cancel: CancellationToken::new(),

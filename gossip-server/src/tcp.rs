@@ -69,8 +69,8 @@ pub(crate) async fn dial(
             Err(_) => Err("timed out".to_string()),
         },
     };
-    let opening =
-        Opening::dial(&shared.identity, expected).ok_or_else(|| "no randomness".to_string());
+    let opening = Opening::dial(&shared.identity, shared.versions, expected)
+        .ok_or_else(|| "no randomness".to_string());
     match socket.and_then(|s| opening.map(|o| (s, o))) {
         Ok((socket, opening)) => {
             let open = shared.connection_opened();
@@ -98,7 +98,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
-        let Some(opening) = Opening::accept(&shared.identity) else {
+        let Some(opening) = Opening::accept(&shared.identity, shared.versions) else {
             drop(socket);
             continue;
         };

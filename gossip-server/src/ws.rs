@@ -100,7 +100,7 @@ pub(crate) async fn handler(
                 return refuse(socket, code, reason).await;
             }
         };
-        let Some(opening) = Opening::accept(&shared.identity) else {
+        let Some(opening) = Opening::accept(&shared.identity, shared.versions) else {
             return refuse(socket, CloseCode::GoingAway, None).await;
         };
         let id = shared.next_conn_id();
@@ -237,8 +237,8 @@ pub(crate) async fn dial(
             }
         },
     };
-    let opening =
-        Opening::dial(&shared.identity, expected).ok_or_else(|| "no randomness".to_string());
+    let opening = Opening::dial(&shared.identity, shared.versions, expected)
+        .ok_or_else(|| "no randomness".to_string());
     let (socket, opening) = match socket.and_then(|s| opening.map(|o| (s, o))) {
         Ok(both) => both,
         Err(reason) => {

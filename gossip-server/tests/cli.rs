@@ -29,6 +29,16 @@ fn spawn(name: &str, join: Option<&str>) -> Node {
 }
 
 fn spawn_with(name: &str, join: Option<&str>, key: Option<&str>, stderr: Stdio) -> Node {
+    spawn_args(name, join, key, stderr, &[])
+}
+
+fn spawn_args(
+    name: &str,
+    join: Option<&str>,
+    key: Option<&str>,
+    stderr: Stdio,
+    extra: &[&str],
+) -> Node {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "--name",
@@ -49,6 +59,7 @@ fn spawn_with(name: &str, join: Option<&str>, key: Option<&str>, stderr: Stdio) 
     if let Some(seed) = join {
         cmd.args(["--join", seed]);
     }
+    cmd.args(extra);
     let mut child = cmd.spawn().expect("gossip-node starts");
     let stdout = child.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();
@@ -357,4 +368,223 @@ fn a_join_with_another_cluster_key_says_so() {
         "no warning naming the cluster key; stderr was:\n{}",
         said.join("\n")
     );
+}
+
+#[test]
+fn a_member_restarted_with_its_identity_file_comes_back_as_itself() {
+    let dir = std::env::temp_dir().join(format!("gossip-cli-identity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("b.identity");
+    let id_args = ["--identity", file.to_str().unwrap()];
+    let mut a = spawn("cli-id-a", None);
+    let b = spawn_args(
+        "cli-id-b",
+        Some(&a.seed),
+        Some(KEY),
+        Stdio::null(),
+        &id_args,
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "created private");
+    }
+    let first = b.id.clone();
+    wait_alive(&mut a, &first);
+    drop(b); // SIGKILL: no leave, the others must find out themselves
+    expect(&a, "dead", &first, Duration::from_secs(60));
+
+    let b = spawn_args(
+        "cli-id-b",
+        Some(&a.seed),
+        Some(KEY),
+        Stdio::null(),
+        &id_args,
+    );
+    assert_eq!(b.id, first, "the restarted member has the id in its file");
+    wait_alive(&mut a, &first);
+    // Without the file, a start is a new member.
+    let c = spawn_args("cli-id-c", Some(&a.seed), Some(KEY), Stdio::null(), &[]);
+    assert_ne!(c.id, first);
+
+    // A file others may read is refused, not used.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        drop(b);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let said = fails_with(
+            &["--bind", "127.0.0.1:0", id_args[0], id_args[1]],
+            Some(KEY),
+        );
+        assert!(
+            said.contains(id_args[1]) && said.contains("chmod 600"),
+            "{said}"
+        );
+    }
+    let junk = dir.join("junk");
+    std::fs::write(&junk, "not an identity\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let said = fails_with(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--identity",
+            junk.to_str().unwrap(),
+        ],
+        Some(KEY),
+    );
+    assert!(said.contains("not an identity"), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Waits until `node` printed the metadata `step` of member `id`.
+fn sees_step(node: &Node, id: &str, step: &str) {
+    node.wait(&format!("step {step} of {id}"), T, |v| {
+        v["event"] == "metadata" && v["id"] == id && v["metadata"]["step"] == step
+    });
+}
+
+#[test]
+fn a_key_rotation_by_sighup_and_stdin_loses_no_member() {
+    let dir = std::env::temp_dir().join(format!("gossip-cli-rotate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let new = "99".repeat(32);
+    let files = [dir.join("a.keys"), dir.join("b.keys")];
+    for f in &files {
+        std::fs::write(f, format!("{KEY}\n")).unwrap();
+    }
+    let file_args = |i: usize| {
+        [
+            "--key-file".to_owned(),
+            files[i].to_str().unwrap().to_owned(),
+        ]
+    };
+    let fa = file_args(0);
+    let fa: Vec<&str> = fa.iter().map(String::as_str).collect();
+    let a = spawn_args("rot-a", None, None, Stdio::null(), &fa);
+    let fb = file_args(1);
+    let fb: Vec<&str> = fb.iter().map(String::as_str).collect();
+    let b = spawn_args("rot-b", Some(&a.seed), None, Stdio::null(), &fb);
+    let mut c = spawn("rot-c", Some(&a.seed));
+    for (n, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
+        for o in others {
+            expect(n, "joined", &o.id, T);
+        }
+    }
+    let hup = |n: &Node| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &n.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let v = n.wait("key reload", T, |v| v["command"] == "reload");
+        v["keys"].as_u64().unwrap_or_else(|| panic!("{v}"))
+    };
+    // Each step on every member (files and SIGHUP for a and b, stdin for c), then news from
+    // each member reaches the others before the next step.
+    let steps: [(&str, String, &str); 3] = [
+        ("added", format!("{KEY}\n{new}\n"), "add"),
+        ("primary", format!("# rotating\n{new}\n{KEY}\n"), "use"),
+        ("removed", format!("{new}\n"), "remove"),
+    ];
+    let mut nodes = [a, b];
+    for (step, body, verb) in steps {
+        for (n, f) in nodes.iter().zip(&files) {
+            std::fs::write(f, &body).unwrap();
+            let want = if step == "removed" { 1 } else { 2 };
+            assert_eq!(hup(n), want, "{step}");
+        }
+        let key = if verb == "remove" { KEY } else { &new };
+        c.say(&format!("key {verb} {key}"));
+        c.wait("key command", T, |v| {
+            v["event"] == "keys" && v["command"] == verb
+        });
+        for n in nodes.iter_mut().chain([&mut c]) {
+            n.say(&format!("meta step {step}"));
+        }
+        let all = [&nodes[0], &nodes[1], &c];
+        for n in all {
+            for o in all.iter().filter(|o| o.id != n.id) {
+                sees_step(n, &o.id, step);
+            }
+        }
+    }
+    for n in nodes.iter().chain([&c]) {
+        while let Ok(v) = n.lines.try_recv() {
+            n.seen.borrow_mut().push(v);
+        }
+        let lost: Vec<_> = n
+            .seen
+            .borrow()
+            .iter()
+            .filter(|v| {
+                ["suspect", "dead", "left", "error"].contains(&v["event"].as_str().unwrap_or(""))
+            })
+            .cloned()
+            .collect();
+        assert!(lost.is_empty(), "{} saw {lost:?}", n.id);
+    }
+    // The old key alone is refused by stdin too: the primary cannot be removed.
+    c.say(&format!("key remove {new}"));
+    let e = c.wait("error", T, |v| v["event"] == "error");
+    assert!(e["error"].as_str().unwrap().contains("primary"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_join_outside_the_seeds_app_versions_says_so_and_bad_ranges_are_refused() {
+    let seed = spawn_args(
+        "cli-v-seed",
+        None,
+        Some(KEY),
+        Stdio::null(),
+        &["--app-versions", "2-3"],
+    );
+    let mut node = spawn_args(
+        "cli-v-new",
+        Some(&seed.seed),
+        Some(KEY),
+        Stdio::piped(),
+        &["--app-versions", "5"],
+    );
+    let stderr = node.child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // `joined` gives up after 10 s; the warning follows at once.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut said = Vec::new();
+    let mut found = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("no common version") && line.contains("app 2-3") => {
+                found = true;
+                break;
+            }
+            Ok(line) => said.push(line),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        found,
+        "no warning naming the versions; stderr was:\n{}",
+        said.join("\n")
+    );
+    for bad in ["3-2", "x", "70000", "1-"] {
+        let e = fails_with(&["--bind", "127.0.0.1:0", "--app-versions", bad], Some(KEY));
+        assert!(e.contains("--app-versions"), "{bad}: {e}");
+    }
 }

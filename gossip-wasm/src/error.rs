@@ -70,6 +70,13 @@ pub enum JoinError {
         /// The seed.
         url: String,
     },
+    /// The server speaks no protocol or application version this node does (close code 4426).
+    /// Browser members speak application version 0.
+    #[error("{url} speaks no protocol or application version in common (close code 4426)")]
+    Version {
+        /// The seed.
+        url: String,
+    },
     /// The server's admission hook refused this node (close code 4406); `reason` is the hook's.
     #[error("{url} did not admit this node (close code 4406): {reason}")]
     NotAdmitted {
@@ -194,6 +201,7 @@ impl JoinError {
             JoinError::ClusterKey { .. } => "CLUSTER_KEY",
             JoinError::OriginRefused { .. } => "ORIGIN_REFUSED",
             JoinError::NotAdmitted { .. } => "NOT_ADMITTED",
+            JoinError::Version { .. } => "VERSION",
             JoinError::TooManyConnections { .. } => "TOO_MANY_CONNECTIONS",
             JoinError::Protocol { .. } => "PROTOCOL",
             JoinError::Connect { .. } => "CONNECT",
@@ -218,6 +226,7 @@ impl JoinError {
                 reason: said("the link handshake failed"),
             },
             Some(CloseCode::BadFrame) => JoinError::ClusterKey { url },
+            Some(CloseCode::Version) => JoinError::Version { url },
             Some(CloseCode::NotAdmitted) => JoinError::NotAdmitted {
                 url,
                 reason: reason
@@ -277,6 +286,7 @@ impl JoinError {
             JoinError::ClusterKey { .. }
             | JoinError::Unauthorized { .. }
             | JoinError::NotAdmitted { .. }
+            | JoinError::Version { .. }
             | JoinError::OriginRefused { .. } => 3,
             JoinError::Protocol { .. } | JoinError::TooManyConnections { .. } => 2,
             JoinError::Connect { .. } => 1,
@@ -338,6 +348,9 @@ mod tests {
             JoinError::from_close(url, 4403, "").code(),
             "ORIGIN_REFUSED"
         );
+        let version = JoinError::from_close(url, 4426, "handshake failed: no common version");
+        assert_eq!(version.code(), "VERSION");
+        assert!(version.to_string().contains("4426"), "{version}");
         let refused = JoinError::from_close(url, 4406, "not admitted: no session cookie");
         assert_eq!(refused.code(), "NOT_ADMITTED");
         assert!(

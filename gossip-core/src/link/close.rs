@@ -16,6 +16,7 @@
 //! | 4408 | [`SlowConsumer`](CloseCode::SlowConsumer) | the peer does not read fast enough: its send queue overflowed |
 //! | 4413 | [`TooLarge`](CloseCode::TooLarge) | message larger than the frame limit |
 //! | 4415 | [`BinaryOnly`](CloseCode::BinaryOnly) | a text message (binary only) |
+//! | 4426 | [`Version`](CloseCode::Version) | the handshake showed no common protocol or application version (HTTP 426 Upgrade Required); the refusing side logs both sides' ranges |
 //! | 4428 | [`NotVerified`](CloseCode::NotVerified) | no finished handshake, or no verified frame, within the link's deadline ([`SessionConfig::verify_within_ms`](super::SessionConfig::verify_within_ms)) |
 //! | 4429 | [`TooManyConnections`](CloseCode::TooManyConnections) | too many connections |
 
@@ -46,6 +47,9 @@ pub enum CloseCode {
     TooLarge,
     /// 4415: a text message (binary only).
     BinaryOnly,
+    /// 4426: no common protocol or application version (see
+    /// [`Versions`](super::handshake::Versions)).
+    Version,
     /// 4428: no verified frame within the deadline (HTTP 428: membership must be proven first).
     NotVerified,
     /// 4429: too many connections.
@@ -54,7 +58,7 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every code, in numeric order.
-    pub const ALL: [CloseCode; 12] = [
+    pub const ALL: [CloseCode; 13] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::Abnormal,
@@ -65,6 +69,7 @@ impl CloseCode {
         CloseCode::SlowConsumer,
         CloseCode::TooLarge,
         CloseCode::BinaryOnly,
+        CloseCode::Version,
         CloseCode::NotVerified,
         CloseCode::TooManyConnections,
     ];
@@ -82,6 +87,7 @@ impl CloseCode {
             CloseCode::SlowConsumer => 4408,
             CloseCode::TooLarge => 4413,
             CloseCode::BinaryOnly => 4415,
+            CloseCode::Version => 4426,
             CloseCode::NotVerified => 4428,
             CloseCode::TooManyConnections => 4429,
         }
@@ -106,6 +112,7 @@ impl CloseCode {
             CloseCode::SlowConsumer => "send queue overflowed: the peer does not read",
             CloseCode::TooLarge => "message over the frame limit",
             CloseCode::BinaryOnly => "binary messages only",
+            CloseCode::Version => "no common protocol or application version",
             CloseCode::NotVerified => "no verified frame in time",
             CloseCode::TooManyConnections => "too many connections",
         }

@@ -15,16 +15,25 @@
 //!
 //! | message | from | bytes |
 //! |---|---|---|
-//! | challenge | acceptor, first | `GSPHELO2` (8) · acceptor id (32) · acceptor nonce (32) · acceptor X25519 key (32) = 104 |
-//! | proof | dialer, after the challenge | `GSPAUTH2` (8) · dialer id (32) · dialer nonce (32) · dialer X25519 key (32) · signature (64) = 168 |
-//! | answer | acceptor, after the proof | `GSPACPT2` (8) · signature (64) = 72 |
+//! | challenge | acceptor, first | `GSPHELO3` (8) · acceptor id (32) · acceptor nonce (32) · acceptor X25519 key (32) · acceptor versions (8) = 112 |
+//! | proof | dialer, after the challenge | `GSPAUTH3` (8) · dialer id (32) · dialer nonce (32) · dialer X25519 key (32) · dialer versions (8) · signature (64) = 176 |
+//! | answer | acceptor, after the proof | `GSPACPT3` (8) · signature (64) = 72 |
 //!
 //! Both signatures are Ed25519 over [`HANDSHAKE_DOMAIN`] · role (1 byte: [`ROLE_DIALER`] or
-//! [`ROLE_ACCEPTOR`]) · acceptor id · acceptor nonce · acceptor X25519 key · dialer id · dialer
-//! nonce · dialer X25519 key. The domain keeps them from ever verifying as a frame signature (and
+//! [`ROLE_ACCEPTOR`]) · acceptor id · acceptor nonce · acceptor X25519 key · acceptor versions ·
+//! dialer id · dialer nonce · dialer X25519 key · dialer versions. The domain keeps them from ever verifying as a frame signature (and
 //! frames from verifying as these); the role byte keeps one side's proof from being reflected as
 //! the other's; the nonces make every transcript unique, so a recorded proof fails on any other
 //! connection.
+//!
+//! **Versions** ([`Versions`]): the protocol and application version ranges a side speaks, four
+//! big-endian u16 (protocol min, max, application min, max). A link is made only when both
+//! ranges overlap; the agreed versions are the highest in both ([`Versions::agree`]). The acceptor
+//! refuses a proof whose ranges do not overlap its own with [`HandshakeError::Version`] (and the
+//! driver closes with [`CloseCode::Version`](super::CloseCode::Version)); the dialer, which sent
+//! its proof so that the acceptor can say why, refuses an answer that comes anyway, and
+//! [`Handshake::refusal`] tells its driver why the acceptor closed. Both sides sign both ranges,
+//! so nobody on the path can lower them; an empty range (min above max) overlaps nothing.
 //!
 //! **The link key** is the first 32 bytes of SHA-512 over [`LINK_KEY_DOMAIN`] · the X25519 shared
 //! secret · the transcript (the six fields above). Only the two ends know it, it is new for every
@@ -46,6 +55,9 @@ use zeroize::Zeroizing;
 use crate::identity::{Identity, NODE_ID_LEN, NodeId};
 use crate::keyring::ClusterKey;
 
+/// The link protocol this build speaks: the frame format and the messages of this crate.
+pub const PROTOCOL_VERSION: u16 = 1;
+
 /// Signature domain of the handshake, distinct from the frame signature domain.
 pub const HANDSHAKE_DOMAIN: &[u8] = b"gossip/v1 link\0";
 /// Hash domain of the link key.
@@ -62,18 +74,21 @@ pub const NONCE_LEN: usize = 32;
 pub const EPHEMERAL_LEN: usize = 32;
 /// Bytes of a signature.
 pub const SIGNATURE_LEN: usize = 64;
+/// Bytes of the version ranges.
+pub const VERSIONS_LEN: usize = 8;
 
 /// First bytes of the acceptor's challenge.
-pub const CHALLENGE_MAGIC: &[u8; 8] = b"GSPHELO2";
+pub const CHALLENGE_MAGIC: &[u8; 8] = b"GSPHELO3";
 /// First bytes of the dialer's proof.
-pub const PROOF_MAGIC: &[u8; 8] = b"GSPAUTH2";
+pub const PROOF_MAGIC: &[u8; 8] = b"GSPAUTH3";
 /// First bytes of the acceptor's answer.
-pub const ANSWER_MAGIC: &[u8; 8] = b"GSPACPT2";
+pub const ANSWER_MAGIC: &[u8; 8] = b"GSPACPT3";
 
 /// Length of a challenge.
-pub const CHALLENGE_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN;
+pub const CHALLENGE_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN + VERSIONS_LEN;
 /// Length of a proof.
-pub const PROOF_LEN: usize = 8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN + SIGNATURE_LEN;
+pub const PROOF_LEN: usize =
+    8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN + VERSIONS_LEN + SIGNATURE_LEN;
 /// Length of an answer.
 pub const ANSWER_LEN: usize = 8 + SIGNATURE_LEN;
 
@@ -105,6 +120,119 @@ pub enum HandshakeError {
     /// The peer's X25519 key is of low order: no secret could be agreed.
     #[error("the peer's key agreement is weak")]
     WeakKey,
+    /// The two sides have no protocol or no application version in common. The message leaves
+    /// the ranges out (it is also the close reason a browser gets, and the browser build pays for
+    /// every formatter); drivers that log it show them from the fields.
+    #[error("no common protocol or application version")]
+    Version {
+        /// This side's ranges.
+        ours: Versions,
+        /// The peer's, as it signed them.
+        theirs: Versions,
+    },
+}
+
+/// An inclusive range of versions; `min > max` is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VersionRange {
+    /// The oldest version spoken.
+    pub min: u16,
+    /// The newest.
+    pub max: u16,
+}
+
+impl VersionRange {
+    /// Versions `min` to `max`, both included.
+    pub const fn new(min: u16, max: u16) -> VersionRange {
+        VersionRange { min, max }
+    }
+
+    /// The newest version in both ranges, if they overlap.
+    pub fn agree(self, other: VersionRange) -> Option<u16> {
+        let low = self.min.max(other.min);
+        let high = self.max.min(other.max);
+        (low <= high).then_some(high)
+    }
+}
+
+impl core::fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+/// The protocol and application versions a side speaks, announced and signed in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Versions {
+    /// Link protocol versions ([`PROTOCOL_VERSION`] in this build).
+    pub protocol: VersionRange,
+    /// Application versions: what the application on top understands, its own business (0 when
+    /// it never says).
+    pub app: VersionRange,
+}
+
+/// The versions two sides agreed: the newest each range has in common.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Agreed {
+    /// Link protocol.
+    pub protocol: u16,
+    /// Application.
+    pub app: u16,
+}
+
+impl Versions {
+    /// This build's protocol, application version 0.
+    pub const DEFAULT: Versions = Versions::app(0, 0);
+
+    /// This build's protocol, application versions `min` to `max`.
+    pub const fn app(min: u16, max: u16) -> Versions {
+        Versions {
+            protocol: VersionRange::new(PROTOCOL_VERSION, PROTOCOL_VERSION),
+            app: VersionRange::new(min, max),
+        }
+    }
+
+    /// The versions both sides speak, or [`HandshakeError::Version`].
+    pub fn agree(&self, theirs: &Versions) -> Result<Agreed, HandshakeError> {
+        match (
+            self.protocol.agree(theirs.protocol),
+            self.app.agree(theirs.app),
+        ) {
+            (Some(protocol), Some(app)) => Ok(Agreed { protocol, app }),
+            _ => Err(HandshakeError::Version {
+                ours: *self,
+                theirs: *theirs,
+            }),
+        }
+    }
+
+    fn to_bytes(self) -> [u8; VERSIONS_LEN] {
+        let [a, b] = self.protocol.min.to_be_bytes();
+        let [c, d] = self.protocol.max.to_be_bytes();
+        let [e, f] = self.app.min.to_be_bytes();
+        let [g, h] = self.app.max.to_be_bytes();
+        [a, b, c, d, e, f, g, h]
+    }
+
+    fn from_bytes(b: &[u8; VERSIONS_LEN]) -> Versions {
+        let u = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        Versions {
+            protocol: VersionRange::new(u(0), u(2)),
+            app: VersionRange::new(u(4), u(6)),
+        }
+    }
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions::DEFAULT
+    }
+}
+
+impl core::fmt::Display for Versions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "protocol {}, app {}", self.protocol, self.app)
+    }
 }
 
 /// Whether a message is a handshake message rather than a frame (the magic's common prefix).
@@ -199,22 +327,26 @@ struct Transcript {
     acceptor: NodeId,
     acceptor_nonce: [u8; NONCE_LEN],
     acceptor_key: [u8; EPHEMERAL_LEN],
+    acceptor_versions: [u8; VERSIONS_LEN],
     dialer: NodeId,
     dialer_nonce: [u8; NONCE_LEN],
     dialer_key: [u8; EPHEMERAL_LEN],
+    dialer_versions: [u8; VERSIONS_LEN],
 }
 
 impl Transcript {
-    fn parts<'a>(&'a self, role: &'a [u8; 1]) -> [&'a [u8]; 8] {
+    fn parts<'a>(&'a self, role: &'a [u8; 1]) -> [&'a [u8]; 10] {
         [
             HANDSHAKE_DOMAIN,
             role,
             self.acceptor.as_bytes(),
             &self.acceptor_nonce,
             &self.acceptor_key,
+            &self.acceptor_versions,
             self.dialer.as_bytes(),
             &self.dialer_nonce,
             &self.dialer_key,
+            &self.dialer_versions,
         ]
     }
 
@@ -250,14 +382,25 @@ impl Transcript {
 #[derive(Debug, Clone)]
 pub struct Acceptor {
     id: NodeId,
+    versions: Versions,
     fresh: Fresh,
     peer: Option<NodeId>,
     key: Option<ClusterKey>,
 }
 
 impl Acceptor {
-    /// Starts the handshake with 32 fresh random bytes; send the returned challenge first.
+    /// Starts the handshake with 32 fresh random bytes, speaking [`Versions::DEFAULT`]; send
+    /// the returned challenge first.
     pub fn start(identity: &Identity, random: [u8; 32]) -> (Acceptor, Vec<u8>) {
+        Acceptor::start_versioned(identity, Versions::DEFAULT, random)
+    }
+
+    /// [`Acceptor::start`], speaking `versions`.
+    pub fn start_versioned(
+        identity: &Identity,
+        versions: Versions,
+        random: [u8; 32],
+    ) -> (Acceptor, Vec<u8>) {
         let id = identity.id();
         let fresh = Fresh::new(random);
         let mut msg = Vec::with_capacity(CHALLENGE_LEN);
@@ -265,9 +408,11 @@ impl Acceptor {
         msg.extend_from_slice(id.as_bytes());
         msg.extend_from_slice(&fresh.nonce);
         msg.extend_from_slice(&fresh.public);
+        msg.extend_from_slice(&versions.to_bytes());
         (
             Acceptor {
                 id,
+                versions,
                 fresh,
                 peer: None,
                 key: None,
@@ -301,19 +446,21 @@ impl Acceptor {
             return Err(HandshakeError::OwnId);
         }
         let at = 8 + NODE_ID_LEN;
+        let sig_at = at + NONCE_LEN + EPHEMERAL_LEN + VERSIONS_LEN;
         let t = Transcript {
             acceptor: self.id,
             acceptor_nonce: self.fresh.nonce,
             acceptor_key: self.fresh.public,
+            acceptor_versions: self.versions.to_bytes(),
             dialer,
             dialer_nonce: fixed(&bytes[at..]),
             dialer_key: fixed(&bytes[at + NONCE_LEN..]),
+            dialer_versions: fixed(&bytes[at + NONCE_LEN + EPHEMERAL_LEN..]),
         };
-        t.verify(
-            &dialer,
-            ROLE_DIALER,
-            &fixed(&bytes[at + NONCE_LEN + EPHEMERAL_LEN..]),
-        )?;
+        t.verify(&dialer, ROLE_DIALER, &fixed(&bytes[sig_at..]))?;
+        // Only after the signature: a refusal names a proven peer's own claim.
+        self.versions
+            .agree(&Versions::from_bytes(&t.dialer_versions))?;
         let shared = self.fresh.agree(&t.dialer_key)?;
         self.key = Some(t.link_key(&shared));
         self.peer = Some(dialer);
@@ -327,6 +474,7 @@ impl Acceptor {
 /// The dialing side of one connection.
 #[derive(Debug, Clone)]
 pub struct Dialer {
+    versions: Versions,
     fresh: Fresh,
     expected: Option<NodeId>,
     sent: Option<(Transcript, ClusterKey)>,
@@ -334,9 +482,16 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    /// A dial with 32 fresh random bytes, for `expected` when it was dialed for a known member.
+    /// A dial with 32 fresh random bytes, for `expected` when it was dialed for a known member,
+    /// speaking [`Versions::DEFAULT`].
     pub fn new(random: [u8; 32], expected: Option<NodeId>) -> Dialer {
+        Dialer::versioned(Versions::DEFAULT, random, expected)
+    }
+
+    /// [`Dialer::new`], speaking `versions`.
+    pub fn versioned(versions: Versions, random: [u8; 32], expected: Option<NodeId>) -> Dialer {
         Dialer {
+            versions,
             fresh: Fresh::new(random),
             expected,
             sent: None,
@@ -378,9 +533,11 @@ impl Dialer {
             acceptor,
             acceptor_nonce: fixed(&bytes[at..]),
             acceptor_key: fixed(&bytes[at + NONCE_LEN..]),
+            acceptor_versions: fixed(&bytes[at + NONCE_LEN + EPHEMERAL_LEN..]),
             dialer: me,
             dialer_nonce: self.fresh.nonce,
             dialer_key: self.fresh.public,
+            dialer_versions: self.versions.to_bytes(),
         };
         let shared = self.fresh.agree(&t.acceptor_key)?;
         self.sent = Some((t, t.link_key(&shared)));
@@ -389,6 +546,7 @@ impl Dialer {
         proof.extend_from_slice(me.as_bytes());
         proof.extend_from_slice(&self.fresh.nonce);
         proof.extend_from_slice(&self.fresh.public);
+        proof.extend_from_slice(&t.dialer_versions);
         proof.extend_from_slice(&t.sign(identity, ROLE_DIALER));
         Ok((acceptor, proof))
     }
@@ -424,8 +582,21 @@ impl Dialer {
         };
         check(bytes, ANSWER_MAGIC, ANSWER_LEN)?;
         t.verify(&t.acceptor, ROLE_ACCEPTOR, &fixed(&bytes[8..]))?;
+        // An acceptor that answers although it should have refused is refused here.
+        self.versions
+            .agree(&Versions::from_bytes(&t.acceptor_versions))?;
         self.peer = Some(t.acceptor);
         Ok(t.acceptor)
+    }
+
+    /// Why the acceptor will refuse this dial, known from its challenge: the versions do not
+    /// overlap. A driver whose connection closes before the answer reports it (over TCP no
+    /// close code says so).
+    pub fn refusal(&self) -> Option<HandshakeError> {
+        let (t, _) = self.sent.as_ref()?;
+        self.versions
+            .agree(&Versions::from_bytes(&t.acceptor_versions))
+            .err()
     }
 }
 
@@ -443,6 +614,9 @@ pub struct Step {
 /// One side of a connection's handshake, whichever it is: what a driver holds from the moment a
 /// connection opens until its peer is proven.
 #[derive(Debug, Clone)]
+// The dialer holds the transcript it signed (with both sides' versions) until the answer; one
+// value per connection, for one round trip: not worth an allocation to even out.
+#[allow(clippy::large_enum_variant)]
 pub enum Handshake {
     /// This node accepted the connection.
     Accepting(Acceptor),
@@ -452,16 +626,43 @@ pub enum Handshake {
 
 impl Handshake {
     /// An accepted connection, with 32 fresh random bytes: send the returned challenge before
-    /// anything else.
+    /// anything else. Speaks [`Versions::DEFAULT`].
     pub fn accept(identity: &Identity, random: [u8; 32]) -> (Handshake, Vec<u8>) {
-        let (a, challenge) = Acceptor::start(identity, random);
+        Handshake::accept_versioned(identity, Versions::DEFAULT, random)
+    }
+
+    /// [`Handshake::accept`], speaking `versions`.
+    pub fn accept_versioned(
+        identity: &Identity,
+        versions: Versions,
+        random: [u8; 32],
+    ) -> (Handshake, Vec<u8>) {
+        let (a, challenge) = Acceptor::start_versioned(identity, versions, random);
         (Handshake::Accepting(a), challenge)
     }
 
     /// A dialed connection, with 32 fresh random bytes, for `expected` when it was dialed for a
-    /// known member; it waits for the acceptor's challenge.
+    /// known member; it waits for the acceptor's challenge. Speaks [`Versions::DEFAULT`].
     pub fn dial(random: [u8; 32], expected: Option<NodeId>) -> Handshake {
-        Handshake::Dialing(Dialer::new(random, expected))
+        Handshake::dial_versioned(Versions::DEFAULT, random, expected)
+    }
+
+    /// [`Handshake::dial`], speaking `versions`.
+    pub fn dial_versioned(
+        versions: Versions,
+        random: [u8; 32],
+        expected: Option<NodeId>,
+    ) -> Handshake {
+        Handshake::Dialing(Dialer::versioned(versions, random, expected))
+    }
+
+    /// Why the peer will refuse this connection, when this side knows it before being told
+    /// ([`Dialer::refusal`]); `None` on the accepting side.
+    pub fn refusal(&self) -> Option<HandshakeError> {
+        match self {
+            Handshake::Dialing(d) => d.refusal(),
+            Handshake::Accepting(_) => None,
+        }
     }
 
     /// The link key, once the peer is proven.
@@ -744,12 +945,160 @@ mod tests {
     }
 
     #[test]
+    fn version_ranges_agree_on_the_newest_common_version() {
+        // Every pair of small ranges, empty ones included, against a brute-force overlap.
+        for (a, b, c, d) in (0..5u16).flat_map(|a| {
+            (0..5u16).flat_map(move |b| {
+                (0..5u16).flat_map(move |c| (0..5u16).map(move |d| (a, b, c, d)))
+            })
+        }) {
+            let (x, y) = (VersionRange::new(a, b), VersionRange::new(c, d));
+            let both = (0..5u16)
+                .filter(|v| (a..=b).contains(v) && (c..=d).contains(v))
+                .max();
+            assert_eq!(x.agree(y), both, "{x} {y}");
+            assert_eq!(y.agree(x), both, "{x} {y}");
+        }
+        let extreme = VersionRange::new(u16::MAX, 0);
+        assert_eq!(extreme.agree(VersionRange::new(0, u16::MAX)), None);
+        let all = Versions {
+            protocol: VersionRange::new(0, u16::MAX),
+            app: VersionRange::new(0, u16::MAX),
+        };
+        assert_eq!(Versions::from_bytes(&all.to_bytes()), all);
+        // A peer claiming everything gets what this side speaks at most: no upgrade to a
+        // version this build does not have, no downgrade below what both have.
+        assert_eq!(
+            Versions::app(2, 5).agree(&all),
+            Ok(Agreed {
+                protocol: PROTOCOL_VERSION,
+                app: 5
+            })
+        );
+    }
+
+    /// Runs a handshake between an acceptor and a dialer speaking these versions, as far as it
+    /// goes: the acceptor's result and the dialer's [`Dialer::refusal`] after the challenge.
+    fn versioned(
+        acc: Versions,
+        dial: Versions,
+    ) -> (Result<NodeId, HandshakeError>, Option<HandshakeError>) {
+        let (acc_id, dial_id) = pair();
+        let (mut a, challenge) = Acceptor::start_versioned(&acc_id, acc, [0xa1; 32]);
+        let mut d = Dialer::versioned(dial, [0xd1; 32], None);
+        let (_, proof) = d.on_challenge(&dial_id, &challenge).unwrap();
+        let refusal = d.refusal();
+        (a.on_proof(&acc_id, &proof).map(|(id, _)| id), refusal)
+    }
+
+    #[test]
+    fn disjoint_versions_are_refused_by_both_sides_with_both_ranges() {
+        let (acc, dial) = (Versions::app(2, 3), Versions::app(4, 9));
+        let refused = HandshakeError::Version {
+            ours: acc,
+            theirs: dial,
+        };
+        assert_eq!(
+            versioned(acc, dial),
+            (
+                Err(refused),
+                Some(HandshakeError::Version {
+                    ours: dial,
+                    theirs: acc
+                })
+            )
+        );
+        assert_eq!(acc.to_string(), "protocol 1-1, app 2-3");
+        // The close reason fits a WebSocket close frame (123 bytes) whatever the numbers.
+        let widest = VersionRange::new(u16::MAX, u16::MAX);
+        let widest = Versions {
+            protocol: widest,
+            app: widest,
+        };
+        let reason = crate::link::Fault::Handshake(HandshakeError::Version {
+            ours: widest,
+            theirs: widest,
+        })
+        .to_string();
+        assert!(reason.len() <= 123, "{} bytes: {reason}", reason.len());
+        // Overlapping: linked, no refusal.
+        let (linked, refusal) = versioned(Versions::app(2, 3), Versions::app(3, 9));
+        assert!(linked.is_ok() && refusal.is_none());
+        // Absurd ranges from a peer: an empty protocol range, a protocol this build lacks.
+        for theirs in [
+            Versions {
+                protocol: VersionRange::new(u16::MAX, 0),
+                app: VersionRange::new(0, u16::MAX),
+            },
+            Versions {
+                protocol: VersionRange::new(PROTOCOL_VERSION + 1, u16::MAX),
+                app: VersionRange::new(0, 0),
+            },
+            Versions {
+                protocol: VersionRange::new(0, PROTOCOL_VERSION - 1),
+                app: VersionRange::new(0, 0),
+            },
+        ] {
+            let (got, _) = versioned(Versions::DEFAULT, theirs);
+            assert!(
+                matches!(got, Err(HandshakeError::Version { .. })),
+                "{theirs}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_despite_disjoint_versions_is_refused_by_the_dialer() {
+        let (acc_id, dial_id) = pair();
+        let (_, challenge) = Acceptor::start_versioned(&acc_id, Versions::app(7, 7), [0xa1; 32]);
+        let mut d = Dialer::new([0xd1; 32], None);
+        d.on_challenge(&dial_id, &challenge).unwrap();
+        // An acceptor that skips its check signs the answer anyway.
+        let (t, _) = d.sent.clone().unwrap();
+        let mut answer = ANSWER_MAGIC.to_vec();
+        answer.extend_from_slice(&t.sign(&acc_id, ROLE_ACCEPTOR));
+        assert!(matches!(
+            d.on_answer(&answer),
+            Err(HandshakeError::Version { .. })
+        ));
+        assert_eq!(d.peer(), None);
+        assert_eq!(d.link_key(), None);
+    }
+
+    #[test]
+    fn versions_changed_on_the_path_break_the_signatures() {
+        let (acc_id, dial_id) = pair();
+        let at = 8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN;
+        // The dialer's ranges lowered in its proof.
+        let (mut a, challenge) = Acceptor::start_versioned(&acc_id, Versions::app(0, 9), [1; 32]);
+        let mut d = Dialer::versioned(Versions::app(5, 9), [2; 32], None);
+        let (_, mut proof) = d.on_challenge(&dial_id, &challenge).unwrap();
+        proof[at..at + VERSIONS_LEN].copy_from_slice(&Versions::app(0, 0).to_bytes());
+        assert_eq!(
+            a.on_proof(&acc_id, &proof).map(|_| ()),
+            Err(HandshakeError::Signature)
+        );
+        // The acceptor's ranges lowered in its challenge: the dialer signs what it saw, which
+        // the acceptor does not verify.
+        let (mut a, mut challenge) =
+            Acceptor::start_versioned(&acc_id, Versions::app(5, 9), [1; 32]);
+        challenge[at..at + VERSIONS_LEN].copy_from_slice(&Versions::app(0, 9).to_bytes());
+        let (_, proof) = Dialer::versioned(Versions::app(0, 9), [2; 32], None)
+            .on_challenge(&dial_id, &challenge)
+            .unwrap();
+        assert_eq!(
+            a.on_proof(&acc_id, &proof).map(|_| ()),
+            Err(HandshakeError::Signature)
+        );
+    }
+
+    #[test]
     fn a_low_order_key_is_refused() {
         let (acc_id, dial_id) = pair();
         let (mut acc, challenge) = Acceptor::start(&acc_id, [1; 32]);
         // The all-zero point makes every shared secret zero.
         let mut weak = challenge.clone();
-        weak[8 + NODE_ID_LEN + NONCE_LEN..].fill(0);
+        weak[8 + NODE_ID_LEN + NONCE_LEN..8 + NODE_ID_LEN + NONCE_LEN + EPHEMERAL_LEN].fill(0);
         assert_eq!(
             Dialer::new([2; 32], None)
                 .on_challenge(&dial_id, &weak)

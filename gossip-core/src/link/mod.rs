@@ -25,7 +25,7 @@ pub mod session;
 
 pub use close::CloseCode;
 pub use drops::LinkDrop;
-pub use handshake::{Handshake, HandshakeError, Step, is_handshake};
+pub use handshake::{Handshake, HandshakeError, Step, VersionRange, Versions, is_handshake};
 pub use pump::Outbox;
 pub use route::{DialBudget, Links, Route};
 pub use session::{Decision, Fault, Session, SessionConfig};

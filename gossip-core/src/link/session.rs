@@ -115,6 +115,7 @@ impl Fault {
     pub fn code(self) -> CloseCode {
         match self {
             Fault::Unverified | Fault::Unlinked => CloseCode::NotVerified,
+            Fault::Handshake(HandshakeError::Version { .. }) => CloseCode::Version,
             _ => CloseCode::BadFrame,
         }
     }
@@ -125,6 +126,7 @@ impl Fault {
             Fault::Handshake(HandshakeError::FrameFirst) => "frame_before_handshake",
             Fault::Handshake(HandshakeError::WrongPeer) => "handshake_wrong_peer",
             Fault::Handshake(HandshakeError::Signature) => "handshake_signature",
+            Fault::Handshake(HandshakeError::Version { .. }) => "handshake_version",
             Fault::Handshake(_) => "bad_handshake",
             Fault::Foreign(_) => "foreign_frame",
             Fault::TooManyRefusals => "unverified_refusals",

@@ -21,6 +21,10 @@ Commands, one per line on stdin:
   send MEMBER TOPIC TEXT     send TEXT to one member
   request MEMBER TOPIC TEXT  ask one member and print its answer (5 s timeout)
   respond N TEXT             answer request #N (printed when it arrived)
+  keys                       print how many cluster keys this node holds
+  key add|use|remove KEY     accept a cluster key / encrypt with it / stop accepting it
+                             (a rotation: add everywhere, then use everywhere, then remove
+                             the old key everywhere; SIGHUP re-reads --key-file instead)
   help                       print this list
   leave                      leave the cluster and exit (as Ctrl-C or SIGTERM do)
 MEMBER is a name, an id or a unique prefix of one, as `members` prints them.";
@@ -81,6 +85,7 @@ pub async fn run(gossip: &Gossip, out: Printer, inbox: &mut Inbox, line: &str) -
             Ok(())
         }
         "members" => members(gossip, out).await,
+        "key" | "keys" => crate::key::command(gossip, out, verb, rest).await,
         "meta" => match split2(rest) {
             Some((k, v)) => gossip
                 .set_metadata(k, v)

@@ -60,6 +60,7 @@ struct Args {
     #[arg(long = "join")]
     join: Vec<String>,
     /// Cluster key: 64 hex digits or base64 of 32 bytes (`gossip-node keygen` makes one).
+    /// Repeat it during a key rotation: the first encrypts, the others are also accepted.
     /// Without a key, traffic is signed but not encrypted.
     #[arg(
         long,
@@ -67,10 +68,21 @@ struct Args {
         hide_env_values = true,
         conflicts_with = "key_file"
     )]
-    key: Option<String>,
-    /// File holding the cluster key (as --key takes it).
+    key: Vec<String>,
+    /// File holding the cluster keys, one per line as --key takes them (the first encrypts, the
+    /// others are also accepted). SIGHUP re-reads it: how a key is rotated without a restart.
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// File keeping this member's identity (its secret key), so a restart comes back with the
+    /// same id: created with mode 0600 when missing, loaded afterwards. Without it every start
+    /// is a new member.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Application versions this member understands: MIN-MAX, or one number (default 0). A peer
+    /// whose range holds none of them is refused at the link handshake, and so is this member by
+    /// such a peer.
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_versions)]
+    app_versions: Option<(u16, u16)>,
     /// Metadata entry KEY=VALUE (repeatable).
     #[arg(long = "meta", value_parser = parse_meta)]
     meta: Vec<(String, String)>,
@@ -104,6 +116,20 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
 }
 
+fn parse_versions(s: &str) -> Result<(u16, u16), String> {
+    let (min, max) = s.split_once('-').unwrap_or((s, s));
+    let number = |t: &str| {
+        t.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{s:?}: expected MIN-MAX or one version, each 0 to 65535"))
+    };
+    let (min, max) = (number(min)?, number(max)?);
+    if min > max {
+        return Err(format!("{s:?}: MIN is above MAX"));
+    }
+    Ok((min, max))
+}
+
 fn main() -> std::process::ExitCode {
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
@@ -123,11 +149,11 @@ fn main() -> std::process::ExitCode {
         };
     }
     // The key's source decides what an error about it names: the flag, the variable or the file.
-    let key_source = match (&args.key, &args.key_file) {
+    let key_source = match (args.key.first(), &args.key_file) {
         (Some(k), _) if matches.value_source("key") == Some(ValueSource::EnvVariable) => {
             Some(key::Source::Env(k.clone()))
         }
-        (Some(k), _) => Some(key::Source::Flag(k.clone())),
+        (Some(_), _) => Some(key::Source::Flag(args.key.clone())),
         (None, Some(path)) => Some(key::Source::File(path.clone())),
         (None, None) => None,
     };
@@ -178,7 +204,13 @@ async fn run(
     args: Args,
     key_source: Option<key::Source>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let key = key_source.as_ref().map(key::load).transpose()?;
+    let mut keys = key_source
+        .as_ref()
+        .map(key::load)
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter();
+    let key = keys.next();
     if args.bind.is_none() && args.ws.is_none() {
         return Err("nothing to listen on: give --bind and/or --ws".into());
     }
@@ -197,6 +229,11 @@ async fn run(
     .with_name(args.name.clone());
     let mut config = GossipConfig::new(core);
     config.cluster_key = key;
+    config.accepted_keys = keys.collect();
+    config.identity_file = args.identity.clone();
+    if let Some((min, max)) = args.app_versions {
+        config = config.with_app_versions(min, max);
+    }
     config.udp = args.bind;
     config.tcp = args.bind;
     config.advertise = args.advertise;
@@ -258,6 +295,7 @@ async fn run(
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut terminate = terminate_signal()?;
+    let mut hangup = hangup_signal()?;
     // Members that joined before the watch began are reported like any later join.
     let early = watch.members.into_iter().filter(|m| m.id != gossip.id());
     for m in early.filter(|m| !m.state.is_down()) {
@@ -271,6 +309,7 @@ async fn run(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
+            _ = hangup.recv() => key::reload(&gossip, out, key_source.as_ref()).await,
             event = events.recv() => match event {
                 Ok(e) => on_event(&gossip, out, &mut names, &mut inbox, args.echo, e).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -299,8 +338,19 @@ fn terminate_signal() -> std::io::Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
 }
 
+/// SIGHUP re-reads the key file.
+#[cfg(unix)]
+fn hangup_signal() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
 #[cfg(not(unix))]
 fn terminate_signal() -> std::io::Result<NeverSignal> {
+    Ok(NeverSignal)
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> std::io::Result<NeverSignal> {
     Ok(NeverSignal)
 }
 

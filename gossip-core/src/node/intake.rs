@@ -14,6 +14,13 @@
 //! the table per identity that answers probes, and a member introduced by an honest member
 //! stays until it answers.
 
+//!
+//! Behind the `intake` feature. The browser build leaves it off: a browser member is relayed,
+//! its table is fed by its own server alone and everything it sends goes through that server, so
+//! there is no table to keep open and no target to choose; without the feature a full table
+//! refuses newcomers and target draws are uniform.
+
+#[cfg(feature = "intake")]
 use std::collections::{HashMap, VecDeque};
 
 use crate::identity::NodeId;
@@ -22,6 +29,7 @@ use crate::identity::NodeId;
 pub(super) type Voucher = Option<NodeId>;
 
 /// The unconfirmed members of the table, by voucher, oldest first.
+#[cfg(feature = "intake")]
 #[derive(Debug, Default)]
 pub(super) struct Pool {
     /// Each counted member's voucher, and whether it came in a seed's answer to this node's join
@@ -34,6 +42,7 @@ pub(super) struct Pool {
     order: HashMap<Voucher, VecDeque<NodeId>>,
 }
 
+#[cfg(feature = "intake")]
 impl Pool {
     /// Counts a member new to the table under `voucher` (`asked`: see `of`).
     pub(super) fn enter(&mut self, id: NodeId, voucher: Voucher, asked: bool) {
@@ -125,7 +134,36 @@ impl Pool {
     }
 }
 
-#[cfg(test)]
+/// Without the `intake` feature nothing is counted: a full table refuses every newcomer.
+#[cfg(not(feature = "intake"))]
+#[derive(Debug, Default)]
+pub(super) struct Pool;
+
+#[cfg(not(feature = "intake"))]
+impl Pool {
+    pub(super) fn enter(&mut self, _id: NodeId, _voucher: Voucher, _asked: bool) {}
+
+    pub(super) fn leave(&mut self, _id: &NodeId) {}
+
+    pub(super) fn is_modest(&self, _voucher: Voucher) -> bool {
+        false
+    }
+
+    /// Every member counts as likely real, so target draws are uniform.
+    pub(super) fn is_vouched(&self, _id: &NodeId) -> bool {
+        true
+    }
+
+    pub(super) fn evict(
+        &mut self,
+        _newcomer: Voucher,
+        _keep: impl Fn(&NodeId) -> bool,
+    ) -> Option<NodeId> {
+        None
+    }
+}
+
+#[cfg(all(test, feature = "intake"))]
 mod tests {
     use super::*;
 

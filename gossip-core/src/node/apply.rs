@@ -6,7 +6,7 @@ use rand_core::Rng;
 use super::Node;
 use super::backlog::Subject;
 use super::intake::{Pool, Voucher};
-use super::probe::{SOON_MAX, Suspicion};
+use super::probe::Suspicion;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::event::Event;
@@ -216,13 +216,9 @@ impl Node {
                 if self.spread.newcomers.len() < NEWCOMERS_MAX {
                     self.spread.newcomers.push(origin);
                 }
-                // Probe newcomers soon: next if a confirmed member with a modest share vouched
-                // for them, else at a random place in the current unconfirmed pass (a mint's
-                // order is the minter's to choose, so it gets no head start).
-                self.gate.pool.enter(origin, voucher, self.sync.asked);
-                if self.gate.pool.is_modest(voucher) && self.probing.soon.len() < SOON_MAX {
-                    self.probing.soon.push_back(origin);
-                } else {
+                // Probe newcomers soon: first if the intake says so, else at a random place in
+                // the current unconfirmed pass.
+                if !self.gate.pool.enter(origin, voucher) {
                     let draw = self.rng.next_u64();
                     self.probing.unconfirmed.insert(draw, origin);
                 }

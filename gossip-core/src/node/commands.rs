@@ -65,7 +65,7 @@ impl Node {
         }
         let digest = self.digest();
         let states = self.own_records();
-        self.sync.seeds_awaiting = seeds.len();
+        self.joining(seeds.len());
         for seed in seeds {
             let msg = Sync {
                 phase: sync_phase::JOIN,

@@ -1,7 +1,7 @@
 #[cfg(feature = "phi")]
 use crate::detector::PhiDetector;
 use std::collections::BTreeSet;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use super::Node;
 use super::backlog::Subject;
@@ -13,9 +13,6 @@ use crate::identity::NodeId;
 use crate::membership::State;
 use crate::message::{Ack, Dead, Nack, Ping, PingReq, Suspect};
 use crate::time::Instant;
-
-/// Vouched newcomers waiting to be probed first; more wait their turn in the lane.
-pub(super) const SOON_MAX: usize = 64;
 
 /// A round-robin pass over a shuffled list of members, reshuffled each pass.
 #[derive(Debug, Default)]
@@ -45,9 +42,6 @@ pub(super) struct Probing {
     pub(super) lane: Lane,
     /// Probe order of the others.
     pub(super) unconfirmed: Lane,
-    /// Unconfirmed members probed before the rest of their lane, oldest first: newcomers a
-    /// confirmed member with a modest share vouched for (see `intake`), at most `SOON_MAX`.
-    pub(super) soon: VecDeque<NodeId>,
     /// How many probes the unconfirmed lane is owed (see `next_probe_target`).
     pub(super) credit: u64,
     /// The probe in flight.
@@ -69,7 +63,6 @@ impl Probing {
             confirmed: HashSet::new(),
             lane: Lane::default(),
             unconfirmed: Lane::default(),
-            soon: VecDeque::new(),
             credit: 0,
             current: None,
             seq,
@@ -305,7 +298,7 @@ impl Node {
                     .get(id)
                     .is_some_and(|m| !m.state.is_down() && !m.addrs.is_empty())
         };
-        while !confirmed && let Some(id) = self.probing.soon.pop_front() {
+        while !confirmed && let Some(id) = self.gate.pool.next_soon() {
             if in_lane(self, &id) {
                 return Some(id);
             }

@@ -5,7 +5,6 @@ use super::Node;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
-use crate::membership::Member;
 use crate::message::{Message, Relay};
 use crate::time::Instant;
 use crate::transmit::Transmit;
@@ -154,40 +153,5 @@ impl Node {
         } else {
             self.send_to_addr(now, from, Some(origin), message, reliable);
         }
-    }
-
-    /// Up to `k` distinct members that pass `keep`, drawn at random. Members this node has not
-    /// heard answer, unless a confirmed member with a modest share vouched for them, weigh at
-    /// most as much as the others, as in the probe lanes: however many members a key holder
-    /// mints, at least half of every gossip, push and push-pull target draw lands on members
-    /// known to answer or vouched for by one. Without a mint the draw is uniform, as before (a
-    /// joiner's members are all vouched for by its seed).
-    pub(super) fn random_members(
-        &mut self,
-        k: usize,
-        keep: impl Fn(&Member) -> bool,
-    ) -> Vec<NodeId> {
-        let (confirmed, pool) = (&self.probing.confirmed, &self.gate.pool);
-        let (mut sure, mut unsure): (Vec<NodeId>, Vec<NodeId>) = self
-            .members
-            .values()
-            .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
-            .map(|m| m.id)
-            .partition(|id| confirmed.contains(id) || pool.is_vouched(id));
-        sure.sort_unstable();
-        unsure.sort_unstable();
-        let mut out = Vec::with_capacity(k.min(sure.len() + unsure.len()));
-        while out.len() < k && !(sure.is_empty() && unsure.is_empty()) {
-            let weight = unsure.len().min(sure.len().max(1));
-            let draw = (self.rng.next_u64() % (sure.len() + weight) as u64) as usize;
-            let id = if draw < sure.len() {
-                sure.swap_remove(draw)
-            } else {
-                let at = (self.rng.next_u64() % unsure.len() as u64) as usize;
-                unsure.swap_remove(at)
-            };
-            out.push(id);
-        }
-        out
     }
 }

@@ -4,7 +4,6 @@ use rand_core::Rng;
 
 use super::Node;
 use super::backlog::ITEM_OVERHEAD;
-use super::send::shuffle;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
@@ -21,14 +20,6 @@ pub(super) struct SyncState {
     pub(super) followups: HashMap<NodeId, u8>,
     /// Quick push-pulls still to run after a join, one probe interval apart.
     pub(super) bootstrap_syncs: u8,
-    /// Members this node opened a push-pull with, and when. Their answer comes from the address
-    /// they signed as surely as an ack to a probe does, so it confirms them (see
-    /// `Probing::confirmed`): a joiner must not treat its seed's records as a stranger's.
-    pub(super) awaiting: HashMap<NodeId, Instant>,
-    /// Seeds asked to let this node join that have not answered (their ids are not known).
-    pub(super) seeds_awaiting: usize,
-    /// Whether the records being applied are a seed's answer to our join (see `intake`).
-    pub(super) asked: bool,
 }
 
 /// Follow-up push-pull rounds when an answer was cut by the byte budget.
@@ -55,18 +46,7 @@ impl Node {
     /// The records a peer with `digest` lacks, cut to the sync budget.
     pub(super) fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
         let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
-        // Members this node heard answer (and itself) first: when the budget cuts the answer,
-        // a peer joining a cluster full of minted members still learns the real ones first.
-        let (me, confirmed) = (self.id, &self.probing.confirmed);
-        let (mut ids, mut rest): (Vec<NodeId>, Vec<NodeId>) = self
-            .members
-            .keys()
-            .partition(|id| **id == me || confirmed.contains(*id));
-        ids.sort_unstable();
-        rest.sort_unstable();
-        shuffle(&mut self.rng, &mut ids);
-        shuffle(&mut self.rng, &mut rest);
-        ids.append(&mut rest);
+        let ids = self.delta_order();
         let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
         let budget = self.config.max_sync_bytes;
         for id in ids {
@@ -109,16 +89,8 @@ impl Node {
         let dead = self.random_members(1, |m| m.state == State::Dead);
         let buried = dead.is_empty();
         peers.extend(dead);
-        // An answer later than this is not waited for (the map stays as small as our opens).
-        let patience = 2 * self
-            .config
-            .push_pull_interval_ms
-            .max(self.config.probe_interval_ms);
-        self.sync
-            .awaiting
-            .retain(|_, at| now.micros_since(*at) / 1_000 < patience);
         for peer in peers {
-            self.sync.awaiting.insert(peer, now);
+            self.opened_sync(now, peer);
             let msg = Sync {
                 phase: sync_phase::OPEN,
                 digest: self.digest(),
@@ -144,34 +116,9 @@ impl Node {
     }
 
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
-        let answer = sync.phase == sync_phase::ANSWER;
-        let opened = answer && self.sync.awaiting.remove(&origin).is_some();
-        let seed = answer && !opened && self.sync.seeds_awaiting > 0;
-        if seed {
-            self.sync.seeds_awaiting -= 1;
-        }
-        let answered = opened || seed;
-        let mut states = sync.states;
-        if answered {
-            // Its own records first, so it is a member when it vouches for the rest.
-            let (own, rest): (Vec<SignedPacket>, Vec<SignedPacket>) =
-                states.into_iter().partition(|r| r.origin() == origin);
-            self.apply_states(now, own);
-            if self
-                .members
-                .get(&origin)
-                .is_some_and(|m| !m.state.is_down())
-            {
-                self.probing.confirmed.insert(origin);
-                self.gate.pool.leave(&origin);
-            }
-            states = rest;
-        }
-        // Only a seed's answer to our join: later answers also carry whatever minted members
-        // their senders hold, and must not make those look vouched for.
-        self.sync.asked = seed;
+        let states = self.take_answer(now, origin, sync.phase, sync.states);
         let learned_from_peer = self.apply_states(now, states);
-        self.sync.asked = false;
+        self.answer_applied();
         match sync.phase {
             sync_phase::OPEN | sync_phase::JOIN => {
                 let (states, _) = self.delta(&sync.digest);
@@ -197,7 +144,7 @@ impl Node {
                 let rounds = self.sync.followups.entry(origin).or_insert(0);
                 if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
                     *rounds += 1;
-                    self.sync.awaiting.insert(origin, now);
+                    self.opened_sync(now, origin);
                     let again = Sync {
                         phase: sync_phase::OPEN,
                         digest: self.digest(),
@@ -213,7 +160,7 @@ impl Node {
     }
 
     /// Applies the records of a push-pull; whether any was news.
-    fn apply_states(&mut self, now: Instant, states: Vec<SignedPacket>) -> bool {
+    pub(super) fn apply_states(&mut self, now: Instant, states: Vec<SignedPacket>) -> bool {
         let mut learned = false;
         for state in states {
             // A record we hold byte for byte was verified when it arrived: checking its

@@ -235,8 +235,18 @@ impl Gossip {
         .await?
     }
 
+    /// The job queue, held weakly (a state watch closes itself through it when dropped).
+    pub(crate) fn weak_jobs(&self) -> mpsc::WeakSender<Job> {
+        self.inner.jobs.downgrade()
+    }
+
+    /// The event channel (a state watch subscribes inside the driver, with no gap).
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<Event> {
+        self.inner.events.clone()
+    }
+
     /// Runs `f` on the driver and returns its result.
-    async fn with_driver<T: Send + 'static>(
+    pub(crate) async fn with_driver<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Driver) -> T + Send + 'static,
     ) -> Result<T, GossipError> {

@@ -45,6 +45,7 @@ mod handle;
 mod metrics_export;
 mod seeds;
 mod shared;
+mod state;
 mod status;
 mod stream;
 mod tcp;
@@ -55,6 +56,7 @@ pub use admission::{Admission, AdmissionRequest};
 pub use config::{DriverLimits, GossipConfig};
 pub use error::{GossipError, JoinError, SeedAttempt, SeedProblem, StartError};
 pub use handle::{Gossip, Watch};
+pub use state::{StateChange, StateWatch};
 pub use status::{Counters, MemberStatus, Status};
 pub use stream::GossipStream;
 

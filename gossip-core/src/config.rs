@@ -64,6 +64,9 @@ pub struct Config {
     pub max_new_members_per_sender: usize,
     /// The window of `max_new_members_per_sender`, in ms.
     pub intake_window_ms: u64,
+    /// The replicated state's sizes and timers.
+    #[cfg(feature = "state")]
+    pub state: crate::state::StateConfig,
 }
 
 impl Config {
@@ -94,6 +97,8 @@ impl Config {
             max_new_members_per_frame: 256,
             max_new_members_per_sender: 512,
             intake_window_ms: 10_000,
+            #[cfg(feature = "state")]
+            state: crate::state::StateConfig::default(),
         }
     }
 

@@ -71,6 +71,16 @@ pub enum DropReason {
     Unexpected,
     /// A bounded protocol queue was full.
     QueueFull,
+    // ----- replicated state -----
+    /// A state entry of a member that is not known or not live here.
+    #[cfg(feature = "state")]
+    StateUnknownOwner,
+    /// A state entry beyond a size limit (`StateConfig`).
+    #[cfg(feature = "state")]
+    StateLimit,
+    /// A state batch whose entries are not its owner's or lie outside the range it claims.
+    #[cfg(feature = "state")]
+    StateForged,
 }
 
 impl DropReason {
@@ -104,6 +114,12 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::Forbidden => "forbidden",
             DropReason::RateLimited => "rate_limited",
+            #[cfg(feature = "state")]
+            DropReason::StateUnknownOwner => "state_unknown_owner",
+            #[cfg(feature = "state")]
+            DropReason::StateLimit => "state_limit",
+            #[cfg(feature = "state")]
+            DropReason::StateForged => "state_forged",
         }
     }
 

@@ -101,4 +101,23 @@ pub enum Event {
     /// accepted, data can be read, the window reopened, or it closed. Never
     /// [`StreamOutput::Send`]: the node sends those itself.
     Stream(StreamOutput),
+    /// A watched key of some member's replicated state changed (`Node::state_watch`).
+    #[cfg(feature = "state")]
+    StateChanged {
+        /// The member whose map it is.
+        owner: NodeId,
+        /// The key.
+        key: String,
+        /// The owner's version at the write.
+        version: u64,
+        /// The new value, or `None` when the key was deleted.
+        value: Option<Vec<u8>>,
+    },
+    /// A member's whole map was dropped: it died, left, or restarted (a new life starts empty).
+    /// Sent while any watch is open, once per map, instead of one event per key.
+    #[cfg(feature = "state")]
+    StateCleared {
+        /// The member.
+        owner: NodeId,
+    },
 }

@@ -23,6 +23,8 @@ mod push_tree;
 pub mod replay;
 pub mod requests;
 mod shell;
+#[cfg(feature = "state")]
+pub mod state;
 pub mod streams;
 pub mod time;
 pub mod transmit;

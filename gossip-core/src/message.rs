@@ -13,6 +13,8 @@ use crate::overlay::messages::{
     Disconnect, EagerPush, ForwardJoin, Graft, Heartbeat, IHave, Neighbor, NeighborReply,
     OverlayJoin, Prune, Shuffle, ShuffleReply,
 };
+#[cfg(feature = "state")]
+use crate::state::messages::{StateEntry, StateSync};
 use crate::streams::{StreamAccept, StreamClose, StreamCredit, StreamData, StreamOpen};
 use crate::wire::SignedPacket;
 
@@ -200,7 +202,7 @@ pub struct Response {
 macro_rules! messages {
     ($(
         $(#[$gdoc:meta])* $group:ident($genum:ident) {
-            $($(#[$doc:meta])* $variant:ident($ty:ident) = $code:literal,)*
+            $($(#[$doc:meta])* $(@cfg($vcfg:meta))? $variant:ident($ty:ident) = $code:literal,)*
         }
     )*) => {
         /// Every message kind, nested by the part of the engine that owns it. Each kind keeps its
@@ -215,7 +217,7 @@ macro_rules! messages {
             $(#[$gdoc])*
             #[derive(Debug, Clone, PartialEq, Eq)]
             pub enum $genum {
-                $($(#[$doc])* $variant($ty),)*
+                $($(#[$doc])* $(#[cfg($vcfg)])? $variant($ty),)*
             }
 
             impl From<$genum> for Message {
@@ -223,10 +225,12 @@ macro_rules! messages {
             }
 
             $(
+                $(#[cfg($vcfg)])?
                 impl From<$ty> for $genum {
                     fn from(m: $ty) -> Self { $genum::$variant(m) }
                 }
 
+                $(#[cfg($vcfg)])?
                 impl From<$ty> for Message {
                     fn from(m: $ty) -> Self { Message::$group($genum::$variant(m)) }
                 }
@@ -236,14 +240,18 @@ macro_rules! messages {
         impl Message {
             /// The kind's one-byte wire code.
             pub fn kind(&self) -> u8 {
-                match self { $($(Message::$group($genum::$variant(_)) => $code,)*)* }
+                match self { $($($(#[cfg($vcfg)])? Message::$group($genum::$variant(_)) => $code,)*)* }
             }
 
             /// Whether `kind` names a message this node understands.
-            // Codes are listed, not ranged: retired codes leave holes that must stay unknown.
-            #[allow(clippy::manual_range_patterns)]
+            // Codes are listed, not ranged: retired codes leave holes that must stay unknown, and
+            // a kind whose feature is off is unknown too.
+            #[allow(clippy::match_like_matches_macro)]
             pub fn is_known_kind(kind: u8) -> bool {
-                matches!(kind, $($($code)|*)|*)
+                match kind {
+                    $($($(#[cfg($vcfg)])? $code => true,)*)*
+                    _ => false,
+                }
             }
 
             pub(crate) fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), rmp_serde::encode::Error> {
@@ -252,7 +260,7 @@ macro_rules! messages {
                     let why = "overlay messages need the overlay feature";
                     return Err(rmp_serde::encode::Error::Syntax(why.into()));
                 }
-                match self { $($(Message::$group($genum::$variant(m)) => rmp_serde::encode::write(out, m),)*)* }
+                match self { $($($(#[cfg($vcfg)])? Message::$group($genum::$variant(m)) => rmp_serde::encode::write(out, m),)*)* }
             }
 
             pub(crate) fn read_payload(kind: u8, payload: &[u8]) -> Result<Self, WireError> {
@@ -263,7 +271,7 @@ macro_rules! messages {
                     return Err(Incompatible::Kind(kind).into());
                 }
                 match kind {
-                    $($($code => decode::<$ty>(payload).map(|m| Message::$group($genum::$variant(m))),)*)*
+                    $($($(#[cfg($vcfg)])? $code => decode::<$ty>(payload).map(|m| Message::$group($genum::$variant(m))),)*)*
                     other => Err(Incompatible::Kind(other).into()),
                 }
             }
@@ -288,6 +296,8 @@ messages! {
         Sync(Sync) = 12,
         /// Frame to forward to a relayed member.
         Relay(Relay) = 14,
+        /// Replicated-state anti-entropy (`state` feature).
+        @cfg(feature = "state") StateSync(StateSync) = 35,
     }
     /// Signed records that change what members know; the only kinds that ride as gossip items.
     Update(UpdateMessage) {
@@ -303,6 +313,8 @@ messages! {
         Broadcast(Broadcast) = 10,
         /// Member metadata.
         Metadata(Metadata) = 13,
+        /// One key of a member's replicated state (`state` feature).
+        @cfg(feature = "state") State(StateEntry) = 34,
     }
     /// The application's messages between two members.
     Application(ApplicationMessage) {
@@ -392,11 +404,15 @@ impl Message {
                     check("sync.states", m.states.len())
                 }
                 M::Nack(_) | M::Relay(_) => Ok(()),
+                #[cfg(feature = "state")]
+                M::StateSync(m) => m.validate(limits),
             },
             Message::Update(u) => match u {
                 U::Alive(m) => check("alive.addrs", m.addrs.len()),
                 U::Metadata(m) => check("metadata.entries", m.entries.len()),
                 U::Suspect(_) | U::Dead(_) | U::Leave(_) | U::Broadcast(_) => Ok(()),
+                #[cfg(feature = "state")]
+                U::State(_) => Ok(()),
             },
             Message::Application(_) | Message::Stream(_) => Ok(()),
             Message::Overlay(o) => match o {

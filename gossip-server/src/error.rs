@@ -37,6 +37,9 @@ pub enum GossipError {
     /// The engine refused the command; nothing was sent.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The replicated state refused the write (a size limit, ...); nothing was sent.
+    #[error(transparent)]
+    State(#[from] gossip_core::state::StateError),
     /// The request got no answer.
     #[error("request to {to} failed: {reason:?}")]
     RequestFailed {

@@ -235,6 +235,16 @@ impl Gossip {
         .await?
     }
 
+    /// The job queue, held weakly (a state watch closes itself through it when dropped).
+    pub(crate) fn weak_jobs(&self) -> mpsc::WeakSender<Job> {
+        self.inner.jobs.downgrade()
+    }
+
+    /// The event channel (a state watch subscribes inside the driver, with no gap).
+    pub(crate) fn event_sender(&self) -> broadcast::Sender<Event> {
+        self.inner.events.clone()
+    }
+
     /// Runs `f` on the driver and returns its result.
     pub(crate) async fn with_driver<T: Send + 'static>(
         &self,

@@ -48,6 +48,7 @@ mod metrics_export;
 mod quorum;
 mod seeds;
 mod shared;
+mod state;
 mod status;
 mod stream;
 mod tcp;
@@ -59,6 +60,7 @@ pub use config::{DriverLimits, GossipConfig};
 pub use error::{GossipError, JoinError, SeedAttempt, SeedProblem, StartError};
 pub use handle::{Gossip, Watch};
 pub use identity_file::IdentityFileError;
+pub use state::{StateChange, StateWatch};
 pub use status::{Counters, MemberStatus, Status};
 pub use stream::GossipStream;
 

@@ -23,6 +23,7 @@ use rand_core::{Rng, SeedableRng};
 
 mod clock;
 pub use clock::VirtualTime;
+mod state;
 
 /// The simulated wall clock at virtual time zero (2023-11-14T22:13:20Z).
 pub const EPOCH_MS: u64 = 1_700_000_000_000;

@@ -7,6 +7,7 @@ mod observe;
 mod overlay_join;
 mod report;
 mod scenario;
+mod state_scenario;
 
 use std::process::ExitCode;
 use std::time::Instant as WallClock;

@@ -37,6 +37,9 @@ pub enum Scenario {
     /// earlier nodes; converged = every active view within its target, symmetric, connected,
     /// and two broadcasts reach every node.
     OverlayJoin,
+    /// Replicated state: node 0 writes 1,000 keys; time and bytes until one changed key is
+    /// everywhere, and until 100 deletes' tombstones are collected (see `state_scenario.rs`).
+    State,
 }
 
 impl Scenario {
@@ -50,6 +53,7 @@ impl Scenario {
             Scenario::Partition => "partition",
             Scenario::Churn => "churn",
             Scenario::OverlayJoin => "overlay-join",
+            Scenario::State => "state",
         }
     }
 
@@ -83,6 +87,11 @@ impl Scenario {
             Scenario::Partition => partition(&mut fresh(), &mut log),
             Scenario::Churn => churn(&mut fresh(), &mut log, duration_s * 1_000),
             Scenario::OverlayJoin => crate::overlay_join::run(nodes, seed, net),
+            Scenario::State => {
+                let mut sim = fresh();
+                let join_ms = setup(&mut sim, &mut log);
+                crate::state_scenario::run(&mut sim, &mut log, join_ms)
+            }
         }
     }
 }

@@ -80,6 +80,10 @@ impl Admitted {
             UpdateMessage::Suspect(_) | UpdateMessage::Dead(_) => false,
             UpdateMessage::Broadcast(b) => grant.allows_topic(&b.topic),
             UpdateMessage::Leave(_) | UpdateMessage::Metadata(_) => true,
+            // Admitted members write no replicated state (the browser build has none); they may
+            // read it by sync, as they read metadata.
+            #[cfg(feature = "state")]
+            UpdateMessage::State(_) => false,
         };
         allowed.then_some(()).ok_or(DropReason::Forbidden)
     }

@@ -130,6 +130,10 @@ impl Node {
             UpdateMessage::Dead(d) => Subject::Member(d.node),
             UpdateMessage::Metadata(_) => Subject::Metadata(origin),
             UpdateMessage::Broadcast(_) => Subject::Broadcast(origin, packet.id().to_u64()),
+            #[cfg(feature = "state")]
+            UpdateMessage::State(e) => {
+                Subject::State(origin, crate::state::store::key_subject(&e.key))
+            }
         };
         let applied = self.apply(now, origin, update, &packet);
         match applied {
@@ -154,6 +158,8 @@ impl Node {
             UpdateMessage::Dead(d) => self.apply_dead(now, d, packet),
             UpdateMessage::Leave(l) => self.apply_leave(now, origin, l, packet),
             UpdateMessage::Metadata(m) => self.apply_metadata(origin, m, packet),
+            #[cfg(feature = "state")]
+            UpdateMessage::State(e) => self.apply_state(now, origin, e, packet),
             UpdateMessage::Broadcast(b) => {
                 if origin != self.id {
                     self.shell.push_event(Event::Broadcast {

@@ -16,6 +16,9 @@ pub(super) enum Subject {
     Member(NodeId),
     Metadata(NodeId),
     Broadcast(NodeId, u64),
+    /// A key of a member's replicated state (by the key's hash).
+    #[cfg(feature = "state")]
+    State(NodeId, u64),
 }
 
 #[derive(Debug, Clone)]

@@ -14,11 +14,15 @@ mod intake;
 mod probe;
 mod send;
 mod spread;
+#[cfg(feature = "state")]
+mod state;
 mod sync;
 mod timers;
 
 pub use self::commands::CommandError;
 pub use self::facades::{NodeGroups, NodeStreams};
+#[cfg(feature = "state")]
+pub use self::state::StateStats;
 pub use crate::shell::Stats;
 pub use crate::transmit::Transmit;
 
@@ -82,6 +86,9 @@ pub struct Node {
     streams: Streams,
     timers: TimerTable,
     left: bool,
+    /// Replicated per-member state (`state.rs`).
+    #[cfg(feature = "state")]
+    state: crate::state::store::Store,
 }
 
 impl Node {
@@ -155,6 +162,14 @@ impl Node {
             streams: Streams::new(StreamLimits::default()),
             timers,
             left: false,
+            // Its life is its first incarnation: a restart starts a new, empty map.
+            #[cfg(feature = "state")]
+            state: crate::state::store::Store::new(
+                config.state,
+                id,
+                wall_ms,
+                now.plus_millis(config.state.sync_interval_ms.max(1)),
+            ),
             rng,
             config,
         }
@@ -239,6 +254,8 @@ impl Node {
             self.requests.next_deadline(),
             self.hub.next_deadline(),
             self.streams.next_deadline(),
+            #[cfg(feature = "state")]
+            Some(self.state_deadline()),
         ];
         (!self.left).then(|| deadlines.into_iter().flatten().min())?
     }
@@ -324,6 +341,8 @@ impl Node {
         if now >= self.hub.next_delivery {
             self.deliver_hub(now);
         }
+        #[cfg(feature = "state")]
+        self.state_tick(now);
         self.flush(now);
     }
 
@@ -372,6 +391,8 @@ impl Node {
             MembershipMessage::Gossip(g) => self.receive_items(now, g.items),
             MembershipMessage::Sync(sync) => self.on_sync(now, origin, from, sync),
             MembershipMessage::Relay(relay) => self.on_relay(now, origin, relay),
+            #[cfg(feature = "state")]
+            MembershipMessage::StateSync(sync) => self.on_state_sync(now, origin, from, sync),
         }
     }
 

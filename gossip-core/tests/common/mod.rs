@@ -283,7 +283,47 @@ pub fn all_kinds() -> Vec<(&'static str, Message)> {
         ),
     ];
     kinds.extend(overlay_kinds());
+    kinds.extend(state_kinds());
     kinds
+}
+
+/// The replicated state's kinds (34-35), after the overlay's so earlier golden ids stay put.
+pub fn state_kinds() -> Vec<(&'static str, Message)> {
+    use gossip_core::state::messages::{StateBatch, StateDigest, StateEntry, StateSync};
+    let owner = identity(2).id();
+    vec![
+        (
+            "state_entry",
+            StateEntry {
+                life: 1_700_000_000_000,
+                version: 7,
+                key: "svc/orders".into(),
+                value: Some(b"10.0.0.7:8080".to_vec().into()),
+            }
+            .into(),
+        ),
+        (
+            "state_sync",
+            StateSync {
+                phase: 2,
+                digest: vec![StateDigest {
+                    owner,
+                    life: 1_700_000_000_000,
+                    version: 7,
+                    hash: Some(0x0123_4567_89ab_cdef),
+                }],
+                batches: vec![StateBatch {
+                    owner,
+                    life: 1_700_000_000_000,
+                    from: 5,
+                    through: 7,
+                    flags: 2,
+                    entries: vec![nested(2, 1)],
+                }],
+            }
+            .into(),
+        ),
+    ]
 }
 
 /// The overlay's kinds (22-33), appended after the older ones so their golden ids stay put.

@@ -287,7 +287,11 @@ impl Node {
         {
             return None;
         }
-        let voucher = sender.filter(|s| self.probing.confirmed.contains(s));
+        // A member that answered us, or one that such a member vouched for modestly (at a
+        // joiner, the members its seed taught it): in a join storm most news of newcomers comes
+        // from members not yet probed, and counting all of it as nobody's would hold it back.
+        let voucher =
+            sender.filter(|s| self.probing.confirmed.contains(s) || self.gate.pool.is_vouched(s));
         if self.members.len() >= self.config.max_members {
             let (me, leaves) = (self.id, &self.hub.leaves);
             let victim = self

@@ -186,6 +186,10 @@ impl Pool {
         None
     }
 
+    pub(super) fn is_vouched(&self, _id: &NodeId) -> bool {
+        false
+    }
+
     pub(super) fn leave(&mut self, _id: &NodeId) {}
 
     pub(super) fn evict(

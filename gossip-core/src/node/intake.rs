@@ -222,6 +222,11 @@ impl Node {
             .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
             .map(|m| m.id)
             .partition(|id| confirmed.contains(id) || pool.is_vouched(id));
+        if unsure.len() <= sure.len().max(1) {
+            // The weight does not bind: the uniform draw, exactly as without the intake.
+            sure.append(&mut unsure);
+            return uniform(&mut self.rng, sure, k);
+        }
         sure.sort_unstable();
         unsure.sort_unstable();
         let mut out = Vec::with_capacity(k.min(sure.len() + unsure.len()));
@@ -328,22 +333,13 @@ impl Node {
         k: usize,
         keep: impl Fn(&crate::membership::Member) -> bool,
     ) -> Vec<NodeId> {
-        use rand_core::Rng;
-        let mut ids: Vec<NodeId> = self
+        let ids: Vec<NodeId> = self
             .members
             .values()
             .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
             .map(|m| m.id)
             .collect();
-        ids.sort_unstable();
-        // Partial Fisher-Yates: k draws, not a full shuffle.
-        let k = k.min(ids.len());
-        for i in 0..k {
-            let j = i + (self.rng.next_u64() as usize) % (ids.len() - i);
-            ids.swap(i, j);
-        }
-        ids.truncate(k);
-        ids
+        uniform(&mut self.rng, ids, k)
     }
 
     pub(super) fn opened_sync(&mut self, _now: Instant, _peer: NodeId) {}
@@ -368,6 +364,20 @@ impl Node {
         super::send::shuffle(&mut self.rng, &mut ids);
         ids
     }
+}
+
+/// `k` of `ids` drawn uniformly (partial Fisher-Yates over the sorted ids: k draws, not a full
+/// shuffle).
+fn uniform(rng: &mut rand_chacha::ChaCha20Rng, mut ids: Vec<NodeId>, k: usize) -> Vec<NodeId> {
+    use rand_core::Rng;
+    ids.sort_unstable();
+    let k = k.min(ids.len());
+    for i in 0..k {
+        let j = i + (rng.next_u64() as usize) % (ids.len() - i);
+        ids.swap(i, j);
+    }
+    ids.truncate(k);
+    ids
 }
 
 #[cfg(all(test, feature = "intake"))]

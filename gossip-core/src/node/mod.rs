@@ -10,7 +10,6 @@ mod backlog;
 mod commands;
 mod facades;
 mod hub;
-mod intake;
 mod probe;
 mod send;
 mod spread;

@@ -298,11 +298,6 @@ impl Node {
                     .get(id)
                     .is_some_and(|m| !m.state.is_down() && !m.addrs.is_empty())
         };
-        while !confirmed && let Some(id) = self.gate.pool.next_soon() {
-            if in_lane(self, &id) {
-                return Some(id);
-            }
-        }
         for _ in 0..2 {
             loop {
                 let lane = self.lane_mut(confirmed);
@@ -395,7 +390,6 @@ impl Node {
                 m.rtt_micros = Some(now.micros_since(sent));
                 if !m.state.is_down() {
                     self.probing.confirmed.insert(target);
-                    self.gate.pool.leave(&target);
                 }
             }
             return;

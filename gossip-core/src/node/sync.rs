@@ -4,6 +4,7 @@ use rand_core::Rng;
 
 use super::Node;
 use super::backlog::ITEM_OVERHEAD;
+use super::send::shuffle;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
@@ -46,7 +47,9 @@ impl Node {
     /// The records a peer with `digest` lacks, cut to the sync budget.
     pub(super) fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
         let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
-        let ids = self.delta_order();
+        let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
+        ids.sort_unstable();
+        shuffle(&mut self.rng, &mut ids);
         let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
         let budget = self.config.max_sync_bytes;
         for id in ids {
@@ -90,7 +93,6 @@ impl Node {
         let buried = dead.is_empty();
         peers.extend(dead);
         for peer in peers {
-            self.opened_sync(now, peer);
             let msg = Sync {
                 phase: sync_phase::OPEN,
                 digest: self.digest(),
@@ -116,9 +118,21 @@ impl Node {
     }
 
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
-        let states = self.take_answer(now, origin, sync.phase, sync.states);
-        let learned_from_peer = self.apply_states(now, states);
-        self.answer_applied();
+        let mut learned_from_peer = false;
+        for state in sync.states {
+            // A record we hold byte for byte was verified when it arrived: checking its
+            // signature again is the most common wasted verification in a join storm.
+            if self.holds(&state) {
+                continue;
+            }
+            match self.shell.codec.verify(&state) {
+                Ok(Message::Update(update)) => {
+                    learned_from_peer |= self.apply_and_spread(now, state.origin(), update, state);
+                }
+                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
+                Err(e) => self.shell.drop_counted(&e),
+            }
+        }
         match sync.phase {
             sync_phase::OPEN | sync_phase::JOIN => {
                 let (states, _) = self.delta(&sync.digest);
@@ -144,7 +158,6 @@ impl Node {
                 let rounds = self.sync.followups.entry(origin).or_insert(0);
                 if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
                     *rounds += 1;
-                    self.opened_sync(now, origin);
                     let again = Sync {
                         phase: sync_phase::OPEN,
                         digest: self.digest(),
@@ -157,26 +170,6 @@ impl Node {
             }
             _ => {}
         }
-    }
-
-    /// Applies the records of a push-pull; whether any was news.
-    pub(super) fn apply_states(&mut self, now: Instant, states: Vec<SignedPacket>) -> bool {
-        let mut learned = false;
-        for state in states {
-            // A record we hold byte for byte was verified when it arrived: checking its
-            // signature again is the most common wasted verification in a join storm.
-            if self.holds(&state) {
-                continue;
-            }
-            match self.shell.codec.verify(&state) {
-                Ok(Message::Update(update)) => {
-                    learned |= self.apply_and_spread(now, state.origin(), update, state);
-                }
-                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
-                Err(e) => self.shell.drop_counted(&e),
-            }
-        }
-        learned
     }
 
     /// Whether `record` is the alive record or the metadata this node holds for its origin.

@@ -147,6 +147,20 @@ fn wait_alive(node: &mut Node, id: &str) {
 }
 
 /// Waits for a line with `event` about `id`.
+/// The child's stderr, line by line, read on a thread of its own.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn expect(node: &Node, event: &str, id: &str, timeout: Duration) {
     node.wait(&format!("{event} event for {id}"), timeout, |v| {
         v["event"] == event && v["id"] == id
@@ -345,15 +359,7 @@ fn a_join_with_another_cluster_key_says_so() {
     let seed = spawn("cli-seed", None);
     let other = "ff".repeat(32);
     let mut node = spawn_with("cli-lost", Some(&seed.seed), Some(&other), Stdio::piped());
-    let stderr = node.child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stderr_lines(&mut node.child);
     // `joined` gives up after 10 s; the warning follows at once.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut said = Vec::new();
@@ -555,15 +561,7 @@ fn a_join_outside_the_seeds_app_versions_says_so_and_bad_ranges_are_refused() {
         Stdio::piped(),
         &["--app-versions", "5"],
     );
-    let stderr = node.child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stderr_lines(&mut node.child);
     // `joined` gives up after 10 s; the warning follows at once.
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut said = Vec::new();

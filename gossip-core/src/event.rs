@@ -120,4 +120,13 @@ pub enum Event {
         /// The member.
         owner: NodeId,
     },
+    /// The owners of some keys of an ownership watch changed (`Node::ownership_watch`): one
+    /// event per watch and membership change, listing every key that moved.
+    #[cfg(feature = "ownership")]
+    OwnershipChanged {
+        /// The watch.
+        watch: crate::ownership::WatchId,
+        /// The keys that moved, with their old and new owners.
+        changes: Vec<crate::ownership::OwnershipChange>,
+    },
 }

@@ -19,6 +19,8 @@ pub mod message;
 mod msgpack;
 pub mod node;
 pub mod overlay;
+#[cfg(feature = "ownership")]
+pub mod ownership;
 mod push_tree;
 pub mod replay;
 pub mod requests;

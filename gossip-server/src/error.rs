@@ -40,6 +40,9 @@ pub enum GossipError {
     /// The replicated state refused the write (a size limit, ...); nothing was sent.
     #[error(transparent)]
     State(#[from] gossip_core::state::StateError),
+    /// An ownership query or watch was refused (unknown group, a watch bound).
+    #[error(transparent)]
+    Ownership(#[from] gossip_core::ownership::OwnershipError),
     /// The request got no answer.
     #[error("request to {to} failed: {reason:?}")]
     RequestFailed {

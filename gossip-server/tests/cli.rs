@@ -258,6 +258,32 @@ fn members_are_addressed_by_name_or_id_prefix_and_requests_answered_by_number() 
         err["error"].as_str().unwrap().contains("\"nobody\""),
         "{err}"
     );
+
+    // Both members name the same owners of a key, and both of them for two owners.
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    a.say("owners 2 orders/1");
+    let on_a = a.wait("owners", T, |v| v["event"] == "owners");
+    b.say("owners 2 orders/1");
+    let on_b = b.wait("owners", T, |v| v["event"] == "owners");
+    assert_eq!(ids(&on_a), ids(&on_b), "{on_a} {on_b}");
+    let mut both = ids(&on_a);
+    both.sort();
+    let mut want = vec![a.id.clone(), b.id.clone()];
+    want.sort();
+    assert_eq!(both, want, "{on_a}");
+    b.say("owner orders/1");
+    let one = b.wait("owner", T, |v| v["event"] == "owners");
+    assert_eq!(ids(&one), ids(&on_a)[..1], "{one}");
+    a.say("owners x orders/1");
+    let err = a.wait("usage error", T, |v| v["event"] == "error");
+    assert!(err["error"].as_str().unwrap().contains("owners N KEY"), "{err}");
 }
 
 #[test]

@@ -542,6 +542,8 @@ impl Node {
             Some(m) if !m.state.is_down() => self.groups.member_changed(id, Some(&m.metadata)),
             _ => self.groups.member_changed(id, None),
         };
+        #[cfg(feature = "ownership")]
+        self.ownership_member_changed(id, &events);
         events
             .into_iter()
             .for_each(|e| self.shell.push_event(Event::Group(e)));

@@ -142,8 +142,10 @@ impl NodeGroups<'_> {
         Ok(id)
     }
 
-    /// Forgets a group.
+    /// Forgets a group (and closes the ownership watches scoped to it).
     pub fn remove(&mut self, group: GroupId) -> bool {
+        #[cfg(feature = "ownership")]
+        self.node.ownership_group_removed(group);
         self.node.groups.remove(group)
     }
 

@@ -10,6 +10,8 @@ mod backlog;
 mod commands;
 mod facades;
 mod hub;
+#[cfg(feature = "ownership")]
+mod ownership;
 mod probe;
 mod send;
 mod spread;
@@ -88,6 +90,9 @@ pub struct Node {
     /// Replicated per-member state (`state.rs`).
     #[cfg(feature = "state")]
     state: crate::state::store::Store,
+    /// Key ownership's candidates and watches (`ownership.rs`).
+    #[cfg(feature = "ownership")]
+    ownership: self::ownership::Ownership,
 }
 
 impl Node {
@@ -169,6 +174,8 @@ impl Node {
                 wall_ms,
                 now.plus_millis(config.state.sync_interval_ms.max(1)),
             ),
+            #[cfg(feature = "ownership")]
+            ownership: self::ownership::Ownership::new(id),
             rng,
             config,
         }

@@ -21,6 +21,9 @@ Commands, one per line on stdin:
   send MEMBER TOPIC TEXT     send TEXT to one member
   request MEMBER TOPIC TEXT  ask one member and print its answer (5 s timeout)
   respond N TEXT             answer request #N (printed when it arrived)
+  owner KEY                  print the member that owns KEY (rendezvous hashing over the
+                             live members, the same answer on every member with this view)
+  owners N KEY               print the N owners of KEY, best first
   keys                       print how many cluster keys this node holds
   key add|use|remove KEY     accept a cluster key / encrypt with it / stop accepting it
                              (a rotation: add everywhere, then use everywhere, then remove
@@ -86,6 +89,12 @@ pub async fn run(gossip: &Gossip, out: Printer, inbox: &mut Inbox, line: &str) -
         }
         "members" => members(gossip, out).await,
         "key" | "keys" => crate::key::command(gossip, out, verb, rest).await,
+        "owner" if !rest.is_empty() => owners(gossip, out, 1, rest).await,
+        "owners" => match split2(rest).map(|(n, key)| (n.parse::<usize>(), key)) {
+            Some((Ok(n), key)) if n > 0 && !key.is_empty() => owners(gossip, out, n, key).await,
+            _ => Err("usage: owners N KEY (N at least 1)".into()),
+        },
+        "owner" => Err("usage: owner KEY".into()),
         "meta" => match split2(rest) {
             Some((k, v)) => gossip
                 .set_metadata(k, v)
@@ -215,6 +224,38 @@ async fn members(gossip: &Gossip, out: Printer) -> Result<(), String> {
             ),
         );
     }
+    Ok(())
+}
+
+/// Prints the `n` owners of `key` (its UTF-8 bytes), best first, with their names.
+async fn owners(gossip: &Gossip, out: Printer, n: usize, key: &str) -> Result<(), String> {
+    let owners = gossip.owners(key, n).await.map_err(|e| e.to_string())?;
+    let status = gossip.status().await.map_err(|e| e.to_string())?;
+    let named: Vec<(String, String, String)> = owners
+        .iter()
+        .map(|id| {
+            let full = id.to_string();
+            let name = status
+                .members
+                .iter()
+                .find(|m| m.id == full)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            (full, id.short(), name)
+        })
+        .collect();
+    let list: Vec<serde_json::Value> = named
+        .iter()
+        .map(|(id, short, name)| json!({"id": id, "short": short, "name": name}))
+        .collect();
+    let text: Vec<String> = named
+        .iter()
+        .map(|(_, short, name)| format!("{} ({short})", clean(name)))
+        .collect();
+    out.line(
+        json!({"event": "owners", "key": key, "owners": list}),
+        format!("owners of {}: {}", clean(key), text.join(", ")),
+    );
     Ok(())
 }
 

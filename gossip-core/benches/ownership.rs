@@ -50,7 +50,10 @@ fn moved(a: &Placement, b: &Placement, keys: &[Vec<u8>]) -> (f64, f64) {
         one += usize::from(x[0] != y[0]);
         three += usize::from(x != y);
     }
-    (one as f64 / keys.len() as f64, three as f64 / keys.len() as f64)
+    (
+        one as f64 / keys.len() as f64,
+        three as f64 / keys.len() as f64,
+    )
 }
 
 /// The most keys one member owns over the mean.

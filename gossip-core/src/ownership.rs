@@ -38,7 +38,10 @@ const KEY_DOMAIN: &[u8] = b"gossip ownership key v1\0";
 const MEMBER_DOMAIN: &[u8] = b"gossip ownership member v1\0";
 
 fn digest64(domain: &[u8], bytes: &[u8]) -> u64 {
-    let d = Sha512::new().chain_update(domain).chain_update(bytes).finalize();
+    let d = Sha512::new()
+        .chain_update(domain)
+        .chain_update(bytes)
+        .finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&d[..8]);
     u64::from_le_bytes(first)

@@ -29,8 +29,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed = a.tcp_addr().expect("bound on TCP").to_string();
     let b = node("store-b", &key, vec![seed.clone()]).await?;
     let c = node("store-c", &key, vec![seed]).await?;
-    let names = [(a.id(), "store-a"), (b.id(), "store-b"), (c.id(), "store-c")];
-    let name = |id| names.iter().find(|(n, _)| *n == id).map_or("?", |(_, s)| *s);
+    let names = [
+        (a.id(), "store-a"),
+        (b.id(), "store-b"),
+        (c.id(), "store-c"),
+    ];
+    let name = |id| {
+        names
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map_or("?", |(_, s)| *s)
+    };
 
     // Wait until every node sees all three: owners are computed from each node's own view.
     tokio::time::timeout(Duration::from_secs(10), async {

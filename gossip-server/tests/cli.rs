@@ -283,7 +283,10 @@ fn members_are_addressed_by_name_or_id_prefix_and_requests_answered_by_number() 
     assert_eq!(ids(&one), ids(&on_a)[..1], "{one}");
     a.say("owners x orders/1");
     let err = a.wait("usage error", T, |v| v["event"] == "error");
-    assert!(err["error"].as_str().unwrap().contains("owners N KEY"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("owners N KEY"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -39,7 +39,11 @@ async fn three_nodes_agree_on_owners_and_a_watch_streams_the_moves_of_a_death() 
     }
     let before = owners_of(&nodes[0]).await;
     for g in &nodes[1..] {
-        assert_eq!(owners_of(g).await, before, "every node names the same owners");
+        assert_eq!(
+            owners_of(g).await,
+            before,
+            "every node names the same owners"
+        );
     }
     assert!(before.values().all(|o| o.len() == 2));
     assert_eq!(
@@ -56,7 +60,10 @@ async fn three_nodes_agree_on_owners_and_a_watch_streams_the_moves_of_a_death() 
     nodes[2].kill().await;
     let survivors = &ids[..2];
     for g in &nodes[..2] {
-        eventually(T * 2, "the killed node is buried", || sees_alive(g, survivors)).await;
+        eventually(T * 2, "the killed node is buried", || {
+            sees_alive(g, survivors)
+        })
+        .await;
     }
     let after = owners_of(&nodes[0]).await;
     assert_eq!(owners_of(&nodes[1]).await, after);

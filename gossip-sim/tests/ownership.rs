@@ -52,7 +52,11 @@ fn agreed(sim: &Sim, seed: u64, what: &str) -> BTreeMap<Vec<u8>, Vec<NodeId>> {
     }
     let live: Vec<NodeId> = up.iter().map(|&i| sim.id(i)).collect();
     for owners in reference.values() {
-        assert_eq!(owners.len(), REPLICAS.min(live.len()), "seed {seed} ({what})");
+        assert_eq!(
+            owners.len(),
+            REPLICAS.min(live.len()),
+            "seed {seed} ({what})"
+        );
         assert!(
             owners.iter().all(|o| live.contains(o)),
             "seed {seed}: a member that is not running owns a key ({what})"
@@ -124,7 +128,10 @@ fn members_agree_on_owners_through_loss_a_crash_and_a_healed_partition() {
             .filter(|(_, o)| o.contains(&id3))
             .map(|(k, _)| k)
             .collect();
-        assert!(!held.is_empty(), "seed {seed}: node 3 owns none of 200 keys");
+        assert!(
+            !held.is_empty(),
+            "seed {seed}: node 3 owns none of 200 keys"
+        );
         sim.crash(3);
         let dead = sim.run_until_true(60_000, 100, |s| {
             s.up()
@@ -165,7 +172,10 @@ fn members_agree_on_owners_through_loss_a_crash_and_a_healed_partition() {
         assert!(back.is_some(), "seed {seed}: membership did not heal");
         let healed = agreed(&sim, seed, "after the partition healed");
         mirror.catch_up(&sim, seed);
-        assert_eq!(mirror.owners, healed, "seed {seed}: the watch missed a move");
+        assert_eq!(
+            mirror.owners, healed,
+            "seed {seed}: the watch missed a move"
+        );
         assert_eq!(healed, after, "seed {seed}: same members, same owners");
     }
 }
@@ -177,7 +187,8 @@ fn group_owners_are_group_members_and_leaves_move_keys() {
         // Even nodes are stores.
         for i in (0..N).step_by(2) {
             sim.with_node(i, |n, now| {
-                n.set_metadata(now, "role", Some(b"store".to_vec())).unwrap()
+                n.set_metadata(now, "role", Some(b"store".to_vec()))
+                    .unwrap()
             });
         }
         let spec: GroupSpec = "role=store".parse().unwrap();
@@ -188,14 +199,20 @@ fn group_owners_are_group_members_and_leaves_move_keys() {
         let all_see_stores = sim.run_until_true(10_000, 100, |s| {
             (0..N).all(|i| s.nodes[i].node.group_view().len(groups[i]) == Some(N / 2))
         });
-        assert!(all_see_stores.is_some(), "seed {seed}: metadata did not spread");
+        assert!(
+            all_see_stores.is_some(),
+            "seed {seed}: metadata did not spread"
+        );
         let mut mirror = Mirror::open(&mut sim, 1, Some(groups[1]));
         for k in keys() {
-            let want = sim.nodes[0].node.owners_in(groups[0], &k, REPLICAS).unwrap();
+            let want = sim.nodes[0]
+                .node
+                .owners_in(groups[0], &k, REPLICAS)
+                .unwrap();
             assert!(want.iter().all(|o| stores.contains(o)), "seed {seed}");
-            for i in 1..N {
+            for (i, &group) in groups.iter().enumerate().skip(1) {
                 assert_eq!(
-                    sim.nodes[i].node.owners_in(groups[i], &k, REPLICAS).unwrap(),
+                    sim.nodes[i].node.owners_in(group, &k, REPLICAS).unwrap(),
                     want,
                     "seed {seed}: node {i}"
                 );
@@ -215,14 +232,23 @@ fn group_owners_are_group_members_and_leaves_move_keys() {
                     && s.nodes[i].node.group_view().len(groups[i]) == Some(N / 2 - 2)
             })
         });
-        assert!(settled.is_some(), "seed {seed}: the leave or the role change did not spread");
+        assert!(
+            settled.is_some(),
+            "seed {seed}: the leave or the role change did not spread"
+        );
         sim.crash(6);
         let moved = mirror.catch_up(&sim, seed);
         assert!(!moved.is_empty(), "seed {seed}: no group key moved");
         for k in keys() {
-            let want = sim.nodes[0].node.owners_in(groups[0], &k, REPLICAS).unwrap();
+            let want = sim.nodes[0]
+                .node
+                .owners_in(groups[0], &k, REPLICAS)
+                .unwrap();
             assert!(!want.contains(&id4) && !want.contains(&id6), "seed {seed}");
-            assert_eq!(mirror.owners[&k], want, "seed {seed}: the watch missed a move");
+            assert_eq!(
+                mirror.owners[&k], want,
+                "seed {seed}: the watch missed a move"
+            );
             // Cluster-wide ownership still counts node 4 (live) but not node 6 (left).
             let all = sim.nodes[0].node.owners(&k, N);
             assert!(all.contains(&id4) && !all.contains(&id6), "seed {seed}");

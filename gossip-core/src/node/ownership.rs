@@ -51,10 +51,12 @@ impl Node {
         n: usize,
     ) -> Result<Vec<NodeId>, OwnershipError> {
         let candidates = self.group_candidates(group)?;
-        Ok(crate::ownership::top(crate::ownership::key_hash(key), &candidates, n)
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect())
+        Ok(
+            crate::ownership::top(crate::ownership::key_hash(key), &candidates, n)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect(),
+        )
     }
 
     /// Watches the `n` owners of each of `keys` among the live members (`group: None`) or the

@@ -9,11 +9,11 @@
 use core::cmp::Ordering;
 
 /// Sorts `v` by `cmp`, keeping equal elements in their order: the order of `v.sort_by(cmp)`.
-pub fn stable_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
+pub fn stable_by<T>(v: &mut [T], cmp: impl FnMut(&T, &T) -> Ordering) {
     #[cfg(not(target_arch = "wasm32"))]
     v.sort_by(cmp);
     #[cfg(target_arch = "wasm32")]
-    by_indices(v, &mut cmp);
+    by_indices(v, cmp);
 }
 
 /// Sorts `v` by `key`, keeping equal elements in their order: the order of `v.sort_by_key(key)`.
@@ -24,11 +24,11 @@ pub fn stable_by_key<T, K: Ord>(v: &mut [T], mut key: impl FnMut(&T) -> K) {
 /// Sorts `v` by `key` where no two elements have equal keys (or equal-keyed elements are
 /// interchangeable), so the order is the same on every target: `v.sort_unstable_by_key(key)`
 /// natively.
-pub fn unstable_by_key<T, K: Ord>(v: &mut [T], mut key: impl FnMut(&T) -> K) {
+pub fn unstable_by_key<T, K: Ord>(v: &mut [T], key: impl FnMut(&T) -> K) {
     #[cfg(not(target_arch = "wasm32"))]
     v.sort_unstable_by_key(key);
     #[cfg(target_arch = "wasm32")]
-    stable_by(v, |a, b| key(a).cmp(&key(b)));
+    stable_by_key(v, key);
 }
 
 /// Sorts `v` ascending where equal elements are interchangeable (ids, numbers), so the order
@@ -43,7 +43,7 @@ pub fn unstable<T: Ord>(v: &mut [T]) {
 /// The browser build's sort: the indices of `v`, then the elements after them. Natively only the
 /// tests use it.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-fn by_indices<T>(v: &mut [T], cmp: &mut impl FnMut(&T, &T) -> Ordering) {
+fn by_indices<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
     let mut order: Vec<usize> = (0..v.len()).collect();
     sort_indices(&mut order, &mut |a, b| cmp(&v[a], &v[b]));
     permute(v, order);
@@ -89,7 +89,7 @@ mod tests {
             let mut std_sorted = v.clone();
             std_sorted.sort_by_key(|e| e.0);
             let mut ours = v.clone();
-            by_indices(&mut ours, &mut |a, b| a.0.cmp(&b.0));
+            by_indices(&mut ours, |a, b| a.0.cmp(&b.0));
             prop_assert_eq!(&ours, &std_sorted);
             let mut api = v;
             stable_by_key(&mut api, |e| e.0);

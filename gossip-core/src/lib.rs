@@ -25,6 +25,7 @@ mod push_tree;
 pub mod replay;
 pub mod requests;
 mod shell;
+pub mod sort;
 #[cfg(feature = "state")]
 pub mod state;
 pub mod streams;

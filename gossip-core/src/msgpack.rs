@@ -812,6 +812,83 @@ mod tests {
         assert_eq!(reference::<NodeId>(&long), None);
     }
 
+    /// `address::socket_addr`, the looped reader and writer of a `SocketAddr`, through serde.
+    #[derive(Debug, PartialEq)]
+    struct Looped(core::net::SocketAddr);
+
+    impl serde::Serialize for Looped {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            crate::address::socket_addr::serialize(&self.0, s)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Looped {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            crate::address::socket_addr::deserialize(d).map(Looped)
+        }
+    }
+
+    #[test]
+    fn socket_addresses_read_as_serde_reads_them() {
+        use core::net::SocketAddr;
+        let addrs: Vec<SocketAddr> = [
+            "10.1.2.3:7946",
+            "0.0.0.0:0",
+            "[2001:db8::1]:443",
+            "[::]:65535",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let mut encodings = Vec::new();
+        for a in &addrs {
+            let named = rmp_serde::to_vec(a).unwrap();
+            // Written byte for byte as serde's impl writes it.
+            assert_eq!(rmp_serde::to_vec(&Looped(*a)).unwrap(), named);
+            assert_eq!(
+                rmp_serde::to_vec_named(&Looped(*a)).unwrap(),
+                rmp_serde::to_vec_named(a).unwrap()
+            );
+            // The same value with the variant's index for its name.
+            let mut by_index = vec![0x81, u8::from(a.is_ipv6())];
+            by_index.extend_from_slice(&named[4..]);
+            assert_eq!(ours::<Looped>(&named), Ok(Looped(*a)));
+            assert_eq!(ours::<Looped>(&by_index), Ok(Looped(*a)));
+            assert_eq!(reference::<SocketAddr>(&by_index), Some(*a));
+            encodings.push(named);
+            encodings.push(by_index);
+        }
+        // Every truncation and every byte changed to a few telling values: the looped reader
+        // accepts exactly what serde's impl accepts, with the same result.
+        let mut variants = Vec::new();
+        for e in &encodings {
+            variants.extend((0..e.len()).map(|n| e[..n].to_vec()));
+            for i in 0..e.len() {
+                for b in [
+                    0x00, 0x01, 0x03, 0x04, 0x10, 0x7f, 0x92, 0x93, 0x94, 0xa2, 0xc0, 0xcc, 0xcd,
+                    0xdc, 0xff,
+                ] {
+                    let mut m = e.clone();
+                    m[i] = b;
+                    variants.push(m);
+                }
+            }
+        }
+        for bytes in variants {
+            assert_eq!(
+                ours::<Looped>(&bytes).ok().map(|l| l.0),
+                ours::<SocketAddr>(&bytes).ok(),
+                "{bytes:x?}"
+            );
+        }
+        // Human-readable formats keep serde's text form.
+        let text = serde::de::value::StrDeserializer::<serde::de::value::Error>::new("[::1]:80");
+        assert_eq!(
+            <Looped as serde::Deserialize>::deserialize(text),
+            Ok(Looped("[::1]:80".parse().unwrap()))
+        );
+    }
+
     #[test]
     fn enums_are_one_entry_maps() {
         let relayed = [&[0x81, 0xa1, b'r', 0xc4, 32][..], &[7; 32]].concat();

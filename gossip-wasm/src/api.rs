@@ -193,7 +193,7 @@ impl GossipNode {
     pub fn on(&self, event: &str, listener: Listener) -> JsResult<()> {
         let f = check_listener(event, NODE_EVENTS, listener)?;
         let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
-        s.listeners.entry(event.to_owned()).or_default().push(f);
+        s.listeners.add(event, f);
         Ok(())
     }
 
@@ -213,7 +213,7 @@ impl GossipNode {
         let s = self.state()?;
         let me = s.node.id();
         let mut list: Vec<_> = s.node.members().collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        gossip_core::sort::stable_by(&mut list, |a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         Ok(list
             .into_iter()
             .map(|m| js::member_object(m, me))
@@ -339,7 +339,7 @@ impl GossipNode {
         let id = {
             let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
             let id = s.node.groups().define(spec).map_err(|e| js_err(e.into()))?;
-            s.group_listeners.entry(id).or_default();
+            s.group_listeners.track(id);
             s.flush(&mut pending);
             id
         };
@@ -632,7 +632,7 @@ impl Group {
         let f = check_listener(event, GROUP_EVENTS, listener)?;
         let mut s = self.shared.try_borrow_mut().map_err(|_| busy())?;
         if let Some(l) = s.group_listeners.get_mut(&self.id) {
-            l.entry(event.to_owned()).or_default().push(f);
+            l.add(event, f);
         }
         Ok(())
     }

@@ -8,7 +8,6 @@
 //! JavaScript code ever runs while the node is borrowed, and a listener may call the node.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 use gossip_core::groups::GroupId;
@@ -28,6 +27,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, ReadableStreamDefaultControl
 use crate::api::{GossipNode, GossipStream, Message, MessageKind};
 use crate::error::{ClusterError, GossipError, JoinError, UsageError};
 use crate::js::{self, clear_timeout, console_error, set_timeout, to_js_error};
+use crate::small_map::SmallMap;
 
 pub(crate) type Shared = Rc<RefCell<State>>;
 
@@ -162,6 +162,56 @@ pub(crate) fn deliver(shared: &Shared, out: Vec<Delivery>) {
     }
 }
 
+/// Listeners by event name. A short list searched in turn: `on()` accepts a dozen names, and a
+/// map type would bring its own code into the browser build for them (docs/DESIGN.md, "Wasm
+/// size").
+#[derive(Debug, Default)]
+pub(crate) struct Listeners(Vec<(String, Vec<Function>)>);
+
+impl Listeners {
+    pub(crate) fn get(&self, event: &str) -> Option<&Vec<Function>> {
+        self.0.iter().find(|(e, _)| e == event).map(|(_, l)| l)
+    }
+
+    pub(crate) fn get_mut(&mut self, event: &str) -> Option<&mut Vec<Function>> {
+        self.0.iter_mut().find(|(e, _)| e == event).map(|(_, l)| l)
+    }
+
+    /// Adds `f` to `event`'s listeners; the caller checked `event` against the accepted names.
+    pub(crate) fn add(&mut self, event: &str, f: Function) {
+        match self.get_mut(event) {
+            Some(l) => l.push(f),
+            None => self.0.push((event.to_owned(), vec![f])),
+        }
+    }
+}
+
+/// The listeners of each tracked group, as a short list for the same reason (the core caps
+/// the number of groups).
+#[derive(Debug, Default)]
+pub(crate) struct GroupListeners(Vec<(GroupId, Listeners)>);
+
+impl GroupListeners {
+    pub(crate) fn get(&self, group: &GroupId) -> Option<&Listeners> {
+        self.0.iter().find(|(g, _)| g == group).map(|(_, l)| l)
+    }
+
+    pub(crate) fn get_mut(&mut self, group: &GroupId) -> Option<&mut Listeners> {
+        self.0.iter_mut().find(|(g, _)| g == group).map(|(_, l)| l)
+    }
+
+    /// Starts tracking `group` with no listeners (keeps those it has).
+    pub(crate) fn track(&mut self, group: GroupId) {
+        if self.get(&group).is_none() {
+            self.0.push((group, Listeners::default()));
+        }
+    }
+
+    pub(crate) fn remove(&mut self, group: &GroupId) {
+        self.0.retain(|(g, _)| g != group);
+    }
+}
+
 /// Where the node stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -290,10 +340,10 @@ pub(crate) struct State {
     timer: Option<(JsValue, Instant)>,
     tick: Option<Closure<dyn FnMut()>>,
     creating: Option<Deferred>,
-    pub listeners: BTreeMap<String, Vec<Function>>,
-    pub group_listeners: BTreeMap<GroupId, BTreeMap<String, Vec<Function>>>,
-    requests: HashMap<RequestId, Deferred>,
-    streams: HashMap<StreamKey, Slot>,
+    pub listeners: Listeners,
+    pub group_listeners: GroupListeners,
+    requests: SmallMap<RequestId, Deferred>,
+    streams: SmallMap<StreamKey, Slot>,
     pub stats: DriverStats,
 }
 
@@ -342,10 +392,10 @@ impl State {
                 timer: None,
                 tick: None,
                 creating: None,
-                listeners: BTreeMap::new(),
-                group_listeners: BTreeMap::new(),
-                requests: HashMap::new(),
-                streams: HashMap::new(),
+                listeners: Listeners::default(),
+                group_listeners: GroupListeners::default(),
+                requests: SmallMap::default(),
+                streams: SmallMap::default(),
                 stats: DriverStats::default(),
             })
         })
@@ -828,7 +878,7 @@ impl State {
         let now = self.now();
         self.phase = Phase::Leaving;
         self.node.leave(now);
-        for (_, d) in self.requests.drain() {
+        for d in self.requests.drain_values() {
             out.push(Delivery::Reject(d, ClusterError::Left.into()));
         }
         if let Some(d) = self.creating.take() {

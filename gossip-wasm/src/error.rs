@@ -296,7 +296,7 @@ impl JoinError {
 
     /// Every seed failed: the most telling failures first (stable among equals).
     pub fn all_failed(mut failures: Vec<JoinError>) -> JoinError {
-        failures.sort_by_key(|e| core::cmp::Reverse(e.weight()));
+        gossip_core::sort::stable_by_key(&mut failures, |e| core::cmp::Reverse(e.weight()));
         JoinError::AllSeedsFailed(failures)
     }
 }

@@ -19,12 +19,13 @@ fn main() -> ExitCode {
         Some("demo") => demo::demo(&args[1..]),
         Some("e2e") => demo::e2e(true),
         Some("wasm-node") => wasm::node(),
+        Some("wasm-test") => wasm::test(),
         Some("wasm") => wasm::package().and_then(|p| {
             wasm::check(&p)?;
             wasm::check_types(&p)
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node>");
+            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node|wasm-test>");
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
             );
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  wasm-node  build that package and run its Node.js tests against a native cluster"
+            );
+            eprintln!(
+                "  wasm-test  the gossip-wasm part of `test` alone: clippy, package, types, browser and Node.js tests, size budget"
             );
             return ExitCode::from(2);
         }

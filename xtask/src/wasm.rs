@@ -2,8 +2,9 @@
 //!
 //! The package is built from the `wasm-release` profile (opt-level "z", LTO, one codegen unit,
 //! abort on panic), bound with wasm-bindgen (`--target web`, name and producers sections
-//! removed) and shrunk with `wasm-opt -Oz`. One `.wasm` serves both entries: browsers load it
-//! with `fetch`, Node.js reads it from disk (its `fetch` cannot load `file:` URLs).
+//! removed) and shrunk with `wasm-opt -Oz --converge`. One `.wasm` serves both entries:
+//! browsers load it with `fetch`, Node.js reads it from disk (its `fetch` cannot load `file:`
+//! URLs).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -156,7 +157,9 @@ pub fn package() -> Result<Package> {
         raw.to_string_lossy().into_owned(),
         opt.to_string_lossy().into_owned(),
     );
-    let mut args = vec!["-Oz", "--strip-debug", "--strip-producers"];
+    // `--converge` repeats the -Oz passes until the module stops shrinking: about 650 B
+    // gzipped for a longer wasm-opt run (docs/BENCHMARKS.md, "Browser package size").
+    let mut args = vec!["-Oz", "--converge", "--strip-debug", "--strip-producers"];
     args.extend(WASM_FEATURES);
     args.extend(["-o", &opt_s, &raw_s]);
     run("wasm-opt", &args)?;

@@ -430,11 +430,12 @@ impl Node {
         if size > max {
             return Applied::Refused(DropReason::MetadataTooLarge);
         }
-        m.metadata = meta
-            .entries
-            .into_iter()
-            .map(|(k, v)| (k, v.into_vec()))
-            .collect();
+        // Inserted one by one (a later duplicate key wins, as with `collect`): collecting into a
+        // BTreeMap links a stable sort of the pairs, kilobytes of the browser build.
+        m.metadata = BTreeMap::new();
+        for (k, v) in meta.entries {
+            m.metadata.insert(k, v.into_vec());
+        }
         m.meta_version = meta.version;
         m.meta = Some(packet.clone());
         self.shell.push_event(Event::MetadataChanged {

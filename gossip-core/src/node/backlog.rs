@@ -92,7 +92,7 @@ impl Backlog {
         if self.queue.is_empty() {
             return Vec::new();
         }
-        self.queue.sort_by_key(|q| q.transmits);
+        crate::sort::stable_by_key(&mut self.queue, |q| q.transmits);
         let mut used = 0;
         let mut out = Vec::new();
         for q in self.queue.iter_mut() {

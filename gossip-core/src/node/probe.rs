@@ -318,7 +318,7 @@ impl Node {
             if order.is_empty() {
                 return None;
             }
-            order.sort_unstable();
+            crate::sort::unstable(&mut order);
             shuffle(&mut self.rng, &mut order);
             let lane = self.lane_mut(confirmed);
             lane.order = order;

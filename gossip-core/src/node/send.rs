@@ -167,7 +167,7 @@ impl Node {
             .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
             .map(|m| m.id)
             .collect();
-        ids.sort_unstable();
+        crate::sort::unstable(&mut ids);
         // Partial Fisher-Yates: k draws, not a full shuffle.
         let k = k.min(ids.len());
         for i in 0..k {

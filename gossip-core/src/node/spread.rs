@@ -174,7 +174,7 @@ impl Node {
             .map(|m| m.id)
             .collect();
         ring.push(self.id);
-        ring.sort_unstable();
+        crate::sort::unstable(&mut ring);
         // Found: this node was just added to the ring.
         let me = ring.binary_search(&self.id).unwrap_or_else(|at| at);
         let ring = &ring[..];
@@ -209,7 +209,9 @@ impl Node {
             [Some(a), None] if !spill => self.push_signed(now, &fresh, children(a)),
             [Some(a), Some(b)] if !spill => {
                 // Stable, so each group keeps its order for the members downstream.
-                fresh.sort_by_key(|item| root_of(&self.members, item) != Some(a));
+                crate::sort::stable_by_key(&mut fresh, |item| {
+                    root_of(&self.members, item) != Some(a)
+                });
                 let (first, second) = fresh.split_at(in_first);
                 self.push_signed(now, first, children(a));
                 self.push_signed(now, second, children(b));
@@ -225,7 +227,7 @@ impl Node {
                 // for it, at tree leaves too, at least the random push this replaces.
                 let mut targets: Vec<NodeId> =
                     roots.iter().flatten().flat_map(|&r| children(r)).collect();
-                targets.sort_unstable();
+                crate::sort::unstable(&mut targets);
                 targets.dedup();
                 let missing = fanout.saturating_sub(targets.len());
                 if treeless && missing > 0 {

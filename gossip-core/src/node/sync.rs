@@ -32,7 +32,7 @@ pub(super) const BOOTSTRAP_SYNCS: u8 = 3;
 impl Node {
     pub(super) fn digest(&self) -> Vec<DigestEntry> {
         let mut d: Vec<DigestEntry> = self.members.values().map(Member::digest).collect();
-        d.sort_unstable_by_key(|e| e.node);
+        crate::sort::unstable_by_key(&mut d, |e| e.node);
         d.truncate(self.config.limits.max_items);
         d
     }
@@ -48,7 +48,7 @@ impl Node {
     pub(super) fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
         let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
         let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
-        ids.sort_unstable();
+        crate::sort::unstable(&mut ids);
         shuffle(&mut self.rng, &mut ids);
         let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
         let budget = self.config.max_sync_bytes;
@@ -105,7 +105,7 @@ impl Node {
         // which the tombstone turns into a challenge, and it comes back refuted.
         if buried && !self.gate.last_seen_at.is_empty() {
             let mut ids: Vec<NodeId> = self.gate.last_seen_at.keys().copied().collect();
-            ids.sort_unstable();
+            crate::sort::unstable(&mut ids);
             let id = ids[(self.rng.next_u64() % ids.len() as u64) as usize];
             let addr = self.gate.last_seen_at[&id].clone();
             let msg = Sync {

@@ -40,6 +40,10 @@ pub enum GossipError {
     /// The replicated state refused the write (a size limit, ...); nothing was sent.
     #[error(transparent)]
     State(#[from] gossip_core::state::StateError),
+    /// The endpoint command was refused (a bad name, too many names, no holder...); nothing
+    /// was sent.
+    #[error(transparent)]
+    Endpoint(#[from] gossip_core::endpoints::EndpointError),
     /// The request got no answer.
     #[error("request to {to} failed: {reason:?}")]
     RequestFailed {

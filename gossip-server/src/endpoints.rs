@@ -189,5 +189,7 @@ async fn holder_ids(jobs: mpsc::WeakSender<Job>, name: String) -> Result<Vec<Nod
         let _ = tx.send(ids);
     });
     jobs.send(job).await.map_err(|_| GossipError::Stopped)?;
-    Ok(rx.await.map_err(|_| GossipError::Stopped)??)
+    rx.await
+        .map_err(|_| GossipError::Stopped)?
+        .map_err(Into::into)
 }

@@ -67,6 +67,9 @@ pub struct Config {
     /// The replicated state's sizes and timers.
     #[cfg(feature = "state")]
     pub state: crate::state::StateConfig,
+    /// Limits on endpoint names.
+    #[cfg(feature = "endpoints")]
+    pub endpoints: crate::endpoints::EndpointConfig,
 }
 
 impl Config {
@@ -99,6 +102,8 @@ impl Config {
             intake_window_ms: 10_000,
             #[cfg(feature = "state")]
             state: crate::state::StateConfig::default(),
+            #[cfg(feature = "endpoints")]
+            endpoints: crate::endpoints::EndpointConfig::default(),
         }
     }
 

@@ -43,6 +43,10 @@ pub enum GossipError {
     /// An ownership query or watch was refused (unknown group, a watch bound).
     #[error(transparent)]
     Ownership(#[from] gossip_core::ownership::OwnershipError),
+    /// The endpoint command was refused (a bad name, too many names, no holder...); nothing
+    /// was sent.
+    #[error(transparent)]
+    Endpoint(#[from] gossip_core::endpoints::EndpointError),
     /// The request got no answer.
     #[error("request to {to} failed: {reason:?}")]
     RequestFailed {

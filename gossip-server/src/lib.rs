@@ -40,6 +40,7 @@ mod auth;
 mod config;
 mod conn;
 mod driver;
+mod endpoints;
 mod error;
 mod handle;
 mod identity_file;
@@ -58,6 +59,7 @@ mod ws;
 
 pub use admission::{Admission, AdmissionRequest};
 pub use config::{DriverLimits, GossipConfig};
+pub use endpoints::{EndpointReply, EndpointWatch};
 pub use error::{GossipError, JoinError, SeedAttempt, SeedProblem, StartError};
 pub use handle::{Gossip, Watch};
 pub use identity_file::IdentityFileError;

@@ -615,3 +615,56 @@ fn a_join_outside_the_seeds_app_versions_says_so_and_bad_ranges_are_refused() {
         assert!(e.contains("--app-versions"), "{bad}: {e}");
     }
 }
+
+/// Polls `resolve NAME` on `node` until its holders are exactly `ids`.
+fn wait_holders(node: &mut Node, name: &str, ids: &[&str]) {
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        node.say(&format!("resolve {name}"));
+        let got = node.wait("resolved", T, |v| v["event"] == "resolved");
+        let holders: Vec<&str> = got["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["id"].as_str())
+            .collect();
+        if holders == ids {
+            return;
+        }
+        // Paces the polls on the node's output rather than a sleep: anything it prints is kept.
+        if let Ok(v) = node.lines.recv_timeout(Duration::from_millis(100)) {
+            node.seen.borrow_mut().push(v);
+        }
+    }
+    panic!("{name} not held by {ids:?} within {T:?}");
+}
+
+#[test]
+fn an_endpoint_flag_registers_a_name_the_other_node_resolves_and_unregister_removes_it() {
+    let mut a = spawn("cli-ep-a", None);
+    let seed = a.seed.clone();
+    let mut b = spawn_args(
+        "cli-ep-b",
+        Some(&seed),
+        Some(KEY),
+        Stdio::null(),
+        &["--endpoint", "orders"],
+    );
+    let b_id = b.id.clone();
+    wait_alive(&mut a, &b_id);
+    wait_holders(&mut a, "orders", &[&b_id]);
+    a.say("endpoints");
+    let listed = a.wait("endpoints", T, |v| v["event"] == "endpoints");
+    assert_eq!(listed["endpoints"]["orders"], 1, "{listed}");
+
+    b.say("unregister orders");
+    let ack = b.wait("unregister ack", T, |v| {
+        v["event"] == "ok" && v["command"] == "unregister"
+    });
+    assert_eq!(ack["changed"], true, "{ack}");
+    wait_holders(&mut a, "orders", &[]);
+
+    a.say("register bad name");
+    let err = a.wait("error", T, |v| v["event"] == "error");
+    assert!(err["error"].as_str().unwrap().contains("' '"), "{err}");
+}

@@ -8,6 +8,8 @@ mod admit;
 mod apply;
 mod backlog;
 mod commands;
+#[cfg(feature = "endpoints")]
+mod endpoints;
 mod facades;
 mod hub;
 #[cfg(feature = "ownership")]

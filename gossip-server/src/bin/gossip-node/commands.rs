@@ -24,6 +24,10 @@ Commands, one per line on stdin:
   owner KEY                  print the member that owns KEY (rendezvous hashing over the
                              live members, the same answer on every member with this view)
   owners N KEY               print the N owners of KEY, best first
+  register NAME              hold endpoint NAME (requests by name arrive as requests)
+  unregister NAME            stop holding endpoint NAME
+  resolve NAME               list the live holders of endpoint NAME
+  endpoints                  list every endpoint name and its number of holders
   keys                       print how many cluster keys this node holds
   key add|use|remove KEY     accept a cluster key / encrypt with it / stop accepting it
                              (a rotation: add everywhere, then use everywhere, then remove
@@ -88,6 +92,9 @@ pub async fn run(gossip: &Gossip, out: Printer, inbox: &mut Inbox, line: &str) -
             Ok(())
         }
         "members" => members(gossip, out).await,
+        "register" | "unregister" | "resolve" | "endpoints" => {
+            endpoint(gossip, out, verb, rest).await
+        }
         "key" | "keys" => crate::key::command(gossip, out, verb, rest).await,
         "owner" if !rest.is_empty() => owners(gossip, out, 1, rest).await,
         "owners" => match split2(rest).map(|(n, key)| (n.parse::<usize>(), key)) {
@@ -324,4 +331,57 @@ mod tests {
             assert!(HELP.contains(&format!("\n  {verb} ")), "{verb}");
         }
     }
+}
+
+/// The endpoint commands: register, unregister, resolve, endpoints.
+async fn endpoint(gossip: &Gossip, out: Printer, verb: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() && verb != "endpoints" {
+        return Err(format!("usage: {verb} NAME"));
+    }
+    match verb {
+        "register" | "unregister" => {
+            let changed = if verb == "register" {
+                gossip.register_endpoint(name).await
+            } else {
+                gossip.unregister_endpoint(name).await
+            }
+            .map_err(|e| e.to_string())?;
+            out.line(
+                json!({"event": "ok", "command": verb, "endpoint": name, "changed": changed}),
+                format!(
+                    "ok: {verb} {name}{}",
+                    if changed { "" } else { " (nothing to do)" }
+                ),
+            );
+        }
+        "resolve" => {
+            let holders = gossip.resolve(name).await.map_err(|e| e.to_string())?;
+            let list: Vec<_> = holders
+                .iter()
+                .map(|h| json!({"id": h.id.to_string(), "state": h.state.as_str(), "rtt_micros": h.rtt_micros}))
+                .collect();
+            let text = holders
+                .iter()
+                .map(|h| format!("{} ({})", h.id.short(), h.state.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.line(
+                json!({"event": "resolved", "endpoint": name, "holders": list}),
+                format!("{name}: {} holder(s) {text}", holders.len()),
+            );
+        }
+        _ => {
+            let names = gossip.endpoints().await.map_err(|e| e.to_string())?;
+            let text = names
+                .iter()
+                .map(|(n, c)| format!("{n} ({c})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.line(
+                json!({"event": "endpoints", "endpoints": names}),
+                format!("endpoints: {text}"),
+            );
+        }
+    }
+    Ok(())
 }

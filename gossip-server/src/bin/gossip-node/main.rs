@@ -86,6 +86,9 @@ struct Args {
     /// Metadata entry KEY=VALUE (repeatable).
     #[arg(long = "meta", value_parser = parse_meta)]
     meta: Vec<(String, String)>,
+    /// Endpoint name this node holds (repeatable): requests by name arrive as numbered requests.
+    #[arg(long = "endpoint", value_name = "NAME")]
+    endpoint: Vec<String>,
     /// Bearer token required from (and presented to) WebSocket peers.
     #[arg(long, env = "GOSSIP_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -257,6 +260,12 @@ async fn run(
     // happened. `watch` gives the members known now and every event after them.
     let watch = gossip.watch().await?;
     let mut events = watch.events;
+    for name in &args.endpoint {
+        gossip
+            .register_endpoint(name.as_str())
+            .await
+            .map_err(|e| format!("--endpoint {name}: {e}"))?;
+    }
     if !args.join.is_empty() {
         // A join that fails says why, instead of leaving the node alone without a word.
         let g = gossip.clone();

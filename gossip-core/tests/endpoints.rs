@@ -208,8 +208,8 @@ fn requests_and_streams_by_name_reach_the_picked_holders() {
         sorted(vec![id(2), id(3)])
     );
     pump(&mut nodes, now, &[]);
-    for holder in 1..3 {
-        let (from, req) = events(&mut nodes[holder])
+    for (holder, node) in nodes.iter_mut().enumerate().take(3).skip(1) {
+        let (from, req) = events(node)
             .into_iter()
             .find_map(|e| match e {
                 Event::Request {
@@ -222,9 +222,7 @@ fn requests_and_streams_by_name_reach_the_picked_holders() {
             })
             .expect("the request by name arrived");
         assert_eq!(from, id(1));
-        nodes[holder]
-            .respond(now, from, req, vec![holder as u8])
-            .unwrap();
+        node.respond(now, from, req, vec![holder as u8]).unwrap();
     }
     pump(&mut nodes, now, &[]);
     let answered: Vec<NodeId> = events(&mut nodes[0])

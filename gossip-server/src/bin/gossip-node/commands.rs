@@ -295,44 +295,6 @@ fn request(gossip: &Gossip, out: Printer, to: NodeId, name: String, topic: Strin
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_inbox_numbers_requests_answers_each_once_and_stays_bounded() {
-        let mut inbox = Inbox::default();
-        let peer = NodeId::from_bytes([7; 32]);
-        let first = inbox.add(peer, "p".into(), 42);
-        assert_eq!(inbox.take(first), Some((peer, "p".into(), 42)));
-        assert_eq!(inbox.take(first), None);
-        for i in 0..(Inbox::MAX_OPEN as u64 + 10) {
-            inbox.add(peer, "p".into(), i);
-        }
-        assert_eq!(inbox.open.len(), Inbox::MAX_OPEN);
-        // The oldest ten were forgotten; the newest is still there.
-        assert_eq!(inbox.take(first + 1), None);
-        assert!(inbox.take(inbox.next).is_some());
-    }
-
-    #[test]
-    fn help_names_every_command() {
-        for verb in [
-            "members",
-            "meta",
-            "unmeta",
-            "broadcast",
-            "send",
-            "request",
-            "respond",
-            "help",
-            "leave",
-        ] {
-            assert!(HELP.contains(&format!("\n  {verb} ")), "{verb}");
-        }
-    }
-}
-
 /// The endpoint commands: register, unregister, resolve, endpoints.
 async fn endpoint(gossip: &Gossip, out: Printer, verb: &str, name: &str) -> Result<(), String> {
     if name.is_empty() && verb != "endpoints" {
@@ -384,4 +346,42 @@ async fn endpoint(gossip: &Gossip, out: Printer, verb: &str, name: &str) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbox_numbers_requests_answers_each_once_and_stays_bounded() {
+        let mut inbox = Inbox::default();
+        let peer = NodeId::from_bytes([7; 32]);
+        let first = inbox.add(peer, "p".into(), 42);
+        assert_eq!(inbox.take(first), Some((peer, "p".into(), 42)));
+        assert_eq!(inbox.take(first), None);
+        for i in 0..(Inbox::MAX_OPEN as u64 + 10) {
+            inbox.add(peer, "p".into(), i);
+        }
+        assert_eq!(inbox.open.len(), Inbox::MAX_OPEN);
+        // The oldest ten were forgotten; the newest is still there.
+        assert_eq!(inbox.take(first + 1), None);
+        assert!(inbox.take(inbox.next).is_some());
+    }
+
+    #[test]
+    fn help_names_every_command() {
+        for verb in [
+            "members",
+            "meta",
+            "unmeta",
+            "broadcast",
+            "send",
+            "request",
+            "respond",
+            "help",
+            "leave",
+        ] {
+            assert!(HELP.contains(&format!("\n  {verb} ")), "{verb}");
+        }
+    }
 }

@@ -8,27 +8,7 @@ use common::*;
 use gossip_core::endpoints::{EndpointConfig, EndpointError, NameError, Policy};
 use gossip_core::state::{StateConfig, StateError};
 use gossip_core::streams::StreamOutput;
-use gossip_core::{Address, Config, DropReason, Event, Instant, Keyring, Node, NodeId, Transmit};
-
-fn at(i: u8) -> Address {
-    Address::Udp(format!("127.0.0.{i}:7946").parse().unwrap())
-}
-
-fn node(i: u8, config: Config) -> Node {
-    Node::new(
-        config.with_name(format!("n{i}")),
-        identity(i),
-        Keyring::new(key(1)),
-        vec![at(i)],
-        [i; 32],
-        Instant::from_millis(0),
-        NOW_MS,
-    )
-}
-
-fn id(i: u8) -> NodeId {
-    identity(i).id()
-}
+use gossip_core::{Config, DropReason, Event, Instant, Node, NodeId, Transmit};
 
 /// Delivers transmits until none is left; `down` nodes neither send nor receive (crashed).
 fn pump(nodes: &mut [Node], now: Instant, down: &[usize]) {
@@ -70,11 +50,11 @@ fn cluster(configs: Vec<Config>) -> Vec<Node> {
     let mut nodes: Vec<Node> = configs
         .into_iter()
         .enumerate()
-        .map(|(i, c)| node(i as u8 + 1, c))
+        .map(|(i, c)| member(i as u8 + 1, c, NOW_MS))
         .collect();
     let now = Instant::from_millis(1);
     for i in 1..nodes.len() {
-        nodes[i].join(now, &[at(1)]);
+        nodes[i].join(now, &[member_addr(1)]);
         pump(&mut nodes, now, &[]);
     }
     run(&mut nodes, 100, 4_000, &[]);
@@ -106,8 +86,11 @@ fn a_registration_resolves_everywhere_and_unregister_removes_it() {
     nodes[3].endpoint_register(now, "billing").unwrap();
     run(&mut nodes, 4_000, 5_000, &[]);
     for n in &nodes {
-        assert_eq!(holders(n, "orders"), sorted(vec![id(2), id(3)]));
-        assert_eq!(holders(n, "billing"), vec![id(4)]);
+        assert_eq!(
+            holders(n, "orders"),
+            sorted(vec![member_id(2), member_id(3)])
+        );
+        assert_eq!(holders(n, "billing"), vec![member_id(4)]);
         assert!(holders(n, "nobody").is_empty());
         let names = n.endpoint_names();
         assert_eq!(names.get("orders"), Some(&2));
@@ -130,7 +113,7 @@ fn a_registration_resolves_everywhere_and_unregister_removes_it() {
     assert_eq!(nodes[0].endpoint_unregister(now, "never"), Ok(false));
     run(&mut nodes, 8_000, 9_000, &[]);
     for n in &nodes {
-        assert_eq!(holders(n, "orders"), vec![id(3)]);
+        assert_eq!(holders(n, "orders"), vec![member_id(3)]);
     }
     // The holder itself is never picked, so node 3 finds nobody else holding "orders".
     assert_eq!(
@@ -153,7 +136,7 @@ fn names_and_counts_are_limited_with_typed_errors() {
         },
         ..Config::lan()
     };
-    let mut n = node(1, config);
+    let mut n = member(1, config, NOW_MS);
     let now = Instant::from_millis(1);
     assert_eq!(
         n.endpoint_register(now, ""),
@@ -205,7 +188,7 @@ fn requests_and_streams_by_name_reach_the_picked_holders() {
         .unwrap();
     assert_eq!(
         sorted(sent.iter().map(|(to, _)| *to).collect()),
-        sorted(vec![id(2), id(3)])
+        sorted(vec![member_id(2), member_id(3)])
     );
     pump(&mut nodes, now, &[]);
     for (holder, node) in nodes.iter_mut().enumerate().take(3).skip(1) {
@@ -221,7 +204,7 @@ fn requests_and_streams_by_name_reach_the_picked_holders() {
                 _ => None,
             })
             .expect("the request by name arrived");
-        assert_eq!(from, id(1));
+        assert_eq!(from, member_id(1));
         node.respond(now, from, req, vec![holder as u8]).unwrap();
     }
     pump(&mut nodes, now, &[]);
@@ -232,14 +215,14 @@ fn requests_and_streams_by_name_reach_the_picked_holders() {
             _ => None,
         })
         .collect();
-    assert_eq!(sorted(answered), sorted(vec![id(2), id(3)]));
+    assert_eq!(sorted(answered), sorted(vec![member_id(2), member_id(3)]));
 
     for policy in [Policy::Any, Policy::Nearest] {
         let sent = nodes[0]
             .endpoint_request(now, "orders", policy, vec![], 1_000)
             .unwrap();
         assert_eq!(sent.len(), 1, "{policy:?}");
-        assert!([id(2), id(3)].contains(&sent[0].0));
+        assert!([member_id(2), member_id(3)].contains(&sent[0].0));
     }
     // Any draws among the holders: over a few draws it picks both.
     let picked: std::collections::BTreeSet<NodeId> = (0..32)
@@ -252,11 +235,11 @@ fn requests_and_streams_by_name_reach_the_picked_holders() {
         .unwrap();
     assert_eq!(key.peer, to);
     pump(&mut nodes, now, &[]);
-    let holder = if to == id(2) { 1 } else { 2 };
+    let holder = if to == member_id(2) { 1 } else { 2 };
     assert!(
-        events(&mut nodes[holder])
-            .iter()
-            .any(|e| matches!(e, Event::Stream(StreamOutput::Incoming(k)) if k.peer == id(1)))
+        events(&mut nodes[holder]).iter().any(
+            |e| matches!(e, Event::Stream(StreamOutput::Incoming(k)) if k.peer == member_id(1))
+        )
     );
     assert_eq!(
         nodes[0].endpoint_open_stream(now, "orders", Policy::All),
@@ -276,14 +259,22 @@ fn leave_and_crash_remove_a_holder_everywhere() {
     nodes[4].endpoint_register(now, "orders").unwrap();
     run(&mut nodes, 4_000, 5_000, &[]);
     for n in &nodes {
-        assert_eq!(holders(n, "orders"), sorted(vec![id(4), id(5)]));
+        assert_eq!(
+            holders(n, "orders"),
+            sorted(vec![member_id(4), member_id(5)])
+        );
     }
     nodes[3].leave(Instant::from_millis(5_000));
     // Its leave goes out; then it stops.
     pump(&mut nodes, Instant::from_millis(5_000), &[]);
     run(&mut nodes, 5_000, 6_000, &[3]);
     for n in &nodes[..3] {
-        assert_eq!(holders(n, "orders"), vec![id(5)], "{}", n.config().name);
+        assert_eq!(
+            holders(n, "orders"),
+            vec![member_id(5)],
+            "{}",
+            n.config().name
+        );
     }
     // Node 5 crashes: once it is declared dead, nobody resolves it.
     run(&mut nodes, 6_000, 30_000, &[3, 4]);
@@ -333,6 +324,6 @@ fn what_a_key_holder_registers_is_bounded_by_the_receivers_state_limits() {
     ));
     // The strict node holds no more than its per-member key limit, and says it dropped the rest.
     assert!(nodes[2].endpoint_names().len() <= 50);
-    assert!(nodes[2].state_entries(&id(1)).len() <= 50);
+    assert!(nodes[2].state_entries(&member_id(1)).len() <= 50);
     assert!(nodes[2].stats().drops.get(&DropReason::StateLimit).copied() > Some(0));
 }

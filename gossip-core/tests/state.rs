@@ -7,27 +7,7 @@ use common::*;
 use gossip_core::message::Message;
 use gossip_core::state::messages::{StateBatch, StateDigest, StateEntry, StateSync, batch_flags};
 use gossip_core::state::{StateConfig, StateError, StateLimit};
-use gossip_core::{Address, Config, DropReason, Event, Instant, Keyring, Node, NodeId, Transmit};
-
-fn at(i: u8) -> Address {
-    Address::Udp(format!("127.0.0.{i}:7946").parse().unwrap())
-}
-
-fn node(i: u8, config: Config, wall_ms: u64) -> Node {
-    Node::new(
-        config.with_name(format!("n{i}")),
-        identity(i),
-        Keyring::new(key(1)),
-        vec![at(i)],
-        [i; 32],
-        Instant::from_millis(0),
-        wall_ms,
-    )
-}
-
-fn id(i: u8) -> NodeId {
-    identity(i).id()
-}
+use gossip_core::{Config, DropReason, Event, Instant, Keyring, Node, Transmit};
 
 /// Delivers transmits between the nodes until none is left, except those `cut` refuses
 /// (by sender index, receiver index).
@@ -76,10 +56,10 @@ fn config(state: StateConfig) -> Config {
 }
 
 fn cluster(n: u8, config: Config) -> Vec<Node> {
-    let mut nodes: Vec<Node> = (1..=n).map(|i| node(i, config.clone(), NOW_MS)).collect();
+    let mut nodes: Vec<Node> = (1..=n).map(|i| member(i, config.clone(), NOW_MS)).collect();
     let now = Instant::from_millis(1);
     for i in 1..nodes.len() {
-        nodes[i].join(now, &[at(1)]);
+        nodes[i].join(now, &[member_addr(1)]);
         pump(&mut nodes, now, OPEN);
     }
     run(&mut nodes, 100, 4_000, OPEN);
@@ -94,7 +74,7 @@ fn events(n: &mut Node) -> Vec<Event> {
 }
 
 fn value(n: &Node, owner: u8, key: &str) -> Option<Vec<u8>> {
-    n.state_get(&id(owner), key).map(|v| v.value)
+    n.state_get(&member_id(owner), key).map(|v| v.value)
 }
 
 #[test]
@@ -115,7 +95,7 @@ fn a_write_spreads_and_watches_see_it_by_prefix() {
     assert_eq!(
         seen,
         vec![Event::StateChanged {
-            owner: id(1),
+            owner: member_id(1),
             key: "svc/a".into(),
             version: 1,
             value: Some(b"1".to_vec()),
@@ -126,7 +106,7 @@ fn a_write_spreads_and_watches_see_it_by_prefix() {
     pump(&mut nodes, now, OPEN);
     assert_eq!(value(&nodes[2], 1, "svc/a"), None);
     assert!(events(&mut nodes[2]).contains(&Event::StateChanged {
-        owner: id(1),
+        owner: member_id(1),
         key: "svc/a".into(),
         version: 3,
         value: None,
@@ -150,11 +130,16 @@ fn anti_entropy_brings_a_member_that_missed_every_push_up_to_date_in_several_rou
     }
     // Node 3 hears nothing for 0.2 s (shorter than a probe period), then syncs.
     run(&mut nodes, 4_000, 4_200, &|_, to| deaf(0, to));
-    assert!(nodes[2].state_entries(&id(1)).is_empty());
+    assert!(nodes[2].state_entries(&member_id(1)).is_empty());
     run(&mut nodes, 4_200, 10_000, OPEN);
     for n in &nodes {
-        assert_eq!(n.state_entries(&id(1)).len(), 300, "{}", n.config().name);
-        assert_eq!(n.state_version(&id(1)), Some((NOW_MS, 300)));
+        assert_eq!(
+            n.state_entries(&member_id(1)).len(),
+            300,
+            "{}",
+            n.config().name
+        );
+        assert_eq!(n.state_version(&member_id(1)), Some((NOW_MS, 300)));
     }
 }
 
@@ -166,7 +151,7 @@ fn nobody_can_write_or_delete_another_members_keys() {
     pump(&mut nodes, now, OPEN);
     let n3 = codec(3, Keyring::new(key(1)));
     let n1 = codec(1, Keyring::new(key(1)));
-    let (life, _) = nodes[1].state_version(&id(1)).unwrap();
+    let (life, _) = nodes[1].state_version(&member_id(1)).unwrap();
 
     // 1. Node 3 signs a write of "leader" and a delete: they land in node 3's own map.
     for (v, value) in [(1u64, Some(b"n3".to_vec())), (2, None)] {
@@ -179,7 +164,7 @@ fn nobody_can_write_or_delete_another_members_keys() {
         let frame = n3
             .encode(&mut CountingRng(1), ts(v as u16), 0, &e.into())
             .unwrap();
-        let _ = nodes[1].handle_packet(now, at(3), &frame);
+        let _ = nodes[1].handle_packet(now, member_addr(3), &frame);
     }
     assert_eq!(value(&nodes[1], 1, "leader"), Some(b"n1".to_vec()));
 
@@ -218,7 +203,7 @@ fn nobody_can_write_or_delete_another_members_keys() {
             phase: gossip_core::message::sync_phase::CLOSE,
             digest: vec![],
             batches: vec![StateBatch {
-                owner: id(1),
+                owner: member_id(1),
                 life,
                 from: 0,
                 through: u64::MAX,
@@ -229,10 +214,10 @@ fn nobody_can_write_or_delete_another_members_keys() {
         let frame = n3
             .encode(&mut CountingRng(2), ts(70), 0, &sync.into())
             .unwrap();
-        let _ = nodes[1].handle_packet(now, at(3), &frame);
+        let _ = nodes[1].handle_packet(now, member_addr(3), &frame);
     }
     assert_eq!(value(&nodes[1], 1, "leader"), Some(b"n1".to_vec()));
-    assert_eq!(nodes[1].state_version(&id(1)), Some((life, 1)));
+    assert_eq!(nodes[1].state_version(&member_id(1)), Some((life, 1)));
     assert!(
         nodes[1]
             .stats()
@@ -263,7 +248,7 @@ fn nobody_can_write_or_delete_another_members_keys() {
         phase: gossip_core::message::sync_phase::CLOSE,
         digest: vec![],
         batches: vec![StateBatch {
-            owner: id(1),
+            owner: member_id(1),
             life,
             from: 0,
             through: 1,
@@ -274,7 +259,7 @@ fn nobody_can_write_or_delete_another_members_keys() {
     let frame = n3
         .encode(&mut CountingRng(3), ts(90), 0, &replay.into())
         .unwrap();
-    let _ = nodes[1].handle_packet(now, at(3), &frame);
+    let _ = nodes[1].handle_packet(now, member_addr(3), &frame);
     assert_eq!(value(&nodes[1], 1, "leader"), Some(b"n1-2".to_vec()));
 }
 
@@ -293,7 +278,7 @@ fn a_member_away_longer_than_the_grace_period_is_rebuilt_without_resurrecting_de
         nodes[0].state_set(now, k, b"v".to_vec()).unwrap();
     }
     run(&mut nodes, 4_000, 5_000, OPEN);
-    assert_eq!(nodes[2].state_entries(&id(1)).len(), 3);
+    assert_eq!(nodes[2].state_entries(&member_id(1)).len(), 3);
     nodes[2].state_watch("").unwrap();
     // Node 3 is cut off (for less than a suspicion lasts) while "a" and "b" are deleted and
     // their tombstones collected everywhere else.
@@ -305,11 +290,15 @@ fn a_member_away_longer_than_the_grace_period_is_rebuilt_without_resurrecting_de
     run(&mut nodes, 5_000, 7_500, &away);
     assert_eq!(nodes[0].state_stats().tombstones, 0);
     assert_eq!(nodes[1].state_stats().tombstones, 0);
-    assert_eq!(nodes[2].state_entries(&id(1)).len(), 3, "still the old map");
+    assert_eq!(
+        nodes[2].state_entries(&member_id(1)).len(),
+        3,
+        "still the old map"
+    );
     events(&mut nodes[2]);
     run(&mut nodes, 7_500, 10_000, OPEN);
     let keys: Vec<String> = nodes[2]
-        .state_entries(&id(1))
+        .state_entries(&member_id(1))
         .into_iter()
         .map(|v| v.key)
         .collect();
@@ -328,7 +317,12 @@ fn a_member_away_longer_than_the_grace_period_is_rebuilt_without_resurrecting_de
     assert_eq!(gone, ["a", "b"]);
     // And node 3 did not hand "a" or "b" back to anyone.
     for n in &nodes {
-        assert_eq!(n.state_entries(&id(1)).len(), 2, "{}", n.config().name);
+        assert_eq!(
+            n.state_entries(&member_id(1)).len(),
+            2,
+            "{}",
+            n.config().name
+        );
     }
 }
 
@@ -348,12 +342,12 @@ fn limits_refuse_locally_with_typed_errors_and_drop_on_receipt() {
             } else {
                 StateConfig::default()
             };
-            node(i, config(s), NOW_MS)
+            member(i, config(s), NOW_MS)
         })
         .collect();
     let t = Instant::from_millis(1);
     for i in 1..3 {
-        nodes[i].join(t, &[at(1)]);
+        nodes[i].join(t, &[member_addr(1)]);
         pump(&mut nodes, t, OPEN);
     }
     run(&mut nodes, 100, 4_000, OPEN);
@@ -383,8 +377,8 @@ fn limits_refuse_locally_with_typed_errors_and_drop_on_receipt() {
     }
     nodes[0].state_set(now, "big", vec![0; 100]).unwrap();
     run(&mut nodes, 4_000, 6_000, OPEN);
-    assert_eq!(nodes[1].state_entries(&id(1)).len(), 4);
-    assert_eq!(nodes[2].state_entries(&id(1)).len(), 2);
+    assert_eq!(nodes[1].state_entries(&member_id(1)).len(), 4);
+    assert_eq!(nodes[2].state_entries(&member_id(1)).len(), 2);
     assert!(nodes[2].stats().drops.get(&DropReason::StateLimit).copied() > Some(0));
 }
 
@@ -399,20 +393,22 @@ fn a_departed_members_state_is_dropped_and_a_restart_starts_empty() {
     nodes[0].state_watch("").unwrap();
     nodes[1].leave(now);
     run(&mut nodes, 4_000, 6_000, OPEN);
-    assert_eq!(nodes[0].state_get(&id(2), "x"), None);
-    assert!(nodes[0].state_version(&id(2)).is_none());
-    assert!(events(&mut nodes[0]).contains(&Event::StateCleared { owner: id(2) }));
+    assert_eq!(nodes[0].state_get(&member_id(2), "x"), None);
+    assert!(nodes[0].state_version(&member_id(2)).is_none());
+    assert!(events(&mut nodes[0]).contains(&Event::StateCleared {
+        owner: member_id(2)
+    }));
 
     // Node 3 restarts (same identity, a later life) before anyone declares it dead: its new
     // life's digest, signed by itself, empties its map everywhere.
-    let restarted = node(3, Config::lan(), NOW_MS + 6_000);
+    let restarted = member(3, Config::lan(), NOW_MS + 6_000);
     let later = Instant::from_millis(6_000);
     nodes[2] = restarted;
-    nodes[2].join(later, &[at(1)]);
+    nodes[2].join(later, &[member_addr(1)]);
     run(&mut nodes, 6_000, 10_000, OPEN);
     assert_eq!(value(&nodes[0], 3, "y"), None);
     assert_eq!(
-        nodes[0].state_version(&id(3)).map(|(life, _)| life),
+        nodes[0].state_version(&member_id(3)).map(|(life, _)| life),
         Some(NOW_MS + 6_000)
     );
 }
@@ -425,7 +421,7 @@ fn oversized_sync_messages_are_refused_by_the_decoder() {
     };
     let digest = (0..5)
         .map(|i| StateDigest {
-            owner: id(i),
+            owner: member_id(i),
             life: 1,
             version: 1,
             hash: None,
@@ -442,7 +438,7 @@ fn oversized_sync_messages_are_refused_by_the_decoder() {
         digest: vec![],
         batches: (0..2)
             .map(|_| StateBatch {
-                owner: id(1),
+                owner: member_id(1),
                 life: 1,
                 from: 0,
                 through: 1,

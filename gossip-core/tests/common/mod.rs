@@ -19,8 +19,8 @@ use gossip_core::streams::{
 };
 use gossip_core::wire::{SIGNATURE_DOMAIN, VERSION};
 use gossip_core::{
-    Address, ClusterKey, Codec, Identity, Keyring, Limits, Message, NodeId, ReplayConfig,
-    SignedPacket, Timestamp,
+    Address, ClusterKey, Codec, Config, Identity, Instant, Keyring, Limits, Message, Node, NodeId,
+    ReplayConfig, SignedPacket, Timestamp,
 };
 use rand_core::{TryCryptoRng, TryRng};
 
@@ -436,4 +436,28 @@ pub fn signed_part(
     v.push(encoding);
     v.extend_from_slice(payload);
     v
+}
+
+/// The UDP address of in-test member `i`.
+pub fn member_addr(i: u8) -> Address {
+    Address::Udp(format!("127.0.0.{i}:7946").parse().unwrap())
+}
+
+/// In-test member `i`: named `n{i}`, identity `i`, cluster key 1, started at virtual time 0 and
+/// wall clock `wall_ms`.
+pub fn member(i: u8, config: Config, wall_ms: u64) -> Node {
+    Node::new(
+        config.with_name(format!("n{i}")),
+        identity(i),
+        Keyring::new(key(1)),
+        vec![member_addr(i)],
+        [i; 32],
+        Instant::from_millis(0),
+        wall_ms,
+    )
+}
+
+/// The id of in-test member `i`.
+pub fn member_id(i: u8) -> NodeId {
+    identity(i).id()
 }

@@ -45,6 +45,14 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
+    /// The default network with best-effort datagrams lost with probability `loss`.
+    pub fn lossy(loss: f64) -> NetConfig {
+        NetConfig {
+            loss,
+            ..NetConfig::default()
+        }
+    }
+
     /// The fate of one frame: for each copy that arrives (two when a best-effort datagram is
     /// duplicated), Some(microseconds from sending to arrival), or None when it is lost. A
     /// reliable link (TCP) turns each lost segment into a retransmission delay; after five losses
@@ -594,6 +602,21 @@ impl Sim {
                 .count();
         }
         known as f64 / (up.len() * up.len()).max(1) as f64
+    }
+
+    /// `n` nodes that joined through node 0 all at once and converged (every running node sees
+    /// every other alive) within 30 virtual seconds; panics naming the seed otherwise. How most
+    /// simulator tests begin.
+    pub fn joined(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {
+        let mut sim = Sim::new(n, seed, config, net);
+        sim.join_all();
+        let t = sim.run_until_true(30_000, 50, Sim::converged);
+        assert!(
+            t.is_some(),
+            "seed {seed}: {n} nodes did not converge on join (knowledge {:.4})",
+            sim.knowledge()
+        );
+        sim
     }
 
     /// Starts all nodes: node 0 is the seed, the others join through it, all at once.

@@ -5,18 +5,6 @@ use gossip_core::{Config, Event, Instant, NodeId, State};
 use gossip_sim::VirtualTime;
 use gossip_sim::{NetConfig, Sim};
 
-fn joined(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {
-    let mut sim = Sim::new(n, seed, config, net);
-    sim.join_all();
-    let t = sim.run_until_true(30_000, 50, Sim::converged);
-    assert!(
-        t.is_some(),
-        "seed {seed}: {n} nodes did not converge on join (knowledge {:.4})",
-        sim.knowledge()
-    );
-    sim
-}
-
 #[test]
 fn join_converges_to_full_knowledge() {
     for seed in 0..5 {
@@ -55,14 +43,14 @@ fn join_converges_under_loss() {
             loss: 0.1,
             ..NetConfig::default()
         };
-        joined(50, seed, Config::lan(), net);
+        Sim::joined(50, seed, Config::lan(), net);
     }
 }
 
 #[test]
 fn metadata_update_reaches_everyone_fast() {
     for seed in 0..5 {
-        let mut sim = joined(
+        let mut sim = Sim::joined(
             100,
             seed,
             Config::lan(),
@@ -135,7 +123,7 @@ fn metadata_update_follows_the_push_tree() {
     let depth = tree_depth(N, Config::lan().push_fanout(N));
     let window = depth + 1;
     for seed in 0..3 {
-        let mut sim = joined(N, seed, Config::lan(), net);
+        let mut sim = Sim::joined(N, seed, Config::lan(), net);
         sim.run_for(60_000); // let join gossip settle
         // What the cluster sends anyway (probes and their acks) over a window of that length.
         let before = frames_sent(&sim);
@@ -174,7 +162,7 @@ fn metadata_update_follows_the_push_tree() {
 #[test]
 fn broadcast_is_delivered_once_to_everyone() {
     for seed in 0..3 {
-        let mut sim = joined(
+        let mut sim = Sim::joined(
             60,
             seed,
             Config::lan(),
@@ -204,7 +192,7 @@ fn broadcast_is_delivered_once_to_everyone() {
 #[test]
 fn crashed_member_is_declared_dead_by_all() {
     for seed in 0..3 {
-        let mut sim = joined(40, seed, Config::lan(), NetConfig::default());
+        let mut sim = Sim::joined(40, seed, Config::lan(), NetConfig::default());
         sim.run_for(5_000);
         sim.crash(39);
         let dead = sim.id(39);
@@ -237,7 +225,7 @@ fn crashed_member_is_declared_dead_by_all() {
 #[test]
 fn restarted_member_rejoins_with_higher_incarnation() {
     for seed in 0..3 {
-        let mut sim = joined(20, seed, Config::lan(), NetConfig::default());
+        let mut sim = Sim::joined(20, seed, Config::lan(), NetConfig::default());
         let before = sim.nodes[5].node.local().incarnation;
         sim.crash(5);
         sim.run_until_true(60_000, 100, |s| {
@@ -268,7 +256,7 @@ fn restarted_member_rejoins_with_higher_incarnation() {
 #[test]
 fn graceful_leave_is_seen_as_left_not_dead() {
     let seed = 11;
-    let mut sim = joined(30, seed, Config::lan(), NetConfig::default());
+    let mut sim = Sim::joined(30, seed, Config::lan(), NetConfig::default());
     sim.with_node(4, |n, now| n.leave(now));
     sim.run_for(2_000);
     sim.crash(4);
@@ -288,7 +276,7 @@ fn graceful_leave_is_seen_as_left_not_dead() {
 fn partition_heals_to_one_view() {
     for seed in 0..3 {
         let n = 20;
-        let mut sim = joined(n, seed, Config::lan(), NetConfig::default());
+        let mut sim = Sim::joined(n, seed, Config::lan(), NetConfig::default());
         sim.partition((0..n).map(|i| (i % 2) as u8).collect());
         sim.run_for(60_000);
         // Down on both sides: declared dead, or already reaped after the retention period.
@@ -314,7 +302,7 @@ fn partition_heals_to_one_view() {
 #[test]
 fn no_false_deaths_at_ten_percent_loss() {
     let seed = 42;
-    let mut sim = joined(
+    let mut sim = Sim::joined(
         50,
         seed,
         Config::lan(),
@@ -331,7 +319,7 @@ fn no_false_deaths_at_ten_percent_loss() {
 #[test]
 fn relayed_member_is_probed_messaged_and_buried_through_its_relay() {
     for seed in 0..3 {
-        let mut sim = joined(10, seed, Config::lan(), NetConfig::default());
+        let mut sim = Sim::joined(10, seed, Config::lan(), NetConfig::default());
         let b = sim.add_relayed(2);
         sim.run_until_true(10_000, 50, Sim::converged)
             .unwrap_or_else(|| {
@@ -413,7 +401,7 @@ fn relayed_member_is_probed_messaged_and_buried_through_its_relay() {
 #[test]
 fn relayed_member_rejoins_through_another_relay_when_its_relay_dies() {
     for seed in 0..3 {
-        let mut sim = joined(10, seed, Config::lan(), NetConfig::default());
+        let mut sim = Sim::joined(10, seed, Config::lan(), NetConfig::default());
         let b = sim.add_relayed(2);
         sim.run_until_true(10_000, 50, Sim::converged)
             .unwrap_or_else(|| panic!("seed {seed}: relayed member not known to all"));
@@ -477,7 +465,7 @@ fn answer_requests(sim: &mut Sim, responders: &[usize], seen: &mut [usize]) {
 fn requests_complete_or_time_out_under_loss() {
     use gossip_core::FailReason;
     for seed in 0..3 {
-        let mut sim = joined(
+        let mut sim = Sim::joined(
             20,
             seed,
             Config::lan(),
@@ -536,7 +524,7 @@ fn requests_complete_or_time_out_under_loss() {
 fn quorum_requests_report_who_answered_and_who_failed() {
     use gossip_core::{Quorum, QuorumOutcome};
     for seed in 0..3 {
-        let mut sim = joined(
+        let mut sim = Sim::joined(
             12,
             seed,
             Config::lan(),
@@ -607,7 +595,7 @@ fn groups_track_metadata_changes_exactly() {
     use gossip_core::groups::{GroupChange, GroupSpec};
     use std::collections::BTreeSet;
     for seed in 0..3 {
-        let mut sim = joined(
+        let mut sim = Sim::joined(
             16,
             seed,
             Config::lan(),
@@ -687,7 +675,7 @@ fn phi_accrual_mode_detects_crashes_without_false_deaths() {
         ..Config::lan()
     };
     for seed in 0..2 {
-        let mut sim = joined(
+        let mut sim = Sim::joined(
             30,
             seed,
             config.clone(),
@@ -765,7 +753,7 @@ fn transfer(sim: &mut Sim, a: usize, b: usize, total: usize, seed: u64) -> (Vec<
 fn ten_megabyte_stream_direct_and_through_a_relay() {
     use gossip_core::streams::StreamOutput;
     let seed = 5;
-    let mut sim = joined(
+    let mut sim = Sim::joined(
         6,
         seed,
         Config::lan(),
@@ -850,7 +838,7 @@ fn a_relay_hands_news_to_its_relayed_members_in_one_hop() {
         ..NetConfig::default()
     };
     let cluster = |seed: u64| {
-        let mut sim = joined(DIRECT, seed, Config::lan(), net);
+        let mut sim = Sim::joined(DIRECT, seed, Config::lan(), net);
         let leaves: Vec<usize> = (0..LEAVES).map(|_| sim.add_relayed(0)).collect();
         sim.run_until_true(20_000, 50, Sim::converged)
             .unwrap_or_else(|| panic!("seed {seed}: relayed members did not converge"));
@@ -925,7 +913,7 @@ fn a_relay_hands_news_to_its_relayed_members_in_one_hop() {
 fn large_broadcasts_reach_every_live_member_under_loss_and_crashes() {
     for size in [200usize, 3_000, 100_000] {
         for seed in 0..3 {
-            let mut sim = joined(
+            let mut sim = Sim::joined(
                 40,
                 seed,
                 Config::lan(),

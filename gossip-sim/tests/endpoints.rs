@@ -9,18 +9,6 @@ use gossip_sim::{NetConfig, Sim};
 
 const N: usize = 12;
 
-fn joined(seed: u64, loss: f64) -> Sim {
-    let net = NetConfig {
-        loss,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(N, seed, Config::lan(), net);
-    sim.join_all();
-    let t = sim.run_until_true(30_000, 50, Sim::converged);
-    assert!(t.is_some(), "seed {seed}: no membership convergence");
-    sim
-}
-
 /// Whether every running member other than the holders themselves resolves `name` to exactly
 /// `holders` (sorted).
 fn everyone_resolves(sim: &Sim, name: &str, holders: &[NodeId]) -> bool {
@@ -44,7 +32,7 @@ fn sorted(mut v: Vec<NodeId>) -> Vec<NodeId> {
 #[test]
 fn holders_appear_and_disappear_everywhere_under_loss() {
     for seed in 0..3 {
-        let mut sim = joined(seed, 0.1);
+        let mut sim = Sim::joined(N, seed, Config::lan(), NetConfig::lossy(0.1));
         let (a, b, c) = (3, 5, 8);
         for i in [a, b, c] {
             sim.with_node(i, |n, now| n.endpoint_register(now, "orders"))

@@ -18,18 +18,6 @@ fn keys() -> Vec<Vec<u8>> {
     (0..200).map(|k| format!("key-{k}").into_bytes()).collect()
 }
 
-fn joined(seed: u64, loss: f64) -> Sim {
-    let net = NetConfig {
-        loss,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(N, seed, Config::lan(), net);
-    sim.join_all();
-    let t = sim.run_until_true(30_000, 50, Sim::converged);
-    assert!(t.is_some(), "seed {seed}: no membership convergence");
-    sim
-}
-
 /// Every running member's owners of every key are the same; returns them.
 fn agreed(sim: &Sim, seed: u64, what: &str) -> BTreeMap<Vec<u8>, Vec<NodeId>> {
     let up = sim.up();
@@ -116,7 +104,7 @@ impl Mirror {
 #[test]
 fn members_agree_on_owners_through_loss_a_crash_and_a_healed_partition() {
     for seed in 0..3 {
-        let mut sim = joined(seed, 0.05);
+        let mut sim = Sim::joined(N, seed, Config::lan(), NetConfig::lossy(0.05));
         let before = agreed(&sim, seed, "after the join");
         let mut mirror = Mirror::open(&mut sim, 0, None);
         assert_eq!(mirror.owners, before, "seed {seed}: initial owners");
@@ -183,7 +171,7 @@ fn members_agree_on_owners_through_loss_a_crash_and_a_healed_partition() {
 #[test]
 fn group_owners_are_group_members_and_leaves_move_keys() {
     for seed in 0..3 {
-        let mut sim = joined(seed, 0.0);
+        let mut sim = Sim::joined(N, seed, Config::lan(), NetConfig::lossy(0.0));
         // Even nodes are stores.
         for i in (0..N).step_by(2) {
             sim.with_node(i, |n, now| {

@@ -22,18 +22,6 @@ fn config() -> Config {
     }
 }
 
-fn joined(n: usize, seed: u64, loss: f64) -> Sim {
-    let net = NetConfig {
-        loss,
-        ..NetConfig::default()
-    };
-    let mut sim = Sim::new(n, seed, config(), net);
-    sim.join_all();
-    let t = sim.run_until_true(30_000, 50, Sim::converged);
-    assert!(t.is_some(), "seed {seed}: no membership convergence");
-    sim
-}
-
 /// Each node in `nodes` writes `keys` keys, then deletes every third and rewrites the last
 /// (so the newest write of every owner is a value, and every tombstone can be collected).
 fn write(sim: &mut Sim, nodes: &[usize], keys: usize, tag: &str) {
@@ -70,7 +58,7 @@ fn converge(sim: &mut Sim, seed: u64, what: &str) {
 #[test]
 fn state_converges_under_loss() {
     for seed in 0..3 {
-        let mut sim = joined(12, seed, 0.1);
+        let mut sim = Sim::joined(12, seed, config(), NetConfig::lossy(0.1));
         let all: Vec<usize> = (0..12).collect();
         write(&mut sim, &all, 30, "a");
         converge(&mut sim, seed, "10 % loss");
@@ -80,7 +68,7 @@ fn state_converges_under_loss() {
 #[test]
 fn state_converges_across_a_healed_partition() {
     for seed in 0..3 {
-        let mut sim = joined(10, seed, 0.0);
+        let mut sim = Sim::joined(10, seed, config(), NetConfig::lossy(0.0));
         write(&mut sim, &[0, 9], 10, "before");
         sim.run_until_true(10_000, 100, Sim::state_converged);
         sim.partition((0..10).map(|i| u8::from(i >= 5)).collect());
@@ -98,7 +86,7 @@ fn state_converges_across_a_healed_partition() {
 #[test]
 fn crashes_drop_the_crashed_members_map_and_a_restart_starts_empty() {
     for seed in 0..3 {
-        let mut sim = joined(10, seed, 0.05);
+        let mut sim = Sim::joined(10, seed, config(), NetConfig::lossy(0.05));
         let all: Vec<usize> = (0..10).collect();
         write(&mut sim, &all, 10, "k");
         converge(&mut sim, seed, "before the crash");
@@ -135,7 +123,7 @@ fn crashes_drop_the_crashed_members_map_and_a_restart_starts_empty() {
 #[test]
 fn a_member_away_longer_than_the_grace_is_rebuilt_without_resurrections() {
     for seed in 0..3 {
-        let mut sim = joined(10, seed, 0.0);
+        let mut sim = Sim::joined(10, seed, config(), NetConfig::lossy(0.0));
         write(&mut sim, &[0], 30, "k");
         converge(&mut sim, seed, "before");
         // Node 9 is cut off for 3 s (longer than the grace, shorter than a suspicion lasts

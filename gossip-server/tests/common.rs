@@ -77,6 +77,25 @@ pub async fn ws_node(name: &str, seeds: &[String]) -> (Gossip, String) {
 }
 
 /// The `host:port` seed of a UDP/TCP node.
+/// `n` UDP nodes named `{prefix}-0` ... joined through the first, returned once every one sees
+/// all of them alive (within `timeout`).
+pub async fn udp_cluster(prefix: &str, n: usize, timeout: Duration) -> Vec<Gossip> {
+    let first = udp_node(&format!("{prefix}-0"), &[]).await;
+    let seed = seed_of(&first);
+    let mut nodes = vec![first];
+    for i in 1..n {
+        nodes.push(udp_node(&format!("{prefix}-{i}"), std::slice::from_ref(&seed)).await);
+    }
+    let ids: Vec<NodeId> = nodes.iter().map(Gossip::id).collect();
+    for g in &nodes {
+        eventually(timeout, &format!("{n} nodes see each other"), || {
+            sees_alive(g, &ids)
+        })
+        .await;
+    }
+    nodes
+}
+
 pub fn seed_of(g: &Gossip) -> String {
     g.tcp_addr().unwrap().to_string()
 }

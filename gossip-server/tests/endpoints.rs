@@ -61,16 +61,8 @@ fn sorted(mut v: Vec<NodeId>) -> Vec<NodeId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_streams_by_name_with_each_policy() {
-    let first = udp_node("ep-0", &[]).await;
-    let seed = seed_of(&first);
-    let mut nodes = vec![first];
-    for i in 1..4 {
-        nodes.push(udp_node(&format!("ep-{i}"), std::slice::from_ref(&seed)).await);
-    }
+    let nodes = udp_cluster("ep", 4, T).await;
     let ids: Vec<NodeId> = nodes.iter().map(Gossip::id).collect();
-    for g in &nodes {
-        eventually(T, "four nodes see each other", || sees_alive(g, &ids)).await;
-    }
     let client = &nodes[0];
     let mut watch = client.watch_endpoint("orders").await.unwrap();
     assert!(watch.holders.is_empty());

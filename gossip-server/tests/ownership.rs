@@ -27,16 +27,8 @@ async fn owners_of(g: &Gossip) -> BTreeMap<Vec<u8>, Vec<NodeId>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_agree_on_owners_and_a_watch_streams_the_moves_of_a_death() {
-    let first = udp_node("own-0", &[]).await;
-    let seed = seed_of(&first);
-    let mut nodes = vec![first];
-    for i in 1..3 {
-        nodes.push(udp_node(&format!("own-{i}"), std::slice::from_ref(&seed)).await);
-    }
+    let nodes = udp_cluster("own", 3, T).await;
     let ids: Vec<NodeId> = nodes.iter().map(Gossip::id).collect();
-    for g in &nodes {
-        eventually(T, "three nodes see each other", || sees_alive(g, &ids)).await;
-    }
     let before = owners_of(&nodes[0]).await;
     for g in &nodes[1..] {
         assert_eq!(

@@ -18,16 +18,8 @@ async fn value(g: &Gossip, owner: NodeId, key: &str) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_state_and_stream_watched_changes() {
-    let first = udp_node("state-0", &[]).await;
-    let seed = seed_of(&first);
-    let mut nodes = vec![first];
-    for i in 1..3 {
-        nodes.push(udp_node(&format!("state-{i}"), std::slice::from_ref(&seed)).await);
-    }
+    let nodes = udp_cluster("state", 3, T).await;
     let ids: Vec<NodeId> = nodes.iter().map(Gossip::id).collect();
-    for g in &nodes {
-        eventually(T, "three nodes see each other", || sees_alive(g, &ids)).await;
-    }
     let mut watch = nodes[2].state_watch("svc/").await.unwrap();
     assert!(watch.initial.is_empty());
 

@@ -587,6 +587,13 @@ impl Sim {
         })
     }
 
+    /// Whether every running node holds node `i` dead, or no longer holds it at all.
+    pub fn buried_by_all(&self, i: usize) -> bool {
+        self.up()
+            .iter()
+            .all(|&j| self.view(j, i).is_none_or(|st| st == State::Dead))
+    }
+
     /// Fraction of (observer, member) pairs among running nodes where the observer sees the member alive.
     pub fn knowledge(&self) -> f64 {
         let up = self.up();

@@ -121,11 +121,7 @@ fn members_agree_on_owners_through_loss_a_crash_and_a_healed_partition() {
             "seed {seed}: node 3 owns none of 200 keys"
         );
         sim.crash(3);
-        let dead = sim.run_until_true(60_000, 100, |s| {
-            s.up()
-                .iter()
-                .all(|&i| s.view(i, 3).is_none_or(|st| st == State::Dead))
-        });
+        let dead = sim.run_until_true(60_000, 100, |s| s.buried_by_all(3));
         assert!(dead.is_some(), "seed {seed}: crash not detected");
         let after = agreed(&sim, seed, "after the crash");
         let moved = mirror.catch_up(&sim, seed);

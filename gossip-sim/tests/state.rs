@@ -2,8 +2,8 @@
 //! map under loss, across a healed partition, through crashes and restarts, and after being
 //! away longer than the tombstone grace period. Every assertion names its seed.
 
+use gossip_core::Config;
 use gossip_core::state::StateConfig;
-use gossip_core::{Config, State};
 use gossip_sim::VirtualTime;
 use gossip_sim::{NetConfig, Sim};
 
@@ -91,11 +91,7 @@ fn crashes_drop_the_crashed_members_map_and_a_restart_starts_empty() {
         write(&mut sim, &all, 10, "k");
         converge(&mut sim, seed, "before the crash");
         sim.crash(3);
-        let dead = sim.run_until_true(60_000, 100, |s| {
-            s.up()
-                .iter()
-                .all(|&i| s.view(i, 3).is_none_or(|st| st == State::Dead))
-        });
+        let dead = sim.run_until_true(60_000, 100, |s| s.buried_by_all(3));
         assert!(dead.is_some(), "seed {seed}: crash not detected");
         converge(&mut sim, seed, "after the crash");
         let id3 = sim.id(3);

@@ -71,7 +71,14 @@ pub fn e2e(build_package: bool) -> Result {
     if build_package {
         build_wasm_package()?;
     }
-    run_in(&root(), "cargo", &["build", "--locked", "-p", "web-demo"])?;
+    // The workspace test build (web-demo's own CLI test makes it build the binary): after
+    // `cargo test --workspace` this is a no-op, where `cargo build -p web-demo` would unify
+    // features differently and compile the demo's dependencies a second time.
+    run_in(
+        &root(),
+        "cargo",
+        &["test", "--workspace", "--locked", "--no-run"],
+    )?;
     // The test starts the binary just built (not `cargo run`, which could rebuild meanwhile).
     let target_dir = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
         // Cargo takes a relative target dir from where it was started, as xtask was.

@@ -746,11 +746,13 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Builds the native harness; returns its path.
+///
+/// The same cargo invocation as the workspace test step (which builds `tests`' binaries for its
+/// integration tests), so after that step this is a no-op: `cargo build -p tests` alone unifies
+/// features differently and compiled tokio, hickory and rand a second time, which cost minutes and
+/// the disk space a CI run once ran out of.
 fn build_harness() -> Result<PathBuf> {
-    run(
-        "cargo",
-        &["build", "--locked", "-p", "tests", "--bin", "wasm-cluster"],
-    )?;
+    run("cargo", &["test", "--workspace", "--locked", "--no-run"])?;
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target"));

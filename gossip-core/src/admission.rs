@@ -15,9 +15,59 @@
 //! send faster than its rate. What it is refused is dropped and counted
 //! ([`DropReason::Forbidden`](crate::DropReason::Forbidden),
 //! [`DropReason::RateLimited`](crate::DropReason::RateLimited)); the link stays up.
+//!
+//! # Admissions every member checks
+//!
+//! With the `admission` feature a node also checks what admitted members say when they are not
+//! its own, so a member's admission holds after its server and does not depend on one door. The
+//! admitting server signs an [`Admission`](crate::message::Admission) (kind 36): the member's
+//! key, its name prefix, its topics and an expiry [`ADMISSION_TTL_MS`] ahead, renewed at half of
+//! that while the member stays connected (and never past its grant's lifetime). Every such node
+//! then takes the member's records (alive, metadata, leave, broadcasts) and frames (messages,
+//! requests) only while it holds an admission of it that
+//!
+//! - is signed by a live full member (alive or suspect in its own view, holding no admission
+//!   itself), which is the relay its alive record names;
+//! - has not expired by its own wall clock, and is not revoked (`expires` 0);
+//! - allows its name and the topic.
+//!
+//! When one of these stops holding (the admission expires, the server revokes it, the server is
+//! dead or left in this node's view) the member is *left* here, and every member that holds the
+//! admission reaches the same verdict on its own: no message has to spread for it. A node with
+//! members relayed through it (tabs, which do not decode admissions) tells them with a `Dead` of
+//! its own at the member's incarnation. A member whose records arrived before any admission of it
+//! is taken as a full member until one arrives (a browser given the cluster key has none); its
+//! current alive record is then held to the admission like any later one.
+//!
+//! What a hostile sender can do with an admission, and why it fails:
+//!
+//! - *forge one*: it is signed by its issuer, whose key only the issuer holds; one issued by an
+//!   admitted member, by a member for itself, or by a member that is not live here is refused
+//!   ([`DropReason::AdmissionRefused`](crate::DropReason::AdmissionRefused));
+//! - *extend its expiry*: the expiry is signed; one claiming more than [`MAX_ADMISSION_MS`] ahead
+//!   is refused, so a key holder cannot mint admissions that outlive it for long;
+//! - *replay an old one after a revocation*: a member's admissions are ordered by their signed id,
+//!   so an older one is ignored; a node that never held the revocation accepts the old admission
+//!   at most until its own expiry (one TTL);
+//! - *claim another prefix or topic*: checked against the admission by every member;
+//! - *admit with a dead server's key*: refused while the server is down here, and every
+//!   admission it issued lapses with it;
+//! - *flood renewals*: a renewal less than [`MIN_RENEWAL_MS`] after the one it replaces is
+//!   refused and not passed on ([`DropReason::AdmissionTooSoon`](crate::DropReason::AdmissionTooSoon)),
+//!   a member has one admission held per receiver, and a tab cannot ask for one (renewals are
+//!   its server's timer).
 
 #[cfg(feature = "admission")]
 use crate::time::Instant;
+
+/// How long an admission is valid from its signing; its server renews it at half that while the
+/// member stays connected. A member whose server stops renewing (its tab went away, the server
+/// died) is left everywhere within this.
+pub const ADMISSION_TTL_MS: u64 = 60_000;
+/// The furthest ahead of a receiver's clock an admission may expire: longer ones are refused.
+pub const MAX_ADMISSION_MS: u64 = 10 * 60_000;
+/// A renewal this soon (by its signed id) after the admission it replaces is refused.
+pub const MIN_RENEWAL_MS: u64 = 1_000;
 
 /// Frames per second an admitted member may send by default.
 pub const DEFAULT_FRAMES_PER_SEC: u32 = 100;
@@ -97,13 +147,18 @@ impl Grant {
 
     /// Whether the grant allows `topic`.
     pub fn allows_topic(&self, topic: &str) -> bool {
-        match &self.topics {
-            None => true,
-            Some(topics) => topics.iter().any(|t| match t.strip_suffix('*') {
-                Some(prefix) => topic.starts_with(prefix),
-                None => t == topic,
-            }),
-        }
+        topic_allowed(self.topics.as_deref(), topic)
+    }
+}
+
+/// Whether `topics` (a grant's, or an admission's) allow `topic`.
+pub(crate) fn topic_allowed(topics: Option<&[String]>, topic: &str) -> bool {
+    match topics {
+        None => true,
+        Some(topics) => topics.iter().any(|t| match t.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => t == topic,
+        }),
     }
 }
 

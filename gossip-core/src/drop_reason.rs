@@ -62,6 +62,17 @@ pub enum DropReason {
     Forbidden,
     /// An admitted member sent faster than its grant's rate.
     RateLimited,
+    /// A record or frame of an admitted member whose admission has expired, was revoked, or
+    /// was issued by a member that is not live here.
+    #[cfg(feature = "admission")]
+    NotAdmitted,
+    /// An admission its signer may not issue: for itself, by an admitted member or one that is
+    /// not live here, or lasting longer than `admission::MAX_ADMISSION_MS`.
+    #[cfg(feature = "admission")]
+    AdmissionRefused,
+    /// A renewal sooner than `admission::MIN_RENEWAL_MS` after the admission it replaces.
+    #[cfg(feature = "admission")]
+    AdmissionTooSoon,
     /// An indirect probe of a member this node does not know: it dials only members.
     UnknownProbeTarget,
     /// A message kind of the other engine (the overlay's at a `Node`, or the reverse).
@@ -114,6 +125,12 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::Forbidden => "forbidden",
             DropReason::RateLimited => "rate_limited",
+            #[cfg(feature = "admission")]
+            DropReason::NotAdmitted => "not_admitted",
+            #[cfg(feature = "admission")]
+            DropReason::AdmissionRefused => "admission_refused",
+            #[cfg(feature = "admission")]
+            DropReason::AdmissionTooSoon => "admission_too_soon",
             #[cfg(feature = "state")]
             DropReason::StateUnknownOwner => "state_unknown_owner",
             #[cfg(feature = "state")]

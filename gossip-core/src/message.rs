@@ -166,6 +166,22 @@ pub struct Metadata {
     pub entries: Vec<(String, ByteBuf)>,
 }
 
+/// A full member vouches for `member`, a member without the cluster key it admitted (see
+/// [`crate::admission`]): signed by the admitting member, it says under which name prefix and on
+/// which topics `member` may speak, and until when. A newer one (a higher packet id) from the
+/// same issuer replaces it: a renewal, or with `expires` 0 a revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// The admitted member.
+    pub member: NodeId,
+    /// Wall-clock milliseconds after which nobody accepts its records; 0: revoked.
+    pub expires: u64,
+    /// Its name must start with this.
+    pub name: String,
+    /// Topics it may broadcast, send and request on (`*` at the end: a prefix); nil: every topic.
+    pub topics: Option<Vec<String>>,
+}
+
 /// Asks a member to hand `frame` to `to`, a member that is reachable only through it (a browser).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relay {
@@ -315,6 +331,8 @@ messages! {
         Metadata(Metadata) = 13,
         /// One key of a member's replicated state (`state` feature).
         @cfg(feature = "state") State(StateEntry) = 34,
+        /// A full member vouches for a member it admitted (`admission` feature).
+        @cfg(feature = "admission") Admission(Admission) = 36,
     }
     /// The application's messages between two members.
     Application(ApplicationMessage) {
@@ -413,6 +431,11 @@ impl Message {
                 U::Suspect(_) | U::Dead(_) | U::Leave(_) | U::Broadcast(_) => Ok(()),
                 #[cfg(feature = "state")]
                 U::State(_) => Ok(()),
+                #[cfg(feature = "admission")]
+                U::Admission(m) => check(
+                    "admission.topics",
+                    m.topics.as_ref().map_or(0, Vec::len),
+                ),
             },
             Message::Application(_) | Message::Stream(_) => Ok(()),
             Message::Overlay(o) => match o {

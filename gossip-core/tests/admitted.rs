@@ -451,11 +451,14 @@ fn a_revoked_admission_is_honoured_everywhere() {
     assert!(!net.nodes[M].revoke(net.now, &p), "P is S's, not M's");
     assert!(net.nodes[S].revoke(net.now, &p));
     assert!(net.nodes[S].grant(&p).is_none());
-    // At once at S, and as fast as gossip carries it elsewhere: no detection time.
-    assert_eq!(net.state(S, P), Some(State::Dead));
+    // At once at S, and as fast as gossip carries the revocation elsewhere: no detection time.
+    assert_eq!(net.state(S, P), Some(State::Left));
     net.run(300);
-    assert_eq!(net.state(M, P), Some(State::Dead));
+    assert_eq!(net.state(M, P), Some(State::Left));
+    assert_eq!(net.nodes[M].admission_of(&p), Some((net.ids[S], 0)));
     assert_eq!(net.state(M, S), Some(State::Alive));
+    // Q, a tab, decodes no admissions: its server tells it.
+    assert!(net.state(Q, P).is_some_and(State::is_down));
 }
 
 #[test]
@@ -477,4 +480,315 @@ fn a_released_link_opens_nothing_more() {
         .handle_packet(net.now, p_link(), &frame)
         .unwrap_err();
     assert_eq!(refused.reason, DropReason::Unauthenticated);
+}
+
+// ----- admissions every member checks -----
+
+use gossip_core::admission::{ADMISSION_TTL_MS, MAX_ADMISSION_MS};
+use gossip_core::message::{Admission, Broadcast, Gossip, Sync};
+use gossip_core::{SignedPacket, Timestamp};
+
+/// A member that holds the cluster key and nothing else here (no member knows it).
+const K: usize = 9;
+
+impl Net {
+    fn wall(&self) -> u64 {
+        WALL_MS + self.now.micros_since(Instant::from_micros(0)) / 1_000
+    }
+
+    /// A frame `K` seals with the cluster key and hands straight to `to`, past every server.
+    fn key_holder_sends(&mut self, to: usize, signer: &Identity, message: Message) -> Result<NodeId, gossip_core::Refused> {
+        let frame = sealed(signer, message, Keyring::new(cluster_key()), self.now);
+        let r = self.nodes[to].handle_packet(self.now, udp(K as u8), &frame);
+        self.deliver();
+        r
+    }
+
+    /// `items` as a gossip envelope from `K`, handed straight to `to`.
+    fn key_holder_gossips(&mut self, to: usize, items: Vec<SignedPacket>) {
+        let _ = self.key_holder_sends(to, &identity(K), Gossip { items }.into());
+    }
+
+    /// `items` as push-pull states (no replay window: ordered by their own versions).
+    fn key_holder_syncs(&mut self, to: usize, items: Vec<SignedPacket>) {
+        let sync = Sync {
+            phase: gossip_core::message::sync_phase::CLOSE,
+            digest: Vec::new(),
+            states: items,
+        };
+        let _ = self.key_holder_sends(to, &identity(K), sync.into());
+    }
+}
+
+/// `message` signed by `signer` with the id it would have had at `wall_ms`.
+fn signed_at(signer: &Identity, message: Message, wall_ms: u64, logical: u16) -> SignedPacket {
+    let codec = Codec::new(
+        signer.clone(),
+        Keyring::new(cluster_key()),
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    codec.sign(Timestamp::new(wall_ms, logical), &message).unwrap()
+}
+
+fn admission(member: NodeId, expires: u64, name: &str) -> Message {
+    Admission {
+        member,
+        expires,
+        name: name.into(),
+        topics: None,
+    }
+    .into()
+}
+
+#[test]
+fn every_member_holds_the_servers_signed_admission_and_renewals_keep_a_connected_member() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (s, p) = (net.ids[S], net.ids[P]);
+    let (issuer, first) = net.nodes[M].admission_of(&p).expect("M holds P's admission");
+    assert_eq!(issuer, s);
+    assert!(first > net.wall() && first <= net.wall() + ADMISSION_TTL_MS);
+    // Full members have none.
+    assert_eq!(net.nodes[M].admission_of(&s), None);
+    // Three lifetimes later P is still alive everywhere: its server renewed it.
+    net.run(3 * ADMISSION_TTL_MS);
+    let (_, later) = net.nodes[M].admission_of(&p).unwrap();
+    assert!(later > first + 2 * ADMISSION_TTL_MS, "{later} vs {first}");
+    for at in [S, M, Q] {
+        assert_eq!(net.state(at, P), Some(State::Alive), "{at} sees P");
+    }
+    assert_eq!(net.drops(M, DropReason::NotAdmitted), 0);
+    assert_eq!(net.drops(M, DropReason::AdmissionTooSoon), 0);
+}
+
+#[test]
+fn an_expired_admission_is_honoured_everywhere() {
+    // The grant's lifetime caps the admission: nobody renews it past that.
+    let lifetime = std::time::Duration::from_secs(5);
+    let mut net = Net::new(tab_grant().with_lifetime(lifetime));
+    net.run(3_000);
+    assert_eq!(net.state(M, P), Some(State::Alive));
+    let (_, expires) = net.nodes[M].admission_of(&net.ids[P]).unwrap();
+    assert_eq!(expires, WALL_MS + 5_000);
+    // Within a tick of the expiry, without any message about it, at every full member; the
+    // tabs hear it from their servers.
+    net.run(3_100);
+    for at in [S, M] {
+        assert_eq!(net.state(at, P), Some(State::Left), "{at} sees P");
+    }
+    assert!(net.state(Q, P).is_some_and(State::is_down), "Q sees P");
+    // What P says from now on is refused everywhere, even when a key holder hands it over.
+    let hello = Broadcast {
+        topic: "chat".into(),
+        data: b"still here".to_vec().into(),
+    };
+    let r = net.key_holder_sends(M, &identity(P), hello.into());
+    assert_eq!(r.unwrap_err().reason, DropReason::NotAdmitted);
+    let alive = Alive {
+        incarnation: WALL_MS + 60_000,
+        addrs: vec![Address::Relayed(net.ids[S])],
+        name: "tab-1".into(),
+    };
+    let r = net.key_holder_sends(M, &identity(P), alive.into());
+    assert_eq!(r.unwrap_err().reason, DropReason::NotAdmitted);
+    assert_eq!(net.state(M, P), Some(State::Left));
+    assert_eq!(net.state(M, S), Some(State::Alive));
+}
+
+#[test]
+fn a_servers_members_leave_with_it() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    assert_eq!(net.state(M, P), Some(State::Alive));
+    net.nodes[S].leave(net.now);
+    net.run(500);
+    assert_eq!(net.state(M, S), Some(State::Left));
+    assert_eq!(net.state(M, P), Some(State::Left), "P left with its server");
+    assert!(net.state(Q, P).is_some_and(State::is_down));
+    // An admission signed with the departed server's key is refused, and P stays left.
+    let late = signed_at(
+        &identity(S),
+        admission(net.ids[P], net.wall() + 30_000, "tab-"),
+        net.wall(),
+        1,
+    );
+    let before = net.drops(M, DropReason::AdmissionRefused);
+    net.key_holder_gossips(M, vec![late]);
+    assert_eq!(net.drops(M, DropReason::AdmissionRefused), before + 1);
+    assert_eq!(net.state(M, P), Some(State::Left));
+}
+
+#[test]
+fn forged_and_overreaching_admissions_are_refused_and_counted() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (s, m, p, q) = (net.ids[S], net.ids[M], net.ids[P], net.ids[Q]);
+    let refused = |net: &Net, at: usize| net.drops(at, DropReason::AdmissionRefused);
+    let far = net.wall() + 30_000;
+
+    // An admitted member admits a newcomer, or itself with any name: at its server's door...
+    let newcomer = identity(11).id();
+    let link_key = handshake();
+    assert_eq!(
+        net.say_as_p(&identity(P), admission(newcomer, far, ""), &link_key),
+        1
+    );
+    // ... and everywhere else, when a key holder hands it over: an admitted member may not.
+    let before = net.drops(M, DropReason::Forbidden);
+    for (logical, item) in [(2, admission(newcomer, far, "")), (3, admission(p, far, ""))] {
+        let packet = signed_at(&identity(P), item, net.wall(), logical);
+        net.key_holder_gossips(M, vec![packet]);
+    }
+    assert_eq!(
+        net.drops(M, DropReason::Forbidden),
+        before + 2,
+        "issued by an admitted member"
+    );
+    // A key holder nobody knows admits someone.
+    let before = refused(&net, M);
+    let _ = net.key_holder_sends(M, &identity(K), admission(newcomer, far, ""));
+    assert_eq!(refused(&net, M), before + 1, "issued by a stranger");
+    // A full member admits itself, or claims an expiry past the bound.
+    let before = refused(&net, S);
+    let _ = net.key_holder_sends(S, &identity(M), admission(m, far, ""));
+    let forever = net.wall() + MAX_ADMISSION_MS + 1;
+    let _ = net.key_holder_sends(S, &identity(M), admission(newcomer, forever, ""));
+    assert_eq!(refused(&net, S), before + 2, "self and too long");
+    // A full member tries to demote another full member by admitting it.
+    let before = refused(&net, M);
+    let _ = net.key_holder_sends(M, &identity(S), admission(m, far, "x-"));
+    assert_eq!(refused(&net, M), before + 1, "a full member cannot be admitted");
+    assert_eq!(net.nodes[M].admission_of(&m), None);
+    // A changed byte in a genuine admission breaks its signature.
+    let mut bytes = signed_at(&identity(S), admission(p, far, ""), net.wall(), 4)
+        .as_bytes()
+        .to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let before = net.drops(M, DropReason::Unauthenticated);
+    net.key_holder_gossips(M, vec![SignedPacket::from_bytes(bytes).unwrap()]);
+    assert_eq!(net.drops(M, DropReason::Unauthenticated), before + 1);
+
+    // Nothing changed: P and Q keep their servers' admissions, and everyone is alive.
+    assert_eq!(net.nodes[M].admission_of(&p).map(|a| a.0), Some(s));
+    assert_eq!(net.nodes[S].admission_of(&q).map(|a| a.0), Some(m));
+    assert_eq!(net.nodes[M].admission_of(&newcomer), None);
+    net.run(2_000);
+    for at in [S, M] {
+        for of in [S, M, P, Q] {
+            assert_eq!(net.state(at, of), Some(State::Alive), "{at} sees {of}");
+        }
+    }
+}
+
+#[test]
+fn an_admitted_member_is_held_to_its_admission_by_every_member() {
+    // A key holder (or a server gone wrong) hands P's words straight to M, past S's door: M
+    // holds them to the admission S signed.
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (s, m) = (net.ids[S], net.ids[M]);
+    let p = identity(P);
+    let forbidden = |net: &Net| net.drops(M, DropReason::Forbidden);
+    let mut tries = 0;
+    let mut refuse = |net: &mut Net, message: Message, what: &str| {
+        let before = forbidden(net);
+        let r = net.key_holder_sends(M, &p, message);
+        assert_eq!(r.unwrap_err().reason, DropReason::Forbidden, "{what}");
+        assert_eq!(forbidden(net), before + 1, "{what}");
+        tries += 1;
+    };
+    let alive = |name: &str, addrs: Vec<Address>| -> Message {
+        Alive {
+            incarnation: WALL_MS + 20_000,
+            addrs,
+            name: name.into(),
+        }
+        .into()
+    };
+    refuse(&mut net, alive("server-9", vec![Address::Relayed(s)]), "another prefix");
+    refuse(&mut net, alive("tab-1", vec![udp(9)]), "an address of its own");
+    refuse(&mut net, alive("tab-1", vec![Address::Relayed(m)]), "another relay");
+    let admin = Broadcast {
+        topic: "admin".into(),
+        data: b"x".to_vec().into(),
+    };
+    refuse(&mut net, admin.into(), "topic");
+    let dead = Dead {
+        node: s,
+        incarnation: net.nodes[M].member(&s).unwrap().incarnation,
+    };
+    refuse(&mut net, dead.into(), "accusation");
+    let relay = Relay {
+        to: net.ids[Q],
+        frame: vec![1, 2, 3].into(),
+    };
+    refuse(&mut net, relay.into(), "relay");
+    let direct = gossip_core::message::Direct {
+        to: m,
+        topic: "admin".into(),
+        data: b"x".to_vec().into(),
+    };
+    refuse(&mut net, direct.into(), "message topic");
+    assert_eq!(tries, 7);
+    // What the admission allows still passes.
+    let chat = Broadcast {
+        topic: "chat".into(),
+        data: b"ok".to_vec().into(),
+    };
+    assert!(net.key_holder_sends(M, &p, chat.into()).is_ok());
+    net.run(3_000);
+    for of in [S, M, P] {
+        assert_eq!(net.state(M, of), Some(State::Alive), "M sees {of}");
+    }
+    assert_eq!(net.nodes[M].member(&net.ids[P]).unwrap().name, "tab-1");
+}
+
+#[test]
+fn an_old_admission_replayed_after_a_revocation_changes_nothing() {
+    let mut net = Net::new(tab_grant());
+    let start = net.wall();
+    net.run(3_000);
+    let p = net.ids[P];
+    // An admission S signed early on, as a key holder may have kept it.
+    let old = signed_at(&identity(S), admission(p, start + 50_000, "tab-"), start + 500, 1);
+    assert!(net.nodes[S].revoke(net.now, &p));
+    net.run(300);
+    assert_eq!(net.state(M, P), Some(State::Left));
+    // Replayed as gossip and as push-pull state: older than the revocation, so ignored.
+    net.key_holder_gossips(M, vec![old.clone()]);
+    net.key_holder_syncs(M, vec![old]);
+    net.run(1_000);
+    assert_eq!(net.nodes[M].admission_of(&p), Some((net.ids[S], 0)));
+    assert_eq!(net.state(M, P), Some(State::Left));
+}
+
+#[test]
+fn a_flood_of_renewals_is_refused_and_not_passed_on() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let p = net.ids[P];
+    let (_, held) = net.nodes[M].admission_of(&p).unwrap();
+    let pending = net.nodes[M].pending_updates();
+    // S's key (a server gone wrong) signs 100 renewals a millisecond apart.
+    let wall = net.wall();
+    let flood: Vec<SignedPacket> = (0..100u16)
+        .map(|i| {
+            let expires = wall + 30_000 + u64::from(i);
+            signed_at(&identity(S), admission(p, expires, "tab-"), wall + u64::from(i), 1)
+        })
+        .collect();
+    let before = net.drops(M, DropReason::AdmissionTooSoon);
+    net.key_holder_gossips(M, flood);
+    // The first replaces the held one (S's last renewal is seconds old); the other 99 are too
+    // soon after it, refused and never queued to spread.
+    assert_eq!(net.drops(M, DropReason::AdmissionTooSoon), before + 99);
+    let (_, now_held) = net.nodes[M].admission_of(&p).unwrap();
+    assert_eq!(now_held, wall + 30_000);
+    assert_ne!(now_held, held);
+    assert!(net.nodes[M].pending_updates() <= pending + 1);
+    // The tab cannot ask for renewals either: its admissions are refused at its server's door,
+    // and the rest of a flood is cut at its rate.
+    assert_eq!(net.state(M, P), Some(State::Alive));
 }

@@ -116,7 +116,7 @@ impl Node {
         packet: SignedPacket,
     ) -> bool {
         // An admitted member's words, however they arrived (a frame, a piggyback, a sync).
-        if let Err(reason) = self.admitted.check_update(self.id, &origin, &update) {
+        if let Err(reason) = self.admission_check_update(now, &origin, &update) {
             self.shell.count_drop(reason);
             return false;
         }
@@ -130,6 +130,8 @@ impl Node {
             UpdateMessage::State(e) => {
                 Subject::State(origin, crate::state::store::key_subject(&e.key))
             }
+            #[cfg(feature = "admission")]
+            UpdateMessage::Admission(a) => Subject::Admission(a.member),
         };
         let applied = self.apply(now, origin, update, &packet);
         match applied {
@@ -156,6 +158,8 @@ impl Node {
             UpdateMessage::Metadata(m) => self.apply_metadata(origin, m, packet),
             #[cfg(feature = "state")]
             UpdateMessage::State(e) => self.apply_state(now, origin, e, packet),
+            #[cfg(feature = "admission")]
+            UpdateMessage::Admission(a) => self.apply_admission(now, origin, a, packet),
             UpdateMessage::Broadcast(b) => {
                 if origin != self.id {
                     self.shell.push_event(Event::Broadcast {
@@ -497,6 +501,8 @@ impl Node {
         let mut events = Vec::new();
         self.requests.on_member_down(id, &mut events);
         events.into_iter().for_each(|e| self.shell.push_event(e));
+        #[cfg(feature = "admission")]
+        self.issuer_down(now, id);
     }
 
     /// Someone suspects or buried us at `incarnation`: outbid it with a fresh alive record.

@@ -19,6 +19,9 @@ pub(super) enum Subject {
     /// A key of a member's replicated state (by the key's hash).
     #[cfg(feature = "state")]
     State(NodeId, u64),
+    /// The admission of a member (by the member).
+    #[cfg(feature = "admission")]
+    Admission(NodeId),
 }
 
 #[derive(Debug, Clone)]

@@ -119,7 +119,7 @@ impl Node {
         #[allow(unused_mut)] mut relay: Relay,
     ) {
         #[cfg(feature = "admission")]
-        if self.admitted.is_admitted(&origin) {
+        if self.is_served(&origin) {
             // Sealed with the requester's link key: open it, hold it to its grant like anything
             // it says, and seal it for the cluster.
             let (packet, frame) = match self.shell.reseal_from_link(&origin, &relay.frame) {
@@ -141,7 +141,7 @@ impl Node {
             if nested {
                 return self.shell.count_drop(DropReason::Forbidden);
             }
-            if let Err(reason) = self.admitted.check(self.id, &origin, &message) {
+            if let Err(reason) = self.admission_check(now, &origin, &message) {
                 return self.shell.count_drop(reason);
             }
             relay.frame = frame.into();

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
+#[cfg(feature = "admission")]
 use self::admit::Admitted;
 use self::apply::Gate;
 use self::hub::Hub;
@@ -80,7 +81,9 @@ pub struct Node {
     spread: Spread,
     /// Members relayed through this node (`hub.rs`).
     hub: Hub,
-    /// Members without the cluster key connected to this node, and their grants (`admit.rs`).
+    /// Members without the cluster key: the grants of those connected here, and the admissions
+    /// of all (`admit.rs`).
+    #[cfg(feature = "admission")]
     admitted: Admitted,
     /// Push-pull anti-entropy (`sync.rs`).
     sync: SyncState,
@@ -161,6 +164,7 @@ impl Node {
             probing: Probing::new(seq),
             spread: Spread::default(),
             hub: Hub::new(now),
+            #[cfg(feature = "admission")]
             admitted: Admitted::default(),
             sync: SyncState::default(),
             requests: Requests::new(rng.next_u64()),
@@ -264,6 +268,8 @@ impl Node {
             self.streams.next_deadline(),
             #[cfg(feature = "state")]
             Some(self.state_deadline()),
+            #[cfg(feature = "admission")]
+            self.admission_deadline(),
         ];
         (!self.left).then(|| deadlines.into_iter().flatten().min())?
     }
@@ -287,7 +293,7 @@ impl Node {
         let inbound = self.shell.decode_from(now, &from, bytes)?;
         self.gate.added_this_frame = 0;
         let origin = inbound.origin();
-        if let Err(reason) = self.admitted.check(self.id, &origin, &inbound.message) {
+        if let Err(reason) = self.admission_check(now, &origin, &inbound.message) {
             self.shell.count_drop(reason);
             return Err(Refused { reason });
         }
@@ -342,6 +348,8 @@ impl Node {
             };
             self.timers.set(Timer::PushPull, now.plus_millis(interval));
         }
+        #[cfg(feature = "admission")]
+        self.admission_tick(now);
         if self.timers.is_due(Timer::Reap, now) {
             self.reap(now);
             self.timers.set(Timer::Reap, now.plus_millis(1_000));

@@ -127,7 +127,12 @@ impl Node {
         }
         let fresh = std::mem::take(&mut self.spread.fresh);
         if !self.hub.leaves.is_empty() {
-            self.hub.pending.extend(fresh.iter().cloned());
+            // Tabs do not decode admissions (their server checks them for them).
+            #[cfg(feature = "admission")]
+            let for_tabs = fresh.iter().filter(|p| p.kind() != super::admit::ADMISSION_KIND);
+            #[cfg(not(feature = "admission"))]
+            let for_tabs = fresh.iter();
+            self.hub.pending.extend(for_tabs.cloned());
             let excess = self.hub.pending.len().saturating_sub(self.config.max_queue);
             if excess > 0 {
                 self.hub.pending.drain(..excess);

@@ -45,12 +45,24 @@ impl Node {
     }
 
     /// The records a peer with `digest` lacks, cut to the sync budget.
-    pub(super) fn delta(&mut self, digest: &[DigestEntry]) -> (Vec<SignedPacket>, bool) {
+    /// `peer` is who asked: members relayed through this node (tabs) get no admissions, which
+    /// they do not decode.
+    pub(super) fn delta(
+        &mut self,
+        digest: &[DigestEntry],
+        #[allow(unused_variables)] peer: NodeId,
+    ) -> (Vec<SignedPacket>, bool) {
         let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
         let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
         crate::sort::unstable(&mut ids);
         shuffle(&mut self.rng, &mut ids);
         let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
+        // Admissions go after every alive record: their issuers are then known to the peer,
+        // and a member it took before its admission arrived is judged by it at once.
+        #[cfg(feature = "admission")]
+        let mut admissions = Vec::new();
+        #[cfg(feature = "admission")]
+        let to_tab = self.hub.leaves.contains(&peer);
         let budget = self.config.max_sync_bytes;
         for id in ids {
             let m = &self.members[&id];
@@ -71,6 +83,14 @@ impl Node {
             if e.is_none_or(|e| e.meta_version < m.meta_version) && !m.state.is_down() {
                 records.extend(m.meta.as_ref());
             }
+            #[cfg(feature = "admission")]
+            if !records.is_empty()
+                && !to_tab
+                && let Some(a) = self.admission_record(&id)
+                && !records.contains(&a)
+            {
+                admissions.push(a.clone());
+            }
             for r in records {
                 if size + r.len() + ITEM_OVERHEAD > budget
                     || out.len() >= self.config.limits.max_items
@@ -81,6 +101,16 @@ impl Node {
                 size += r.len() + ITEM_OVERHEAD;
                 out.push(r.clone());
             }
+        }
+        #[cfg(feature = "admission")]
+        for r in admissions {
+            if size + r.len() + ITEM_OVERHEAD > budget || out.len() >= self.config.limits.max_items
+            {
+                cut = true;
+                break;
+            }
+            size += r.len() + ITEM_OVERHEAD;
+            out.push(r);
         }
         (out, cut)
     }
@@ -135,7 +165,7 @@ impl Node {
         }
         match sync.phase {
             sync_phase::OPEN | sync_phase::JOIN => {
-                let (states, _) = self.delta(&sync.digest);
+                let (states, _) = self.delta(&sync.digest, origin);
                 let answer = Sync {
                     phase: sync_phase::ANSWER,
                     digest: self.digest(),
@@ -144,7 +174,7 @@ impl Node {
                 self.reply(now, origin, from, answer.into(), true);
             }
             sync_phase::ANSWER => {
-                let (states, _) = self.delta(&sync.digest);
+                let (states, _) = self.delta(&sync.digest, origin);
                 if !states.is_empty() {
                     let close = Sync {
                         phase: sync_phase::CLOSE,

@@ -432,10 +432,7 @@ impl Message {
                 #[cfg(feature = "state")]
                 U::State(_) => Ok(()),
                 #[cfg(feature = "admission")]
-                U::Admission(m) => check(
-                    "admission.topics",
-                    m.topics.as_ref().map_or(0, Vec::len),
-                ),
+                U::Admission(m) => check("admission.topics", m.topics.as_ref().map_or(0, Vec::len)),
             },
             Message::Application(_) | Message::Stream(_) => Ok(()),
             Message::Overlay(o) => match o {

@@ -497,7 +497,12 @@ impl Net {
     }
 
     /// A frame `K` seals with the cluster key and hands straight to `to`, past every server.
-    fn key_holder_sends(&mut self, to: usize, signer: &Identity, message: Message) -> Result<NodeId, gossip_core::Refused> {
+    fn key_holder_sends(
+        &mut self,
+        to: usize,
+        signer: &Identity,
+        message: Message,
+    ) -> Result<NodeId, gossip_core::Refused> {
         let frame = sealed(signer, message, Keyring::new(cluster_key()), self.now);
         let r = self.nodes[to].handle_packet(self.now, udp(K as u8), &frame);
         self.deliver();
@@ -528,7 +533,9 @@ fn signed_at(signer: &Identity, message: Message, wall_ms: u64, logical: u16) ->
         Limits::default(),
         ReplayConfig::default(),
     );
-    codec.sign(Timestamp::new(wall_ms, logical), &message).unwrap()
+    codec
+        .sign(Timestamp::new(wall_ms, logical), &message)
+        .unwrap()
 }
 
 fn admission(member: NodeId, expires: u64, name: &str) -> Message {
@@ -546,7 +553,9 @@ fn every_member_holds_the_servers_signed_admission_and_renewals_keep_a_connected
     let mut net = Net::new(tab_grant());
     net.run(3_000);
     let (s, p) = (net.ids[S], net.ids[P]);
-    let (issuer, first) = net.nodes[M].admission_of(&p).expect("M holds P's admission");
+    let (issuer, first) = net.nodes[M]
+        .admission_of(&p)
+        .expect("M holds P's admission");
     assert_eq!(issuer, s);
     assert!(first > net.wall() && first <= net.wall() + ADMISSION_TTL_MS);
     // Full members have none.
@@ -636,7 +645,10 @@ fn forged_and_overreaching_admissions_are_refused_and_counted() {
     );
     // ... and everywhere else, when a key holder hands it over: an admitted member may not.
     let before = net.drops(M, DropReason::Forbidden);
-    for (logical, item) in [(2, admission(newcomer, far, "")), (3, admission(p, far, ""))] {
+    for (logical, item) in [
+        (2, admission(newcomer, far, "")),
+        (3, admission(p, far, "")),
+    ] {
         let packet = signed_at(&identity(P), item, net.wall(), logical);
         net.key_holder_gossips(M, vec![packet]);
     }
@@ -658,7 +670,11 @@ fn forged_and_overreaching_admissions_are_refused_and_counted() {
     // A full member tries to demote another full member by admitting it.
     let before = refused(&net, M);
     let _ = net.key_holder_sends(M, &identity(S), admission(m, far, "x-"));
-    assert_eq!(refused(&net, M), before + 1, "a full member cannot be admitted");
+    assert_eq!(
+        refused(&net, M),
+        before + 1,
+        "a full member cannot be admitted"
+    );
     assert_eq!(net.nodes[M].admission_of(&m), None);
     // A changed byte in a genuine admission breaks its signature.
     let mut bytes = signed_at(&identity(S), admission(p, far, ""), net.wall(), 4)
@@ -707,9 +723,21 @@ fn an_admitted_member_is_held_to_its_admission_by_every_member() {
         }
         .into()
     };
-    refuse(&mut net, alive("server-9", vec![Address::Relayed(s)]), "another prefix");
-    refuse(&mut net, alive("tab-1", vec![udp(9)]), "an address of its own");
-    refuse(&mut net, alive("tab-1", vec![Address::Relayed(m)]), "another relay");
+    refuse(
+        &mut net,
+        alive("server-9", vec![Address::Relayed(s)]),
+        "another prefix",
+    );
+    refuse(
+        &mut net,
+        alive("tab-1", vec![udp(9)]),
+        "an address of its own",
+    );
+    refuse(
+        &mut net,
+        alive("tab-1", vec![Address::Relayed(m)]),
+        "another relay",
+    );
     let admin = Broadcast {
         topic: "admin".into(),
         data: b"x".to_vec().into(),
@@ -752,7 +780,12 @@ fn an_old_admission_replayed_after_a_revocation_changes_nothing() {
     net.run(3_000);
     let p = net.ids[P];
     // An admission S signed early on, as a key holder may have kept it.
-    let old = signed_at(&identity(S), admission(p, start + 50_000, "tab-"), start + 500, 1);
+    let old = signed_at(
+        &identity(S),
+        admission(p, start + 50_000, "tab-"),
+        start + 500,
+        1,
+    );
     assert!(net.nodes[S].revoke(net.now, &p));
     net.run(300);
     assert_eq!(net.state(M, P), Some(State::Left));
@@ -776,7 +809,12 @@ fn a_flood_of_renewals_is_refused_and_not_passed_on() {
     let flood: Vec<SignedPacket> = (0..100u16)
         .map(|i| {
             let expires = wall + 30_000 + u64::from(i);
-            signed_at(&identity(S), admission(p, expires, "tab-"), wall + u64::from(i), 1)
+            signed_at(
+                &identity(S),
+                admission(p, expires, "tab-"),
+                wall + u64::from(i),
+                1,
+            )
         })
         .collect();
     let before = net.drops(M, DropReason::AdmissionTooSoon);

@@ -19,9 +19,9 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    // The overlay and state kinds come last, after the two extra cases, so that every older vector keeps
+    // The overlay, state and admission kinds come last, after the two extra cases, so that every older vector keeps
     // its id (the case index) and stays byte-identical.
-    let overlay = overlay_kinds().len() + state_kinds().len();
+    let overlay = overlay_kinds().len() + state_kinds().len() + admission_kinds().len();
     let mut older = all_kinds();
     let newer = older.split_off(older.len() - overlay);
     let encrypted = |(name, message): (&str, Message)| Case {

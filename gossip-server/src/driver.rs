@@ -459,8 +459,8 @@ impl Driver {
         }
     }
 
-    /// Revokes an admission granted here: the member's link is closed (4406) and it is
-    /// declared dead cluster-wide. `false` when `member` is not admitted through this node.
+    /// Revokes an admission granted here: the member's link is closed (4406) and its
+    /// admission revoked cluster-wide (it is left everywhere). `false` when `member` is not admitted through this node.
     pub(crate) fn revoke(&mut self, member: NodeId, reason: &str) -> bool {
         let now = self.now();
         if !self.node.revoke(now, &member) {

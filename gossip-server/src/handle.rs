@@ -333,8 +333,9 @@ impl Gossip {
 
     /// Revokes the admission of `member`, a client without the cluster key admitted through
     /// this node: its connection is closed with 4406 and `reason` (nothing secret: the client
-    /// reads it), and this node declares it dead, which every member accepts at once. It joins
-    /// again only if the admission hook admits it again. `Ok(false)` when it is not admitted here.
+    /// reads it), and this node signs a revocation of its admission, which every member honours
+    /// at once (the member is left everywhere). It joins again only if the admission hook admits
+    /// it again. `Ok(false)` when it is not admitted here.
     pub async fn revoke(
         &self,
         member: NodeId,

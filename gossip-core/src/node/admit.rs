@@ -272,7 +272,11 @@ impl Node {
         };
         // A member with an address of its own is a full member, whoever claims to admit it: a
         // key holder cannot demote one by admitting it.
-        if self.members.get(origin).is_some_and(|m| has_own_address(&m.addrs)) {
+        if self
+            .members
+            .get(origin)
+            .is_some_and(|m| has_own_address(&m.addrs))
+        {
             return Ok(None);
         }
         if !self.cert_holds(cert, self.shell.wall(now)) {

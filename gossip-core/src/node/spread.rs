@@ -129,7 +129,9 @@ impl Node {
         if !self.hub.leaves.is_empty() {
             // Tabs do not decode admissions (their server checks them for them).
             #[cfg(feature = "admission")]
-            let for_tabs = fresh.iter().filter(|p| p.kind() != super::admit::ADMISSION_KIND);
+            let for_tabs = fresh
+                .iter()
+                .filter(|p| p.kind() != super::admit::ADMISSION_KIND);
             #[cfg(not(feature = "admission"))]
             let for_tabs = fresh.iter();
             self.hub.pending.extend(for_tabs.cloned());

@@ -284,7 +284,22 @@ pub fn all_kinds() -> Vec<(&'static str, Message)> {
     ];
     kinds.extend(overlay_kinds());
     kinds.extend(state_kinds());
+    kinds.extend(admission_kinds());
     kinds
+}
+
+/// The admission (kind 36), after the state's so earlier golden ids stay put.
+pub fn admission_kinds() -> Vec<(&'static str, Message)> {
+    vec![(
+        "admission",
+        gossip_core::message::Admission {
+            member: identity(3).id(),
+            expires: 1_700_000_060_000,
+            name: "tab-".into(),
+            topics: Some(vec!["chat".into(), "game/*".into()]),
+        }
+        .into(),
+    )]
 }
 
 /// The replicated state's kinds (34-35), after the overlay's so earlier golden ids stay put.

@@ -5,8 +5,9 @@
 //! it reaches the cluster through one full member's WebSocket, over a link sealed with the key
 //! that link's handshake agreed, and that server enforces its grant on everything it says
 //! ([`Node::admit_link`](crate::Node::admit_link)). Every word of an admitted member enters the cluster
-//! through the server it is connected to, because no other member can open its frames; so the
-//! server's check is the only one needed for it to hold cluster-wide.
+//! through the server it is connected to, because no other member can open its frames; that
+//! server checks it first, and every other full member checks it again against the admission
+//! the server signed (below), so the rules hold without trusting any one door for ever.
 //!
 //! An admitted member may speak only for itself: its alive record (under a name its grant allows,
 //! reachable only through its server), its metadata, its leave, its pings and acks, its

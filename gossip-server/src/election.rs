@@ -64,9 +64,9 @@ impl Leadership {
     }
 
     /// Stops the task, deleting this member's bid; its lease ends at once.
-    pub async fn resign(self) {
+    pub async fn resign(mut self) {
         let _ = self.stop.send(true);
-        let _ = (&self.task).await;
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -43,22 +43,42 @@ async fn three_nodes_elect_one_leader_and_replace_a_killed_one() {
 
     nodes[first].kill().await;
     let crashed = members.remove(first);
-    let rest: Vec<&Leadership> = members.iter().collect();
-    let second = one_leader(&rest).await;
+    let up: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    let second = one_leader(&members.iter().collect::<Vec<_>>()).await;
     assert!(
         members[second].term().unwrap() > term,
         "a later leader has a higher term"
     );
     drop(crashed);
 
-    // Resigning deletes the bid and ends the lease; the remaining voter alone is not a
-    // majority of three, so nobody leads after that.
-    let other = members.remove(1 - second);
+    // Resigning deletes the leader's bid, which the other node sees go; the remaining voter
+    // alone is not a majority of three, so it does not lead.
+    let (leader, other) = (up[second], up[1 - second]);
+    let bid = "election/jobs/bid";
+    let leader_id = nodes[leader].id();
+    assert!(
+        nodes[other]
+            .state_get(leader_id, bid)
+            .await
+            .unwrap()
+            .is_some(),
+        "the leader's bid is replicated"
+    );
+    let follower = members.remove(1 - second);
     members.remove(0).resign().await;
-    eventually(T, "nobody leads once the leader resigned", || async {
-        !other.is_leader()
-    })
+    eventually(
+        T,
+        "the resigned leader's bid is deleted everywhere",
+        || async {
+            nodes[other]
+                .state_get(leader_id, bid)
+                .await
+                .unwrap()
+                .is_none()
+        },
+    )
     .await;
+    assert!(!follower.is_leader());
     for g in &nodes {
         g.shutdown().await;
     }

@@ -1,10 +1,8 @@
-//! Leader election among three nodes in one process: one is elected, it crashes, the two others
-//! (still a majority of the three voters) elect one of themselves; then the program ends.
-//!
-//! ```text
-//! cargo run -p gossip-server --example leader_election
-//! ```
+//! The steps of the `leader_election` example: three nodes in one process elect one, it is
+//! killed, the two others (still a majority of the three voters) elect one of themselves.
+//! `tests/leader_election_example.rs` runs this same code.
 
+use std::io::Write;
 use std::time::Duration;
 
 use gossip_core::election::ElectionConfig;
@@ -44,8 +42,8 @@ async fn leader(members: &[(&str, Leadership)]) -> Result<(usize, u64), &'static
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the example, printing what happens to `out`.
+pub async fn run(out: &mut impl Write) -> Result<(), Box<dyn std::error::Error>> {
     let key = ClusterKey::from_bytes([7; 32]);
     let a = node("alpha", &key, vec![]).await?;
     let seed = a.tcp_addr().expect("bound on TCP").to_string();
@@ -64,18 +62,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (first, term) = leader(&members).await?;
-    println!("{} leads (term {term})", members[first].0);
+    writeln!(out, "{} leads (term {term})", members[first].0)?;
 
     // The leader crashes: no leave, its lease simply stops being renewed.
     nodes[first].kill().await;
     let (name, crashed) = members.remove(first);
     drop(crashed);
-    println!("{name} crashed");
+    writeln!(out, "{name} crashed")?;
     let (second, term) = leader(&members).await?;
-    println!(
+    writeln!(
+        out,
         "{} leads (term {term}), elected by 2 of the 3 voters",
         members[second].0
-    );
+    )?;
 
     for g in &nodes {
         g.shutdown().await;

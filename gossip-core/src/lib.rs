@@ -6,6 +6,8 @@ pub mod admission;
 pub mod config;
 pub mod detector;
 pub mod drop_reason;
+#[cfg(feature = "election")]
+pub mod election;
 #[cfg(feature = "endpoints")]
 pub mod endpoints;
 pub mod error;

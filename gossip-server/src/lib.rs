@@ -40,6 +40,7 @@ mod auth;
 mod config;
 mod conn;
 mod driver;
+mod election;
 mod endpoints;
 mod error;
 mod handle;
@@ -59,6 +60,7 @@ mod ws;
 
 pub use admission::{Admission, AdmissionRequest};
 pub use config::{DriverLimits, GossipConfig};
+pub use election::{ElectError, Leadership, Lease};
 pub use endpoints::{EndpointReply, EndpointWatch};
 pub use error::{GossipError, JoinError, SeedAttempt, SeedProblem, StartError};
 pub use handle::{Gossip, Watch};

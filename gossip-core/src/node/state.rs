@@ -154,6 +154,12 @@ impl Node {
             .map(|r| (r.life, r.watermark))
     }
 
+    /// This node's own life: its first incarnation, new at every start. Writes of an earlier
+    /// life of the same identity are gone.
+    pub fn state_life(&self) -> u64 {
+        self.state.life
+    }
+
     /// Owners whose maps this node holds, itself included.
     pub fn state_owners(&self) -> Vec<NodeId> {
         let mut v: Vec<NodeId> = self.state.replicas.keys().copied().collect();

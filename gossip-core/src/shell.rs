@@ -47,6 +47,9 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Messages that could not be encoded.
     pub encode_errors: u64,
+    /// Members never heard answering that a full member table forgot to make room for a
+    /// newcomer (see `Config::max_members`): a high rate means someone is minting identities.
+    pub members_evicted: u64,
 }
 
 /// Codec, clocks, bounded output queues and counters of one engine (`E` is its event type).

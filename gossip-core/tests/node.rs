@@ -552,14 +552,90 @@ fn the_member_table_has_a_hard_bound() {
         ..Config::lan()
     };
     let mut nodes = cluster(3, config);
+    events(&mut nodes[0]);
     for i in 0..40u32 {
         let id = minted(i);
         let own = alive_record(&id, "", 1);
         let frame = signed_by(&id, 9, Gossip { items: vec![own] }.into());
         let _ = nodes[0].handle_packet(Instant::from_millis(6_000), addr(9), &frame);
     }
+    // Self-introductions share one voucher (nobody): the newest make room by forgetting the
+    // oldest, so the table never grows past its bound and still takes the next newcomer.
     assert_eq!(nodes[0].members().count(), 20);
-    assert_eq!(drops(&nodes[0], DropReason::TooManyMembers), 23);
+    assert_eq!(nodes[0].stats().members_evicted, 23);
+    assert!(nodes[0].member(&minted(0).id()).is_none());
+    assert!(nodes[0].member(&minted(39).id()).is_some());
+    let left = events(&mut nodes[0])
+        .into_iter()
+        .filter(|e| matches!(e, Event::MemberLeft { .. }))
+        .count();
+    assert_eq!(left, 23);
+}
+
+#[test]
+fn a_full_table_keeps_room_for_members_an_honest_member_vouches_for() {
+    let config = Config {
+        max_members: 20,
+        ..Config::lan()
+    };
+    let mut nodes = cluster(3, config);
+    let (holder, honest) = (identity(2), identity(3));
+    assert!(nodes[0].is_confirmed(&holder.id()) && nodes[0].is_confirmed(&honest.id()));
+    let introduce = |node: &mut Node, by: &Identity, from: u8, logical: u16, ids: Vec<u32>| {
+        let items = ids
+            .into_iter()
+            .map(|i| alive_record(&minted(i), "", 1))
+            .collect();
+        let frame = signed_by(by, logical, Gossip { items }.into());
+        let _ = node.handle_packet(Instant::from_millis(6_000), addr(from), &frame);
+    };
+    // A key holder that answers probes mints 40: its own mint makes room for the rest.
+    introduce(&mut nodes[0], &holder, 2, 20, (0..40).collect());
+    assert_eq!(nodes[0].members().count(), 20);
+    assert!(nodes[0].member(&minted(39).id()).is_some());
+    // An honest member introduces a genuine newcomer: the holder's share gives way.
+    introduce(&mut nodes[0], &honest, 3, 21, vec![500]);
+    assert!(nodes[0].member(&minted(500).id()).is_some());
+    // More minting never evicts it: the holder's share is the larger, so the holder pays.
+    introduce(&mut nodes[0], &holder, 2, 22, (100..160).collect());
+    introduce(&mut nodes[0], &holder, 2, 23, (200..260).collect());
+    assert!(nodes[0].member(&minted(500).id()).is_some());
+    assert!(nodes[0].member(&minted(259).id()).is_some());
+    assert_eq!(nodes[0].members().count(), 20);
+    for id in [holder.id(), honest.id(), nodes[0].id()] {
+        assert!(nodes[0].member(&id).is_some(), "confirmed members stay");
+    }
+    // A real newcomer joins through the honest member: node 1 hears it from node 3, probes it
+    // before the mint waiting in its unconfirmed lane, and so confirms it within a few probe
+    // intervals (a random place among the minted would take up to twice their number).
+    std::iter::from_fn(|| nodes[0].poll_transmit()).for_each(drop);
+    nodes.push(node(4, nodes[0].config().clone()));
+    let fresh = nodes[3].id();
+    let start = Instant::from_millis(6_000);
+    nodes[3].join(start, &[addr(3)]);
+    pump(&mut nodes, start);
+    assert!(
+        nodes[0].member(&fresh).is_some(),
+        "node 1 learned the newcomer"
+    );
+    let interval = nodes[0].config().probe_interval_ms;
+    let mut confirmed_at = None;
+    for ms in (6_100..6_000 + 4 * interval).step_by(100) {
+        let now = Instant::from_millis(ms);
+        for n in nodes.iter_mut() {
+            n.handle_timeout(now);
+        }
+        pump(&mut nodes, now);
+        if nodes[0].is_confirmed(&fresh) {
+            confirmed_at = Some(ms);
+            break;
+        }
+    }
+    assert!(
+        confirmed_at.is_some(),
+        "the vouched newcomer was not probed within 4 probe intervals"
+    );
+    assert!(nodes[0].member(&fresh).is_some());
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub(crate) struct Exporter {
     packets_out: u64,
     bytes_in: u64,
     bytes_out: u64,
+    members_evicted: u64,
     drops: std::collections::BTreeMap<gossip_core::DropReason, u64>,
 }
 
@@ -26,6 +27,10 @@ impl Exporter {
         self.packets_out = s.packets_out;
         self.bytes_in = s.bytes_in;
         self.bytes_out = s.bytes_out;
+        // A high rate means someone is minting identities (see `Stats::members_evicted`).
+        metrics::counter!("gossip_members_evicted_total")
+            .increment(s.members_evicted - self.members_evicted);
+        self.members_evicted = s.members_evicted;
         for (reason, n) in &s.drops {
             let before = self.drops.insert(*reason, *n).unwrap_or(0);
             // Gossip delivers news more than once by design: a duplicate is not a drop.

@@ -5,6 +5,7 @@ use rand_core::Rng;
 
 use super::Node;
 use super::backlog::Subject;
+use super::intake::{Pool, Voucher};
 use super::probe::Suspicion;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
@@ -54,6 +55,8 @@ pub(super) struct Gate {
     /// Members each sender introduced (other than itself) in the current intake window.
     introduced: HashMap<NodeId, usize>,
     intake_window_end: Option<Instant>,
+    /// Members not yet heard answering, by who vouched for them: what a full table forgets.
+    pub(super) pool: Pool,
 }
 
 /// Newcomers remembered per input; one frame holds at most a few hundred items.
@@ -76,6 +79,7 @@ impl Node {
             #[cfg(feature = "phi")]
             self.probing.detectors.remove(&id);
             self.unconfirm(&id);
+            self.gate.pool.leave(&id);
             self.hub.leaves.remove(&id);
             if let Some(m) = self.members.remove(&id) {
                 self.gate
@@ -195,9 +199,9 @@ impl Node {
         }
         match self.members.get_mut(&origin) {
             None => {
-                if !self.admit(now, origin) {
+                let Some(voucher) = self.admit(now, origin) else {
                     return Applied::Refused(DropReason::TooManyMembers);
-                }
+                };
                 let name = a.name.clone();
                 self.members.insert(
                     origin,
@@ -222,9 +226,12 @@ impl Node {
                 if self.spread.newcomers.len() < NEWCOMERS_MAX {
                     self.spread.newcomers.push(origin);
                 }
-                // Probe newcomers soon, at a random place in the current unconfirmed pass.
-                let draw = self.rng.next_u64();
-                self.probing.unconfirmed.insert(draw, origin);
+                // Probe newcomers soon: first if the intake says so, else at a random place in
+                // the current unconfirmed pass.
+                if !self.gate.pool.enter(origin, voucher) {
+                    let draw = self.rng.next_u64();
+                    self.probing.unconfirmed.insert(draw, origin);
+                }
                 self.shell.push_event(Event::MemberJoined {
                     id: origin,
                     name: name.clone(),
@@ -264,31 +271,65 @@ impl Node {
         }
     }
 
-    /// Whether a member new to this node may be added, within `max_members` and the intake
-    /// bounds per frame and per sender (see `Config::max_new_members_per_sender`). A member
-    /// introducing itself costs its sender nothing: that is how every join starts.
-    fn admit(&mut self, now: Instant, newcomer: NodeId) -> bool {
+    /// Whether a member new to this node may be added, within the intake bounds per frame and
+    /// per sender (see `Config::max_new_members_per_sender`) and `max_members`, and who vouches
+    /// for it if so (see `intake`). A member introducing itself costs its sender nothing: that
+    /// is how every join starts. A full table makes room if fairness between vouchers allows.
+    fn admit(&mut self, now: Instant, newcomer: NodeId) -> Option<Voucher> {
         let gate = &mut self.gate;
         if gate.intake_window_end.is_none_or(|end| now >= end) {
             gate.introduced.clear();
             gate.intake_window_end = Some(now.plus_millis(self.config.intake_window_ms));
         }
-        if self.members.len() >= self.config.max_members
-            || gate.added_this_frame >= self.config.max_new_members_per_frame
-        {
-            return false;
+        if gate.added_this_frame >= self.config.max_new_members_per_frame {
+            return None;
         }
-        if let Some(sender) = self.spread.fresh_from.filter(|s| *s != newcomer) {
+        let sender = self.spread.fresh_from.filter(|s| *s != newcomer);
+        if let Some(sender) = sender
+            && gate.introduced.get(&sender).copied().unwrap_or(0)
+                >= self.config.max_new_members_per_sender
+        {
+            return None;
+        }
+        // A member that answered us, or one that such a member vouched for modestly (at a
+        // joiner, the members its seed taught it): in a join storm most news of newcomers comes
+        // from members not yet probed, and counting all of it as nobody's would hold it back.
+        let voucher =
+            sender.filter(|s| self.probing.confirmed.contains(s) || self.gate.pool.is_vouched(s));
+        if self.members.len() >= self.config.max_members {
+            let (me, leaves) = (self.id, &self.hub.leaves);
+            let victim = self
+                .gate
+                .pool
+                .evict(voucher, |id| *id == me || leaves.contains(id))?;
+            self.forget(victim);
+        }
+        let gate = &mut self.gate;
+        if let Some(sender) = sender {
             // Bounded: a sender enters the map only by introducing a member, at most
             // `max_members` senders per window can.
-            let count = gate.introduced.entry(sender).or_insert(0);
-            if *count >= self.config.max_new_members_per_sender {
-                return false;
-            }
-            *count += 1;
+            *gate.introduced.entry(sender).or_insert(0) += 1;
         }
         gate.added_this_frame += 1;
-        true
+        Some(voucher)
+    }
+
+    /// Drops a member this node never heard answer from a full table (see `intake`). It is not
+    /// buried: nothing says it is gone, and it may be learned again.
+    fn forget(&mut self, id: NodeId) {
+        #[cfg(feature = "phi")]
+        self.probing.detectors.remove(&id);
+        self.unconfirm(&id);
+        self.probing.suspicions.remove(&id);
+        self.hub.leaves.remove(&id);
+        self.shell.stats.members_evicted += 1;
+        if let Some(m) = self.members.remove(&id)
+            && !m.state.is_down()
+        {
+            // To the application it is gone, as a member that left.
+            self.shell.push_event(Event::MemberLeft { id });
+            self.regroup(id);
+        }
     }
 
     /// A name belongs to one live member that answers under it (this node, or a member that

@@ -65,6 +65,7 @@ impl Node {
         }
         let digest = self.digest();
         let states = self.own_records();
+        self.joining(seeds.len());
         for seed in seeds {
             let msg = Sync {
                 phase: sync_phase::JOIN,

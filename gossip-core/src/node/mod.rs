@@ -12,6 +12,7 @@ mod commands;
 mod endpoints;
 mod facades;
 mod hub;
+mod intake;
 #[cfg(feature = "ownership")]
 mod ownership;
 mod probe;

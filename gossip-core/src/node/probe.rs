@@ -204,6 +204,9 @@ impl Node {
                 };
                 self.adjust_awareness(delta);
                 self.probing.current = None;
+                if !self.probing.confirmed.contains(&p.target) {
+                    self.gate.pool.probed(&p.target, false);
+                }
                 // In phi mode a missed probe is only suspicious if the silence is too.
                 #[cfg(feature = "phi")]
                 let silent = match (self.config.phi, self.probing.detectors.get(&p.target)) {
@@ -298,6 +301,11 @@ impl Node {
                     .get(id)
                     .is_some_and(|m| !m.state.is_down() && !m.addrs.is_empty())
         };
+        while !confirmed && let Some(id) = self.gate.pool.next_soon() {
+            if in_lane(self, &id) {
+                return Some(id);
+            }
+        }
         for _ in 0..2 {
             loop {
                 let lane = self.lane_mut(confirmed);
@@ -386,10 +394,14 @@ impl Node {
             p.acked = true;
             let (target, sent, direct) = (p.target, p.sent, origin == p.target);
             self.adjust_awareness(-1);
+            if !self.probing.confirmed.contains(&target) {
+                self.gate.pool.probed(&target, true);
+            }
             if direct && let Some(m) = self.members.get_mut(&target) {
                 m.rtt_micros = Some(now.micros_since(sent));
                 if !m.state.is_down() {
                     self.probing.confirmed.insert(target);
+                    self.gate.pool.leave(&target);
                 }
             }
             return;

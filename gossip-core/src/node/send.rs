@@ -5,7 +5,6 @@ use super::Node;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
-use crate::membership::Member;
 use crate::message::{Message, Relay};
 use crate::time::Instant;
 use crate::transmit::Transmit;
@@ -154,27 +153,5 @@ impl Node {
         } else {
             self.send_to_addr(now, from, Some(origin), message, reliable);
         }
-    }
-
-    pub(super) fn random_members(
-        &mut self,
-        k: usize,
-        keep: impl Fn(&Member) -> bool,
-    ) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
-            .map(|m| m.id)
-            .collect();
-        crate::sort::unstable(&mut ids);
-        // Partial Fisher-Yates: k draws, not a full shuffle.
-        let k = k.min(ids.len());
-        for i in 0..k {
-            let j = i + (self.rng.next_u64() as usize) % (ids.len() - i);
-            ids.swap(i, j);
-        }
-        ids.truncate(k);
-        ids
     }
 }

@@ -4,7 +4,6 @@ use rand_core::Rng;
 
 use super::Node;
 use super::backlog::ITEM_OVERHEAD;
-use super::send::shuffle;
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
@@ -53,9 +52,7 @@ impl Node {
         #[allow(unused_variables)] peer: NodeId,
     ) -> (Vec<SignedPacket>, bool) {
         let theirs: HashMap<NodeId, &DigestEntry> = digest.iter().map(|e| (e.node, e)).collect();
-        let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
-        crate::sort::unstable(&mut ids);
-        shuffle(&mut self.rng, &mut ids);
+        let ids = self.delta_order();
         let (mut out, mut size, mut cut) = (Vec::new(), 0usize, false);
         // Admissions go after every alive record: their issuers are then known to the peer,
         // and a member it took before its admission arrived is judged by it at once.
@@ -123,6 +120,7 @@ impl Node {
         let buried = dead.is_empty();
         peers.extend(dead);
         for peer in peers {
+            self.opened_sync(now, peer);
             let msg = Sync {
                 phase: sync_phase::OPEN,
                 digest: self.digest(),
@@ -148,23 +146,14 @@ impl Node {
     }
 
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {
-        let mut learned_from_peer = false;
-        for state in sync.states {
-            // A record we hold byte for byte was verified when it arrived: checking its
-            // signature again is the most common wasted verification in a join storm.
-            if self.holds(&state) {
-                continue;
-            }
-            match self.shell.codec.verify(&state) {
-                Ok(Message::Update(update)) => {
-                    learned_from_peer |= self.apply_and_spread(now, state.origin(), update, state);
-                }
-                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
-                Err(e) => self.shell.drop_counted(&e),
-            }
-        }
+        let states = self.take_answer(now, origin, sync.phase, sync.states);
+        let learned_from_peer = self.apply_states(now, states);
+        self.answer_applied();
         match sync.phase {
             sync_phase::OPEN | sync_phase::JOIN => {
+                if sync.phase == sync_phase::JOIN {
+                    self.gate.pool.asked_to_join(origin);
+                }
                 let (states, _) = self.delta(&sync.digest, origin);
                 let answer = Sync {
                     phase: sync_phase::ANSWER,
@@ -188,6 +177,7 @@ impl Node {
                 let rounds = self.sync.followups.entry(origin).or_insert(0);
                 if behind && learned_from_peer && *rounds < MAX_SYNC_FOLLOWUPS {
                     *rounds += 1;
+                    self.opened_sync(now, origin);
                     let again = Sync {
                         phase: sync_phase::OPEN,
                         digest: self.digest(),
@@ -200,6 +190,26 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// Applies the records of a push-pull; whether any was news.
+    pub(super) fn apply_states(&mut self, now: Instant, states: Vec<SignedPacket>) -> bool {
+        let mut learned = false;
+        for state in states {
+            // A record we hold byte for byte was verified when it arrived: checking its
+            // signature again is the most common wasted verification in a join storm.
+            if self.holds(&state) {
+                continue;
+            }
+            match self.shell.codec.verify(&state) {
+                Ok(Message::Update(update)) => {
+                    learned |= self.apply_and_spread(now, state.origin(), update, state);
+                }
+                Ok(_) => self.shell.count_drop(DropReason::NotAnUpdate),
+                Err(e) => self.shell.drop_counted(&e),
+            }
+        }
+        learned
     }
 
     /// Whether `record` is the alive record or the metadata this node holds for its origin.

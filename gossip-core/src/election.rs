@@ -97,6 +97,11 @@ pub enum LeaderChange {
     },
 }
 
+/// How far above every term it knows a bid may reach and still be heard. Elections take one
+/// term each, so a cluster never legitimately moves this far while a member looks away; a voter
+/// that keeps leaping needs 2^40 bids to use the terms up.
+const MAX_TERM_LEAP: u64 = 1 << 24;
+
 /// A bid as read from a member's map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Bid {
@@ -348,10 +353,17 @@ impl Election {
     }
 
     /// Notes the other voters' bids, and when each last moved, and the highest term around.
+    /// A bid or vote more than `MAX_TERM_LEAP` terms above every term this member knows is
+    /// ignored: honest candidates bid one above what they have seen, and a voter that bid
+    /// `u64::MAX` would otherwise leave no higher term for anyone, ending elections for good.
     fn observe(&mut self, node: &Node, now: Instant) {
+        let ceiling = self
+            .seen_term
+            .max(self.voted_term)
+            .saturating_add(MAX_TERM_LEAP);
         let mut bids = BTreeMap::new();
         for v in self.voters.iter().filter(|v| **v != self.me) {
-            if let Some(bid) = self.read_bid(node, v) {
+            if let Some(bid) = self.read_bid(node, v).filter(|b| b.term <= ceiling) {
                 self.seen_term = self.seen_term.max(bid.term);
                 let since = match self.bids.get(v) {
                     Some((old, since)) if *old == bid => *since,
@@ -359,7 +371,7 @@ impl Election {
                 };
                 bids.insert(*v, (bid, since));
             }
-            if let Some(vote) = self.read_vote(node, v) {
+            if let Some(vote) = self.read_vote(node, v).filter(|v| v.bid.term <= ceiling) {
                 self.seen_term = self.seen_term.max(vote.bid.term);
             }
         }
@@ -444,7 +456,7 @@ impl Election {
             return Ok(());
         }
         let Some(term) = self.seen_term.max(self.voted_term).checked_add(1) else {
-            return Ok(()); // terms exhausted: a voter wrote u64::MAX (docs/ELECTION.md)
+            return Ok(()); // unreachable short of 2^40 leaps (`MAX_TERM_LEAP`)
         };
         let life = node.state_life();
         self.candidacy = Some(Candidacy {

@@ -27,6 +27,9 @@ const BOUND_MS: u64 = 8 * LEASE_MS;
 
 struct Cluster {
     sim: Sim,
+    /// A voter that does not follow the protocol: its election is not ticked; it bids the last
+    /// term instead, renewed every tick.
+    rogue: Option<usize>,
     seed: u64,
     elections: Vec<Election>,
     config: ElectionConfig,
@@ -43,6 +46,7 @@ impl Cluster {
             .collect();
         Cluster {
             sim,
+            rogue: None,
             seed,
             elections,
             config,
@@ -71,6 +75,18 @@ impl Cluster {
     /// One tick of every running member, then the invariant.
     fn tick(&mut self) {
         for i in self.sim.up() {
+            if self.rogue == Some(i) {
+                // term u64::MAX, life 1, a round that moves so the bid stays fresh.
+                let round = self.sim.now.as_millis();
+                let bid: Vec<u8> = [u64::MAX, 1, round]
+                    .iter()
+                    .flat_map(|w| w.to_le_bytes())
+                    .collect();
+                self.sim
+                    .with_node(i, |n, now| n.state_set(now, "election/test/bid", bid))
+                    .unwrap_or_else(|err| panic!("seed {}: rogue bid: {err}", self.seed));
+                continue;
+            }
             let e = &mut self.elections[i];
             let r = self.sim.with_node(i, |n, now| e.tick(n, now));
             r.unwrap_or_else(|err| panic!("seed {}: tick of {i}: {err}", self.seed));
@@ -208,5 +224,33 @@ fn scenario(seed: u64) {
 fn never_two_leaders_and_a_majority_elects_one() {
     for seed in 0..20 {
         scenario(seed);
+    }
+}
+
+/// A voter that bids term 2^64 - 1 (the last one) gets no votes for it and leaves the terms
+/// to everyone else: when the leader crashes, the others still elect one of themselves. Before
+/// leaps were bounded, every honest member took that term as seen, voted for the rogue, and
+/// could never bid above it.
+#[test]
+fn a_voter_bidding_the_last_term_does_not_end_elections() {
+    for seed in 0..3 {
+        let mut c = Cluster::new(seed);
+        let all: Vec<usize> = (0..N).collect();
+        let first = c.leader_among(&all, "start");
+        let rogue = (first + 1) % N;
+        c.rogue = Some(rogue);
+        c.run(2 * LEASE_MS);
+        c.sim.crash(first);
+        let honest: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| i != first && i != rogue)
+            .collect();
+        let next = c.leader_among(&honest, "leader crashed, a rogue bidding the last term");
+        let term = c.elections[next].leader_term(c.sim.now);
+        assert!(
+            term.is_some_and(|t| t < u64::MAX),
+            "seed {seed}: {next} leads in term {term:?}"
+        );
     }
 }

@@ -10,22 +10,6 @@ use gossip_core::{
     Node, NodeId, ReplayConfig, SignedPacket, State, Transmit,
 };
 
-fn addr(i: u8) -> Address {
-    Address::Udp(format!("127.0.0.{i}:7946").parse().unwrap())
-}
-
-fn node(i: u8, config: Config) -> Node {
-    Node::new(
-        config.with_name(format!("n{i}")),
-        identity(i),
-        Keyring::new(key(1)),
-        vec![addr(i)],
-        [i; 32],
-        Instant::from_millis(0),
-        NOW_MS,
-    )
-}
-
 /// Delivers every transmit between the nodes (by address) until none is left; returns them.
 fn pump(nodes: &mut [Node], now: Instant) -> Vec<Transmit> {
     let mut all = Vec::new();
@@ -51,10 +35,10 @@ fn pump(nodes: &mut [Node], now: Instant) -> Vec<Transmit> {
 }
 
 fn cluster(n: u8, config: Config) -> Vec<Node> {
-    let mut nodes: Vec<Node> = (1..=n).map(|i| node(i, config.clone())).collect();
+    let mut nodes: Vec<Node> = (1..=n).map(|i| member(i, config.clone(), NOW_MS)).collect();
     let now = Instant::from_millis(1);
     for i in 1..nodes.len() {
-        nodes[i].join(now, &[addr(1)]);
+        nodes[i].join(now, &[member_addr(1)]);
         pump(&mut nodes, now);
     }
     // Let the bootstrap push-pulls run so everyone knows everyone.
@@ -96,7 +80,7 @@ fn nobody_can_make_another_member_leave() {
         )
         .unwrap();
     events(&mut nodes[0]);
-    let _ = nodes[0].handle_packet(now, addr(3), &leave);
+    let _ = nodes[0].handle_packet(now, member_addr(3), &leave);
     assert_eq!(
         nodes[0].member(&identity(3).id()).unwrap().state,
         State::Left
@@ -131,7 +115,7 @@ fn suspicion_of_ourselves_is_refuted_with_a_higher_incarnation() {
             .into(),
         )
         .unwrap();
-    let _ = nodes[0].handle_packet(now, addr(2), &accusation);
+    let _ = nodes[0].handle_packet(now, member_addr(2), &accusation);
     assert_eq!(nodes[0].local().incarnation, before + 1);
     pump(&mut nodes, now);
     for ms in (6_100..7_000).step_by(50) {
@@ -159,13 +143,13 @@ fn alive_records_are_only_accepted_from_the_member_itself() {
             0,
             &Alive {
                 incarnation: u64::MAX,
-                addrs: vec![addr(9)],
+                addrs: vec![member_addr(9)],
                 name: "n9".into(),
             }
             .into(),
         )
         .unwrap();
-    let _ = nodes[0].handle_packet(now, addr(2), &forged);
+    let _ = nodes[0].handle_packet(now, member_addr(2), &forged);
     assert!(nodes[0].member(&victim).is_none());
     assert_eq!(
         nodes[0].member(&identity(2).id()).unwrap().incarnation,
@@ -190,7 +174,7 @@ fn relays_refuse_strangers() {
             .into(),
         )
         .unwrap();
-    let _ = nodes[0].handle_packet(now, addr(2), &relay);
+    let _ = nodes[0].handle_packet(now, member_addr(2), &relay);
     assert_eq!(nodes[0].poll_transmit(), None, "nothing forwarded");
     assert_eq!(
         nodes[0].stats().drops.get(&DropReason::RelayRefused),
@@ -413,8 +397,8 @@ fn an_accusation_above_the_incarnation_the_member_signed_is_refused_everywhere()
         .into(),
     );
     let mine = nodes[0].local().incarnation;
-    let _ = nodes[0].handle_packet(now, addr(9), &dead);
-    let _ = nodes[0].handle_packet(now, addr(9), &suspect_me);
+    let _ = nodes[0].handle_packet(now, member_addr(9), &dead);
+    let _ = nodes[0].handle_packet(now, member_addr(9), &suspect_me);
     assert_eq!(nodes[0].member(&victim).unwrap().state, State::Alive);
     assert_eq!(nodes[0].member(&victim).unwrap().incarnation, inc);
     assert_eq!(nodes[0].local().incarnation, mine, "nothing to refute");
@@ -440,7 +424,7 @@ fn an_accusation_above_the_incarnation_the_member_signed_is_refused_everywhere()
         }
         .into(),
     );
-    let _ = nodes[0].handle_packet(Instant::from_millis(9_100), addr(9), &honest);
+    let _ = nodes[0].handle_packet(Instant::from_millis(9_100), member_addr(9), &honest);
     assert_eq!(nodes[0].member(&victim).unwrap().state, State::Suspect);
     pump(&mut nodes, Instant::from_millis(9_100));
     run(&mut nodes, 9_150, 2_000);
@@ -463,7 +447,7 @@ fn a_live_members_name_cannot_be_taken_by_another_key() {
     let squatter = minted(2);
     let claim = alive_record(&squatter, "n3", u64::MAX - 1);
     let frame = signed_by(&squatter, 9, Gossip { items: vec![claim] }.into());
-    let _ = nodes[0].handle_packet(now, addr(9), &frame);
+    let _ = nodes[0].handle_packet(now, member_addr(9), &frame);
     assert!(nodes[0].member(&squatter.id()).is_none());
     assert_eq!(nodes[0].member(&holder).unwrap().state, State::Alive);
     assert_eq!(drops(&nodes[0], DropReason::NameTaken), 1);
@@ -471,7 +455,7 @@ fn a_live_members_name_cannot_be_taken_by_another_key() {
     let mine = alive_record(&minted(3), "n1", 5);
     let _ = nodes[0].handle_packet(
         now,
-        addr(9),
+        member_addr(9),
         &signed_by(&minted(3), 10, Gossip { items: vec![mine] }.into()),
     );
     assert!(nodes[0].member(&minted(3).id()).is_none());
@@ -481,7 +465,7 @@ fn a_live_members_name_cannot_be_taken_by_another_key() {
     assert_eq!(nodes[0].member(&holder).unwrap().state, State::Left);
     let claim = alive_record(&squatter, "n3", 7);
     let frame = signed_by(&squatter, 11, Gossip { items: vec![claim] }.into());
-    let _ = nodes[0].handle_packet(Instant::from_millis(6_100), addr(9), &frame);
+    let _ = nodes[0].handle_packet(Instant::from_millis(6_100), member_addr(9), &frame);
     assert_eq!(nodes[0].member(&squatter.id()).unwrap().state, State::Alive);
 }
 
@@ -500,14 +484,14 @@ fn an_indirect_probe_of_a_stranger_dials_nothing() {
         }
         .into(),
     );
-    let _ = nodes[0].handle_packet(now, addr(2), &req);
+    let _ = nodes[0].handle_packet(now, member_addr(2), &req);
     let mut sent: Vec<Transmit> = std::iter::from_fn(|| nodes[0].poll_transmit()).collect();
     nodes[0].handle_timeout(Instant::from_millis(7_000));
     sent.extend(std::iter::from_fn(|| nodes[0].poll_transmit()));
     assert!(sent.iter().all(|t| t.to != trap), "dialed {trap}");
     assert_eq!(drops(&nodes[0], DropReason::UnknownProbeTarget), 1);
     // The requester still hears back in time (a nack), so its own health is not blamed.
-    assert!(sent.iter().any(|t| t.to == addr(2)));
+    assert!(sent.iter().any(|t| t.to == member_addr(2)));
 }
 
 #[test]
@@ -525,7 +509,7 @@ fn minted_identities_cannot_fill_the_member_table() {
             .map(|i| alive_record(&minted(1_000 + f * 300 + i), "", 1))
             .collect();
         let frame = signed_by(&sender, logical, Gossip { items }.into());
-        let _ = nodes[0].handle_packet(Instant::from_millis(6_000), addr(2), &frame);
+        let _ = nodes[0].handle_packet(Instant::from_millis(6_000), member_addr(2), &frame);
     }
     // 50 + 30: the frame cap, then the sender's share for the window.
     assert_eq!(nodes[0].members().count(), 3 + 80);
@@ -534,14 +518,14 @@ fn minted_identities_cannot_fill_the_member_table() {
     let newcomer = minted(9_999);
     let own = alive_record(&newcomer, "late", 1);
     let frame = signed_by(&newcomer, 30, Gossip { items: vec![own] }.into());
-    let _ = nodes[0].handle_packet(Instant::from_millis(6_001), addr(9), &frame);
+    let _ = nodes[0].handle_packet(Instant::from_millis(6_001), member_addr(9), &frame);
     assert!(nodes[0].member(&newcomer.id()).is_some());
     // After the window, the sender may introduce members again.
     let later = (0..10)
         .map(|i| alive_record(&minted(5_000 + i), "", 1))
         .collect();
     let frame = signed_by(&sender, 31, Gossip { items: later }.into());
-    let _ = nodes[0].handle_packet(Instant::from_millis(16_001), addr(2), &frame);
+    let _ = nodes[0].handle_packet(Instant::from_millis(16_001), member_addr(2), &frame);
     assert_eq!(nodes[0].members().count(), 3 + 80 + 1 + 10);
 }
 
@@ -557,7 +541,7 @@ fn the_member_table_has_a_hard_bound() {
         let id = minted(i);
         let own = alive_record(&id, "", 1);
         let frame = signed_by(&id, 9, Gossip { items: vec![own] }.into());
-        let _ = nodes[0].handle_packet(Instant::from_millis(6_000), addr(9), &frame);
+        let _ = nodes[0].handle_packet(Instant::from_millis(6_000), member_addr(9), &frame);
     }
     // Self-introductions share one voucher (nobody): the newest make room by forgetting the
     // oldest, so the table never grows past its bound and still takes the next newcomer.
@@ -587,7 +571,7 @@ fn a_full_table_keeps_room_for_members_an_honest_member_vouches_for() {
             .map(|i| alive_record(&minted(i), "", 1))
             .collect();
         let frame = signed_by(by, logical, Gossip { items }.into());
-        let _ = node.handle_packet(Instant::from_millis(6_000), addr(from), &frame);
+        let _ = node.handle_packet(Instant::from_millis(6_000), member_addr(from), &frame);
     };
     // A key holder that answers probes mints 40: its own mint makes room for the rest.
     introduce(&mut nodes[0], &holder, 2, 20, (0..40).collect());
@@ -609,10 +593,10 @@ fn a_full_table_keeps_room_for_members_an_honest_member_vouches_for() {
     // before the mint waiting in its unconfirmed lane, and so confirms it within a few probe
     // intervals (a random place among the minted would take up to twice their number).
     std::iter::from_fn(|| nodes[0].poll_transmit()).for_each(drop);
-    nodes.push(node(4, nodes[0].config().clone()));
+    nodes.push(member(4, nodes[0].config().clone(), NOW_MS));
     let fresh = nodes[3].id();
     let start = Instant::from_millis(6_000);
-    nodes[3].join(start, &[addr(3)]);
+    nodes[3].join(start, &[member_addr(3)]);
     pump(&mut nodes, start);
     assert!(
         nodes[0].member(&fresh).is_some(),
@@ -649,7 +633,7 @@ fn a_relay_carries_only_frames_its_requester_signed() {
         addrs: vec![Address::Relayed(nodes[0].id())],
         name: "leaf".into(),
     };
-    let _ = nodes[0].handle_packet(now, addr(9), &signed_by(&leaf, 9, alive.into()));
+    let _ = nodes[0].handle_packet(now, member_addr(9), &signed_by(&leaf, 9, alive.into()));
     assert!(nodes[0].member(&leaf.id()).is_some());
     std::iter::from_fn(|| nodes[0].poll_transmit()).for_each(drop);
     // Node 2 asks node 1 to hand the leaf a frame node 3 signed: refused.
@@ -665,12 +649,12 @@ fn a_relay_carries_only_frames_its_requester_signed() {
             .into(),
         )
     };
-    let _ = nodes[0].handle_packet(now, addr(2), &relay(forged_inner, 11));
+    let _ = nodes[0].handle_packet(now, member_addr(2), &relay(forged_inner, 11));
     assert_eq!(nodes[0].poll_transmit(), None);
     assert_eq!(drops(&nodes[0], DropReason::RelayForged), 1);
     // Its own frame is carried.
     let own_inner = signed_by(&identity(2), 12, Nack { seq: 2 }.into());
-    let _ = nodes[0].handle_packet(now, addr(2), &relay(own_inner.clone(), 13));
+    let _ = nodes[0].handle_packet(now, member_addr(2), &relay(own_inner.clone(), 13));
     let t = nodes[0].poll_transmit().expect("relayed");
     assert_eq!((t.to, t.bytes), (Address::Relayed(leaf.id()), own_inner));
 }
@@ -688,13 +672,17 @@ fn a_frame_captured_before_a_restart_is_refused_after_it() {
         Config::lan().with_name("n1"),
         identity(1),
         Keyring::new(key(1)),
-        vec![addr(1)],
+        vec![member_addr(1)],
         [42; 32],
         later,
         NOW_MS + 7_000,
     );
     for t in &captured {
-        assert!(restarted.handle_packet(later, addr(2), &t.bytes).is_err());
+        assert!(
+            restarted
+                .handle_packet(later, member_addr(2), &t.bytes)
+                .is_err()
+        );
     }
     assert!(
         !events(&mut restarted)
@@ -735,7 +723,7 @@ fn an_accusation_at_the_largest_incarnation_cannot_bury_a_live_member() {
             .encode(&mut CountingRng(1), ts(9 + i as u16), 0, &message)
             .unwrap();
         for n in [0usize, 2] {
-            let _ = nodes[n].handle_packet(now, addr(2), &accusation);
+            let _ = nodes[n].handle_packet(now, member_addr(2), &accusation);
         }
     }
     pump(&mut nodes, now);
@@ -754,6 +742,6 @@ fn an_accusation_at_the_largest_incarnation_cannot_bury_a_live_member() {
         );
     }
     nodes[0]
-        .set_addresses(Instant::from_millis(96_000), vec![addr(1)])
+        .set_addresses(Instant::from_millis(96_000), vec![member_addr(1)])
         .unwrap();
 }

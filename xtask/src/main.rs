@@ -20,12 +20,15 @@ fn main() -> ExitCode {
         Some("e2e") => demo::e2e(true),
         Some("wasm-node") => wasm::node(),
         Some("wasm-test") => wasm::test(),
+        Some("wasm-admitted") => wasm::admitted(),
         Some("wasm") => wasm::package().and_then(|p| {
             wasm::check(&p)?;
             wasm::check_types(&p)
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node|wasm-test>");
+            eprintln!(
+                "usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node|wasm-test|wasm-admitted>"
+            );
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
             );
@@ -42,6 +45,9 @@ fn main() -> ExitCode {
             );
             eprintln!(
                 "  wasm-test  the gossip-wasm part of `test` alone: clippy, package, types, browser and Node.js tests, size budget"
+            );
+            eprintln!(
+                "  wasm-admitted  only the browser test of least privilege (a tab without the cluster key) against a native cluster"
             );
             return ExitCode::from(2);
         }

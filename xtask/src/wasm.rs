@@ -297,8 +297,65 @@ fn gzip_size(path: &Path) -> Result<u64> {
     Ok(out.stdout.len() as u64)
 }
 
+/// The longest run of hex digits in `text`: a cluster key is written as 64 of them.
+fn longest_hex_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether `html` passes a `clusterKey` option (a page that does hands the key to every reader).
+fn passes_cluster_key(html: &str) -> bool {
+    html.match_indices("clusterKey")
+        .any(|(at, word)| html[at + word.len()..].trim_start().starts_with(':'))
+}
+
+/// The package holds no cluster key: no text file has a key-length hex literal, and the example
+/// page joins by admission (it passes no `clusterKey`).
+pub fn check_no_key(dir: &Path) -> Result {
+    let mut pending = vec![dir.to_path_buf()];
+    let mut scanned = 0;
+    while let Some(path) = pending.pop() {
+        for entry in fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let text_file = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["js", "cjs", "mjs", "ts", "html", "md", "json"].contains(&e));
+            if !text_file {
+                continue;
+            }
+            let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            scanned += 1;
+            if longest_hex_run(&text) >= 64 {
+                return Err(format!(
+                    "{} holds a hex literal as long as a cluster key",
+                    path.display()
+                ));
+            }
+            if path.extension().is_some_and(|e| e == "html") && passes_cluster_key(&text) {
+                return Err(format!(
+                    "{} passes a clusterKey: a page must join by admission",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if scanned == 0 {
+        return Err(format!("no text file in {}", dir.display()));
+    }
+    eprintln!("xtask: no cluster key in the {scanned} text files of the package");
+    Ok(())
+}
+
 /// The size budget and the import check.
 pub fn check(pkg: &Package) -> Result {
+    check_no_key(&pkg.dir)?;
     let gz = gzip_size(&pkg.wasm)?;
     if gz > MAX_GZIP_BYTES {
         return Err(format!(
@@ -674,6 +731,11 @@ impl Plan {
 
     /// Starts the harness and waits until its nodes see each other.
     fn start(self, bin: &Path) -> Result<Cluster> {
+        self.start_with(bin, &[])
+    }
+
+    /// [`Plan::start`] with `extra` arguments for the harness (`admit`: an admission hook).
+    fn start_with(self, bin: &Path, extra: &[&str]) -> Result<Cluster> {
         let ports_arg = self
             .ports
             .iter()
@@ -682,6 +744,7 @@ impl Plan {
             .join(",");
         let mut child = Command::new(bin)
             .args([&ports_arg, &self.key, &self.token])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -759,6 +822,30 @@ fn build_harness() -> Result<PathBuf> {
     Ok(target_dir.join("debug/wasm-cluster"))
 }
 
+/// The least-privilege test of a member without the cluster key (tests/admitted.rs) in headless
+/// Chromium, against a fresh native cluster: its tab revokes and expires admissions and is
+/// refused by the hook, which the other browser test must not meet.
+fn admitted_browser_test(harness: &Path) -> Result {
+    let plan = Plan::new()?;
+    let env = plan.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["--features", "cluster-test", "--test", "admitted"];
+    browser_tests(
+        "admitted: build",
+        &[&args[..], &["--no-run"]].concat(),
+        &env,
+    )?;
+    let _cluster = plan.start_with(harness, &["admit"])?;
+    browser_tests("admitted members against a native cluster", &args, &env)
+}
+
+/// `cargo xtask wasm-admitted`: only the least-privilege browser test (and what it needs).
+pub fn admitted() -> Result {
+    setup()?;
+    let harness = build_harness()?;
+    admitted_browser_test(&harness)
+}
+
 /// Everything `cargo xtask test` checks about the browser driver.
 pub fn test() -> Result {
     let started = Instant::now();
@@ -792,7 +879,8 @@ pub fn test() -> Result {
         let _cluster = plan.start(&harness)?;
         browser_tests("against a native cluster", &args, &env)?;
     }
-    // A fresh cluster: the browser test killed one of the first one's nodes.
+    // Fresh clusters: the browser test killed one of the first one's nodes.
+    admitted_browser_test(&harness)?;
     node_tests_on_fresh_cluster(&pkg, &harness)?;
     // Last, so a size regression still shows every functional result first.
     check(&pkg)?;
@@ -806,6 +894,29 @@ pub fn test() -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_key_literals_and_key_options() {
+        let key = "ab".repeat(32);
+        assert_eq!(longest_hex_run(&format!("const k = \"{key}\";")), 64);
+        assert!(longest_hex_run("function deadbeef() { return 0x1234; }") < 64);
+        assert!(passes_cluster_key("GossipNode.create({ clusterKey: k })"));
+        assert!(passes_cluster_key("{clusterKey : k}"));
+        assert!(!passes_cluster_key(
+            "<!-- `clusterKey` is for trusted clients -->"
+        ));
+        let dir = std::env::temp_dir().join(format!("xtask-nokey-{}", std::process::id()));
+        fs::create_dir_all(dir.join("example")).unwrap();
+        fs::write(dir.join("index.js"), "export const x = 1;").unwrap();
+        fs::write(dir.join("example/index.html"), "create({ seeds })").unwrap();
+        assert!(check_no_key(&dir).is_ok());
+        fs::write(dir.join("example/index.html"), "create({ clusterKey: v })").unwrap();
+        assert!(check_no_key(&dir).unwrap_err().contains("clusterKey"));
+        fs::write(dir.join("example/index.html"), "ok").unwrap();
+        fs::write(dir.join("index.js"), format!("const k = '{key}';")).unwrap();
+        assert!(check_no_key(&dir).unwrap_err().contains("hex literal"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_lock_names_the_wasm_bindgen_cli_version() {

@@ -1,12 +1,12 @@
 //! A 3-node native cluster for the browser tests of `gossip-wasm`, driven over gossip itself.
 //!
-//! `wasm-cluster <port1,port2,port3> <key hex> <token>` starts three `gossip-server` nodes on
+//! `wasm-cluster <port1,port2,port3> <key hex> <token> [admit]` starts three `gossip-server` nodes on
 //! 127.0.0.1 (WebSocket on the given ports, UDP/TCP on free ones), prints `ready`, and answers
 //! requests on topic `ctl` (MessagePack maps, the encoding `gossip-wasm` sends JSON-able values
 //! in) so a browser test can check what the native side sees. Every node echoes the streams
 //! opened to it. It stops when stdin closes or after `MAX_LIFETIME`, whichever comes first.
 //!
-//! A client without the token is handed to every node's admission hook, which admits by the
+//! With `admit`, a client without the token is handed to every node's admission hook, which admits by the
 //! `user` query parameter (see [`admit`]): `tab*` as a `tab-*` member allowed the topic `chat`,
 //! `hostile*` the same at a low rate (the least-privilege test exceeds it), `brief*` for
 //! [`BRIEF_MS`] only; anyone else, and any user the `revoke` op named, is refused.
@@ -77,8 +77,12 @@ fn admit(user: Option<&str>, banned: &Banned) -> Result<Grant, String> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [ports, key, token] = args.as_slice() else {
-        return Err("usage: wasm-cluster <port1,port2,port3> <key hex> <token>".into());
+    let (ports, key, token, hook) = match args.as_slice() {
+        [ports, key, token] => (ports, key, token, false),
+        [ports, key, token, admit] if admit == "admit" => (ports, key, token, true),
+        _ => {
+            return Err("usage: wasm-cluster <port1,port2,port3> <key hex> <token> [admit]".into());
+        }
     };
     let key: ClusterKey = key.parse()?;
     let ports: Vec<u16> = ports.split(',').map(str::parse).collect::<Result<_, _>>()?;
@@ -87,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let banned = Banned::default();
     for (i, port) in ports.iter().enumerate() {
         let hook_banned = banned.clone();
-        let hook = Admission::new(move |req| {
+        let admission = Admission::new(move |req| {
             let decision = admit(req.query.get("user").map(String::as_str), &hook_banned);
             async move { decision }
         });
@@ -95,8 +99,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_bind("127.0.0.1:0".parse()?)
             .with_key(key.clone())
             .with_token(token.clone())
-            .with_admission(hook)
             .with_metadata("kind", "native");
+        // Without the hook a client with a wrong token is refused as unauthorized (what the
+        // other browser test checks); with it, the hook decides.
+        if hook {
+            cfg = cfg.with_admission(admission.clone());
+        }
         if let Some(seed) = first_tcp {
             cfg = cfg.with_seed(seed.to_string());
         }

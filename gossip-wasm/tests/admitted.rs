@@ -123,10 +123,9 @@ struct Core {
     acks: u32,
     closed: Option<(u16, String)>,
     errors: Vec<String>,
-    /// Its revocation was asked for: from then on its server has forgotten the link's key, so
-    /// what it still sends before it closes the link is not for the tab to open (counted here).
-    revoked: bool,
-    unopened_after_revocation: u32,
+    /// Frames its link key does not open, and why the last one did not.
+    unopened: u32,
+    unopened_reason: String,
 }
 
 impl Core {
@@ -212,10 +211,17 @@ impl Core {
                     }
                 }
             }
-            Err(gossip_core::WireError::Replayed(_)) => self.opened += 1,
-            Err(e) => self
-                .errors
-                .push(format!("a frame the link key does not open: {e}")),
+            // Opened with the link key: a copy already read, or a kind a browser build does not
+            // decode (replicated state; the browser driver counts those the same way).
+            Err(gossip_core::WireError::Replayed(_) | gossip_core::WireError::Incompatible(_)) => {
+                self.opened += 1
+            }
+            // Not sealed with the link key (seen after a revocation, when the server has
+            // forgotten the link's key): nothing the tab can read; counted.
+            Err(e) => {
+                self.unopened += 1;
+                self.unopened_reason = e.to_string();
+            }
         }
     }
 
@@ -258,8 +264,8 @@ impl Hostile {
             acks: 0,
             closed: None,
             errors: Vec::new(),
-            revoked: false,
-            unopened_after_revocation: 0,
+            unopened: 0,
+            unopened_reason: String::new(),
         }));
         let c = core.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
@@ -595,17 +601,16 @@ async fn an_admitted_tab_may_only_speak_for_itself() {
 
     // Revoked: its link is closed with the code the JS API maps to NOT_ADMITTED, and every
     // server sees it left.
-    tab.with(|c| c.revoked = true);
     ask(&obs, "revoke", &me_s, "hostile1", "").await;
     tab.until("its server closes the link", |c| c.closed.is_some())
         .await;
-    let (code, reason, unopened) = tab.with(|c| {
+    let (code, reason, unopened, why) = tab.with(|c| {
         let (code, reason) = c.closed.clone().expect("closed");
-        (code, reason, c.unopened_after_revocation)
+        (code, reason, c.unopened, c.unopened_reason.clone())
     });
     assert_eq!(
         code, 4406,
-        "{reason} ({unopened} frames after the revocation not sealed for the tab)"
+        "{reason} ({unopened} frames not sealed with the link key: {why})"
     );
     ask(&obs, "state", &me_s, "", "left").await;
 

@@ -17,8 +17,10 @@ mod app;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::sync::broadcast;
+use std::io::BufRead;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{broadcast, mpsc};
 
 const USAGE: &str = "usage: chat [--port P (default 8090, 0: any)] [--bind IP (default 127.0.0.1)] [--pkg-dir DIR (default gossip-wasm/pkg)]";
 
@@ -68,25 +70,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     stdout.write_all(url.as_bytes()).await?;
     stdout.flush().await?;
     let printer = tokio::spawn(print_lines(chat.lines()));
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = read_stdin();
     let mut reading = true;
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            line = stdin.next_line(), if reading => match line {
-                Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => {
+            line = stdin.recv(), if reading => match line {
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => {
                     if let Err(e) = chat.say(&line).await {
                         eprintln!("not said: {e}");
                     }
                 }
                 // No more input (or none, under a supervisor): chat on with the tabs.
-                Ok(None) => reading = false,
-                Err(e) => {
-                    eprintln!("stdin: {e}");
-                    reading = false;
-                }
+                None => reading = false,
             },
             () = &mut stop => break,
         }
@@ -94,6 +92,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     chat.shutdown().await;
     printer.abort();
     Ok(())
+}
+
+/// Lines of stdin, read on a thread of their own: a read blocked in tokio's blocking pool would
+/// keep the runtime (and the process) from ending after Ctrl-C until the next line came.
+fn read_stdin() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(line) => {
+                    if tx.blocking_send(line).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("stdin: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// Prints every chat line on stdout as it comes.

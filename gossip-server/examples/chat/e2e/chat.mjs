@@ -120,6 +120,7 @@ async function openTab(context, baseUrl, nick) {
   const page = await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(`${nick}: console.error: ${m.text()}`); });
   page.on("pageerror", (e) => consoleErrors.push(`${nick}: uncaught: ${e.message}`));
+  page.on("response", (r) => { if (r.status() >= 400) consoleErrors.push(`${nick}: ${r.status()} for ${r.url()}`); });
   await page.goto(`${baseUrl}?name=${nick}`);
   await page.waitForSelector('#status[data-status="connected"]', { timeout: STEP_TIMEOUT_MS });
   return page;

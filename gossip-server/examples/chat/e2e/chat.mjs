@@ -5,7 +5,8 @@
 // alice's tab reaches bob's tab and the server; a line typed on the server's stdin reaches both
 // tabs; a broadcast on a topic outside the tabs' grant is refused by the server and reaches no
 // one (while a line after it does); closing bob's tab shows as "left" in alice's tab and on the
-// server; SIGTERM stops the server cleanly. Fails on any console error or server panic.
+// server, and so does a third tab that goes without a goodbye (as if it crashed), once the
+// server's probes of it fail; SIGTERM stops the server cleanly. Fails on any console error or server panic.
 //
 // Environment: CHROMIUM (default /usr/bin/chromium), CHAT_CMD (JSON array, default: cargo run
 // --locked -p gossip-server --example chat --), CHAT_SCREENSHOT (a path: save alice's tab there).
@@ -209,6 +210,19 @@ async function main() {
     await until("bob to leave alice's member list", async () => !(await membersOf(alice)).some((n) => n.startsWith("tab-bob")));
     console.log(`e2e: bob's close seen by alice in ${Date.now() - closed} ms`);
     if (process.env.CHAT_SCREENSHOT) await alice.screenshot({ path: resolve(process.env.CHAT_SCREENSHOT) });
+  });
+
+  await step("a tab that goes without a goodbye shows as left once the server's probes fail", async () => {
+    const carol = await openTab(context, url, "carol");
+    await until("the server to announce carol", () => serverLines.includes("* tab-carol joined"));
+    // As if the tab crashed: its goodbye on pagehide does nothing, and its socket just closes.
+    await carol.evaluate(() => { window.chat.node.leave = () => Promise.resolve(); });
+    const closed = Date.now();
+    await carol.close();
+    await until("the server to say carol's connection was lost", () => serverLines.includes("* tab-carol left (connection lost)"));
+    await until("alice to see that carol left", async () => (await logOf(alice)).some((l) => l.from === SERVER && l.text === "* tab-carol left (connection lost)"));
+    await until("carol to leave alice's member list", async () => !(await membersOf(alice)).some((n) => n.startsWith("tab-carol")));
+    console.log(`e2e: carol's crash seen by alice in ${Date.now() - closed} ms`);
   });
 
   await step("no console errors and no server panic", async () => {

@@ -154,14 +154,20 @@ async fn the_chat_server_serves_its_page_and_only_its_package() {
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains(r#"src="/chat.js""#), "{page}");
     let (status, ct, body) = http(addr, "GET", "/chat.js", b"").await;
-    assert_eq!((status, ct.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
     let script = String::from_utf8_lossy(&body);
     assert!(script.contains("GossipNode.create"));
     // Tabs join as admitted members: the page never asks for the cluster key.
     assert!(!script.contains("clusterKey"));
     assert_eq!(http(addr, "GET", "/chat.css", b"").await.0, 200);
     let (status, ct, body) = http(addr, "GET", "/pkg/index.js", b"").await;
-    assert_eq!((status, ct.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
     assert_eq!(body, b"export class GossipNode {}");
     let (status, ct, _) = http(addr, "GET", "/pkg/web/gossip_wasm_bg.wasm", b"").await;
     assert_eq!((status, ct.as_str()), (200, "application/wasm"));
@@ -215,7 +221,10 @@ fn a_missing_package_is_a_typed_error_that_says_how_to_build_it() {
 
 #[test]
 fn lines_lose_control_characters_and_are_cut_on_a_character_boundary() {
-    assert_eq!(app::clean("hi\x1b[2J\r\n* root joined", 100), "hi[2J* root joined");
+    assert_eq!(
+        app::clean("hi\x1b[2J\r\n* root joined", 100),
+        "hi[2J* root joined"
+    );
     assert_eq!(app::clean("  spaced\t ", 100), "spaced");
     assert_eq!(app::clean("ééé", 5), "éé");
     assert_eq!(app::clean("\u{7}\u{0}", 10), "");
@@ -241,9 +250,13 @@ async fn a_websocket_client_is_admitted_as_a_tab_and_chats_within_its_grant() {
     .await;
 
     // What it says on the chat topic is printed, cleaned of control characters.
-    tx.send(broadcast_frame(&mut forger, "chat", b"hello\x1b[2J from rust"))
-        .await
-        .unwrap();
+    tx.send(broadcast_frame(
+        &mut forger,
+        "chat",
+        b"hello\x1b[2J from rust",
+    ))
+    .await
+    .unwrap();
     line(&mut lines, &mut seen, "the tab's line", |l| {
         l == "tab-rust: hello[2J from rust"
     })
@@ -297,9 +310,12 @@ async fn a_websocket_client_is_admitted_as_a_tab_and_chats_within_its_grant() {
 
     // Closing the connection: the tab is gone, and the server says so.
     tx.close().await.unwrap();
-    line(&mut lines, &mut seen, "announcing that tab-rust left", |l| {
-        l.starts_with("* tab-rust left")
-    })
+    line(
+        &mut lines,
+        &mut seen,
+        "announcing that tab-rust left",
+        |l| l.starts_with("* tab-rust left"),
+    )
     .await;
     let (_, _, body) = http(addr, "GET", "/api/status", b"").await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

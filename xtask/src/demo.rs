@@ -103,14 +103,16 @@ pub fn e2e(build_package: bool) -> Result {
 
 /// The target directory cargo builds in.
 pub(crate) fn target_dir() -> Result<PathBuf> {
-    Ok(match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        // Cargo takes a relative target dir from where it was started, as xtask was.
-        Some(dir) if dir.is_relative() => std::env::current_dir()
-            .map_err(|e| format!("no current directory: {e}"))?
-            .join(dir),
-        Some(dir) => dir,
-        None => root().join("target"),
-    })
+    Ok(
+        match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+            // Cargo takes a relative target dir from where it was started, as xtask was.
+            Some(dir) if dir.is_relative() => std::env::current_dir()
+                .map_err(|e| format!("no current directory: {e}"))?
+                .join(dir),
+            Some(dir) => dir,
+            None => root().join("target"),
+        },
+    )
 }
 
 /// The npm package of `gossip-wasm` in `gossip-wasm/pkg` (what `cargo xtask wasm` builds), with

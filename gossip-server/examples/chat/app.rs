@@ -315,7 +315,10 @@ pub fn clean(text: &str, max: usize) -> String {
 fn router(state: AppState) -> Router {
     let gossip = state.gossip.clone();
     Router::new()
-        .route("/", get(|| async { file("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/",
+            get(|| async { file("text/html; charset=utf-8", INDEX) }),
+        )
         .route("/chat.js", get(|| async { file(JS, SCRIPT) }))
         .route(
             "/chat.css",
@@ -453,7 +456,9 @@ impl Package {
             .trim_start_matches("./")
             .to_string();
         if !files.contains_key(&entry) {
-            return Err(fail(format!("package.json names {entry}, which is missing")));
+            return Err(fail(format!(
+                "package.json names {entry}, which is missing"
+            )));
         }
         if !files.keys().any(|f| f.ends_with(".wasm")) {
             return Err(fail("no .wasm file".into()));

@@ -3,6 +3,7 @@
 //! `test` is the one command that checks everything, on a developer's machine and in CI alike.
 //! It installs what it needs on a fresh machine before it runs anything.
 
+mod chat;
 mod demo;
 mod wasm;
 
@@ -18,6 +19,8 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => demo::demo(&args[1..]),
         Some("e2e") => demo::e2e(true),
+        Some("chat") => chat::chat(&args[1..]),
+        Some("chat-e2e") => chat::e2e(true),
         Some("wasm-node") => wasm::node(),
         Some("wasm-test") => wasm::test(),
         Some("wasm-admitted") => wasm::admitted(),
@@ -27,7 +30,7 @@ fn main() -> ExitCode {
         }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node|wasm-test|wasm-admitted>"
+                "usage: cargo xtask <test|setup|demo|e2e|chat|chat-e2e|wasm|wasm-node|wasm-test|wasm-admitted>"
             );
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
@@ -37,6 +40,10 @@ fn main() -> ExitCode {
                 "  demo   build and run the live dashboard (web-demo) on http://127.0.0.1:8080"
             );
             eprintln!("  e2e    run the dashboard's end-to-end test in headless Chromium");
+            eprintln!(
+                "  chat   run the chat example (browser tabs and a server) on http://127.0.0.1:8090"
+            );
+            eprintln!("  chat-e2e  run the chat example's end-to-end test in headless Chromium");
             eprintln!(
                 "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/, check its size and its TypeScript types"
             );
@@ -104,6 +111,8 @@ fn test() -> Result {
     wasm::test()?;
     // The dashboard end to end in headless Chromium (the package was just built).
     demo::e2e(false)?;
+    // The chat example end to end, on the same package and test build.
+    chat::e2e(false)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

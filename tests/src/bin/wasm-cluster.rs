@@ -3,7 +3,8 @@
 //! `wasm-cluster <port1,port2,port3> <key hex> <token>` starts three `gossip-server` nodes on
 //! 127.0.0.1 (WebSocket on the given ports, UDP/TCP on free ones), prints `ready`, and answers
 //! requests on topic `ctl` (MessagePack maps, the encoding `gossip-wasm` sends JSON-able values
-//! in) so a browser test can check what the native side sees. Every node echoes the streams
+//! in) so a browser test can check what the native side sees (members, metadata, replicated
+//! state, key owners) and make the natives act (broadcast, request, write state, die). Every node echoes the streams
 //! opened to it. It stops when stdin closes or after `MAX_LIFETIME`, whichever comes first.
 
 use std::collections::BTreeMap;
@@ -185,6 +186,23 @@ async fn views(nodes: &Nodes, member: NodeId) -> Vec<(String, BTreeMap<String, V
     out
 }
 
+/// What every live native node holds of `key` in `member`'s replicated state.
+async fn state_views(nodes: &Nodes, member: NodeId, key: &str) -> Vec<Option<String>> {
+    let live: Vec<Gossip> = nodes
+        .lock()
+        .await
+        .iter()
+        .filter(|g| !g.is_stopped())
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    for g in live {
+        let v = g.state_get(member, key).await.ok().flatten();
+        out.push(v.map(|v| String::from_utf8_lossy(&v.value).into_owned()));
+    }
+    out
+}
+
 async fn handle(g: &Gossip, nodes: &Nodes, from: NodeId, ctl: Ctl) -> Reply {
     let member = if ctl.member.is_empty() {
         Ok(from)
@@ -280,6 +298,51 @@ async fn handle(g: &Gossip, nodes: &Nodes, from: NodeId, ctl: Ctl) -> Reply {
                 },
             }
         }
+        // Answers with this node's id: what a quorum request from a tab counts.
+        "ping" => Reply {
+            ok: true,
+            detail: g.id().to_string(),
+        },
+        // This node writes `key` = `value` in its own replicated state.
+        "stateSet" => match g.state_set(ctl.key, ctl.value.into_bytes()).await {
+            Ok(v) => Reply {
+                ok: true,
+                detail: v.to_string(),
+            },
+            Err(e) => Reply {
+                ok: false,
+                detail: e.to_string(),
+            },
+        },
+        // Every live native holds `key` = `value` in `member`'s state (`value` empty: no key).
+        "stateSeen" => {
+            let ok = wait(|| async {
+                state_views(nodes, member, &ctl.key)
+                    .await
+                    .iter()
+                    .all(|v| v.as_deref().unwrap_or("") == ctl.value)
+            })
+            .await;
+            Reply {
+                ok,
+                detail: format!("{:?}", state_views(nodes, member, &ctl.key).await),
+            }
+        }
+        // The 3 owners of `key` as this node sees them, comma-separated.
+        "owners" => match g.owners(ctl.key.into_bytes(), 3).await {
+            Ok(ids) => Reply {
+                ok: true,
+                detail: ids
+                    .iter()
+                    .map(NodeId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+            Err(e) => Reply {
+                ok: false,
+                detail: e.to_string(),
+            },
+        },
         other => Reply {
             ok: false,
             detail: format!("unknown op {other}"),

@@ -53,7 +53,7 @@ fn quorum_of(v: &JsValue) -> JsResult<Quorum> {
         (Some("first"), _) => Ok(Quorum::First),
         (Some("majority"), _) => Ok(Quorum::Majority),
         (Some("all"), _) => Ok(Quorum::All),
-        (_, Some(n)) if n >= 1.0 && n <= f64::from(MAX_QUORUM_MEMBERS) && n.fract() == 0.0 => {
+        (_, Some(n)) if (1.0..=f64::from(MAX_QUORUM_MEMBERS)).contains(&n) && n.fract() == 0.0 => {
             Ok(Quorum::Threshold(n as usize))
         }
         _ => Err(invalid(

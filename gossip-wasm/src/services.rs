@@ -208,6 +208,9 @@ mod state {
         /// Keys of a member's state.
         #[wasm_bindgen(typescript_type = "StateValue[]")]
         pub type StateValues;
+        /// A write's version, or null.
+        #[wasm_bindgen(typescript_type = "number | null")]
+        pub type MaybeVersion;
     }
 
     fn err(e: gossip_core::state::StateError) -> JsValue {
@@ -271,12 +274,15 @@ mod state {
         /// Deletes `key` from this member's state; returns the deletion's version, or null
         /// when the key was not set.
         #[wasm_bindgen(js_name = deleteState)]
-        pub fn delete_state(&self, key: &str) -> JsResult<Option<f64>> {
+        pub fn delete_state(&self, key: &str) -> JsResult<MaybeVersion> {
             self.run(|s, _| {
                 let now = s.now();
                 s.node.state_delete(now, key)
             })?
-            .map(|v| v.map(|v| v as f64))
+            .map(|v| {
+                v.map_or(JsValue::NULL, |v| (v as f64).into())
+                    .unchecked_into()
+            })
             .map_err(err)
         }
 

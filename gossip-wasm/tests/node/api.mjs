@@ -160,6 +160,10 @@ assert.equal(first.answered.length, 1);
 assert.equal(first.answered.length + first.unanswered.length, 3);
 // A member that left cannot answer: counted as failed at once; "all" is then out of reach,
 // while a majority of the four (3) still answers.
+await until(() => {
+  const m = node.member(gone);
+  return m === undefined || m.state === "left" || m.state === "dead";
+}, "the tab sees the late node gone");
 const withGone = [...ids, gone];
 const impossible = await node.quorumRequest(withGone, { op: "ping" }, { topic: "ctl", quorum: "all", timeoutMs: 30_000 });
 assert.equal(impossible.reached, false);

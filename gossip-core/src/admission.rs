@@ -92,6 +92,9 @@ pub struct Grant {
     /// back and be asked again: how a session that ends stops being a member). `None`: for as
     /// long as the link lives.
     pub lifetime_ms: Option<u64>,
+    /// It may write its own replicated state (`StateEntry`, the `state` feature); checked by its
+    /// server and, through its admission, by every member.
+    pub state: bool,
 }
 
 impl Default for Grant {
@@ -102,6 +105,7 @@ impl Default for Grant {
             frames_per_sec: DEFAULT_FRAMES_PER_SEC,
             burst: DEFAULT_BURST,
             lifetime_ms: None,
+            state: false,
         }
     }
 }
@@ -138,6 +142,12 @@ impl Grant {
     /// The admission ends after `lifetime` (the server then closes the link).
     pub fn with_lifetime(mut self, lifetime: core::time::Duration) -> Self {
         self.lifetime_ms = Some(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// Whether it may write its own replicated state (default: no; it may always read it).
+    pub fn with_state(mut self, allowed: bool) -> Self {
+        self.state = allowed;
         self
     }
 

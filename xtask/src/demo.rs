@@ -101,6 +101,51 @@ pub fn e2e(build_package: bool) -> Result {
     }
 }
 
+/// Installs what is missing, builds (the full wasm package too, with `build_package`), and runs
+/// `gossip-server/examples/kv/e2e/kv.mjs`: the kv example's page in headless Chromium, a tab
+/// admitted without the cluster key listing and setting keys that the native nodes see.
+pub fn kv_e2e(build_package: bool) -> Result {
+    ensure_chromium()?;
+    ensure_node()?;
+    let dir = root().join("gossip-server/examples/kv/e2e");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    }
+    if build_package {
+        crate::setup()?;
+        crate::wasm::package_flavour(crate::wasm::Flavour::Full)?;
+    }
+    // The workspace test build builds the examples (as for the dashboard above: no second
+    // feature set).
+    run_in(
+        &root(),
+        "cargo",
+        &["test", "--workspace", "--locked", "--no-run"],
+    )?;
+    let bin = target_dir()?
+        .join("debug/examples")
+        .join(format!("kv{}", std::env::consts::EXE_SUFFIX));
+    let bin = bin
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    eprintln!("xtask: $ (cd {}) node kv.mjs", dir.display());
+    let status = Command::new("node")
+        .arg("kv.mjs")
+        .current_dir(&dir)
+        .env("KV_CMD", format!("[\"{bin}\"]"))
+        .status()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the kv page's end-to-end test failed ({status})"))
+    }
+}
+
 /// The target directory cargo builds in.
 pub(crate) fn target_dir() -> Result<PathBuf> {
     Ok(

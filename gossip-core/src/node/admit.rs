@@ -70,6 +70,8 @@ struct Cert {
     expires: u64,
     name: String,
     topics: Option<Vec<String>>,
+    /// It may write its own replicated state.
+    state: bool,
     packet: SignedPacket,
 }
 
@@ -80,6 +82,9 @@ struct Rights<'a> {
     server: NodeId,
     name: &'a str,
     topics: Option<&'a [String]>,
+    /// It may write its own replicated state ([`Grant::state`]).
+    #[cfg_attr(not(feature = "state"), allow(dead_code))]
+    state: bool,
     /// It is connected here: its relays come to this node, which opens them.
     local: bool,
 }
@@ -108,10 +113,11 @@ impl Rights<'_> {
             UpdateMessage::Suspect(_) | UpdateMessage::Dead(_) => false,
             UpdateMessage::Broadcast(b) => self.topic(&b.topic),
             UpdateMessage::Leave(_) | UpdateMessage::Metadata(_) => true,
-            // Admitted members write no replicated state (the browser build has none); they may
-            // read it by sync, as they read metadata.
+            // An admitted member writes its own replicated state only when its grant says so
+            // (its entries are signed by it, so it can write no one else's); it may always read
+            // it by sync, as it reads metadata.
             #[cfg(feature = "state")]
-            UpdateMessage::State(_) => false,
+            UpdateMessage::State(_) => self.state,
             // Nor do they admit anyone.
             UpdateMessage::Admission(_) => false,
         }
@@ -151,6 +157,15 @@ impl Node {
         _now: Instant,
         _origin: &NodeId,
         _update: &UpdateMessage,
+    ) -> Result<(), DropReason> {
+        Ok(())
+    }
+
+    #[cfg(feature = "state")]
+    pub(super) fn admission_check_state(
+        &self,
+        _now: Instant,
+        _owner: &NodeId,
     ) -> Result<(), DropReason> {
         Ok(())
     }
@@ -215,7 +230,7 @@ impl Node {
             return false;
         }
         self.release_link(peer);
-        self.issue(now, *peer, 0, String::new(), None);
+        self.issue(now, *peer, 0, String::new(), None, false);
         self.flush(now);
         true
     }
@@ -264,6 +279,7 @@ impl Node {
                 server: self.id,
                 name: &s.grant.name_prefix,
                 topics: s.grant.topics.as_deref(),
+                state: s.grant.state,
                 local: true,
             }));
         }
@@ -286,6 +302,7 @@ impl Node {
             server: cert.issuer,
             name: &cert.name,
             topics: cert.topics.as_deref(),
+            state: cert.state,
             local: false,
         }))
     }
@@ -316,6 +333,20 @@ impl Node {
         }
     }
 
+    /// Whether `owner`'s replicated state may be taken in, however it arrived: the state sync's
+    /// batches carry entries outside any update frame, so they are held to this separately.
+    #[cfg(feature = "state")]
+    pub(super) fn admission_check_state(
+        &self,
+        now: Instant,
+        owner: &NodeId,
+    ) -> Result<(), DropReason> {
+        match self.rights(now, owner)? {
+            Some(r) if !r.state => Err(DropReason::Forbidden),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `cert` lets its member speak at `wall`: unexpired, not revoked, from a live full
     /// member.
     fn cert_holds(&self, cert: &Cert, wall: u64) -> bool {
@@ -340,12 +371,14 @@ impl Node {
         expires: u64,
         name: String,
         topics: Option<Vec<String>>,
+        state: bool,
     ) {
         let admission = Admission {
             member,
             expires,
             name,
             topics,
+            state,
         };
         let Some(packet) = self.shell.sign(now, admission.clone().into()) else {
             return;
@@ -368,7 +401,8 @@ impl Node {
         }
         s.expires = expires;
         let (name, topics) = (s.grant.name_prefix.clone(), s.grant.topics.clone());
-        self.issue(now, peer, expires, name, topics);
+        let state = s.grant.state;
+        self.issue(now, peer, expires, name, topics, state);
     }
 
     /// An admission arrived, signed by `issuer`.
@@ -428,6 +462,7 @@ impl Node {
             expires: a.expires,
             name: a.name,
             topics: a.topics,
+            state: a.state,
             packet,
         };
         self.admitted.certs.insert(member, cert);

@@ -3,7 +3,8 @@
 //! `wasm-cluster <port1,port2,port3> <key hex> <token> [admit]` starts three `gossip-server` nodes on
 //! 127.0.0.1 (WebSocket on the given ports, UDP/TCP on free ones), prints `ready`, and answers
 //! requests on topic `ctl` (MessagePack maps, the encoding `gossip-wasm` sends JSON-able values
-//! in) so a browser test can check what the native side sees. Every node echoes the streams
+//! in) so a browser test can check what the native side sees (members, metadata, replicated
+//! state, key owners) and make the natives act (broadcast, request, write state, die). Every node echoes the streams
 //! opened to it. It stops when stdin closes or after `MAX_LIFETIME`, whichever comes first.
 //!
 //! With `admit`, a client without the token is handed to every node's admission hook, which admits by the
@@ -243,6 +244,16 @@ async fn live(nodes: &Nodes) -> Vec<Gossip> {
         .collect()
 }
 
+/// What every live native node holds of `key` in `member`'s replicated state.
+async fn state_views(nodes: &Nodes, member: NodeId, key: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for g in live(nodes).await {
+        let v = g.state_get(member, key).await.ok().flatten();
+        out.push(v.map(|v| String::from_utf8_lossy(&v.value).into_owned()));
+    }
+    out
+}
+
 /// Every live node's count of drops for `reason`, as `n1=3,n2=0,...`, and their sum.
 async fn drops(nodes: &Nodes, reason: &str) -> (String, u64) {
     let mut parts = Vec::new();
@@ -430,6 +441,51 @@ async fn handle(g: &Gossip, nodes: &Nodes, banned: &Banned, from: NodeId, ctl: C
                 detail: String::new(),
             }
         }
+        // Answers with this node's id: what a quorum request from a tab counts.
+        "ping" => Reply {
+            ok: true,
+            detail: g.id().to_string(),
+        },
+        // This node writes `key` = `value` in its own replicated state.
+        "stateSet" => match g.state_set(ctl.key, ctl.value.into_bytes()).await {
+            Ok(v) => Reply {
+                ok: true,
+                detail: v.to_string(),
+            },
+            Err(e) => Reply {
+                ok: false,
+                detail: e.to_string(),
+            },
+        },
+        // Every live native holds `key` = `value` in `member`'s state (`value` empty: no key).
+        "stateSeen" => {
+            let ok = wait(|| async {
+                state_views(nodes, member, &ctl.key)
+                    .await
+                    .iter()
+                    .all(|v| v.as_deref().unwrap_or("") == ctl.value)
+            })
+            .await;
+            Reply {
+                ok,
+                detail: format!("{:?}", state_views(nodes, member, &ctl.key).await),
+            }
+        }
+        // The 3 owners of `key` as this node sees them, comma-separated.
+        "owners" => match g.owners(ctl.key.into_bytes(), 3).await {
+            Ok(ids) => Reply {
+                ok: true,
+                detail: ids
+                    .iter()
+                    .map(NodeId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+            Err(e) => Reply {
+                ok: false,
+                detail: e.to_string(),
+            },
+        },
         other => Reply {
             ok: false,
             detail: format!("unknown op {other}"),

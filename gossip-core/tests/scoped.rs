@@ -39,7 +39,10 @@ enum Path {
     Hub,
     SyncRecords,
     SyncDigest,
-    Piggyback,
+    /// A probe's piggyback.
+    Probe,
+    /// An ack's piggyback.
+    Ack,
     Other,
 }
 
@@ -96,8 +99,14 @@ impl Net {
         let config = |name: &str| Config::local().with_name(name);
         let mut nodes = Vec::new();
         for (i, name) in [(S, "server-s"), (M, "server-m")] {
+            let mut config = config(name);
+            // News stays in S's backlog for seconds (its only gossip target is M), so S's
+            // probes of every tab carry piggyback: that path is exercised too.
+            if i == S {
+                config.retransmit_mult = 1_000;
+            }
             nodes.push(Node::new(
-                config(name),
+                config,
                 identity(i),
                 Keyring::new(ClusterKey::from_bytes([42; 32])),
                 vec![udp(i)],
@@ -233,11 +242,9 @@ impl Net {
                 notes.extend(s.digest.iter().map(|e| (Path::SyncDigest, e.node)));
             }
             Message::Membership(MembershipMessage::Ping(p)) => {
-                items(Path::Piggyback, &p.piggyback, codec)
+                items(Path::Probe, &p.piggyback, codec)
             }
-            Message::Membership(MembershipMessage::Ack(a)) => {
-                items(Path::Piggyback, &a.piggyback, codec)
-            }
+            Message::Membership(MembershipMessage::Ack(a)) => items(Path::Ack, &a.piggyback, codec),
             m @ Message::Update(_) => notes.push((Path::Other, subject(&inbound.packet, m))),
             _ => {}
         }
@@ -347,8 +354,8 @@ fn each_scope_sees_exactly_what_it_should_on_every_path() {
     let mut net = Net::new();
     net.join_tabs();
     net.run(5_000);
-    // News of G1 fresh in S's backlog, and the tabs ping S before any gossip round takes it:
-    // the acks' piggyback is the backlog as it stands.
+    // News of G1 fresh in S's backlog: the tabs ping S (the acks' piggyback is the backlog as
+    // it stands), and S probes each tab while the news is still queued.
     net.nodes[G1]
         .broadcast(net.now, "chat", b"from G1".to_vec())
         .unwrap();
@@ -356,7 +363,7 @@ fn each_scope_sees_exactly_what_it_should_on_every_path() {
     for tab in [N, K, G3, A] {
         net.ping_from(tab);
     }
-    net.run(1_000);
+    net.run(10_000);
     let all: Vec<usize> = (0..=Q).collect();
     // The full members see everyone.
     for at in [S, M] {
@@ -388,7 +395,8 @@ fn each_scope_sees_exactly_what_it_should_on_every_path() {
         Path::Hub,
         Path::SyncRecords,
         Path::SyncDigest,
-        Path::Piggyback,
+        Path::Probe,
+        Path::Ack,
     ] {
         assert!(
             to_all.get(&path).is_some_and(|&n| n > 0),

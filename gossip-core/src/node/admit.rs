@@ -149,32 +149,33 @@ impl Rights<'_> {
     }
 }
 
-/// The view of an admitted member connected elsewhere: only what every view holds.
+/// The view a relayed member gets from a member that does not relay it: only what every view
+/// holds.
 #[cfg(feature = "admission")]
 static FOREIGN_VIEW: ViewScope = ViewScope::None;
 
-/// `leaf`'s view, when it is limited: its scope, and (served here) the members it was shown.
+/// `leaf`'s view here, when it is limited: its scope, and (served here) the members it was shown.
 ///
-/// An admitted member this node does not serve (it holds its admission, not its grant) gets the
-/// view every scope includes, full members and itself: its own server tells it the rest. So a
-/// push-pull it runs with another full member, or a probe it gets from one, tells it nothing its
-/// scope hides, though only its server knows the scope.
+/// Only a relayed member's own server knows its scope, and its server tells it everything its
+/// view holds. Any other member (`me`) gives a member relayed by someone else (or an admitted
+/// member whose record has not arrived) the view every scope includes, full members and
+/// itself, in push-pull answers and piggyback: so nothing reaches a tab around its scope, even
+/// from a member that has not yet received its admission.
 #[cfg(feature = "admission")]
 fn view_of<'a>(
     admitted: &'a Admitted,
     members: &HashMap<NodeId, Member>,
+    me: &NodeId,
     leaf: &NodeId,
 ) -> Option<(&'a ViewScope, Option<&'a HashSet<NodeId>>)> {
-    match admitted.served.get(leaf) {
-        Some(s) if s.grant.scope == ViewScope::All => None,
-        Some(s) => Some((&s.grant.scope, Some(&s.shown))),
-        None if admitted.certs.contains_key(leaf)
-            && !members.get(leaf).is_some_and(|m| has_own_address(&m.addrs)) =>
-        {
-            Some((&FOREIGN_VIEW, None))
-        }
-        None => None,
+    if let Some(s) = admitted.served.get(leaf) {
+        return (s.grant.scope != ViewScope::All).then_some((&s.grant.scope, Some(&s.shown)));
     }
+    let foreign = match members.get(leaf) {
+        Some(m) => m.relay().is_some_and(|relay| relay != *me),
+        None => admitted.certs.contains_key(leaf),
+    };
+    foreign.then_some((&FOREIGN_VIEW, None))
 }
 
 /// Whether `leaf` may be told about `member` (see [`ViewScope`]): always, unless it is an
@@ -183,10 +184,11 @@ fn view_of<'a>(
 pub(super) fn sees(
     admitted: &Admitted,
     members: &HashMap<NodeId, Member>,
+    me: &NodeId,
     leaf: &NodeId,
     member: &NodeId,
 ) -> bool {
-    let Some((scope, shown)) = view_of(admitted, members, leaf) else {
+    let Some((scope, shown)) = view_of(admitted, members, me, leaf) else {
         return true;
     };
     if member == leaf
@@ -424,12 +426,12 @@ impl Node {
 
     /// Whether `leaf` may be told about `member` (see [`ViewScope`]).
     pub(super) fn sees(&self, leaf: &NodeId, member: &NodeId) -> bool {
-        sees(&self.admitted, &self.members, leaf, member)
+        sees(&self.admitted, &self.members, &self.id, leaf, member)
     }
 
     /// Whether `leaf` has a view narrower than the whole cluster here.
     pub(super) fn is_limited(&self, leaf: &NodeId) -> bool {
-        view_of(&self.admitted, &self.members, leaf).is_some()
+        view_of(&self.admitted, &self.members, &self.id, leaf).is_some()
     }
 
     /// `leaf` was sent records of `members`: under a `Groups` scope those relayed members stay in

@@ -245,7 +245,7 @@ impl Node {
             nacks: 0,
         });
         let budget = self.piggyback_budget();
-        let piggyback = self.take_piggyback(budget);
+        let piggyback = self.take_piggyback_for(budget, target);
         self.send_to_member(
             now,
             target,

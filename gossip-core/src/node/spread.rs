@@ -94,14 +94,14 @@ impl Node {
                 return Vec::new();
             }
             let limit = self.config.retransmit_limit(self.live_count());
-            let (admitted, members) = (&self.admitted, &self.members);
+            let (admitted, members, me) = (&self.admitted, &self.members, self.id);
             return self
                 .spread
                 .queue
                 .take_where(budget, limit, |subject, packet| {
                     packet.origin() != to
                         && packet.kind() != super::admit::ADMISSION_KIND
-                        && super::admit::sees(admitted, members, &to, &subject.member())
+                        && super::admit::sees(admitted, members, &me, &to, &subject.member())
                 });
         }
         #[cfg(not(feature = "admission"))]

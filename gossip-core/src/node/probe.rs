@@ -302,7 +302,8 @@ impl Node {
         let in_lane = move |node: &Node, id: &NodeId| {
             node.probing.confirmed.contains(id) == confirmed
                 && node.members.get(id).is_some_and(|m| {
-                    !m.state.is_down() && !m.addrs.is_empty() && !(relayed && m.relay().is_some())
+                    let dialable_by_me = !relayed || m.relay().is_none();
+                    !m.state.is_down() && !m.addrs.is_empty() && dialable_by_me
                 })
         };
         while !confirmed && let Some(id) = self.gate.pool.next_soon() {

@@ -26,6 +26,7 @@ pub(super) enum Subject {
 
 impl Subject {
     /// The member the update is about (a broadcast: its origin).
+    #[cfg(feature = "admission")]
     pub(super) fn member(&self) -> NodeId {
         match *self {
             Subject::Member(id) | Subject::Metadata(id) | Subject::Broadcast(id, _) => id,

@@ -38,6 +38,8 @@ impl Hub {
 
 /// One item of a delivery to a member with a limited view (see [`crate::admission::ViewScope`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+// Without the `admission` feature nobody has a limited view: no piece is ever made.
+#[cfg_attr(not(feature = "admission"), allow(dead_code))]
 pub(super) enum Piece {
     /// The pending item at this index.
     Pending(usize),

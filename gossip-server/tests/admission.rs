@@ -17,10 +17,14 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 const T: Duration = Duration::from_secs(20);
 
 /// A server whose hook admits `?user=tab...` as `tab-*` members allowed the topic `chat`, and
-/// `?user=brief` for half a second.
+/// `?user=brief` for half a second; only clients it sees connect from loopback (so the hook is
+/// shown the peer's address).
 async fn admitting_server() -> (Gossip, String) {
     watch_task_panics();
     let hook = Admission::new(|req| async move {
+        if !req.peer.is_some_and(|p| p.ip().is_loopback()) {
+            return Err(format!("not from loopback: {:?}", req.peer));
+        }
         match req.query.get("user").map(String::as_str) {
             Some("brief") => Ok(Grant::new()
                 .with_name_prefix("tab-")

@@ -453,10 +453,11 @@ impl Node {
         if !allowed && !m.state.is_down() {
             self.lapse(now, member);
         } else if allowed && lapsed_here {
-            let m = self.members.get_mut(&member).expect("checked above");
+            let mut m = self.members.get_mut(&member).expect("checked above");
             m.state = State::Alive;
             m.status = None;
             m.since = now;
+            drop(m);
             self.track_leaf(member);
             self.shell
                 .push_event(crate::event::Event::MemberAlive { id: member });
@@ -468,13 +469,14 @@ impl Node {
     /// that says why (push-pull hands it on; each member judges it by its own clock and view).
     fn lapse(&mut self, now: Instant, member: NodeId) {
         let cert = self.admitted.certs.get(&member).map(|c| c.packet.clone());
-        let Some(m) = self.members.get_mut(&member) else {
+        let Some(mut m) = self.members.get_mut(&member) else {
             return;
         };
         m.state = State::Left;
         m.status = cert;
         m.since = now;
         let incarnation = m.incarnation;
+        drop(m);
         self.probing.suspicions.remove(&member);
         self.shell
             .push_event(crate::event::Event::MemberLeft { id: member });

@@ -748,8 +748,8 @@ fn an_accusation_at_the_largest_incarnation_cannot_bury_a_live_member() {
 
 /// A member's alive record is signed when it starts: one that started (or joined) before this
 /// node must still reach it by gossip. Refusing it as older than this node's start (the replay
-/// floor) left late starters waiting for a push-pull to learn the members that started first,
-/// which made a join of 100 nodes started one after another in a process take 12 to 30 s.
+/// floor) left late starters waiting for a push-pull to learn the members that started first
+/// (a join of 100 nodes started one after another in a process counted 21,780 such drops).
 #[test]
 fn state_signed_before_this_node_started_still_spreads_by_gossip() {
     let later_ms = NOW_MS + 5_000;

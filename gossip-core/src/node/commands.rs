@@ -163,7 +163,7 @@ impl Node {
         if self.left {
             return Err(CommandError::Left);
         }
-        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+        if !self.reachable(&to) {
             return Err(CommandError::UnknownMember(to));
         }
         let msg = Direct {
@@ -251,7 +251,7 @@ impl Node {
         if self.left {
             return Err(CommandError::Left);
         }
-        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+        if !self.reachable(&to) {
             return Err(CommandError::UnknownMember(to));
         }
         self.send_to_member(
@@ -268,11 +268,20 @@ impl Node {
         Ok(())
     }
 
+    /// Whether `to` can be written to: a live member, or for a relayed member any member (its
+    /// relay routes it; its view may leave out who wrote to it, see `ViewScope`).
+    fn reachable(&self, to: &NodeId) -> bool {
+        match self.members.get(to) {
+            Some(m) => !m.state.is_down(),
+            None => *to != self.id && self.local().relay().is_some(),
+        }
+    }
+
     pub(super) fn check_can_request(&self, to: NodeId) -> Result<(), CommandError> {
         if self.left {
             return Err(CommandError::Left);
         }
-        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+        if !self.reachable(&to) {
             return Err(CommandError::UnknownMember(to));
         }
         if self.requests.len() >= self.config.max_queue {

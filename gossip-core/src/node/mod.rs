@@ -384,7 +384,7 @@ impl Node {
                     return self.shell.count_drop(DropReason::PingNotForUs);
                 }
                 let budget = self.piggyback_budget();
-                let piggyback = self.take_piggyback(budget);
+                let piggyback = self.take_piggyback_for(budget, origin);
                 self.reply(
                     now,
                     origin,

@@ -15,6 +15,9 @@ pub(super) struct Spread {
     pub(super) queue: Backlog,
     /// What became news while handling the current input (pushed by `flush`).
     pub(super) fresh: Vec<SignedPacket>,
+    /// What each of `fresh` is about, in step with it: the hub tells each relayed member only
+    /// about the members its view lets it see.
+    pub(super) fresh_subjects: Vec<Subject>,
     /// Who sent the input being handled: its news is not pushed back to it.
     pub(super) fresh_from: Option<NodeId>,
     /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
@@ -52,6 +55,7 @@ impl Node {
             .queue
             .push(subject, packet.clone(), self.config.max_queue);
         self.spread.fresh.push(packet);
+        self.spread.fresh_subjects.push(subject);
         let fast = self
             .timers
             .latest()
@@ -72,6 +76,30 @@ impl Node {
         }
         let limit = self.config.retransmit_limit(self.live_count());
         self.spread.queue.take(budget, limit)
+    }
+
+    /// [`Node::take_piggyback`] for a probe or ack to `to`: a member with a limited view gets
+    /// only items about members it may see (and none of its own words, nor admissions).
+    pub(super) fn take_piggyback_for(&mut self, budget: usize, to: NodeId) -> Vec<SignedPacket> {
+        #[cfg(feature = "admission")]
+        if self.is_limited(&to) {
+            if self.spread.queue.is_empty() {
+                return Vec::new();
+            }
+            let limit = self.config.retransmit_limit(self.live_count());
+            let (admitted, members, me) = (&self.admitted, &self.members, self.id);
+            return self
+                .spread
+                .queue
+                .take_where(budget, limit, |subject, packet| {
+                    packet.origin() != to
+                        && packet.kind() != super::admit::ADMISSION_KIND
+                        && super::admit::sees(admitted, members, &me, &to, &subject.member())
+                });
+        }
+        #[cfg(not(feature = "admission"))]
+        let _ = to;
+        self.take_piggyback(budget)
     }
 
     pub(super) fn gossip_round(&mut self, now: Instant) {
@@ -119,15 +147,13 @@ impl Node {
             return;
         }
         let fresh = std::mem::take(&mut self.spread.fresh);
+        let subjects = std::mem::take(&mut self.spread.fresh_subjects);
         if !self.hub.leaves.is_empty() {
+            let for_tabs = subjects.into_iter().zip(fresh.iter().cloned());
             // Tabs do not decode admissions (their server checks them for them).
             #[cfg(feature = "admission")]
-            let for_tabs = fresh
-                .iter()
-                .filter(|p| p.kind() != super::admit::ADMISSION_KIND);
-            #[cfg(not(feature = "admission"))]
-            let for_tabs = fresh.iter();
-            self.hub.pending.extend(for_tabs.cloned());
+            let for_tabs = for_tabs.filter(|(_, p)| p.kind() != super::admit::ADMISSION_KIND);
+            self.hub.pending.extend(for_tabs);
             let excess = self.hub.pending.len().saturating_sub(self.config.max_queue);
             if excess > 0 {
                 self.hub.pending.drain(..excess);

@@ -20,8 +20,6 @@ use crate::identity::NodeId;
 #[cfg(feature = "admission")]
 use crate::keyring::ClusterKey;
 #[cfg(feature = "admission")]
-use crate::membership::Member;
-#[cfg(feature = "admission")]
 use crate::membership::State;
 #[cfg(feature = "admission")]
 use crate::message::{Admission, ApplicationMessage, MembershipMessage};
@@ -170,7 +168,7 @@ static FOREIGN_VIEW: ViewScope = ViewScope::None;
 #[cfg(feature = "admission")]
 fn view_of<'a>(
     admitted: &'a Admitted,
-    members: &HashMap<NodeId, Member>,
+    members: &super::table::Members,
     me: &NodeId,
     leaf: &NodeId,
 ) -> Option<(&'a ViewScope, Option<&'a HashSet<NodeId>>)> {
@@ -189,7 +187,7 @@ fn view_of<'a>(
 #[cfg(feature = "admission")]
 pub(super) fn sees(
     admitted: &Admitted,
-    members: &HashMap<NodeId, Member>,
+    members: &super::table::Members,
     me: &NodeId,
     leaf: &NodeId,
     member: &NodeId,

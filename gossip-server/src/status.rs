@@ -121,15 +121,24 @@ impl Status {
             node.members().map(|m| MemberStatus::of(node, m)).collect();
         members.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         let s = node.stats();
+        // Gossip repeats news by design: a duplicate record, or a gossip frame of nothing but
+        // duplicates (`copies`), is not a drop.
+        let redundant = |k: &gossip_core::DropReason| {
+            matches!(
+                k,
+                gossip_core::DropReason::Duplicate | gossip_core::DropReason::Copies
+            )
+        };
         let duplicates = s
             .drops
-            .get(&gossip_core::DropReason::Duplicate)
-            .copied()
-            .unwrap_or(0);
+            .iter()
+            .filter(|(k, _)| redundant(k))
+            .map(|(_, v)| *v)
+            .sum();
         let mut drops: BTreeMap<String, u64> = s
             .drops
             .iter()
-            .filter(|(k, _)| **k != gossip_core::DropReason::Duplicate)
+            .filter(|(k, _)| !redundant(k))
             .map(|(k, v)| (k.as_str().to_owned(), *v))
             .collect();
         for (k, v) in driver_drops {

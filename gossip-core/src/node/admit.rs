@@ -20,8 +20,6 @@ use crate::identity::NodeId;
 #[cfg(feature = "admission")]
 use crate::keyring::ClusterKey;
 #[cfg(feature = "admission")]
-use crate::membership::Member;
-#[cfg(feature = "admission")]
 use crate::membership::State;
 #[cfg(feature = "admission")]
 use crate::message::{Admission, ApplicationMessage, MembershipMessage};
@@ -170,7 +168,7 @@ static FOREIGN_VIEW: ViewScope = ViewScope::None;
 #[cfg(feature = "admission")]
 fn view_of<'a>(
     admitted: &'a Admitted,
-    members: &HashMap<NodeId, Member>,
+    members: &super::table::Members,
     me: &NodeId,
     leaf: &NodeId,
 ) -> Option<(&'a ViewScope, Option<&'a HashSet<NodeId>>)> {
@@ -189,7 +187,7 @@ fn view_of<'a>(
 #[cfg(feature = "admission")]
 pub(super) fn sees(
     admitted: &Admitted,
-    members: &HashMap<NodeId, Member>,
+    members: &super::table::Members,
     me: &NodeId,
     leaf: &NodeId,
     member: &NodeId,
@@ -701,10 +699,11 @@ impl Node {
         if !allowed && !m.state.is_down() {
             self.lapse(now, member);
         } else if allowed && lapsed_here {
-            let m = self.members.get_mut(&member).expect("checked above");
+            let mut m = self.members.get_mut(&member).expect("checked above");
             m.state = State::Alive;
             m.status = None;
             m.since = now;
+            drop(m);
             self.track_leaf(member);
             self.shell
                 .push_event(crate::event::Event::MemberAlive { id: member });
@@ -716,13 +715,14 @@ impl Node {
     /// that says why (push-pull hands it on; each member judges it by its own clock and view).
     fn lapse(&mut self, now: Instant, member: NodeId) {
         let cert = self.admitted.certs.get(&member).map(|c| c.packet.clone());
-        let Some(m) = self.members.get_mut(&member) else {
+        let Some(mut m) = self.members.get_mut(&member) else {
             return;
         };
         m.state = State::Left;
         m.status = cert;
         m.since = now;
         let incarnation = m.incarnation;
+        drop(m);
         self.probing.suspicions.remove(&member);
         self.shell
             .push_event(crate::event::Event::MemberLeft { id: member });

@@ -112,13 +112,14 @@ impl Node {
                 .collect(),
         };
         let packet = self.shell.codec.sign(id, &meta.into())?;
-        let me = self
+        let mut me = self
             .members
             .get_mut(&self.id)
             .expect("self is always a member");
         me.metadata = entries;
         me.meta_version = id.to_u64();
         me.meta = Some(packet.clone());
+        drop(me);
         self.shell.push_event(Event::MetadataChanged {
             id: self.id,
             version: id.to_u64(),
@@ -366,13 +367,14 @@ impl Node {
         };
         let id = self.shell.next_id(now);
         let packet = self.shell.codec.sign(id, &alive.into())?;
-        let me = self
+        let mut me = self
             .members
             .get_mut(&self.id)
             .expect("self is always a member");
         me.incarnation = incarnation;
         me.addrs = addrs;
         me.alive = packet.clone();
+        drop(me);
         self.enqueue(Subject::Member(self.id), packet);
         self.flush(now);
         Ok(())
@@ -386,13 +388,14 @@ impl Node {
         }
         let incarnation = self.local().incarnation;
         if let Some(packet) = self.shell.sign(now, Leave { incarnation }.into()) {
-            let me = self
+            let mut me = self
                 .members
                 .get_mut(&self.id)
                 .expect("self is always a member");
             me.state = State::Left;
             me.status = Some(packet.clone());
             me.since = now;
+            drop(me);
             self.enqueue(Subject::Member(self.id), packet);
             self.flush(now);
             // Give the leave a second push so it survives a lost datagram.

@@ -402,9 +402,11 @@ impl Node {
             if !self.probing.confirmed.contains(&target) {
                 self.gate.pool.probed(&target, true);
             }
-            if direct && let Some(m) = self.members.get_mut(&target) {
+            if direct && let Some(mut m) = self.members.get_mut(&target) {
                 m.rtt_micros = Some(now.micros_since(sent));
-                if !m.state.is_down() {
+                let up = !m.state.is_down();
+                drop(m);
+                if up {
                     self.probing.confirmed.insert(target);
                     self.gate.pool.leave(&target);
                 }

@@ -1,10 +1,8 @@
-use std::collections::HashMap;
-
 use super::Node;
 use super::backlog::{Backlog, Subject};
+use super::table::{Members, is_push_target};
 use super::timers::Timer;
 use crate::identity::NodeId;
-use crate::membership::Member;
 use crate::message::Gossip;
 use crate::push_tree;
 use crate::time::Instant;
@@ -30,18 +28,13 @@ pub(super) struct Spread {
 /// Room left in a probe for its own fields when filling the rest with piggyback.
 pub(super) const PROBE_FIELDS: usize = 64;
 
-/// A member news is pushed to directly: up, dialable, not behind a relay.
-pub(super) fn is_push_target(m: &Member) -> bool {
-    !m.state.is_down() && m.relay().is_none() && !m.addrs.is_empty()
-}
-
 /// Ring index of the member an update's push tree hangs from: its origin, or for a relayed
 /// origin its relay, which is the member that pushes a relayed member's news first. None when
 /// neither is on the ring, or when the origin is a newcomer: then the members that get the news
 /// disagree on whether it is on their ring (in a join storm, on most of it), their trees do not
 /// line up, and a random push covers more.
 pub(super) fn tree_root(
-    members: &HashMap<NodeId, Member>,
+    members: &Members,
     ring: &[NodeId],
     newcomers: &[NodeId],
     item: &SignedPacket,
@@ -198,16 +191,8 @@ impl Node {
         source: Option<NodeId>,
     ) {
         let fanout = self.config.push_fanout(self.live_count());
-        // Sorted ids lay out the same ring on every member whose view agrees. The map is a
-        // HashMap, so sorting is the price of that order; it is small next to one signature.
-        let mut ring: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.id != self.id && is_push_target(m))
-            .map(|m| m.id)
-            .collect();
-        ring.push(self.id);
-        crate::sort::unstable(&mut ring);
+        // Sorted ids lay out the same ring on every member whose view agrees.
+        let ring = self.members.push_ring();
         // Found: this node was just added to the ring.
         let me = ring.binary_search(&self.id).unwrap_or_else(|at| at);
         let ring = &ring[..];
@@ -220,9 +205,8 @@ impl Node {
         // Roots in order of first appearance: the batch keeps that order, so the members it
         // reaches pick the same first roots and the same trees.
         let newcomers = std::mem::take(&mut self.spread.newcomers);
-        let root_of = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
-            tree_root(members, ring, &newcomers, item)
-        };
+        let root_of =
+            |members: &Members, item: &SignedPacket| tree_root(members, ring, &newcomers, item);
         let mut roots = [None::<usize>; 2];
         let mut in_first = 0;
         let (mut more_roots, mut treeless) = (false, false);

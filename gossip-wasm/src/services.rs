@@ -1,10 +1,11 @@
 //! Cluster services from JavaScript: quorum requests (always), the replicated per-key state
-//! (cargo feature `state`) and key ownership (cargo feature `ownership`).
+//! (cargo feature `state`), key ownership (cargo feature `ownership`) and named endpoints (cargo
+//! feature `endpoints`).
 //!
-//! The state and ownership code of the core is about 39 KB gzipped, more than the default
-//! package's budget leaves, so those two are built only into the larger `pkg-full/` flavour
-//! (`cargo xtask wasm --full`); the default package has quorum requests only (docs/STATE.md,
-//! "From JavaScript").
+//! The state and ownership code of the core is about 39 KB gzipped and endpoints about 9 KB more,
+//! more than the default package's budget leaves, so those are built only into the larger
+//! `pkg-full/` flavour (`cargo xtask wasm --full`); the default package has quorum requests only
+//! (docs/STATE.md and docs/ENDPOINTS.md, "From JavaScript").
 
 use gossip_core::{FailReason, NodeId, Quorum, QuorumOutcome};
 use js_sys::{Array, Object, Promise};

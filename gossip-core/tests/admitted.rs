@@ -988,3 +988,57 @@ fn an_admitted_member_granted_state_writes_its_own_keys_and_every_member_checks_
     );
     assert_eq!(net.nodes[S].state_get(&net.ids[M], "cart"), None);
 }
+
+/// `message` signed by `P` with an id its own node never uses (as [`say_as_p_once`]) and sealed
+/// with its link key: the inner frame of a relay `P` asks `S` to carry.
+fn p_sealed_once(net: &Net, message: Message, n: u16) -> Vec<u8> {
+    let codec = Codec::new(
+        identity(P),
+        Keyring::new(handshake()),
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    let packet = codec
+        .sign(Timestamp::new(net.wall(), 0xF000 + n), &message)
+        .unwrap();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed([n as u8; 32]);
+    codec.seal(&mut rng, 0, &packet).unwrap()
+}
+
+#[test]
+fn a_relayed_state_sync_carrying_a_map_its_grant_forbids_stops_at_the_server() {
+    // A browser build checks no admission (it trusts its server), so a tab's map must not reach
+    // another tab in a state sync the server relays: what P's own node sends when a tab opens a
+    // state sync with it, carrying its endpoint registration.
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (p, q) = (net.ids[P], net.ids[Q]);
+    let sync = p_state_sync(&net, vec![p_entry(&net, 1, "endpoint/orders", b"")]);
+    let relay = Relay {
+        to: q,
+        frame: p_sealed_once(&net, sync, 5).into(),
+    };
+    let q_before = net.drops(Q, DropReason::Forbidden);
+    assert_eq!(say_as_p_once(&mut net, relay.into(), 6), 1, "S refuses it");
+    net.run(1_000);
+    // Q (built with the admission checks here) would refuse it too, and count it: it never came.
+    assert_eq!(
+        net.drops(Q, DropReason::Forbidden),
+        q_before,
+        "nothing reached Q"
+    );
+    assert_eq!(net.nodes[Q].state_get(&p, "endpoint/orders"), None);
+
+    // With the grant, the same relay is carried and Q takes the registration in.
+    let mut net = Net::new(tab_grant().with_state(true));
+    net.run(3_000);
+    let (p, q) = (net.ids[P], net.ids[Q]);
+    let sync = p_state_sync(&net, vec![p_entry(&net, 1, "endpoint/orders", b"")]);
+    let relay = Relay {
+        to: q,
+        frame: p_sealed_once(&net, sync, 7).into(),
+    };
+    assert_eq!(say_as_p_once(&mut net, relay.into(), 8), 0);
+    net.run(1_000);
+    assert!(net.nodes[Q].state_get(&p, "endpoint/orders").is_some());
+}

@@ -220,6 +220,12 @@ impl Pool {
     /// How many of `n` unconfirmed members of a class (`0`: vouched, `1`: the rest) are likely
     /// fakes, by how the latest probes of that class ended (with `FIRST_PROBES_PRIOR` answers
     /// assumed).
+    /// Whether a first probe of an unconfirmed member failed among the latest kept: until one
+    /// does, [`Pool::likely_fakes`] is 0 for any class and size, so no class can be capped.
+    fn saw_a_failed_first_probe(&self) -> bool {
+        self.first_probes.iter().flatten().any(|answered| !answered)
+    }
+
     fn likely_fakes(&self, class: usize, n: usize) -> usize {
         let window = &self.first_probes[class];
         let failed = window.iter().filter(|a| !**a).count();
@@ -297,6 +303,18 @@ impl Node {
                 2
             }
         };
+        // Without a failed first probe no class is capped whatever the sizes: the draw is
+        // uniform, and classifying each member (two lookups per member, at every gossip round)
+        // would be wasted (at N = 500, 7 % of a join's CPU went to `is_vouched` alone).
+        if !pool.saw_a_failed_first_probe() {
+            let all = self
+                .members
+                .values()
+                .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
+                .map(|m| m.id)
+                .collect();
+            return uniform(&mut self.rng, all, k);
+        }
         // One pass counts the classes and lists the candidates in table order (sorted with
         // `member-index`, so the uniform draw's sort finds them in order): the classes
         // themselves are only listed when a class is capped.

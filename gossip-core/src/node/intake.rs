@@ -307,12 +307,20 @@ impl Node {
         // uniform, and classifying each member (two lookups per member, at every gossip round)
         // would be wasted (at N = 500, 7 % of a join's CPU went to `is_vouched` alone).
         if !pool.saw_a_failed_first_probe() {
-            let all = self
-                .members
-                .values()
-                .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
-                .map(|m| m.id)
-                .collect();
+            let mut all = Vec::with_capacity(self.members.len());
+            all.extend(
+                self.members
+                    .values()
+                    .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
+                    .map(|m| m.id),
+            );
+            // With `member-index` the table is ordered by id: the list is already sorted.
+            #[cfg(feature = "member-index")]
+            {
+                debug_assert!(all.is_sorted(), "member-index table out of order");
+                return uniform_in_order(&mut self.rng, all, k);
+            }
+            #[cfg(not(feature = "member-index"))]
             return uniform(&mut self.rng, all, k);
         }
         // One pass counts the classes and lists the candidates in table order (sorted with
@@ -490,8 +498,17 @@ impl Node {
 /// `k` of `ids` drawn uniformly (partial Fisher-Yates over the sorted ids: k draws, not a full
 /// shuffle).
 fn uniform(rng: &mut rand_chacha::ChaCha20Rng, mut ids: Vec<NodeId>, k: usize) -> Vec<NodeId> {
-    use rand_core::Rng;
     crate::sort::unstable(&mut ids);
+    uniform_in_order(rng, ids, k)
+}
+
+/// [`uniform`] of `ids` already sorted (the same draws, without the sort's pass).
+fn uniform_in_order(
+    rng: &mut rand_chacha::ChaCha20Rng,
+    mut ids: Vec<NodeId>,
+    k: usize,
+) -> Vec<NodeId> {
+    use rand_core::Rng;
     let k = k.min(ids.len());
     for i in 0..k {
         let j = i + (rng.next_u64() as usize) % (ids.len() - i);

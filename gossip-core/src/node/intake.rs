@@ -373,6 +373,46 @@ impl Node {
         out
     }
 
+    /// [`Node::random_members`] of the push targets (`is_push_target`) other than this node and
+    /// `exclude`: the same draw, read off the push ring when no class can be capped, instead of
+    /// a pass over the whole table. In a join storm most news has no push tree and each frame
+    /// bringing it draws random targets: at N = 1,000 a pass over 1,000 members per frame.
+    pub(super) fn random_push_targets(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
+        #[cfg(feature = "member-index")]
+        if !self.gate.pool.saw_a_failed_first_probe() {
+            let ring = self.members.push_ring();
+            // The ring is the push targets and this node, sorted by id like the table: the
+            // candidates are the ring without the excluded positions.
+            let mut skip: Vec<usize> = exclude
+                .iter()
+                .chain([&self.id])
+                .filter_map(|id| ring.binary_search(id).ok())
+                .collect();
+            skip.sort_unstable();
+            skip.dedup();
+            let picks = fisher_yates_prefix(&mut self.rng, ring.len() - skip.len(), k);
+            return picks
+                .into_iter()
+                .map(|x| {
+                    // The x-th candidate: past every skipped position at or before it.
+                    let mut at = x;
+                    for &s in &skip {
+                        if s <= at {
+                            at += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    ring[at]
+                })
+                .collect();
+        }
+        let me = self.id;
+        self.random_members(k, |m| {
+            super::table::is_push_target(m) && m.id != me && !exclude.contains(&m.id)
+        })
+    }
+
     /// Remembers a push-pull this node opens with `peer` (see `Pool::awaiting`).
     pub(super) fn opened_sync(&mut self, now: Instant, peer: NodeId) {
         // An answer later than this is not waited for (the map stays as small as our opens).
@@ -471,6 +511,13 @@ impl Node {
         uniform(&mut self.rng, ids, k)
     }
 
+    pub(super) fn random_push_targets(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
+        let me = self.id;
+        self.random_members(k, |m| {
+            super::table::is_push_target(m) && m.id != me && !exclude.contains(&m.id)
+        })
+    }
+
     pub(super) fn opened_sync(&mut self, _now: Instant, _peer: NodeId) {}
 
     pub(super) fn joining(&mut self, _seeds: usize) {}
@@ -500,6 +547,30 @@ impl Node {
 fn uniform(rng: &mut rand_chacha::ChaCha20Rng, mut ids: Vec<NodeId>, k: usize) -> Vec<NodeId> {
     crate::sort::unstable(&mut ids);
     uniform_in_order(rng, ids, k)
+}
+
+/// The first `k` positions of `0..n` after the partial Fisher-Yates of [`uniform_in_order`]
+/// (the same random draws), without listing the `n` positions: only the swapped ones are kept.
+#[cfg(all(feature = "intake", feature = "member-index"))]
+fn fisher_yates_prefix(rng: &mut rand_chacha::ChaCha20Rng, n: usize, k: usize) -> Vec<usize> {
+    use rand_core::Rng;
+    let k = k.min(n);
+    // Positions whose content a swap changed: (position, content).
+    let mut moved: Vec<(usize, usize)> = Vec::with_capacity(2 * k);
+    let get = |moved: &[(usize, usize)], p: usize| {
+        moved
+            .iter()
+            .rev()
+            .find(|(q, _)| *q == p)
+            .map_or(p, |(_, v)| *v)
+    };
+    for i in 0..k {
+        let j = i + (rng.next_u64() as usize) % (n - i);
+        let (a, b) = (get(&moved, i), get(&moved, j));
+        moved.push((i, b));
+        moved.push((j, a));
+    }
+    (0..k).map(|i| get(&moved, i)).collect()
 }
 
 /// [`uniform`] of `ids` already sorted (the same draws, without the sort's pass).

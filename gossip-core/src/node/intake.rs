@@ -597,6 +597,33 @@ mod tests {
         NodeId::from_bytes([n; 32])
     }
 
+    /// The push-target draw reads positions off the ring instead of listing the candidates:
+    /// it must pick exactly what the listed draw picks from the same random numbers, or every
+    /// simulated run would change.
+    #[cfg(feature = "member-index")]
+    #[test]
+    fn the_position_draw_picks_what_the_listed_draw_picks() {
+        use rand_core::SeedableRng;
+        for seed in 0..50u64 {
+            for (n, k) in [(0, 3), (1, 3), (2, 2), (3, 3), (10, 3), (50, 7), (200, 5)] {
+                let ids: Vec<NodeId> = (0..n).map(|i| id(i as u8)).collect();
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+                let mut b = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+                let listed = uniform_in_order(&mut a, ids.clone(), k);
+                let drawn: Vec<NodeId> = fisher_yates_prefix(&mut b, n, k)
+                    .into_iter()
+                    .map(|p| ids[p])
+                    .collect();
+                assert_eq!(listed, drawn, "seed {seed}, n {n}, k {k}");
+                // The same random numbers consumed: the next draw agrees too.
+                assert_eq!(uniform_in_order(&mut a, ids.clone(), k), {
+                    let next = fisher_yates_prefix(&mut b, n, k);
+                    next.into_iter().map(|p| ids[p]).collect::<Vec<_>>()
+                });
+            }
+        }
+    }
+
     #[test]
     fn a_mint_evicts_its_own_before_anyone_else() {
         let mut pool = Pool::default();

@@ -217,15 +217,15 @@ impl Pool {
         window.push_back(answered);
     }
 
-    /// How many of `n` unconfirmed members of a class (`0`: vouched, `1`: the rest) are likely
-    /// fakes, by how the latest probes of that class ended (with `FIRST_PROBES_PRIOR` answers
-    /// assumed).
     /// Whether a first probe of an unconfirmed member failed among the latest kept: until one
     /// does, [`Pool::likely_fakes`] is 0 for any class and size, so no class can be capped.
     fn saw_a_failed_first_probe(&self) -> bool {
         self.first_probes.iter().flatten().any(|answered| !answered)
     }
 
+    /// How many of `n` unconfirmed members of a class (`0`: vouched, `1`: the rest) are likely
+    /// fakes, by how the latest probes of that class ended (with `FIRST_PROBES_PRIOR` answers
+    /// assumed).
     fn likely_fakes(&self, class: usize, n: usize) -> usize {
         let window = &self.first_probes[class];
         let failed = window.iter().filter(|a| !**a).count();

@@ -5,6 +5,7 @@
 
 mod chat;
 mod demo;
+mod e2e;
 mod wasm;
 
 use std::process::{Command, ExitCode};

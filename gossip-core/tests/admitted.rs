@@ -1046,6 +1046,8 @@ fn a_relayed_state_sync_carrying_a_map_its_grant_forbids_stops_at_the_server() {
     assert_eq!(say_as_p_once(&mut net, relay.into(), 8), 0);
     net.run(1_000);
     assert!(net.nodes[Q].state_get(&p, "endpoint/orders").is_some());
+}
+
 /// Alive records of `n` identities nobody has heard of (a key holder's mint), each self-signed.
 fn minted(n: usize, from: u8) -> Vec<gossip_core::SignedPacket> {
     (0..n)

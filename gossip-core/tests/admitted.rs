@@ -51,6 +51,8 @@ struct Net {
     ids: Vec<NodeId>,
     /// What `S` sent `P`, as it went on the wire.
     to_p: Vec<Vec<u8>>,
+    /// The wall clock (ms) when each of `to_p` was sent.
+    to_p_wall: Vec<u64>,
     now: Instant,
 }
 
@@ -124,6 +126,7 @@ impl Net {
             nodes: vec![s, m, p, q],
             ids,
             to_p: Vec::new(),
+            to_p_wall: Vec::new(),
             now,
         };
         net.nodes[S].admit_link(now, p_link(), net.ids[P], link_key, grant.clone());
@@ -164,6 +167,8 @@ impl Net {
                     };
                     if to == P {
                         self.to_p.push(t.bytes.clone());
+                        self.to_p_wall
+                            .push(WALL_MS + self.now.micros_since(Instant::from_micros(0)) / 1_000);
                     }
                     let _ = self.nodes[to].handle_packet(self.now, addr, &t.bytes);
                 }
@@ -1126,4 +1131,128 @@ fn a_tab_takes_all_its_server_delivers_but_caps_any_other_sender() {
     let _ = net.nodes[P].handle_packet(net.now, s_url(), &frame);
     assert_eq!(known(&net), before + 4 + 20);
     assert_eq!(net.drops(P, DropReason::TooManyMembers), refused_before);
+}
+
+// ----- a tab holds no admission (issue 14: 2,000 tabs under `All` did not converge) -----
+
+/// The records `S` handed `P` (in gossip, piggyback and push-pull), opened with their link's
+/// key, and how many frames opened.
+fn records_to_p(net: &Net) -> (Vec<SignedPacket>, usize) {
+    use gossip_core::message::MembershipMessage;
+    let (mut records, mut opened) = (Vec::new(), 0);
+    for (frame, &wall) in net.to_p.iter().zip(&net.to_p_wall) {
+        // A codec per frame: the test reads what was sent, not what P's replay window lets in.
+        let mut codec = Codec::new(
+            identity(P),
+            Keyring::new(handshake()),
+            Limits::default(),
+            ReplayConfig::default(),
+        );
+        let Ok(inbound) = codec.decode(frame, wall) else {
+            continue;
+        };
+        opened += 1;
+        match inbound.message {
+            Message::Membership(MembershipMessage::Gossip(g)) => records.extend(g.items),
+            Message::Membership(MembershipMessage::Ping(p)) => records.extend(p.piggyback),
+            Message::Membership(MembershipMessage::Ack(a)) => records.extend(a.piggyback),
+            Message::Membership(MembershipMessage::Sync(s)) => records.extend(s.states),
+            _ => {}
+        }
+    }
+    (records, opened)
+}
+
+/// The wire kind of an admission record.
+fn admission_kind() -> u8 {
+    Message::from(Admission {
+        member: identity(Q).id(),
+        expires: 0,
+        name: String::new(),
+        topics: None,
+        state: false,
+    })
+    .kind()
+}
+
+/// A tab under a scope that shows it everything (`tab_grant` has the default, `All`) is handed
+/// no admission by its server, by any path: its server checks them for it. Before the fix its
+/// server's acks piggybacked them, as to any member that sees everything, and the tab took them
+/// in but not, or only by chance, their renewals.
+#[test]
+fn a_tab_that_sees_everything_is_handed_no_admission() {
+    // Updates stay queued for piggyback long enough to ride on S's probes and acks to P (in a
+    // four-member cluster gossip rounds would spend them first).
+    let mut config = Config::local();
+    config.retransmit_mult = 1_000;
+    config.gossip_interval_ms = 60_000;
+    let mut net = Net::with_config(tab_grant(), config);
+    // Past a lifetime: Q's admission was issued and renewed meanwhile.
+    net.run(ADMISSION_TTL_MS + 5_000);
+    let (records, opened) = records_to_p(&net);
+    assert!(opened > 10, "{opened} of {} frames opened", net.to_p.len());
+    assert!(!records.is_empty());
+    let kind = admission_kind();
+    let admissions = records.iter().filter(|r| r.kind() == kind).count();
+    assert_eq!(admissions, 0, "S handed P {admissions} admissions");
+    assert_eq!(net.nodes[P].admission_of(&net.ids[Q]), None);
+    assert_eq!(net.state(P, Q), Some(State::Alive));
+    assert_eq!(net.drops(P, DropReason::NotAdmitted), 0);
+    assert_eq!(net.drops(P, DropReason::AdmissionRefused), 0);
+}
+
+/// Whoever hands a tab an admission, it does not hold it: it could not keep it current (its
+/// server passes no renewals on), so when it expired there the tab would leave a member every
+/// full member keeps, and refuse what that member says as `not_admitted`. Here M, Q's own
+/// server, pushes at P through S's relay a genuine admission of Q that expires in 2 s, as a
+/// renewal that reached a tab once and never again.
+#[test]
+fn a_tab_holds_no_admission_whoever_hands_it_one() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    assert_eq!(net.state(P, Q), Some(State::Alive));
+    let wall = net.wall();
+    let short = signed_at(
+        &identity(M),
+        admission(net.ids[Q], wall + 2_000, "tab-"),
+        wall,
+        // Past any id `sealed` or M's clock gives a frame of this millisecond.
+        60_000,
+    );
+    let inner = sealed(
+        &identity(M),
+        Gossip { items: vec![short] }.into(),
+        Keyring::new(cluster_key()),
+        net.now,
+    );
+    let relay = Relay {
+        to: net.ids[P],
+        frame: inner.into(),
+    };
+    let outer = sealed(
+        &identity(M),
+        relay.into(),
+        Keyring::new(cluster_key()),
+        net.now,
+    );
+    let _ = net.nodes[S].handle_packet(net.now, udp(M as u8 + 1), &outer);
+    net.deliver();
+    assert_eq!(net.nodes[P].admission_of(&net.ids[Q]), None);
+    // Past that admission's expiry (and a tick), Q is alive at P as everywhere else.
+    net.run(4_000);
+    for at in [S, M, P] {
+        assert_eq!(net.state(at, Q), Some(State::Alive), "{at} sees Q");
+    }
+    // And what Q says reaches P.
+    let _ = net.events(P);
+    net.nodes[Q]
+        .broadcast(net.now, "chat", b"still here".to_vec())
+        .unwrap();
+    net.run(500);
+    let q = net.ids[Q];
+    let heard = net.events(P).into_iter().any(|e| {
+        matches!(e, Event::Broadcast { from, ref data, .. } if from == q && data == b"still here")
+    });
+    assert!(heard, "P heard Q's broadcast");
+    assert_eq!(net.drops(P, DropReason::NotAdmitted), 0);
 }

@@ -111,3 +111,44 @@ fn a_tab_takes_every_member_its_server_delivers_past_the_per_sender_cap() {
     assert_eq!(f.mean_view, 65.0);
     assert_eq!(refused, 0, "tabs refused members their server delivered");
 }
+
+/// A tab under `All` keeps every other tab past the lifetime of their admissions
+/// (`ADMISSION_TTL_MS`, renewed by their servers every half lifetime). Before the fix a tab
+/// held the admissions its server's acks happened to piggyback, and their renewals only by
+/// chance: a minute after the join they expired at the tab, which left their members and
+/// refused what they said as `not_admitted`, while every server kept them alive (the 2,000-tab
+/// run of issue 14 ended with 414,569 such drops). Two servers and ten tabs show it; a tab now
+/// holds no admission (its server checks them for it).
+#[test]
+fn a_tab_under_all_keeps_every_tab_past_the_admission_lifetime() {
+    use gossip_core::admission::ADMISSION_TTL_MS;
+    for seed in 1..=3 {
+        let mut p = params(10, Scope::All, seed);
+        p.servers = 2;
+        p.join_max_ms = 5_000;
+        p.measure_ms = ADMISSION_TTL_MS + 10_000;
+        let (sim, tab_ids, f) = admitted::run(&p);
+        let wrong = admitted::mismatches(&sim, &p, &tab_ids);
+        assert!(
+            f.join_ms.is_some() && f.views_exact,
+            "seed {seed}: views not exact ({f:?}); (tab, extra, missing): {:?}",
+            &wrong[..wrong.len().min(5)]
+        );
+        assert_eq!(f.mean_view, 12.0, "seed {seed}");
+        for reason in ["not_admitted", "admission_refused"] {
+            assert_eq!(f.tab_drops.get(reason), None, "seed {seed}: {reason}");
+        }
+        for &t in &tab_ids {
+            for &u in &tab_ids {
+                let held = sim.nodes[t].node.admission_of(&sim.id(u));
+                assert_eq!(held, None, "seed {seed}: tab {t} holds {u}'s admission");
+            }
+        }
+        // The servers still hold and check every tab's admission.
+        for s in 0..p.servers {
+            for &u in &tab_ids {
+                assert!(sim.nodes[s].node.admission_of(&sim.id(u)).is_some());
+            }
+        }
+    }
+}

@@ -637,6 +637,14 @@ impl Node {
         if issuer == self.id {
             return Applied::Known;
         }
+        // A member reachable only through its server (a tab) holds no admissions, whoever hands
+        // it one: its server checks them for it and tells it of a lapse with a dead record, and
+        // never passes renewals on, so one held here would expire here and this member would
+        // drop someone every full member keeps (see `Node::take_piggyback_for`).
+        let me = self.local();
+        if me.relay().is_some() && !has_own_address(&me.addrs) {
+            return Applied::Known;
+        }
         let wall = self.shell.wall(now);
         let full = self
             .members

@@ -79,7 +79,8 @@ impl Node {
     }
 
     /// [`Node::take_piggyback`] for a probe or ack to `to`: a member with a limited view gets
-    /// only items about members it may see (and none of its own words, nor admissions).
+    /// only items about members it may see (and none of its own words, nor admissions); a
+    /// member relayed through this node that sees everything gets everything but admissions.
     pub(super) fn take_piggyback_for(&mut self, budget: usize, to: NodeId) -> Vec<SignedPacket> {
         #[cfg(feature = "admission")]
         if self.is_limited(&to) {
@@ -96,6 +97,18 @@ impl Node {
                         && packet.kind() != super::admit::ADMISSION_KIND
                         && super::admit::sees(admitted, members, &me, &to, &subject.member())
                 });
+        }
+        // Tabs get no admissions by any path (`flush`, `delta`, and here), even under a scope
+        // that shows them everything: their server checks admissions for them and tells them
+        // of a lapse with a dead record. One piggybacked here reached a tab by chance and its
+        // renewals only by chance, so the tab held it until it expired and then dropped, as
+        // `not_admitted`, a member every server still had alive (issue 14, 2,000 tabs).
+        #[cfg(feature = "admission")]
+        if self.hub.leaves.contains(&to) {
+            let limit = self.config.retransmit_limit(self.live_count());
+            return self.spread.queue.take_where(budget, limit, |_, packet| {
+                packet.kind() != super::admit::ADMISSION_KIND
+            });
         }
         #[cfg(not(feature = "admission"))]
         let _ = to;

@@ -21,7 +21,7 @@
 //! refuses newcomers and target draws are uniform.
 
 #[cfg(feature = "intake")]
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::Node;
 #[cfg(feature = "intake")]
@@ -84,6 +84,9 @@ pub(super) struct Pool {
     /// nobody has heard answer yet). Kept per class because a mint can land in either: a seed
     /// that holds minted members vouches for all of them in its answer to our join.
     first_probes: [VecDeque<bool>; 2],
+    /// Counted members whose alive record this node kept to itself (see `Node::withholding`):
+    /// passed on once they answer a probe of ours.
+    withheld: HashSet<NodeId>,
 }
 
 #[cfg(feature = "intake")]
@@ -126,10 +129,19 @@ impl Pool {
         Some(id)
     }
 
-    /// The member stops counting: it answered a probe of ours, or left the table.
-    pub(super) fn leave(&mut self, id: &NodeId) {
+    /// Remembers that news of `id`, a counted member, was kept back.
+    pub(super) fn withhold(&mut self, id: NodeId) {
+        if self.of.contains_key(&id) {
+            self.withheld.insert(id);
+        }
+    }
+
+    /// The member stops counting: it answered a probe of ours, or left the table. Whether its
+    /// news was kept back (and is now to be passed on, if it answered).
+    pub(super) fn leave(&mut self, id: &NodeId) -> bool {
+        let withheld = self.withheld.remove(id);
         let Some((voucher, _)) = self.of.remove(id) else {
-            return;
+            return withheld;
         };
         let live = match self.count.get_mut(&voucher) {
             Some(n) if *n > 1 => {
@@ -139,7 +151,7 @@ impl Pool {
             _ => {
                 self.count.remove(&voucher);
                 self.order.remove(&voucher);
-                return;
+                return withheld;
             }
         };
         // Members that answered stay in `order` until met; bound the stale entries.
@@ -149,6 +161,12 @@ impl Pool {
             let of = &self.of;
             queue.retain(|m| of.get(m).is_some_and(|(v, _)| *v == voucher));
         }
+        withheld
+    }
+
+    /// Whether `id` is counted (unconfirmed).
+    pub(super) fn counts(&self, id: &NodeId) -> bool {
+        self.of.contains_key(id)
     }
 
     /// Members counted under `voucher`.
@@ -228,7 +246,6 @@ impl Pool {
     }
 
     /// Unconfirmed members counted.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.of.len()
     }
@@ -255,7 +272,11 @@ impl Pool {
         false
     }
 
-    pub(super) fn leave(&mut self, _id: &NodeId) {}
+    pub(super) fn withhold(&mut self, _id: NodeId) {}
+
+    pub(super) fn leave(&mut self, _id: &NodeId) -> bool {
+        false
+    }
 
     pub(super) fn probed(&mut self, _id: &NodeId, _answered: bool) {}
 
@@ -339,6 +360,24 @@ impl Node {
         out
     }
 
+    /// Whether this node keeps news of members nobody vouches for to itself: probes of such
+    /// members show that their likely fakes outnumber the members heard answering (a mint, the
+    /// condition under which `random_members` caps their class). Passing a mint on would let the
+    /// minter's records reach every member from every honest member, each copy spending the
+    /// honest sender's intake allowance at the receiver (`Config::max_new_members_per_sender`)
+    /// that genuine news of a newcomer needs. Without such evidence nothing is withheld.
+    pub(super) fn withholding(&self) -> bool {
+        let sure = self.probing.confirmed.len().max(1);
+        self.gate.pool.likely_fakes(1, self.gate.pool.len()) > sure
+    }
+
+    /// Whether `id` is a member nobody vouches for: not heard answering, not vouched for (see
+    /// `Pool::is_vouched`), and not relayed by this node (a tab introduces itself to its server,
+    /// which answers for it).
+    pub(super) fn unvouched(&self, id: &NodeId) -> bool {
+        self.gate.pool.counts(id) && !self.gate.pool.is_vouched(id) && !self.hub.leaves.contains(id)
+    }
+
     /// Remembers a push-pull this node opens with `peer` (see `Pool::awaiting`).
     pub(super) fn opened_sync(&mut self, now: Instant, peer: NodeId) {
         // An answer later than this is not waited for (the map stays as small as our opens).
@@ -388,8 +427,7 @@ impl Node {
             .get(&origin)
             .is_some_and(|m| !m.state.is_down())
         {
-            self.probing.confirmed.insert(origin);
-            self.gate.pool.leave(&origin);
+            self.confirm(origin);
         }
         // Only a seed's answer to our join: later answers also carry whatever minted members
         // their senders hold, and must not make those look vouched for.
@@ -452,6 +490,14 @@ impl Node {
     }
 
     pub(super) fn answer_applied(&mut self) {}
+
+    pub(super) fn withholding(&self) -> bool {
+        false
+    }
+
+    pub(super) fn unvouched(&self, _id: &NodeId) -> bool {
+        false
+    }
 
     pub(super) fn delta_order(&mut self) -> Vec<NodeId> {
         let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
@@ -561,5 +607,20 @@ mod tests {
         assert_eq!(pool.len(), 0);
         assert!(pool.count.is_empty() && pool.order.is_empty());
         assert_eq!(pool.evict(holder, |_| false), None);
+    }
+}
+
+impl Node {
+    /// `id` answered this node from the address it signed: it is heard answering from now on,
+    /// and news of it that was kept back (see `withholding`) is passed on now.
+    pub(super) fn confirm(&mut self, id: NodeId) {
+        self.probing.confirmed.insert(id);
+        if self.gate.pool.leave(&id)
+            && let Some(m) = self.members.get(&id)
+            && !m.state.is_down()
+        {
+            let alive = m.alive.clone();
+            self.enqueue(super::backlog::Subject::Member(id), alive);
+        }
     }
 }

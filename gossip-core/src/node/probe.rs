@@ -397,12 +397,13 @@ impl Node {
             if !self.probing.confirmed.contains(&target) {
                 self.gate.pool.probed(&target, true);
             }
-            if direct && let Some(m) = self.members.get_mut(&target) {
-                m.rtt_micros = Some(now.micros_since(sent));
-                if !m.state.is_down() {
-                    self.probing.confirmed.insert(target);
-                    self.gate.pool.leave(&target);
-                }
+            let up = direct
+                && self.members.get_mut(&target).is_some_and(|m| {
+                    m.rtt_micros = Some(now.micros_since(sent));
+                    !m.state.is_down()
+                });
+            if up {
+                self.confirm(target);
             }
             return;
         }

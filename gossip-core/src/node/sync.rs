@@ -61,7 +61,12 @@ impl Node {
         #[cfg(feature = "admission")]
         let to_tab = self.hub.leaves.contains(&peer);
         let budget = self.config.max_sync_bytes;
+        // Members a mint is likely to have made are not handed on (see `withholding`).
+        let withholding = self.withholding();
         for id in ids {
+            if withholding && self.unvouched(&id) {
+                continue;
+            }
             let m = &self.members[&id];
             let e = theirs.get(&id);
             let their_state = e.and_then(|e| State::from_code(e.state).map(|s| (e.incarnation, s)));

@@ -58,6 +58,7 @@
 //!   a member has one admission held per receiver, and a tab cannot ask for one (renewals are
 //!   its server's timer).
 
+use crate::groups::GroupSpec;
 #[cfg(feature = "admission")]
 use crate::time::Instant;
 
@@ -92,6 +93,47 @@ pub struct Grant {
     /// back and be asked again: how a session that ends stops being a member). `None`: for as
     /// long as the link lives.
     pub lifetime_ms: Option<u64>,
+    /// It may write its own replicated state (`StateEntry`, the `state` feature); checked by its
+    /// server and, through its admission, by every member.
+    pub state: bool,
+    /// Which other relayed members it is told about (see [`ViewScope`]).
+    pub scope: ViewScope,
+    /// The most bytes of metadata (keys and values) it may publish; its server refuses and
+    /// counts a larger record ([`DropReason::MetadataTooLarge`](crate::DropReason::MetadataTooLarge)).
+    /// `None`: only the cluster's [`Limits`](crate::Limits) apply.
+    pub max_metadata_bytes: Option<usize>,
+}
+
+/// Which members an admitted member is told about by its server: its *view*.
+///
+/// A page with thousands of tabs must not send every tab every other tab's join. Whatever the
+/// scope, an admitted member is told about every *full member* (a member with an address of its
+/// own: a native node) and about itself (an accusation it must refute). Other *relayed* members
+/// (admitted tabs, or browsers given the cluster key) are told about as the scope says. Its
+/// server withholds everything about a member it may not see: alive, suspect, dead and left
+/// records, metadata, broadcasts from that member, and the member's entry in push-pull digests;
+/// this holds on every path (the hub's deliveries, push-pull and join answers, probe and ack
+/// piggyback). A scope filters what is *volunteered*, not who may talk: a frame addressed to the
+/// member (a message, a request, a stream) is carried whoever sent it, and the member may write
+/// to any member it learned of (its server routes it), so it can answer whoever wrote first.
+/// Topics ([`Grant::topics`]) are the access control; the scope is for scale.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ViewScope {
+    /// Every member (the default).
+    #[default]
+    All,
+    /// Full members, and the relayed members that share a group with it: another relayed
+    /// member is visible when one of these specs matches both its metadata and this member's
+    /// own (by [`GroupSpec::matches`], each member's current metadata on its server). A member
+    /// once told about stays visible until it is down (the server then tells its death or
+    /// leave), so a view never goes stale; a member that comes to match is sent with its alive
+    /// record and metadata, and when this member's own metadata changes its server opens a
+    /// push-pull with it to fill its new view. An empty list sees no other relayed member; an
+    /// empty spec matches everyone.
+    Groups(Vec<GroupSpec>),
+    /// Full members and itself only: its traffic does not grow with the number of tabs.
+    None,
 }
 
 impl Default for Grant {
@@ -102,6 +144,9 @@ impl Default for Grant {
             frames_per_sec: DEFAULT_FRAMES_PER_SEC,
             burst: DEFAULT_BURST,
             lifetime_ms: None,
+            state: false,
+            scope: ViewScope::All,
+            max_metadata_bytes: None,
         }
     }
 }
@@ -139,6 +184,29 @@ impl Grant {
     pub fn with_lifetime(mut self, lifetime: core::time::Duration) -> Self {
         self.lifetime_ms = Some(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX));
         self
+    }
+
+    /// Whether it may write its own replicated state (default: no; it may always read it).
+    pub fn with_state(mut self, allowed: bool) -> Self {
+        self.state = allowed;
+        self
+    }
+
+    /// Which relayed members it is told about.
+    pub fn with_scope(mut self, scope: ViewScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// At most `bytes` of metadata (the sum of its keys' and values' lengths).
+    pub fn with_max_metadata_bytes(mut self, bytes: usize) -> Self {
+        self.max_metadata_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether the grant allows metadata whose keys and values add up to `bytes`.
+    pub fn allows_metadata(&self, bytes: usize) -> bool {
+        self.max_metadata_bytes.is_none_or(|max| bytes <= max)
     }
 
     /// Whether the grant allows `name`.

@@ -19,6 +19,9 @@ pub enum DropReason {
     Duplicate,
     /// Older than the replay window, below the replay floor, or too far in the future.
     Replayed,
+    /// A gossip frame that carried only records accepted before, dropped before its signature
+    /// was checked (normal in a join storm: most gossip repeats what a member already has).
+    Copies,
     /// A size limit was exceeded.
     TooLarge,
     /// An unknown protocol version or message kind.
@@ -102,6 +105,7 @@ impl DropReason {
             DropReason::Unauthenticated => "unauthenticated",
             DropReason::Duplicate => "duplicate",
             DropReason::Replayed => "replayed",
+            DropReason::Copies => "copies",
             DropReason::TooLarge => "too_large",
             DropReason::Incompatible => "incompatible",
             DropReason::ClockDrift => "clock_drift",
@@ -162,6 +166,7 @@ impl From<&WireError> for DropReason {
             WireError::Malformed(_) => DropReason::Malformed,
             WireError::Unauthenticated(_) => DropReason::Unauthenticated,
             WireError::Replayed(Replayed::Duplicate) => DropReason::Duplicate,
+            WireError::Replayed(Replayed::Copies) => DropReason::Copies,
             WireError::Replayed(_) => DropReason::Replayed,
             WireError::TooLarge(_) => DropReason::TooLarge,
             WireError::Incompatible(_) => DropReason::Incompatible,
@@ -197,6 +202,7 @@ mod tests {
             (Unauthenticated::Decrypt.into(), "unauthenticated"),
             (Replayed::Duplicate.into(), "duplicate"),
             (Replayed::BelowFloor.into(), "replayed"),
+            (Replayed::Copies.into(), "copies"),
             (Incompatible::Kind(99).into(), "incompatible"),
         ];
         for (e, label) in cases {

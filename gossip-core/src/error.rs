@@ -37,6 +37,7 @@ impl WireError {
             WireError::Malformed(_) => "malformed",
             WireError::Unauthenticated(_) => "unauthenticated",
             WireError::Replayed(Replayed::Duplicate) => "duplicate",
+            WireError::Replayed(Replayed::Copies) => "copies",
             WireError::Replayed(_) => "replayed",
             WireError::TooLarge(_) => "too_large",
             WireError::Incompatible(_) => "incompatible",
@@ -117,6 +118,10 @@ pub enum Replayed {
     /// The seen-set was full and had to forget messages at least this old, so it refuses them.
     #[error("message is below the replay floor after seen-set eviction")]
     BelowFloor,
+    /// A gossip frame whose every record was accepted before: it could change nothing, so its
+    /// own signature was not checked and its id not remembered (it is no proof of its sender).
+    #[error("gossip frame carries only records already accepted")]
+    Copies,
 }
 
 /// A size limit was exceeded.

@@ -41,7 +41,7 @@ mod verified;
 pub mod wire;
 
 pub use address::Address;
-pub use admission::Grant;
+pub use admission::{Grant, ViewScope};
 pub use config::Config;
 pub use drop_reason::{DropReason, Refused};
 pub use error::{EncodeError, WireError};

@@ -180,6 +180,14 @@ pub struct Admission {
     pub name: String,
     /// Topics it may broadcast, send and request on (`*` at the end: a prefix); nil: every topic.
     pub topics: Option<Vec<String>>,
+    /// It may write its own replicated state. A fifth field only when true, so an admission
+    /// without it has the four-field encoding of before (and its golden bytes).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub state: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Asks a member to hand `frame` to `to`, a member that is reachable only through it (a browser).

@@ -98,6 +98,35 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// [`ReplayGuard::check`] for signed *state* (a member's alive record, an accusation, its
+    /// metadata): refuses a copy already accepted and a time too far ahead, but not age. State
+    /// is ordered by its own incarnation or version, so an old copy changes nothing, while
+    /// refusing it by age kept a member's alive record, signed when it started, from ever
+    /// spreading by gossip to members that started after it (below their floor) or joined a
+    /// minute later (outside the window): they waited for a push-pull.
+    pub fn check_state(
+        &mut self,
+        origin: &NodeId,
+        id: Timestamp,
+        wall_ms: u64,
+    ) -> Result<(), Replayed> {
+        self.horizon_ms = self.horizon_ms.max(wall_ms);
+        let ts = id.millis();
+        if ts > self.horizon_ms {
+            let ahead_ms = ts - self.horizon_ms;
+            if ahead_ms > self.config.max_future_ms {
+                return Err(Replayed::FromFuture {
+                    ahead_ms,
+                    max_ms: self.config.max_future_ms,
+                });
+            }
+        }
+        if self.seen.contains(&(id, *origin)) {
+            return Err(Replayed::Duplicate);
+        }
+        Ok(())
+    }
+
     /// Refuses every id at or below `floor` from now on. A node sets it to its start time: it
     /// remembers nothing from before it started, so a frame captured before a restart would
     /// otherwise be accepted again while still inside the window.
@@ -130,6 +159,25 @@ impl ReplayGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_is_refused_only_as_a_copy_or_from_the_future() {
+        let mut g = ReplayGuard::new(cfg(8));
+        let a = origin(1);
+        g.raise_floor(Timestamp::new(5_000, 0));
+        let (old, now) = (Timestamp::new(1_000, 0), 200_000);
+        // Below the floor and older than the window: refused as a message, taken as state.
+        assert!(g.check(&a, old, now).is_err());
+        assert_eq!(g.check_state(&a, old, now), Ok(()));
+        let fresh = Timestamp::new(now - 10, 0);
+        g.record(a, fresh);
+        assert_eq!(g.check_state(&a, fresh, now), Err(Replayed::Duplicate));
+        let ahead = Timestamp::new(now + 60_000, 0);
+        assert!(matches!(
+            g.check_state(&a, ahead, now),
+            Err(Replayed::FromFuture { .. })
+        ));
+    }
 
     #[test]
     fn has_seen_covers_recorded_ids_and_everything_below_the_floor() {

@@ -544,6 +544,7 @@ fn admission(member: NodeId, expires: u64, name: &str) -> Message {
         expires,
         name: name.into(),
         topics: None,
+        state: false,
     }
     .into()
 }
@@ -829,4 +830,161 @@ fn a_flood_of_renewals_is_refused_and_not_passed_on() {
     // The tab cannot ask for renewals either: its admissions are refused at its server's door,
     // and the rest of a flood is cut at its rate.
     assert_eq!(net.state(M, P), Some(State::Alive));
+}
+
+// ----- replicated state of an admitted member ------------------------------------------------
+
+use gossip_core::message::MembershipMessage;
+use gossip_core::state::messages::{StateBatch, StateEntry, StateSync, batch_flags};
+
+/// `P`'s write of `key`, signed by `P` as its own node would sign it.
+fn p_entry(net: &Net, version: u64, key: &str, value: &[u8]) -> SignedPacket {
+    let entry = StateEntry {
+        life: net.nodes[P].state_life(),
+        version,
+        key: key.into(),
+        value: Some(value.to_vec().into()),
+    };
+    signed_at(&identity(P), entry.into(), net.wall(), 900 + version as u16)
+}
+
+/// A state sync from `P` to `S` whose one batch carries `P`'s `entries`: the path that bypasses
+/// the update frames (and their admission check).
+fn p_state_sync(net: &Net, entries: Vec<SignedPacket>) -> Message {
+    let through = entries.len() as u64;
+    let sync = StateSync {
+        phase: gossip_core::message::sync_phase::OPEN,
+        digest: Vec::new(),
+        batches: vec![StateBatch {
+            owner: net.ids[P],
+            life: net.nodes[P].state_life(),
+            from: 0,
+            through,
+            flags: batch_flags::DONE,
+            entries,
+        }],
+    };
+    Message::Membership(MembershipMessage::StateSync(sync))
+}
+
+/// A frame `P` signs with an id its own node never uses (logical `0xF000 + n`: `sealed` counts
+/// from 1, as `P`'s clock does, so their ids could meet and the copy be dropped as a replay),
+/// sealed with its link key and handed to `S`; returns how many frames `S` refused as forbidden
+/// meanwhile.
+fn say_as_p_once(net: &mut Net, message: Message, n: u16) -> u64 {
+    let codec = Codec::new(
+        identity(P),
+        Keyring::new(handshake()),
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    let id = Timestamp::new(net.wall(), 0xF000 + n);
+    let packet = codec.sign(id, &message).unwrap();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed([n as u8; 32]);
+    let frame = codec.seal(&mut rng, 0, &packet).unwrap();
+    let before = net.drops(S, DropReason::Forbidden);
+    let _ = net.nodes[S].handle_packet(net.now, p_link(), &frame);
+    net.deliver();
+    net.drops(S, DropReason::Forbidden) - before
+}
+
+#[test]
+fn an_admitted_members_state_is_refused_without_the_grant_by_gossip_and_by_sync() {
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let p = net.ids[P];
+    // Its own node writes (gossip, then the state rounds' syncs for 10 s).
+    let now = net.now;
+    net.nodes[P]
+        .state_set(now, "cart", b"3 apples".to_vec())
+        .unwrap();
+    net.run(10_000);
+    for at in [S, M, Q] {
+        assert_eq!(net.nodes[at].state_get(&p, "cart"), None, "node {at}");
+    }
+    let refused = net.drops(S, DropReason::Forbidden);
+    assert!(refused > 0, "S counts the refused writes");
+    // The regression: a batch of its own entries in a state sync, which no update frame carries.
+    let entries = vec![p_entry(&net, 1, "sneaky", b"x")];
+    let sync = p_state_sync(&net, entries);
+    let forbidden = say_as_p_once(&mut net, sync, 1);
+    // Refused (and again if S's answer makes P's own node send its map back).
+    assert!(forbidden >= 1, "the sync's batch is refused and counted");
+    net.run(2_000);
+    for at in [S, M, Q] {
+        assert_eq!(net.nodes[at].state_get(&p, "sneaky"), None, "node {at}");
+        assert_eq!(net.nodes[at].state_entries(&p), Vec::new(), "node {at}");
+    }
+    // Refused words cost it nothing else: it stays a member everywhere.
+    for at in [S, M, Q] {
+        assert_eq!(net.state(at, P), Some(State::Alive), "node {at}");
+    }
+}
+
+#[test]
+fn an_admitted_member_granted_state_writes_its_own_keys_and_every_member_checks_it() {
+    let mut net = Net::new(tab_grant().with_state(true));
+    net.run(3_000);
+    let (p, q) = (net.ids[P], net.ids[Q]);
+    let now = net.now;
+    net.nodes[P]
+        .state_set(now, "cart", b"3 apples".to_vec())
+        .unwrap();
+    net.nodes[Q]
+        .state_set(now, "cart", b"pears".to_vec())
+        .unwrap();
+    net.run(5_000);
+    // M holds P's write on the word of the admission S signed (state allowed), and S holds Q's
+    // on M's; each tab reads the other's through its server.
+    for at in [S, M, Q] {
+        let got = net.nodes[at].state_get(&p, "cart").map(|v| v.value);
+        assert_eq!(got.as_deref(), Some(&b"3 apples"[..]), "node {at}");
+    }
+    for at in [S, M, P] {
+        let got = net.nodes[at].state_get(&q, "cart").map(|v| v.value);
+        assert_eq!(got.as_deref(), Some(&b"pears"[..]), "node {at}");
+    }
+    // A delete travels the same way.
+    let now = net.now;
+    assert!(net.nodes[P].state_delete(now, "cart").unwrap().is_some());
+    net.run(3_000);
+    for at in [S, M, Q] {
+        assert_eq!(net.nodes[at].state_get(&p, "cart"), None, "node {at}");
+    }
+    // Still only its own keys: an entry of M's map signed by P is refused as forged, as from any
+    // member.
+    let forged = {
+        let entry = StateEntry {
+            life: net.nodes[M].state_life(),
+            version: 99,
+            key: "cart".into(),
+            value: Some(b"mine".to_vec().into()),
+        };
+        signed_at(&identity(P), entry.into(), net.wall(), 77)
+    };
+    let before = net.drops(S, DropReason::StateForged);
+    let sync = StateSync {
+        phase: gossip_core::message::sync_phase::OPEN,
+        digest: Vec::new(),
+        batches: vec![StateBatch {
+            owner: net.ids[M],
+            life: net.nodes[M].state_life(),
+            from: 0,
+            through: 99,
+            flags: batch_flags::DONE,
+            entries: vec![forged],
+        }],
+    };
+    say_as_p_once(
+        &mut net,
+        Message::Membership(MembershipMessage::StateSync(sync)),
+        2,
+    );
+    assert_eq!(
+        net.drops(S, DropReason::StateForged),
+        before + 1,
+        "{:?}",
+        net.nodes[S].stats().drops
+    );
+    assert_eq!(net.nodes[S].state_get(&net.ids[M], "cart"), None);
 }

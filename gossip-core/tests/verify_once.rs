@@ -209,3 +209,42 @@ fn a_full_cache_still_verifies_everything_it_forgot() {
     assert_eq!(receiver.signature_checks(), before + 2);
     assert_eq!(receiver.verified_records(), 0);
 }
+
+/// A gossip frame whose every record was accepted before changes nothing: it is dropped as
+/// `Copies` before its own signature is checked, and its id is not remembered (it proves nothing
+/// about its sender). One new record among the copies and the frame is verified as before.
+#[test]
+fn a_gossip_frame_of_copies_alone_is_dropped_unverified() {
+    let sender = encrypted(1);
+    let mut receiver = encrypted(2);
+    let records = vec![nested(3, 1), nested(4, 2)];
+    let got = receiver
+        .decode(&gossip_frame(&sender, 100, records.clone()), NOW_MS)
+        .unwrap();
+    for item in items_of(got.message) {
+        receiver.accept(&item, NOW_MS).unwrap();
+    }
+    let checks = receiver.signature_checks();
+    let copies = gossip_frame(&sender, 101, records.clone());
+    assert_eq!(
+        receiver.decode(&copies, NOW_MS).unwrap_err(),
+        WireError::Replayed(Replayed::Copies)
+    );
+    assert_eq!(receiver.signature_checks(), checks, "nothing was verified");
+    assert!(!receiver.replay().has_seen(&sender.identity().id(), ts(101)));
+    // A new record among them: the frame is checked (with the new record, in one batch).
+    let mut more = records;
+    more.push(nested(5, 3));
+    let got = receiver
+        .decode(&gossip_frame(&sender, 102, more), NOW_MS)
+        .unwrap();
+    assert_eq!(items_of(got.message).len(), 3);
+    assert_eq!(receiver.signature_checks(), checks + 2);
+    // An empty gossip frame is no copy of anything: verified like any frame.
+    assert!(
+        receiver
+            .decode(&gossip_frame(&sender, 103, Vec::new()), NOW_MS)
+            .is_ok()
+    );
+    assert_eq!(receiver.signature_checks(), checks + 3);
+}

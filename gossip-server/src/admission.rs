@@ -9,9 +9,16 @@
 //! [`CloseCode::NotAdmitted`](gossip_core::link::CloseCode::NotAdmitted), 4406, and that
 //! reason). Without a hook, a client without the token is refused (4401) when the node has a
 //! token, as before.
+//!
+//! The grant also says what the member is told ([`gossip_core::ViewScope`]: every member, those
+//! that share a group with it, or only the full members) and how much metadata it may publish
+//! ([`Grant::max_metadata_bytes`]). Serve admitted members over `wss://` in production: the link
+//! key keeps frames confidential, but the hook's cookies and tokens travel in the upgrade
+//! request, which only TLS protects.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -26,6 +33,12 @@ pub struct AdmissionRequest {
     pub headers: HeaderMap,
     /// The query parameters.
     pub query: HashMap<String, String>,
+    /// The peer's socket address: set when the router is served with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (as [`Gossip::serve`](crate::Gossip::serve)
+    /// does), `None` otherwise. Behind a reverse proxy it is the proxy's address: take the
+    /// client's from the header the proxy sets (`X-Forwarded-For`, `Forwarded`), and only from
+    /// a proxy you trust.
+    pub peer: Option<SocketAddr>,
 }
 
 type Hook = dyn Fn(AdmissionRequest) -> Pin<Box<dyn Future<Output = Result<Grant, String>> + Send>>

@@ -204,8 +204,12 @@ impl Gossip {
         let app: Router = Router::new().nest("/gossip", self.router());
         let cancel = self.inner.shared.cancel.clone();
         tokio::spawn(async move {
-            let server =
-                axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned());
+            let server = axum::serve(
+                listener,
+                // The admission hook sees the peer's address.
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(cancel.cancelled_owned());
             if let Err(e) = server.await {
                 tracing::warn!(error = %e, "http server stopped");
             }

@@ -33,8 +33,12 @@ impl Exporter {
         self.members_evicted = s.members_evicted;
         for (reason, n) in &s.drops {
             let before = self.drops.insert(*reason, *n).unwrap_or(0);
-            // Gossip delivers news more than once by design: a duplicate is not a drop.
-            if *reason == gossip_core::DropReason::Duplicate {
+            // Gossip delivers news more than once by design: a duplicate (a record, or a gossip
+            // frame of nothing but duplicates) is not a drop.
+            if matches!(
+                reason,
+                gossip_core::DropReason::Duplicate | gossip_core::DropReason::Copies
+            ) {
                 metrics::counter!("gossip_duplicates_total").increment(n - before);
             } else {
                 metrics::counter!("gossip_drops_total", "reason" => reason.as_str())

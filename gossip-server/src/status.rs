@@ -47,6 +47,12 @@ pub struct MemberStatus {
     pub metadata: BTreeMap<String, String>,
     /// Last probe round trip, in milliseconds.
     pub rtt_ms: Option<f64>,
+    /// For an admitted member (a browser tab, any client without the cluster key): the id of
+    /// the full member whose admission this node holds of it. `None` for a full member, and for
+    /// an admitted member whose admission has not reached this node yet.
+    pub admitted_by: Option<String>,
+    /// When that admission expires (wall clock, ms since the UNIX epoch; 0: revoked).
+    pub admission_expires_ms: Option<u64>,
 }
 
 /// Counters of the engine and the driver.
@@ -84,7 +90,8 @@ pub struct Counters {
 }
 
 impl MemberStatus {
-    fn of(m: &Member) -> MemberStatus {
+    fn of(node: &Node, m: &Member) -> MemberStatus {
+        let admission = node.admission_of(&m.id);
         MemberStatus {
             id: m.id.to_string(),
             short: m.id.short(),
@@ -99,6 +106,8 @@ impl MemberStatus {
                 .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
                 .collect(),
             rtt_ms: m.rtt_micros.map(|r| r as f64 / 1_000.0),
+            admitted_by: admission.map(|(issuer, _)| issuer.to_string()),
+            admission_expires_ms: admission.map(|(_, expires)| expires),
         }
     }
 }
@@ -108,18 +117,28 @@ impl Status {
         let driver_drops = shared.drops();
         let (frames_udp, udp_max_datagram, frames_reliable) = shared.sent.snapshot();
         let me = node.local();
-        let mut members: Vec<MemberStatus> = node.members().map(MemberStatus::of).collect();
+        let mut members: Vec<MemberStatus> =
+            node.members().map(|m| MemberStatus::of(node, m)).collect();
         members.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         let s = node.stats();
+        // Gossip repeats news by design: a duplicate record, or a gossip frame of nothing but
+        // duplicates (`copies`), is not a drop.
+        let redundant = |k: &gossip_core::DropReason| {
+            matches!(
+                k,
+                gossip_core::DropReason::Duplicate | gossip_core::DropReason::Copies
+            )
+        };
         let duplicates = s
             .drops
-            .get(&gossip_core::DropReason::Duplicate)
-            .copied()
-            .unwrap_or(0);
+            .iter()
+            .filter(|(k, _)| redundant(k))
+            .map(|(_, v)| *v)
+            .sum();
         let mut drops: BTreeMap<String, u64> = s
             .drops
             .iter()
-            .filter(|(k, _)| **k != gossip_core::DropReason::Duplicate)
+            .filter(|(k, _)| !redundant(k))
             .map(|(k, v)| (k.as_str().to_owned(), *v))
             .collect();
         for (k, v) in driver_drops {

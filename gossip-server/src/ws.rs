@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -33,6 +34,8 @@ pub(crate) async fn handler(
     State(gossip): State<Gossip>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    // Present when the app serves the router with connect info (`serve` does).
+    connect: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let shared = gossip.shared().clone();
@@ -52,6 +55,7 @@ pub(crate) async fn handler(
             let request = AdmissionRequest {
                 headers: headers.clone(),
                 query: query.clone(),
+                peer: connect.map(|Extension(ConnectInfo(addr))| addr),
             };
             let decided = tokio::time::timeout(ADMISSION_TIMEOUT, hook.decide(request)).await;
             Some(decided.unwrap_or_else(|_| Err("the admission hook did not answer".into())))

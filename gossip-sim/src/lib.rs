@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admitted;
 pub mod hostile;
 pub mod overlay;
 
@@ -15,8 +16,9 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use gossip_core::link::Handshake;
 use gossip_core::{
-    Address, ClusterKey, Config, Event, Identity, Instant, Keyring, Node, NodeId, State,
+    Address, ClusterKey, Config, Event, Grant, Identity, Instant, Keyring, Node, NodeId, State,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -117,6 +119,10 @@ pub struct SimNode {
     pub sent_packets: u64,
     /// Bytes it sent.
     pub sent_bytes: u64,
+    /// Frames delivered to it.
+    pub recv_packets: u64,
+    /// Bytes delivered to it.
+    pub recv_bytes: u64,
     secret: [u8; 32],
 }
 
@@ -265,6 +271,49 @@ impl Sim {
         i
     }
 
+    /// Adds an *admitted* member (a browser tab without the cluster key): its only key is the
+    /// one its link's handshake with node `via` agreed, `via` admits it with `grant` (and holds
+    /// it to it), it is relayed by `via`, and it joins through `via`. Named `tab-<i>`; its
+    /// `metadata` is set before it joins.
+    pub fn add_admitted(&mut self, via: usize, grant: Grant, metadata: &[(&str, &[u8])]) -> usize {
+        let i = self.nodes.len();
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let mut nonces = [[0u8; 32]; 2];
+        for n in &mut nonces {
+            self.rng.fill_bytes(n);
+        }
+        let identity = Identity::from_secret_bytes(secret);
+        let server = Identity::from_secret_bytes(self.nodes[via].secret);
+        let key = link_key(&server, &identity, nonces);
+        let via_id = self.id(via);
+        let config = self.config.clone().with_name(format!("tab-{i}"));
+        let wall = EPOCH_MS + self.now.as_millis();
+        let id = identity.id();
+        let mut node = Node::new(
+            config,
+            identity,
+            Keyring::new(key.clone()),
+            vec![Address::Relayed(via_id)],
+            seed,
+            self.now,
+            wall,
+        );
+        for (k, v) in metadata {
+            node.set_metadata(self.now, k, Some(v.to_vec()))
+                .expect("tab metadata within the limits");
+        }
+        // Its frames arrive at `via` from its relayed address: that is its link.
+        self.with_node(via, |n, now| {
+            n.admit_link(now, Address::Relayed(id), id, key, grant)
+        });
+        self.push_node(node, Address::Relayed(id), secret);
+        self.join(i, &[via]);
+        i
+    }
+
     /// Registers `node` as the next index, reachable at `addr`, and arms its first timer.
     fn push_node(&mut self, node: Node, addr: Address, secret: [u8; 32]) -> usize {
         let i = self.nodes.len();
@@ -277,6 +326,8 @@ impl Sim {
             events: Vec::new(),
             sent_packets: 0,
             sent_bytes: 0,
+            recv_packets: 0,
+            recv_bytes: 0,
             secret,
         });
         self.arm(i);
@@ -529,6 +580,8 @@ impl Sim {
                     return true;
                 }
                 self.delivered += 1;
+                self.nodes[d.to].recv_packets += 1;
+                self.nodes[d.to].recv_bytes += d.bytes.len() as u64;
                 let from = match outside {
                     Some(addr) => addr,
                     None => self.nodes[d.from].addr.clone(),
@@ -632,6 +685,17 @@ impl Sim {
             self.join(i, &[0]);
         }
     }
+}
+
+/// The key a server and a tab agree in their link's handshake.
+fn link_key(server: &Identity, tab: &Identity, nonces: [[u8; 32]; 2]) -> ClusterKey {
+    let (mut acceptor, challenge) = Handshake::accept(server, nonces[0]);
+    let mut dialer = Handshake::dial(nonces[1], Some(server.id()));
+    let step = |s: Result<gossip_core::link::Step, _>| s.expect("an honest handshake");
+    let proof = step(dialer.on_message(tab, &challenge));
+    let answer = step(acceptor.on_message(server, &proof.reply.expect("a proof")));
+    let done = step(dialer.on_message(tab, &answer.reply.expect("an answer")));
+    done.key.expect("the dialer's key")
 }
 
 impl VirtualTime for Sim {

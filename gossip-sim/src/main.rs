@@ -3,6 +3,7 @@
 //! Prints a short human summary, then, as the last line of stdout, one JSON object. Exits 0 when
 //! the scenario's success criterion held, 1 otherwise.
 
+mod admitted_scenario;
 mod observe;
 mod overlay_join;
 mod report;
@@ -82,6 +83,36 @@ struct Args {
     /// Report progress on stderr every 10 wall-clock seconds.
     #[arg(long)]
     progress: bool,
+    /// Admitted members behind the `--nodes` full members (`admitted`).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    tabs: u64,
+    /// The view scope every tab is admitted with (`admitted`).
+    #[arg(long, value_enum, default_value_t = ScopeArg::None)]
+    scope: ScopeArg,
+    /// Tabs per room under `--scope groups` (`admitted`).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    room_size: u64,
+}
+
+/// `--scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScopeArg {
+    /// Every member.
+    All,
+    /// Full members and the tabs of its room.
+    Groups,
+    /// Full members and itself.
+    None,
+}
+
+impl From<ScopeArg> for gossip_sim::admitted::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::All => gossip_sim::admitted::Scope::All,
+            ScopeArg::Groups => gossip_sim::admitted::Scope::Groups,
+            ScopeArg::None => gossip_sim::admitted::Scope::None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -128,9 +159,21 @@ fn main() -> ExitCode {
     let duration_s = args
         .duration_s
         .unwrap_or(args.scenario.default_duration_s());
-    let outcome = args
-        .scenario
-        .run(params.nodes, args.seed, config, net, duration_s);
+    let outcome = if args.scenario == Scenario::Admitted {
+        admitted_scenario::run(
+            params.nodes,
+            args.tabs as usize,
+            args.scope.into(),
+            args.room_size as usize,
+            args.seed,
+            config,
+            net,
+            duration_s,
+        )
+    } else {
+        args.scenario
+            .run(params.nodes, args.seed, config, net, duration_s)
+    };
     let wall_ms = started.elapsed().as_millis();
     for line in report::summary(&params, &outcome, wall_ms) {
         println!("{line}");

@@ -40,6 +40,9 @@ pub enum Scenario {
     /// Replicated state: node 0 writes 1,000 keys; time and bytes until one changed key is
     /// everywhere, and until 100 deletes' tombstones are collected (see `state_scenario.rs`).
     State,
+    /// `--nodes` full members and `--tabs` admitted members with `--scope`: join time and bytes
+    /// per tab and per server (see `admitted_scenario.rs`).
+    Admitted,
 }
 
 impl Scenario {
@@ -54,6 +57,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::OverlayJoin => "overlay-join",
             Scenario::State => "state",
+            Scenario::Admitted => "admitted",
         }
     }
 
@@ -62,6 +66,7 @@ impl Scenario {
         match self {
             Scenario::Loss => 1_800,
             Scenario::Metadata => 0,
+            Scenario::Admitted => 30,
             _ => 120,
         }
     }
@@ -92,6 +97,8 @@ impl Scenario {
                 let join_ms = setup(&mut sim, &mut log);
                 crate::state_scenario::run(&mut sim, &mut log, join_ms)
             }
+            // Needs the tab options: `main` runs it.
+            Scenario::Admitted => unreachable!("run by main with its options"),
         }
     }
 }

@@ -226,4 +226,26 @@ GossipNode.prototype.request = function request(member, data, options) {
   });
 };
 
+// The full flavour (`pkg-full/`, the `state` cargo feature) has the replicated state: a watch is
+// the core's watch (so the node reports changes at all) plus a filtered `state` listener.
+const watchRaw = GossipNode.prototype.watchStateRaw;
+const unwatchRaw = GossipNode.prototype.unwatchStateRaw;
+if (typeof watchRaw === "function") {
+  GossipNode.prototype.watchState = function watchState(prefix, listener) {
+    if (typeof prefix !== "string") throw invalidArgument("prefix", "must be a string");
+    if (typeof listener !== "function") throw invalidArgument("listener", "must be a function");
+    const id = watchRaw.call(this, prefix);
+    const off = this.on("state", (change) => {
+      if (change.key.startsWith(prefix)) listener(change);
+    });
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      off();
+      unwatchRaw.call(this, id);
+    };
+  };
+}
+
 export { GossipNode, GossipStream, Group, Message } from "./web/gossip_wasm.js";

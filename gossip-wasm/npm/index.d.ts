@@ -15,6 +15,8 @@ export type {
   MemberInfo,
   MemberJoinedOptions,
   NodeStats,
+  QuorumOptions,
+  QuorumOutcome,
   RequestOptions,
   SendOptions,
   Unsubscribe,

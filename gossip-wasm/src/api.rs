@@ -26,7 +26,7 @@ fn rejected(e: GossipError) -> Promise {
     Promise::reject(&to_js_error(&e))
 }
 
-fn topic_of(options: &JsValue) -> JsResult<String> {
+pub(crate) fn topic_of(options: &JsValue) -> JsResult<String> {
     let t = js::get(options, "topic");
     if t.is_undefined() || t.is_null() {
         return Ok(String::new());
@@ -40,6 +40,24 @@ fn topic_of(options: &JsValue) -> JsResult<String> {
             .into(),
         )
     })
+}
+
+/// `options.timeoutMs` of a request (default 5000).
+pub(crate) fn timeout_of(options: &JsValue) -> JsResult<u64> {
+    let t = js::get(options, "timeoutMs");
+    if t.is_undefined() {
+        return Ok(5_000);
+    }
+    match t.as_f64() {
+        Some(ms) if (0.0..=3_600_000.0).contains(&ms) => Ok(ms as u64),
+        _ => Err(js_err(
+            UsageError::InvalidArgument {
+                argument: "options.timeoutMs",
+                reason: "expected milliseconds between 0 and 3600000".into(),
+            }
+            .into(),
+        )),
+    }
 }
 
 /// Stream close code sent when JavaScript aborts or cancels a stream (the first application code:
@@ -106,11 +124,14 @@ impl GossipNode {
         GossipNode { shared }
     }
 
-    fn run<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Delivery>) -> R) -> JsResult<R> {
+    pub(crate) fn run<R>(
+        &self,
+        f: impl FnOnce(&mut State, &mut Vec<Delivery>) -> R,
+    ) -> JsResult<R> {
         with(&self.shared, f).map_err(js_err)
     }
 
-    fn state(&self) -> JsResult<Ref<'_, State>> {
+    pub(crate) fn state(&self) -> JsResult<Ref<'_, State>> {
         self.shared.try_borrow().map_err(|_| busy())
     }
 }
@@ -302,23 +323,7 @@ impl GossipNode {
         let to = js::parse_id(member).map_err(js_err)?;
         let bytes = js::data_to_bytes(data).map_err(js_err)?;
         let topic = topic_of(options)?;
-        let t = js::get(options, "timeoutMs");
-        let timeout_ms = if t.is_undefined() {
-            5_000
-        } else {
-            match t.as_f64() {
-                Some(ms) if (0.0..=3_600_000.0).contains(&ms) => ms as u64,
-                _ => {
-                    return Err(js_err(
-                        UsageError::InvalidArgument {
-                            argument: "options.timeoutMs",
-                            reason: "expected milliseconds between 0 and 3600000".into(),
-                        }
-                        .into(),
-                    ));
-                }
-            }
-        };
+        let timeout_ms = timeout_of(options)?;
         let (promise, done) = Deferred::new();
         self.run(|s, _| {
             let now = s.now();

@@ -58,6 +58,10 @@ pub(crate) const NODE_EVENTS: &[&str] = &[
     "group",
     "connected",
     "disconnected",
+    #[cfg(feature = "state")]
+    "state",
+    #[cfg(feature = "state")]
+    "stateCleared",
 ];
 
 /// A promise's settling functions.
@@ -343,6 +347,7 @@ pub(crate) struct State {
     pub listeners: Listeners,
     pub group_listeners: GroupListeners,
     requests: SmallMap<RequestId, Deferred>,
+    quorums: SmallMap<gossip_core::QuorumId, Deferred>,
     streams: SmallMap<StreamKey, Slot>,
     pub stats: DriverStats,
 }
@@ -395,6 +400,7 @@ impl State {
                 listeners: Listeners::default(),
                 group_listeners: GroupListeners::default(),
                 requests: SmallMap::default(),
+                quorums: SmallMap::default(),
                 streams: SmallMap::default(),
                 stats: DriverStats::default(),
             })
@@ -854,7 +860,28 @@ impl State {
                 out.push(Delivery::Emit("group", ev.into()));
             }
             Event::Stream(s) => self.on_stream(s, out),
-            // Quorum requests are not exposed to JavaScript yet; other events are new.
+            Event::QuorumDone(o) => {
+                if let Some(d) = self.quorums.remove(&o.id) {
+                    crate::services::settle_quorum(d, o, out);
+                }
+            }
+            #[cfg(feature = "state")]
+            Event::StateChanged {
+                owner,
+                key,
+                version,
+                value,
+            } => out.push(Delivery::Emit(
+                "state",
+                crate::services::change_js(owner, key, version, value),
+            )),
+            #[cfg(feature = "state")]
+            Event::StateCleared { owner } => {
+                let o = js_sys::Object::new();
+                js::set(&o, "owner", &owner.to_string().into());
+                out.push(Delivery::Emit("stateCleared", o.into()));
+            }
+            // Other events are new.
             _ => {}
         }
     }
@@ -864,6 +891,11 @@ impl State {
     /// Registers a request's promise (the core bounds how many are outstanding).
     pub(crate) fn track_request(&mut self, id: RequestId, d: Deferred) {
         self.requests.insert(id, d);
+    }
+
+    /// Registers a quorum request's promise (the core bounds its requests).
+    pub(crate) fn track_quorum(&mut self, id: gossip_core::QuorumId, d: Deferred) {
+        self.quorums.insert(id, d);
     }
 
     /// Leaves: announces it, flushes the socket (bounded), then stops.
@@ -879,6 +911,9 @@ impl State {
         self.phase = Phase::Leaving;
         self.node.leave(now);
         for d in self.requests.drain_values() {
+            out.push(Delivery::Reject(d, ClusterError::Left.into()));
+        }
+        for d in self.quorums.drain_values() {
             out.push(Delivery::Reject(d, ClusterError::Left.into()));
         }
         if let Some(d) = self.creating.take() {

@@ -160,6 +160,10 @@ pub enum ClusterError {
     /// As many groups are defined as the node allows.
     #[error("too many groups")]
     TooManyGroups,
+    /// A replicated-state write or watch exceeds a limit (key, value, keys or bytes per
+    /// member, cluster bytes, watches). Nothing was written.
+    #[error("{0}")]
+    StateLimit(String),
     /// The core refused the command for another reason.
     #[error("{0}")]
     Refused(String),
@@ -187,6 +191,7 @@ impl GossipError {
                 ClusterError::StreamClosed { .. } => "STREAM_CLOSED",
                 ClusterError::TooManyStreams => "TOO_MANY_STREAMS",
                 ClusterError::TooManyGroups => "TOO_MANY_GROUPS",
+                ClusterError::StateLimit(_) => "STATE_LIMIT",
                 ClusterError::Refused(_) => "REFUSED",
             },
         }
@@ -321,6 +326,21 @@ impl From<CommandError> for GossipError {
             other => ClusterError::Refused(other.to_string()),
         };
         cluster.into()
+    }
+}
+
+#[cfg(feature = "state")]
+impl From<gossip_core::state::StateError> for GossipError {
+    fn from(e: gossip_core::state::StateError) -> Self {
+        use gossip_core::state::StateError;
+        match e {
+            StateError::Left => ClusterError::Left.into(),
+            StateError::Limit(_) | StateError::TooManyWatches { .. } => {
+                ClusterError::StateLimit(e.to_string()).into()
+            }
+            StateError::Encode(e) => UsageError::Encode(e.to_string()).into(),
+            other => ClusterError::Refused(other.to_string()).into(),
+        }
     }
 }
 

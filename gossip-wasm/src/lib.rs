@@ -20,6 +20,8 @@ mod api;
 mod driver;
 #[cfg(target_arch = "wasm32")]
 mod js;
+#[cfg(target_arch = "wasm32")]
+mod services;
 #[cfg(any(target_arch = "wasm32", test))]
 mod small_map;
 

@@ -43,6 +43,27 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `GossipNode.quorumRequest`. */
+export interface QuorumOptions {
+  topic?: string;
+  /** How long each member has to answer (default 5000). */
+  timeoutMs?: number;
+  /** How many answers complete it: the first, more than half (the default), all, or at least this many. */
+  quorum?: "first" | "majority" | "all" | number;
+}
+
+/** How a quorum request ended (it resolves with this whether or not the quorum was reached). */
+export interface QuorumOutcome {
+  /** Whether enough members answered. */
+  reached: boolean;
+  /** The answers gathered by then, in arrival order (`kind` "response"; `from` says who). */
+  answered: Message[];
+  /** Members that could not answer: not live when it started, down before answering, or silent until the timeout. */
+  failed: { member: string; reason: "timeout" | "memberDown" | "unreachable" }[];
+  /** Members still outstanding when the outcome was decided (their late answers are ignored). */
+  unanswered: string[];
+}
+
 /** Options of `GossipNode.on` and `GossipNode.once` for `memberJoined`. */
 export interface MemberJoinedOptions {
   /**

@@ -5,7 +5,8 @@
 // page reaches the native status endpoint; a broadcast from one tab shows in the other's log; a
 // group filter selects the right members; a request gets a native member's answer; a member
 // killed through the UI turns suspect, then dead, within the detection time the demo announces;
-// restarting it brings it back alive. The graph draws real probes (each arrow is one the demo
+// restarting it brings it back alive. The members table shows which members are admitted (the
+// tabs, which hold no cluster key) and by which native. The graph draws real probes (each arrow is one the demo
 // server reports) and animates a broadcast to its receivers in order of arrival; incarnations
 // read as ages. The page fits at 390, 1,400 and 1,920 px (no sideways overflow, every cell and
 // button of the members table in view, no two graph labels overlapping), with a screenshot of
@@ -240,6 +241,33 @@ async function main() {
       const [sa, sb] = await Promise.all([tableStates(a), tableStates(b)]);
       return sa["tab-b"] === "alive" && sb["tab-a"] === "alive" && natives.every((n) => sb[n] === "alive");
     });
+  });
+
+  await step("the members table says which members are admitted and by whom", async () => {
+    // Each tab was admitted by the native it connected to (its seed), as every native's status
+    // reports; natives hold the cluster key.
+    const admittedBy = (page) => page.$$eval("#members tbody tr", (trs) =>
+      Object.fromEntries(trs.map((tr) => [tr.dataset.name, { by: tr.dataset.admittedBy, text: tr.querySelector("td.admitted").textContent }])));
+    const ids = Object.fromEntries((await getJson(`${url}api/cluster`)).natives.map((n) => [n.name, n.id]));
+    const want = { "tab-a": "native-1", "tab-b": "native-2" };
+    for (const page of [a, b]) {
+      await until("both tabs shown as admitted by their servers", STEP_TIMEOUT_MS, async () => {
+        const rows = await admittedBy(page);
+        return Object.entries(want).every(([tab, native]) => rows[tab]?.by === ids[native] && rows[tab]?.text === native);
+      });
+      const rows = await admittedBy(page);
+      for (const n of natives) {
+        if (rows[n].by !== "" || rows[n].text !== "full member") throw new Error(`${n} is shown as ${JSON.stringify(rows[n])}, not a full member`);
+      }
+    }
+    // The natives agree: every status names the same admitting server for each tab.
+    const statuses = await Promise.all(cluster.natives.map((n) => getJson(statusUrl(n))));
+    for (const [tab, native] of Object.entries(want)) {
+      for (const st of statuses) {
+        const m = st.members.find((x) => x.name === tab);
+        if (m?.admitted_by !== ids[native] || !(m.admission_expires_ms > Date.now())) throw new Error(`${st.name} reports ${tab} as ${JSON.stringify(m)}`);
+      }
+    }
   });
 
   await step("the graph's arrows are probes the natives report, natives probing the tabs among them", async () => {

@@ -413,6 +413,141 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// The forms a secret could be served in: raw, hex (either case), base64 (standard and URL
+    /// alphabets) at each alignment inside a longer base64 text.
+    fn key_forms(secret: &[u8]) -> Vec<Vec<u8>> {
+        const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let mut forms = vec![
+            secret.to_vec(),
+            hex.clone().into_bytes(),
+            hex.to_uppercase().into_bytes(),
+        ];
+        for alphabet in [STD, URL] {
+            for shift in 0..3usize {
+                let mut bytes = vec![0u8; shift];
+                bytes.extend_from_slice(secret);
+                let text = base64(&bytes, alphabet);
+                // Only the characters made of the secret's own bits.
+                let skip = (shift * 8).div_ceil(6);
+                forms.push(text.as_bytes()[skip..text.len() - 1].to_vec());
+            }
+        }
+        forms
+    }
+
+    fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    fn holds(body: &[u8], forms: &[Vec<u8>]) -> bool {
+        forms
+            .iter()
+            .any(|f| body.windows(f.len()).any(|w| w == f.as_slice()))
+    }
+
+    #[test]
+    fn the_key_scan_finds_the_key_in_each_form() {
+        let key = [0x5au8; 7]
+            .iter()
+            .chain(&[1, 2, 3, 250, 251, 252, 99, 100, 42])
+            .copied()
+            .cycle()
+            .take(32)
+            .collect::<Vec<u8>>();
+        let forms = key_forms(&key);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        for shift in 0..3 {
+            let mut carried = vec![1u8; shift];
+            carried.extend_from_slice(&key);
+            carried.push(0);
+            let b64 = format!(
+                "{{\"k\":\"{}\"}}",
+                base64(
+                    &carried,
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                )
+            );
+            assert!(holds(b64.as_bytes(), &forms), "{b64}");
+            assert!(holds(&carried, &forms));
+        }
+        assert!(holds(
+            format!("key={}", hex.to_uppercase()).as_bytes(),
+            &forms
+        ));
+        assert!(!holds(b"nothing secret here, not even 5a5a5a5a5a", &forms));
+    }
+
+    /// Everything the dashboard serves (the page, its scripts, the cluster description with the
+    /// running natives' statuses, every package file) is free of the cluster key in any form.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_served_byte_holds_the_cluster_key() {
+        let dir = fake_package("nokey", MANIFEST);
+        let cluster = Arc::new(
+            Cluster::new(ClusterOptions {
+                members: 2,
+                bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                core: gossip_core::Config::local(),
+                preset: "local",
+            })
+            .unwrap(),
+        );
+        cluster.start_all().await.unwrap();
+        let package = Arc::new(Package::load(&dir).unwrap());
+        let files: Vec<String> = package.files.keys().cloned().collect();
+        let state = AppState {
+            cluster: cluster.clone(),
+            package,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        // The description carries the natives' statuses once both run and see each other.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let description = loop {
+            let (status, _, body) = http(addr, "GET", "/api/cluster").await;
+            assert_eq!(status, 200);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let both = v["natives"].as_array().unwrap().iter().all(|n| {
+                n["status"]["members"]
+                    .as_array()
+                    .is_some_and(|m| m.len() == 2)
+            });
+            if both {
+                break body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the natives did not see each other: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let forms = key_forms(cluster.secrets().key.as_bytes());
+        assert!(!holds(&description, &forms), "/api/cluster holds the key");
+        let mut paths = vec!["/".to_string()];
+        paths.extend(ASSETS.iter().map(|(n, _, _)| format!("/assets/{n}")));
+        paths.extend(files.iter().map(|f| format!("/pkg/{f}")));
+        for path in &paths {
+            let (status, _, body) = http(addr, "GET", path).await;
+            assert_eq!(status, 200, "{path}");
+            assert!(!holds(&body, &forms), "{path} holds the cluster key");
+        }
+        assert!(paths.len() >= 10, "{paths:?}");
+        cluster.shutdown().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn cluster_description_and_control_errors() {
         let (addr, dir) = serve_unstarted("api").await;

@@ -302,7 +302,7 @@ function renderTable(list) {
       // data-label: the column's name, shown beside each cell when narrow screens stack them.
       tr.innerHTML = `<td class="id" data-label="id"><code></code></td><td class="name" data-label="name"></td>` +
         `<td class="addr" data-label="address"></td><td class="state" data-label="state"><span class="badge"></span></td>` +
-        `<td class="num inc" data-label="incarnation"></td><td class="meta" data-label="metadata"></td>` +
+        `<td class="admitted" data-label="admitted by"></td><td class="num inc" data-label="incarnation"></td><td class="meta" data-label="metadata"></td>` +
         `<td class="num rtt" data-label="RTT"></td><td class="actions" data-label=""></td>`;
       tr.dataset.name = m.name;
       if (m.native) {
@@ -325,6 +325,13 @@ function renderTable(list) {
     badge.className = `badge state-${m.state}`;
     badge.dataset.state = m.state;
     setText(badge, m.state);
+    const adm = admission(m);
+    const admCell = tr.querySelector(".admitted");
+    tr.dataset.admittedBy = adm?.by ?? "";
+    setText(admCell, adm ? nameOf(adm.by) ?? short(adm.by) : m.native ? "full member" : "—");
+    admCell.title = adm
+      ? `admitted member (no cluster key), admitted by ${adm.by}` + (adm.expires ? ` until ${new Date(adm.expires).toLocaleTimeString()}` : " (revoked)")
+      : m.native ? "holds the cluster key" : "";
     const inc = tr.querySelector(".inc");
     setText(inc, formatIncarnation(m.incarnation));
     inc.title = `incarnation ${m.incarnation}`;
@@ -550,6 +557,20 @@ function flash(id) {
   app.flashing.set(id, Date.now() + 800);
   scheduleRender();
   setTimeout(scheduleRender, 900);
+}
+
+/**
+ * Who admitted `m` and until when, as the native members report it (tabs do not decode
+ * admissions; the natives check them): `{ by, expires }`, or null for a full member (or one
+ * whose admission no native reported yet).
+ */
+function admission(m) {
+  if (!m.id) return null;
+  for (const n of app.cluster?.natives ?? []) {
+    const seen = n.status?.members?.find((x) => x.id === m.id && x.admitted_by);
+    if (seen) return { by: seen.admitted_by, expires: seen.admission_expires_ms };
+  }
+  return null;
 }
 
 function nameOf(id) {

@@ -13,7 +13,7 @@ use crate::Result;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The workspace root (xtask lives one level below it).
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
@@ -80,15 +80,7 @@ pub fn e2e(build_package: bool) -> Result {
         &["test", "--workspace", "--locked", "--no-run"],
     )?;
     // The test starts the binary just built (not `cargo run`, which could rebuild meanwhile).
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        // Cargo takes a relative target dir from where it was started, as xtask was.
-        Some(dir) if dir.is_relative() => std::env::current_dir()
-            .map_err(|e| format!("no current directory: {e}"))?
-            .join(dir),
-        Some(dir) => dir,
-        None => root().join("target"),
-    };
-    let bin = target_dir
+    let bin = target_dir()?
         .join("debug")
         .join(format!("web-demo{}", std::env::consts::EXE_SUFFIX));
     let bin = bin
@@ -109,15 +101,74 @@ pub fn e2e(build_package: bool) -> Result {
     }
 }
 
+/// Installs what is missing, builds (the full wasm package too, with `build_package`), and runs
+/// `gossip-server/examples/kv/e2e/kv.mjs`: the kv example's page in headless Chromium, a tab
+/// admitted without the cluster key listing and setting keys that the native nodes see.
+pub fn kv_e2e(build_package: bool) -> Result {
+    ensure_chromium()?;
+    ensure_node()?;
+    let dir = root().join("gossip-server/examples/kv/e2e");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    }
+    if build_package {
+        crate::setup()?;
+        crate::wasm::package_flavour(crate::wasm::Flavour::Full)?;
+    }
+    // The workspace test build builds the examples (as for the dashboard above: no second
+    // feature set).
+    run_in(
+        &root(),
+        "cargo",
+        &["test", "--workspace", "--locked", "--no-run"],
+    )?;
+    let bin = target_dir()?
+        .join("debug/examples")
+        .join(format!("kv{}", std::env::consts::EXE_SUFFIX));
+    let bin = bin
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    eprintln!("xtask: $ (cd {}) node kv.mjs", dir.display());
+    let status = Command::new("node")
+        .arg("kv.mjs")
+        .current_dir(&dir)
+        .env("KV_CMD", format!("[\"{bin}\"]"))
+        .status()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the kv page's end-to-end test failed ({status})"))
+    }
+}
+
+/// The target directory cargo builds in.
+pub(crate) fn target_dir() -> Result<PathBuf> {
+    Ok(
+        match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+            // Cargo takes a relative target dir from where it was started, as xtask was.
+            Some(dir) if dir.is_relative() => std::env::current_dir()
+                .map_err(|e| format!("no current directory: {e}"))?
+                .join(dir),
+            Some(dir) => dir,
+            None => root().join("target"),
+        },
+    )
+}
+
 /// The npm package of `gossip-wasm` in `gossip-wasm/pkg` (what `cargo xtask wasm` builds), with
 /// what building it needs on a fresh machine: the wasm32 target, Node.js and npm.
-fn build_wasm_package() -> Result {
+pub(crate) fn build_wasm_package() -> Result {
     crate::setup()?;
     ensure_node()?;
     crate::wasm::package().map(drop)
 }
 
-fn ensure_chromium() -> Result {
+pub(crate) fn ensure_chromium() -> Result {
     if Path::new(CHROMIUM).exists() {
         return Ok(());
     }
@@ -129,7 +180,7 @@ fn ensure_chromium() -> Result {
     }
 }
 
-fn ensure_node() -> Result {
+pub(crate) fn ensure_node() -> Result {
     let has = |program: &str| {
         Command::new(program)
             .arg("--version")
@@ -159,7 +210,7 @@ fn apt_install(packages: &[&str]) -> Result {
     }
 }
 
-fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result {
+pub(crate) fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result {
     eprintln!(
         "xtask: $ (cd {}) {program} {}",
         dir.display(),

@@ -3,6 +3,7 @@
 //! `test` is the one command that checks everything, on a developer's machine and in CI alike.
 //! It installs what it needs on a fresh machine before it runs anything.
 
+mod chat;
 mod demo;
 mod wasm;
 
@@ -18,14 +19,20 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => demo::demo(&args[1..]),
         Some("e2e") => demo::e2e(true),
-        Some("wasm-node") => wasm::node(),
+        Some("chat") => chat::chat(&args[1..]),
+        Some("chat-e2e") => chat::e2e(true),
+        Some("kv-e2e") => demo::kv_e2e(true),
+        Some("wasm-node") => wasm::node(flavour(&args[1..])),
         Some("wasm-test") => wasm::test(),
-        Some("wasm") => wasm::package().and_then(|p| {
+        Some("wasm-admitted") => wasm::admitted(),
+        Some("wasm") => wasm::package_flavour(flavour(&args[1..])).and_then(|p| {
             wasm::check(&p)?;
             wasm::check_types(&p)
         }),
         _ => {
-            eprintln!("usage: cargo xtask <test|setup|demo|e2e|wasm|wasm-node|wasm-test>");
+            eprintln!(
+                "usage: cargo xtask <test|setup|demo|e2e|chat|chat-e2e|kv-e2e|wasm|wasm-node|wasm-test|wasm-admitted>"
+            );
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
             );
@@ -35,13 +42,26 @@ fn main() -> ExitCode {
             );
             eprintln!("  e2e    run the dashboard's end-to-end test in headless Chromium");
             eprintln!(
+                "  chat   run the chat example (browser tabs and a server) on http://127.0.0.1:8090"
+            );
+            eprintln!("  chat-e2e  run the chat example's end-to-end test in headless Chromium");
+            eprintln!(
+                "  kv-e2e run the kv example's page end to end in headless Chromium (builds gossip-wasm/pkg-full/)"
+            );
+            eprintln!(
                 "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/, check its size and its TypeScript types"
             );
             eprintln!(
-                "  wasm-node  build that package and run its Node.js tests against a native cluster"
+                "         --full: the larger flavour with replicated state and key ownership, into gossip-wasm/pkg-full/"
+            );
+            eprintln!(
+                "  wasm-node [--full]  build that package and run its Node.js tests against a native cluster"
             );
             eprintln!(
                 "  wasm-test  the gossip-wasm part of `test` alone: clippy, package, types, browser and Node.js tests, size budget"
+            );
+            eprintln!(
+                "  wasm-admitted  only the browser test of least privilege (a tab without the cluster key) against a native cluster"
             );
             return ExitCode::from(2);
         }
@@ -56,6 +76,15 @@ fn main() -> ExitCode {
 }
 
 type Result<T = ()> = std::result::Result<T, String>;
+
+/// `--full` among `args`: the package flavour with replicated state and key ownership.
+fn flavour(args: &[String]) -> wasm::Flavour {
+    if args.iter().any(|a| a == "--full") {
+        wasm::Flavour::Full
+    } else {
+        wasm::Flavour::Default
+    }
+}
 
 fn setup() -> Result {
     let installed = output("rustup", &["target", "list", "--installed"])?;
@@ -98,6 +127,10 @@ fn test() -> Result {
     wasm::test()?;
     // The dashboard end to end in headless Chromium (the package was just built).
     demo::e2e(false)?;
+    // The chat example end to end, on the same package and test build.
+    chat::e2e(false)?;
+    // The kv example's page, on the full package (built by the wasm step).
+    demo::kv_e2e(false)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -18,6 +18,49 @@ use crate::{Result, output, run};
 
 /// Fail above this many gzipped bytes (the goal, recorded in docs/BENCHMARKS.md, is 120 KB).
 const MAX_GZIP_BYTES: u64 = 200 * 1024;
+/// The full flavour's budget (`pkg-full/`: the default package plus the replicated state and
+/// key ownership, about 39 KB more; docs/BENCHMARKS.md, "Browser package size").
+const MAX_FULL_GZIP_BYTES: u64 = 240 * 1024;
+
+/// One build of the npm package: the default one, or the full one with the cargo features the
+/// default budget has no room for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `gossip-wasm/pkg/`, npm name `gossip-wasm`.
+    Default,
+    /// `gossip-wasm/pkg-full/`, npm name `gossip-wasm-full`: features `state` and `ownership`.
+    Full,
+}
+
+impl Flavour {
+    fn dir(self) -> &'static str {
+        match self {
+            Flavour::Default => "gossip-wasm/pkg",
+            Flavour::Full => "gossip-wasm/pkg-full",
+        }
+    }
+
+    fn npm_name(self) -> &'static str {
+        match self {
+            Flavour::Default => "gossip-wasm",
+            Flavour::Full => "gossip-wasm-full",
+        }
+    }
+
+    fn features(self) -> &'static str {
+        match self {
+            Flavour::Default => "",
+            Flavour::Full => "state,ownership",
+        }
+    }
+
+    fn budget(self) -> u64 {
+        match self {
+            Flavour::Default => MAX_GZIP_BYTES,
+            Flavour::Full => MAX_FULL_GZIP_BYTES,
+        }
+    }
+}
 const PROFILE: &str = "wasm-release";
 /// Features of the `.wasm` rustc emits for wasm32-unknown-unknown, so wasm-opt accepts them.
 const WASM_FEATURES: &[&str] = &[
@@ -112,6 +155,8 @@ pub fn setup() -> Result {
 
 /// What `package` built.
 pub struct Package {
+    /// Which build.
+    pub flavour: Flavour,
     /// The package folder.
     pub dir: PathBuf,
     /// The optimized `.wasm` in it.
@@ -120,23 +165,29 @@ pub struct Package {
 
 /// `cargo xtask wasm`: builds `gossip-wasm/pkg/`.
 pub fn package() -> Result<Package> {
+    package_flavour(Flavour::Default)
+}
+
+/// `cargo xtask wasm [--full]`: builds `gossip-wasm/pkg/` or `gossip-wasm/pkg-full/`.
+pub fn package_flavour(flavour: Flavour) -> Result<Package> {
     setup()?;
     let root = root();
     let started = Instant::now();
-    run(
-        "cargo",
-        &[
-            "build",
-            "--locked",
-            "-p",
-            "gossip-wasm",
-            "--lib",
-            "--target",
-            crate::WASM_TARGET,
-            "--profile",
-            PROFILE,
-        ],
-    )?;
+    let mut args = vec![
+        "build",
+        "--locked",
+        "-p",
+        "gossip-wasm",
+        "--lib",
+        "--target",
+        crate::WASM_TARGET,
+        "--profile",
+        PROFILE,
+    ];
+    if !flavour.features().is_empty() {
+        args.extend(["--features", flavour.features()]);
+    }
+    run("cargo", &args)?;
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
@@ -144,7 +195,7 @@ pub fn package() -> Result<Package> {
         .join(crate::WASM_TARGET)
         .join(PROFILE)
         .join("gossip_wasm.wasm");
-    let pkg = root.join("gossip-wasm/pkg");
+    let pkg = root.join(flavour.dir());
     if pkg.exists() {
         fs::remove_dir_all(&pkg).map_err(|e| format!("cannot clear {}: {e}", pkg.display()))?;
     }
@@ -201,7 +252,16 @@ pub fn package() -> Result<Package> {
     for file in ["LICENSE-MIT", "LICENSE-APACHE"] {
         copy(&root.join(file), &pkg.join(file))?;
     }
-    fs::write(pkg.join("package.json"), package_json()).map_err(|e| e.to_string())?;
+    if flavour == Flavour::Full {
+        // The full flavour exports the replicated state's types too.
+        let extra = fs::read_to_string(npm.join("full.d.ts")).map_err(|e| e.to_string())?;
+        let index = pkg.join("index.d.ts");
+        let mut text = fs::read_to_string(&index).map_err(|e| e.to_string())?;
+        text.push_str(&extra);
+        fs::write(&index, text).map_err(|e| e.to_string())?;
+    }
+    fs::write(pkg.join("package.json"), package_json(flavour.npm_name()))
+        .map_err(|e| e.to_string())?;
 
     let size = fs::metadata(&wasm).map_err(|e| e.to_string())?.len();
     let gz = gzip_size(&wasm)?;
@@ -213,7 +273,11 @@ pub fn package() -> Result<Package> {
         size,
         gz
     );
-    Ok(Package { dir: pkg, wasm })
+    Ok(Package {
+        flavour,
+        dir: pkg,
+        wasm,
+    })
 }
 
 /// Removes the `[Symbol.dispose](): void;` members wasm-bindgen declares on every class: typing
@@ -237,10 +301,10 @@ fn copy(from: &Path, to: &Path) -> Result {
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
-fn package_json() -> String {
+fn package_json(name: &str) -> String {
     format!(
         r#"{{
-  "name": "gossip-wasm",
+  "name": "{name}",
   "version": "{version}",
   "description": "A browser tab (or Node.js process) as a full member of a gossip cluster",
   "license": "MIT OR Apache-2.0",
@@ -297,12 +361,70 @@ fn gzip_size(path: &Path) -> Result<u64> {
     Ok(out.stdout.len() as u64)
 }
 
+/// The longest run of hex digits in `text`: a cluster key is written as 64 of them.
+fn longest_hex_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether `html` passes a `clusterKey` option (a page that does hands the key to every reader).
+fn passes_cluster_key(html: &str) -> bool {
+    html.match_indices("clusterKey")
+        .any(|(at, word)| html[at + word.len()..].trim_start().starts_with(':'))
+}
+
+/// The package holds no cluster key: no text file has a key-length hex literal, and the example
+/// page joins by admission (it passes no `clusterKey`).
+pub fn check_no_key(dir: &Path) -> Result {
+    let mut pending = vec![dir.to_path_buf()];
+    let mut scanned = 0;
+    while let Some(path) = pending.pop() {
+        for entry in fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let text_file = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["js", "cjs", "mjs", "ts", "html", "md", "json"].contains(&e));
+            if !text_file {
+                continue;
+            }
+            let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            scanned += 1;
+            if longest_hex_run(&text) >= 64 {
+                return Err(format!(
+                    "{} holds a hex literal as long as a cluster key",
+                    path.display()
+                ));
+            }
+            if path.extension().is_some_and(|e| e == "html") && passes_cluster_key(&text) {
+                return Err(format!(
+                    "{} passes a clusterKey: a page must join by admission",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if scanned == 0 {
+        return Err(format!("no text file in {}", dir.display()));
+    }
+    eprintln!("xtask: no cluster key in the {scanned} text files of the package");
+    Ok(())
+}
+
 /// The size budget and the import check.
 pub fn check(pkg: &Package) -> Result {
+    check_no_key(&pkg.dir)?;
     let gz = gzip_size(&pkg.wasm)?;
-    if gz > MAX_GZIP_BYTES {
+    let budget = pkg.flavour.budget();
+    if gz > budget {
         return Err(format!(
-            "{} is {gz} B gzipped, over the {MAX_GZIP_BYTES} B budget",
+            "{} is {gz} B gzipped, over the {budget} B budget",
             pkg.wasm.display()
         ));
     }
@@ -314,9 +436,7 @@ pub fn check(pkg: &Package) -> Result {
             pkg.wasm.display()
         ));
     }
-    eprintln!(
-        "xtask: .wasm is {gz} B gzipped (budget {MAX_GZIP_BYTES}); imports only from {modules:?}"
-    );
+    eprintln!("xtask: .wasm is {gz} B gzipped (budget {budget}); imports only from {modules:?}");
     Ok(())
 }
 
@@ -445,6 +565,19 @@ pub fn check_types(pkg: &Package) -> Result {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
     };
+    if pkg.flavour == Flavour::Full {
+        eprintln!(
+            "xtask: tsc --noEmit --strict good-full.ts (in {})",
+            dir.display()
+        );
+        let (ok, out) = tsc("good-full.ts")?;
+        if !ok {
+            return Err(format!(
+                "the full package's types reject good-full.ts:\n{out}"
+            ));
+        }
+        return Ok(());
+    }
     eprintln!(
         "xtask: tsc --noEmit --strict good.ts (in {})",
         dir.display()
@@ -515,7 +648,10 @@ pub fn pack_and_import(pkg: &Package, extra: &[(&str, &str)]) -> Result {
         return Err(format!("npm install {} failed", tarball.display()));
     }
     let tests = root().join("gossip-wasm/tests/node");
-    let result = node_tests(&tests, &app, extra);
+    let result = match pkg.flavour {
+        Flavour::Default => node_tests(&tests, &app, extra),
+        Flavour::Full => full_node_tests(&tests, &app, extra),
+    };
     let _ = fs::remove_dir_all(&tmp);
     result
 }
@@ -576,10 +712,31 @@ fn node_tests(tests: &Path, app: &Path, extra: &[(&str, &str)]) -> Result {
     node(&["ws.mjs"], true)
 }
 
-/// `cargo xtask wasm-node`: builds the package, starts a native cluster and runs the Node.js
-/// tests of the packed package against it (the Node.js part of `cargo xtask test`, alone).
-pub fn node() -> Result {
-    let pkg = package()?;
+/// The full flavour's script (`state.mjs`), against the cluster of `extra`.
+fn full_node_tests(tests: &Path, app: &Path, extra: &[(&str, &str)]) -> Result {
+    copy(&tests.join("state.mjs"), &app.join("state.mjs"))?;
+    eprintln!(
+        "xtask: $ node --experimental-websocket state.mjs (in {})",
+        app.display()
+    );
+    let status = Command::new("node")
+        .args(["--experimental-websocket", "state.mjs"])
+        .current_dir(app)
+        .envs(extra.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the Node.js test state.mjs (full flavour) failed".into())
+    }
+}
+
+/// `cargo xtask wasm-node [--full]`: builds the package, starts a native cluster and runs the
+/// Node.js tests of the packed package against it (the Node.js part of `cargo xtask test`,
+/// alone).
+pub fn node(flavour: Flavour) -> Result {
+    let pkg = package_flavour(flavour)?;
     let harness = build_harness()?;
     node_tests_on_fresh_cluster(&pkg, &harness)
 }
@@ -674,6 +831,11 @@ impl Plan {
 
     /// Starts the harness and waits until its nodes see each other.
     fn start(self, bin: &Path) -> Result<Cluster> {
+        self.start_with(bin, &[])
+    }
+
+    /// [`Plan::start`] with `extra` arguments for the harness (`admit`: an admission hook).
+    fn start_with(self, bin: &Path, extra: &[&str]) -> Result<Cluster> {
         let ports_arg = self
             .ports
             .iter()
@@ -682,6 +844,7 @@ impl Plan {
             .join(",");
         let mut child = Command::new(bin)
             .args([&ports_arg, &self.key, &self.token])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -759,6 +922,30 @@ fn build_harness() -> Result<PathBuf> {
     Ok(target_dir.join("debug/wasm-cluster"))
 }
 
+/// The least-privilege test of a member without the cluster key (tests/admitted.rs) in headless
+/// Chromium, against a fresh native cluster: its tab revokes and expires admissions and is
+/// refused by the hook, which the other browser test must not meet.
+fn admitted_browser_test(harness: &Path) -> Result {
+    let plan = Plan::new()?;
+    let env = plan.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["--features", "cluster-test", "--test", "admitted"];
+    browser_tests(
+        "admitted: build",
+        &[&args[..], &["--no-run"]].concat(),
+        &env,
+    )?;
+    let _cluster = plan.start_with(harness, &["admit"])?;
+    browser_tests("admitted members against a native cluster", &args, &env)
+}
+
+/// `cargo xtask wasm-admitted`: only the least-privilege browser test (and what it needs).
+pub fn admitted() -> Result {
+    setup()?;
+    let harness = build_harness()?;
+    admitted_browser_test(&harness)
+}
+
 /// Everything `cargo xtask test` checks about the browser driver.
 pub fn test() -> Result {
     let started = Instant::now();
@@ -792,10 +979,16 @@ pub fn test() -> Result {
         let _cluster = plan.start(&harness)?;
         browser_tests("against a native cluster", &args, &env)?;
     }
-    // A fresh cluster: the browser test killed one of the first one's nodes.
+    // Fresh clusters: the browser test killed one of the first one's nodes.
+    admitted_browser_test(&harness)?;
     node_tests_on_fresh_cluster(&pkg, &harness)?;
+    // The full flavour (replicated state, ownership): its own build, types and cluster.
+    let full = package_flavour(Flavour::Full)?;
+    check_types(&full)?;
+    node_tests_on_fresh_cluster(&full, &harness)?;
     // Last, so a size regression still shows every functional result first.
     check(&pkg)?;
+    check(&full)?;
     eprintln!(
         "xtask: gossip-wasm checks passed in {:.0?}",
         started.elapsed()
@@ -806,6 +999,29 @@ pub fn test() -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_key_literals_and_key_options() {
+        let key = "ab".repeat(32);
+        assert_eq!(longest_hex_run(&format!("const k = \"{key}\";")), 64);
+        assert!(longest_hex_run("function deadbeef() { return 0x1234; }") < 64);
+        assert!(passes_cluster_key("GossipNode.create({ clusterKey: k })"));
+        assert!(passes_cluster_key("{clusterKey : k}"));
+        assert!(!passes_cluster_key(
+            "<!-- `clusterKey` is for trusted clients -->"
+        ));
+        let dir = std::env::temp_dir().join(format!("xtask-nokey-{}", std::process::id()));
+        fs::create_dir_all(dir.join("example")).unwrap();
+        fs::write(dir.join("index.js"), "export const x = 1;").unwrap();
+        fs::write(dir.join("example/index.html"), "create({ seeds })").unwrap();
+        assert!(check_no_key(&dir).is_ok());
+        fs::write(dir.join("example/index.html"), "create({ clusterKey: v })").unwrap();
+        assert!(check_no_key(&dir).unwrap_err().contains("clusterKey"));
+        fs::write(dir.join("example/index.html"), "ok").unwrap();
+        fs::write(dir.join("index.js"), format!("const k = '{key}';")).unwrap();
+        assert!(check_no_key(&dir).unwrap_err().contains("hex literal"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_lock_names_the_wasm_bindgen_cli_version() {

@@ -4,7 +4,7 @@
 //! and trusts its server to check the others) nobody is admitted and every check passes.
 
 #[cfg(feature = "admission")]
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[cfg(feature = "admission")]
 use rand_core::Rng;
@@ -13,7 +13,7 @@ use super::Node;
 use crate::address::Address;
 #[cfg(feature = "admission")]
 use crate::admission::{
-    ADMISSION_TTL_MS, Bucket, Grant, MAX_ADMISSION_MS, MIN_RENEWAL_MS, topic_allowed,
+    ADMISSION_TTL_MS, Bucket, Grant, MAX_ADMISSION_MS, MIN_RENEWAL_MS, ViewScope, topic_allowed,
 };
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
@@ -30,8 +30,8 @@ use crate::wire::SignedPacket;
 
 #[cfg(feature = "admission")]
 use super::apply::Applied;
-#[cfg(feature = "admission")]
 use super::backlog::Subject;
+use super::hub::Piece;
 
 /// The wire kind of an admission: tabs do not decode it, so it is not handed to them.
 #[cfg(feature = "admission")]
@@ -59,6 +59,9 @@ struct Served {
     expires: u64,
     /// When its grant's lifetime ends (wall ms), if it has one.
     ends: Option<u64>,
+    /// The relayed members it was told about under a `Groups` scope: they stay in its view
+    /// until they are down and gone, so it hears of their death or leave.
+    shown: HashSet<NodeId>,
 }
 
 /// An admission as held: who signed it, its id (orders a member's admissions), what it allows.
@@ -70,6 +73,8 @@ struct Cert {
     expires: u64,
     name: String,
     topics: Option<Vec<String>>,
+    /// It may write its own replicated state.
+    state: bool,
     packet: SignedPacket,
 }
 
@@ -80,8 +85,13 @@ struct Rights<'a> {
     server: NodeId,
     name: &'a str,
     topics: Option<&'a [String]>,
+    /// It may write its own replicated state ([`Grant::state`]).
+    #[cfg_attr(not(feature = "state"), allow(dead_code))]
+    state: bool,
     /// It is connected here: its relays come to this node, which opens them.
     local: bool,
+    /// Its grant's metadata limit (known only where it is connected).
+    max_metadata: Option<usize>,
 }
 
 #[cfg(feature = "admission")]
@@ -108,10 +118,11 @@ impl Rights<'_> {
             UpdateMessage::Suspect(_) | UpdateMessage::Dead(_) => false,
             UpdateMessage::Broadcast(b) => self.topic(&b.topic),
             UpdateMessage::Leave(_) | UpdateMessage::Metadata(_) => true,
-            // Admitted members write no replicated state (the browser build has none); they may
-            // read it by sync, as they read metadata.
+            // An admitted member writes its own replicated state only when its grant says so
+            // (its entries are signed by it, so it can write no one else's); it may always read
+            // it by sync, as it reads metadata.
             #[cfg(feature = "state")]
-            UpdateMessage::State(_) => false,
+            UpdateMessage::State(_) => self.state,
             // Nor do they admit anyone.
             UpdateMessage::Admission(_) => false,
         }
@@ -124,6 +135,84 @@ impl Rights<'_> {
 
     fn topic(&self, topic: &str) -> bool {
         topic_allowed(self.topics, topic)
+    }
+
+    /// Why `update` is refused, if it is: metadata past the grant's limit is told apart from
+    /// what the grant forbids outright.
+    fn refuses(&self, update: &UpdateMessage) -> Option<DropReason> {
+        if let (UpdateMessage::Metadata(m), Some(max)) = (update, self.max_metadata) {
+            let bytes = m
+                .entries
+                .iter()
+                .fold(0usize, |sum, (k, v)| sum.saturating_add(k.len() + v.len()));
+            if bytes > max {
+                return Some(DropReason::MetadataTooLarge);
+            }
+        }
+        (!self.permits_update(update)).then_some(DropReason::Forbidden)
+    }
+}
+
+/// The view a relayed member gets from a member that does not relay it: only what every view
+/// holds.
+#[cfg(feature = "admission")]
+static FOREIGN_VIEW: ViewScope = ViewScope::None;
+
+/// `leaf`'s view here, when it is limited: its scope, and (served here) the members it was shown.
+///
+/// Only a relayed member's own server knows its scope, and its server tells it everything its
+/// view holds. Any other member (`me`) gives a member relayed by someone else (or an admitted
+/// member whose record has not arrived) the view every scope includes, full members and
+/// itself, in push-pull answers and piggyback: so nothing reaches a tab around its scope, even
+/// from a member that has not yet received its admission.
+#[cfg(feature = "admission")]
+fn view_of<'a>(
+    admitted: &'a Admitted,
+    members: &super::table::Members,
+    me: &NodeId,
+    leaf: &NodeId,
+) -> Option<(&'a ViewScope, Option<&'a HashSet<NodeId>>)> {
+    if let Some(s) = admitted.served.get(leaf) {
+        return (s.grant.scope != ViewScope::All).then_some((&s.grant.scope, Some(&s.shown)));
+    }
+    let foreign = match members.get(leaf) {
+        Some(m) => m.relay().is_some_and(|relay| relay != *me),
+        None => admitted.certs.contains_key(leaf),
+    };
+    foreign.then_some((&FOREIGN_VIEW, None))
+}
+
+/// Whether `leaf` may be told about `member` (see [`ViewScope`]): always, unless it is an
+/// admitted member whose view is limited.
+#[cfg(feature = "admission")]
+pub(super) fn sees(
+    admitted: &Admitted,
+    members: &super::table::Members,
+    me: &NodeId,
+    leaf: &NodeId,
+    member: &NodeId,
+) -> bool {
+    let Some((scope, shown)) = view_of(admitted, members, me, leaf) else {
+        return true;
+    };
+    if member == leaf
+        || members
+            .get(member)
+            .is_some_and(|m| has_own_address(&m.addrs))
+    {
+        return true;
+    }
+    match scope {
+        ViewScope::Groups(specs) => {
+            shown.is_some_and(|s| s.contains(member))
+                || match (members.get(leaf), members.get(member)) {
+                    (Some(a), Some(b)) if !b.state.is_down() => specs
+                        .iter()
+                        .any(|g| g.matches(&a.metadata) && g.matches(&b.metadata)),
+                    _ => false,
+                }
+        }
+        _ => false,
     }
 }
 
@@ -153,6 +242,34 @@ impl Node {
         _update: &UpdateMessage,
     ) -> Result<(), DropReason> {
         Ok(())
+    }
+
+    #[cfg(feature = "state")]
+    pub(super) fn admission_check_state(
+        &self,
+        _now: Instant,
+        _owner: &NodeId,
+    ) -> Result<(), DropReason> {
+        Ok(())
+    }
+
+    pub(super) fn sees(&self, _leaf: &NodeId, _member: &NodeId) -> bool {
+        true
+    }
+
+    pub(super) fn is_limited(&self, _leaf: &NodeId) -> bool {
+        false
+    }
+
+    pub(super) fn note_shown(&mut self, _leaf: &NodeId, _members: Vec<NodeId>) {}
+
+    pub(super) fn limited_view(
+        &mut self,
+        _leaf: NodeId,
+        _pending: &[(Subject, crate::wire::SignedPacket)],
+        _refresh: &mut Vec<NodeId>,
+    ) -> Option<Vec<Piece>> {
+        None
     }
 }
 
@@ -194,6 +311,7 @@ impl Node {
             ends: grant.lifetime_ms.map(|ms| wall.saturating_add(ms)),
             grant,
             expires: 0,
+            shown: HashSet::new(),
         };
         self.admitted.served.insert(peer, served);
         self.renew(now, peer);
@@ -215,7 +333,7 @@ impl Node {
             return false;
         }
         self.release_link(peer);
-        self.issue(now, *peer, 0, String::new(), None);
+        self.issue(now, *peer, 0, String::new(), None, false);
         self.flush(now);
         true
     }
@@ -264,7 +382,9 @@ impl Node {
                 server: self.id,
                 name: &s.grant.name_prefix,
                 topics: s.grant.topics.as_deref(),
+                state: s.grant.state,
                 local: true,
+                max_metadata: s.grant.max_metadata_bytes,
             }));
         }
         let Some(cert) = self.admitted.certs.get(origin) else {
@@ -286,7 +406,9 @@ impl Node {
             server: cert.issuer,
             name: &cert.name,
             topics: cert.topics.as_deref(),
+            state: cert.state,
             local: false,
+            max_metadata: None,
         }))
     }
 
@@ -297,8 +419,9 @@ impl Node {
         origin: &NodeId,
         message: &Message,
     ) -> Result<(), DropReason> {
-        match self.rights(now, origin)? {
-            Some(r) if !r.permits(message) => Err(DropReason::Forbidden),
+        match (self.rights(now, origin)?, message) {
+            (Some(r), Message::Update(u)) => r.refuses(u).map_or(Ok(()), Err),
+            (Some(r), _) if !r.permits(message) => Err(DropReason::Forbidden),
             _ => Ok(()),
         }
     }
@@ -311,9 +434,128 @@ impl Node {
         update: &UpdateMessage,
     ) -> Result<(), DropReason> {
         match self.rights(now, origin)? {
-            Some(r) if !r.permits_update(update) => Err(DropReason::Forbidden),
+            Some(r) => r.refuses(update).map_or(Ok(()), Err),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `owner`'s replicated state may be taken in, however it arrived: the state sync's
+    /// batches carry entries outside any update frame, so they are held to this separately.
+    #[cfg(feature = "state")]
+    pub(super) fn admission_check_state(
+        &self,
+        now: Instant,
+        owner: &NodeId,
+    ) -> Result<(), DropReason> {
+        match self.rights(now, owner)? {
+            Some(r) if !r.state => Err(DropReason::Forbidden),
             _ => Ok(()),
         }
+    }
+
+    /// Whether `leaf` may be told about `member` (see [`ViewScope`]).
+    pub(super) fn sees(&self, leaf: &NodeId, member: &NodeId) -> bool {
+        sees(&self.admitted, &self.members, &self.id, leaf, member)
+    }
+
+    /// Whether `leaf` has a view narrower than the whole cluster here.
+    pub(super) fn is_limited(&self, leaf: &NodeId) -> bool {
+        view_of(&self.admitted, &self.members, &self.id, leaf).is_some()
+    }
+
+    /// `leaf` was sent records of `members`: under a `Groups` scope those relayed members stay in
+    /// its view (it must hear when they go down).
+    pub(super) fn note_shown(&mut self, leaf: &NodeId, members: Vec<NodeId>) {
+        let Some(s) = self.admitted.served.get_mut(leaf) else {
+            return;
+        };
+        if matches!(s.grant.scope, ViewScope::Groups(_)) {
+            s.shown.extend(members);
+        }
+    }
+
+    /// What of `pending` the member `leaf` may see, `None` when it sees everything. Its own
+    /// words are not echoed back to it. A relayed member it is told about for the first time
+    /// (it came to share a group) comes with its alive record and metadata, which it needs to
+    /// take the news. A change of `leaf`'s own metadata under a `Groups` scope may widen its
+    /// view: it is put in `refresh`, to be synced.
+    pub(super) fn limited_view(
+        &mut self,
+        leaf: NodeId,
+        pending: &[(Subject, SignedPacket)],
+        refresh: &mut Vec<NodeId>,
+    ) -> Option<Vec<Piece>> {
+        if !self.is_limited(&leaf) {
+            return None;
+        }
+        let groups = self
+            .admitted
+            .served
+            .get(&leaf)
+            .is_some_and(|s| matches!(s.grant.scope, ViewScope::Groups(_)));
+        let mut pieces = Vec::new();
+        let mut first = Vec::new();
+        for (i, (subject, packet)) in pending.iter().enumerate() {
+            if packet.origin() == leaf {
+                if groups && *subject == Subject::Metadata(leaf) && !refresh.contains(&leaf) {
+                    refresh.push(leaf);
+                }
+                continue;
+            }
+            let member = subject.member();
+            if !self.sees(&leaf, &member) {
+                continue;
+            }
+            let relayed = member != leaf
+                && self
+                    .members
+                    .get(&member)
+                    .is_some_and(|m| !has_own_address(&m.addrs));
+            let shown = self
+                .admitted
+                .served
+                .get(&leaf)
+                .is_some_and(|s| s.shown.contains(&member));
+            if groups && relayed && !shown && !first.contains(&member) {
+                first.push(member);
+                let m = &self.members[&member];
+                if m.alive != *packet {
+                    pieces.push(Piece::Alive(member));
+                }
+                if m.meta.is_some() && *subject != Subject::Metadata(member) {
+                    pieces.push(Piece::Meta(member));
+                }
+            }
+            pieces.push(Piece::Pending(i));
+        }
+        self.note_shown(&leaf, first);
+        Some(pieces)
+    }
+
+    /// Holds the records of its own that a member served here carries in a frame it has this
+    /// node relay (a push-pull, a gossip, a probe's piggyback) to its grant, as if it had sent
+    /// them here: only this node knows the grant's metadata limit, so the member's records
+    /// must not reach others around it.
+    pub(super) fn check_carried(
+        &mut self,
+        now: Instant,
+        origin: &NodeId,
+        message: &Message,
+    ) -> Result<(), DropReason> {
+        let items: &[SignedPacket] = match message {
+            Message::Membership(MembershipMessage::Sync(s)) => &s.states,
+            Message::Membership(MembershipMessage::Gossip(g)) => &g.items,
+            Message::Membership(MembershipMessage::Ping(p)) => &p.piggyback,
+            Message::Membership(MembershipMessage::Ack(a)) => &a.piggyback,
+            _ => return Ok(()),
+        };
+        for item in items.iter().filter(|i| i.origin() == *origin) {
+            // One that does not verify is the recipient's to refuse.
+            if let Ok(Message::Update(update)) = self.shell.codec.verify(item) {
+                self.admission_check_update(now, origin, &update)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether `cert` lets its member speak at `wall`: unexpired, not revoked, from a live full
@@ -340,12 +582,14 @@ impl Node {
         expires: u64,
         name: String,
         topics: Option<Vec<String>>,
+        state: bool,
     ) {
         let admission = Admission {
             member,
             expires,
             name,
             topics,
+            state,
         };
         let Some(packet) = self.shell.sign(now, admission.clone().into()) else {
             return;
@@ -368,7 +612,8 @@ impl Node {
         }
         s.expires = expires;
         let (name, topics) = (s.grant.name_prefix.clone(), s.grant.topics.clone());
-        self.issue(now, peer, expires, name, topics);
+        let state = s.grant.state;
+        self.issue(now, peer, expires, name, topics, state);
     }
 
     /// An admission arrived, signed by `issuer`.
@@ -428,6 +673,7 @@ impl Node {
             expires: a.expires,
             name: a.name,
             topics: a.topics,
+            state: a.state,
             packet,
         };
         self.admitted.certs.insert(member, cert);
@@ -453,10 +699,11 @@ impl Node {
         if !allowed && !m.state.is_down() {
             self.lapse(now, member);
         } else if allowed && lapsed_here {
-            let m = self.members.get_mut(&member).expect("checked above");
+            let mut m = self.members.get_mut(&member).expect("checked above");
             m.state = State::Alive;
             m.status = None;
             m.since = now;
+            drop(m);
             self.track_leaf(member);
             self.shell
                 .push_event(crate::event::Event::MemberAlive { id: member });
@@ -468,13 +715,14 @@ impl Node {
     /// that says why (push-pull hands it on; each member judges it by its own clock and view).
     fn lapse(&mut self, now: Instant, member: NodeId) {
         let cert = self.admitted.certs.get(&member).map(|c| c.packet.clone());
-        let Some(m) = self.members.get_mut(&member) else {
+        let Some(mut m) = self.members.get_mut(&member) else {
             return;
         };
         m.state = State::Left;
         m.status = cert;
         m.since = now;
         let incarnation = m.incarnation;
+        drop(m);
         self.probing.suspicions.remove(&member);
         self.shell
             .push_event(crate::event::Event::MemberLeft { id: member });
@@ -487,7 +735,7 @@ impl Node {
                 incarnation,
             };
             if let Some(packet) = self.shell.sign(now, dead.into()) {
-                self.hub.pending.push(packet);
+                self.hub.pending.push((Subject::Member(member), packet));
             }
         }
     }
@@ -539,6 +787,11 @@ impl Node {
         crate::sort::unstable(&mut expired);
         for member in expired {
             self.lapse(now, member);
+        }
+        // A view keeps the members it was shown while they are known here.
+        let members = &self.members;
+        for s in self.admitted.served.values_mut() {
+            s.shown.retain(|id| members.contains_key(id));
         }
         // An admission is kept while its member is known, and after that until it expired (a
         // revocation: for as long as the admission it revoked could have lasted), so that an

@@ -202,7 +202,7 @@ impl Node {
         if renamed && self.name_taken(origin, &a.name) {
             return Applied::Refused(DropReason::NameTaken);
         }
-        match self.members.get_mut(&origin) {
+        match self.members.get(&origin) {
             None => {
                 let Some(voucher) = self.admit(now, origin) else {
                     return Applied::Refused(DropReason::TooManyMembers);
@@ -244,7 +244,10 @@ impl Node {
                 self.regroup(origin);
                 Applied::News
             }
-            Some(m) => {
+            Some(_) => {
+                let Some(mut m) = self.members.get_mut(&origin) else {
+                    return Applied::Known;
+                };
                 if a.incarnation <= m.incarnation {
                     return Applied::Known;
                 }
@@ -259,6 +262,7 @@ impl Node {
                 if was != State::Alive {
                     m.since = now;
                 }
+                drop(m);
                 self.track_leaf(origin);
                 self.probing.suspicions.remove(&origin);
                 if moved {
@@ -347,7 +351,7 @@ impl Node {
     /// is dead or left; keep the identity across restarts to come back at once.
     pub(super) fn name_taken(&self, claimant: NodeId, name: &str) -> bool {
         !name.is_empty()
-            && self.members.values().any(|m| {
+            && self.members.maybe_named(name).any(|m| {
                 m.id != claimant
                     && m.name == name
                     && !m.state.is_down()
@@ -373,7 +377,7 @@ impl Node {
         } else {
             0
         };
-        let Some(m) = self.members.get_mut(&s.node) else {
+        let Some(mut m) = self.members.get_mut(&s.node) else {
             return Applied::Known;
         };
         // `m.incarnation` only ever comes from a record the member signed itself: nobody can
@@ -399,6 +403,7 @@ impl Node {
         m.incarnation = s.incarnation;
         m.status = Some(packet.clone());
         m.since = now;
+        drop(m);
         let mut sus = Suspicion {
             incarnation: s.incarnation,
             start: now,
@@ -419,7 +424,7 @@ impl Node {
             self.refute(now, d.incarnation);
             return Applied::Known;
         }
-        let Some(m) = self.members.get_mut(&d.node) else {
+        let Some(mut m) = self.members.get_mut(&d.node) else {
             return Applied::Known;
         };
         if d.incarnation > m.incarnation {
@@ -432,6 +437,7 @@ impl Node {
         m.incarnation = d.incarnation;
         m.status = Some(packet.clone());
         m.since = now;
+        drop(m);
         self.probing.suspicions.remove(&d.node);
         self.shell.push_event(Event::MemberDead { id: d.node });
         self.member_down(d.node);
@@ -445,7 +451,7 @@ impl Node {
         l: Leave,
         packet: &SignedPacket,
     ) -> Applied {
-        let Some(m) = self.members.get_mut(&origin) else {
+        let Some(mut m) = self.members.get_mut(&origin) else {
             return Applied::Known;
         };
         if origin == self.id || m.state == State::Left || l.incarnation < m.incarnation {
@@ -455,6 +461,7 @@ impl Node {
         m.incarnation = l.incarnation;
         m.status = Some(packet.clone());
         m.since = now;
+        drop(m);
         self.probing.suspicions.remove(&origin);
         self.shell.push_event(Event::MemberLeft { id: origin });
         self.member_down(origin);
@@ -468,7 +475,7 @@ impl Node {
         packet: &SignedPacket,
     ) -> Applied {
         let max = self.config.max_metadata_bytes;
-        let Some(m) = self.members.get_mut(&origin) else {
+        let Some(mut m) = self.members.get_mut(&origin) else {
             return Applied::Known;
         };
         if origin == self.id || meta.version <= m.meta_version {
@@ -488,6 +495,7 @@ impl Node {
         }
         m.meta_version = meta.version;
         m.meta = Some(packet.clone());
+        drop(m);
         self.shell.push_event(Event::MetadataChanged {
             id: origin,
             version: meta.version,
@@ -579,12 +587,13 @@ impl Node {
             self.adjust_awareness(1);
         }
         if let Some(packet) = self.shell.sign(now, alive.into()) {
-            let me = self
+            let mut me = self
                 .members
                 .get_mut(&self.id)
                 .expect("self is always a member");
             me.incarnation = next;
             me.alive = packet.clone();
+            drop(me);
             self.enqueue(Subject::Member(self.id), packet);
         }
     }

@@ -24,6 +24,20 @@ pub(super) enum Subject {
     Admission(NodeId),
 }
 
+impl Subject {
+    /// The member the update is about (a broadcast: its origin).
+    #[cfg(feature = "admission")]
+    pub(super) fn member(&self) -> NodeId {
+        match *self {
+            Subject::Member(id) | Subject::Metadata(id) | Subject::Broadcast(id, _) => id,
+            #[cfg(feature = "state")]
+            Subject::State(id, _) => id,
+            #[cfg(feature = "admission")]
+            Subject::Admission(id) => id,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Queued {
     subject: Subject,
@@ -92,6 +106,18 @@ impl Backlog {
 
     /// Least-sent items first, within `budget` bytes; an item retires after `limit` sends.
     pub(super) fn take(&mut self, budget: usize, limit: u32) -> Vec<SignedPacket> {
+        self.take_where(budget, limit, |_, _| true)
+    }
+
+    /// [`Backlog::take`] of the items `keep` lets through only: the others are neither sent
+    /// nor counted as sent (a member with a limited view gets no piggyback it may not see,
+    /// and those items keep their retransmit budget for members that may).
+    pub(super) fn take_where(
+        &mut self,
+        budget: usize,
+        limit: u32,
+        keep: impl Fn(&Subject, &SignedPacket) -> bool,
+    ) -> Vec<SignedPacket> {
         if self.queue.is_empty() {
             return Vec::new();
         }
@@ -100,7 +126,7 @@ impl Backlog {
         let mut out = Vec::new();
         for q in self.queue.iter_mut() {
             let cost = q.packet.len() + ITEM_OVERHEAD;
-            if used + cost > budget {
+            if used + cost > budget || !keep(&q.subject, &q.packet) {
                 continue;
             }
             used += cost;

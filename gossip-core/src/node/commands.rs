@@ -112,13 +112,14 @@ impl Node {
                 .collect(),
         };
         let packet = self.shell.codec.sign(id, &meta.into())?;
-        let me = self
+        let mut me = self
             .members
             .get_mut(&self.id)
             .expect("self is always a member");
         me.metadata = entries;
         me.meta_version = id.to_u64();
         me.meta = Some(packet.clone());
+        drop(me);
         self.shell.push_event(Event::MetadataChanged {
             id: self.id,
             version: id.to_u64(),
@@ -162,7 +163,7 @@ impl Node {
         if self.left {
             return Err(CommandError::Left);
         }
-        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+        if !self.reachable(&to) {
             return Err(CommandError::UnknownMember(to));
         }
         let msg = Direct {
@@ -250,7 +251,7 @@ impl Node {
         if self.left {
             return Err(CommandError::Left);
         }
-        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+        if !self.reachable(&to) {
             return Err(CommandError::UnknownMember(to));
         }
         self.send_to_member(
@@ -267,11 +268,20 @@ impl Node {
         Ok(())
     }
 
+    /// Whether `to` can be written to: a live member, or for a relayed member any member (its
+    /// relay routes it; its view may leave out who wrote to it, see `ViewScope`).
+    fn reachable(&self, to: &NodeId) -> bool {
+        match self.members.get(to) {
+            Some(m) => !m.state.is_down(),
+            None => *to != self.id && self.local().relay().is_some(),
+        }
+    }
+
     pub(super) fn check_can_request(&self, to: NodeId) -> Result<(), CommandError> {
         if self.left {
             return Err(CommandError::Left);
         }
-        if self.members.get(&to).is_none_or(|m| m.state.is_down()) {
+        if !self.reachable(&to) {
             return Err(CommandError::UnknownMember(to));
         }
         if self.requests.len() >= self.config.max_queue {
@@ -357,13 +367,14 @@ impl Node {
         };
         let id = self.shell.next_id(now);
         let packet = self.shell.codec.sign(id, &alive.into())?;
-        let me = self
+        let mut me = self
             .members
             .get_mut(&self.id)
             .expect("self is always a member");
         me.incarnation = incarnation;
         me.addrs = addrs;
         me.alive = packet.clone();
+        drop(me);
         self.enqueue(Subject::Member(self.id), packet);
         self.flush(now);
         Ok(())
@@ -377,13 +388,14 @@ impl Node {
         }
         let incarnation = self.local().incarnation;
         if let Some(packet) = self.shell.sign(now, Leave { incarnation }.into()) {
-            let me = self
+            let mut me = self
                 .members
                 .get_mut(&self.id)
                 .expect("self is always a member");
             me.state = State::Left;
             me.status = Some(packet.clone());
             me.since = now;
+            drop(me);
             self.enqueue(Subject::Member(self.id), packet);
             self.flush(now);
             // Give the leave a second push so it survives a lost datagram.

@@ -1,5 +1,5 @@
 use super::Node;
-use super::backlog::ITEM_OVERHEAD;
+use super::backlog::{ITEM_OVERHEAD, Subject};
 use crate::address::Address;
 use crate::drop_reason::DropReason;
 use crate::identity::NodeId;
@@ -8,13 +8,13 @@ use crate::message::{Gossip, Relay};
 use crate::time::Instant;
 use crate::transmit::Transmit;
 use crate::wire::SignedPacket;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Members relayed through this node (browsers): it hands them every piece of news itself.
 #[derive(Debug)]
 pub(super) struct Hub {
-    /// News waiting for the next delivery.
-    pub(super) pending: Vec<SignedPacket>,
+    /// News waiting for the next delivery, with what each item is about.
+    pub(super) pending: Vec<(Subject, SignedPacket)>,
     /// Deliveries are batched: the next one may not happen before this.
     pub(super) next_delivery: Instant,
     /// The members this node relays for.
@@ -34,6 +34,19 @@ impl Hub {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         (!self.pending.is_empty()).then_some(self.next_delivery)
     }
+}
+
+/// One item of a delivery to a member with a limited view (see [`crate::admission::ViewScope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+// Without the `admission` feature nobody has a limited view: no piece is ever made.
+#[cfg_attr(not(feature = "admission"), allow(dead_code))]
+pub(super) enum Piece {
+    /// The pending item at this index.
+    Pending(usize),
+    /// A member's current alive record: the first news of it this member may see.
+    Alive(NodeId),
+    /// A member's current metadata, with its alive record.
+    Meta(NodeId),
 }
 
 impl Node {
@@ -62,8 +75,43 @@ impl Node {
         if leaves.is_empty() {
             return;
         }
-        for batch in self.sign_batches(now, &pending) {
-            for &leaf in &leaves {
+        // Members that see everything share one signed batch. Each limited view gets what it may
+        // see; views that come out the same (most tabs of a `None` scope) share a batch too, so
+        // a join storm costs a signature per distinct view, not per tab.
+        let mut everything = Vec::new();
+        let mut views: BTreeMap<Vec<Piece>, Vec<NodeId>> = BTreeMap::new();
+        let mut refresh = Vec::new();
+        for leaf in leaves {
+            match self.limited_view(leaf, &pending, &mut refresh) {
+                None => everything.push(leaf),
+                Some(pieces) if pieces.is_empty() => {}
+                Some(pieces) => views.entry(pieces).or_default().push(leaf),
+            }
+        }
+        if !everything.is_empty() {
+            let items: Vec<SignedPacket> = pending.iter().map(|(_, p)| p.clone()).collect();
+            self.deliver_to(now, &items, &everything);
+        }
+        for (pieces, leaves) in views {
+            let items: Vec<SignedPacket> = pieces
+                .iter()
+                .filter_map(|piece| match piece {
+                    Piece::Pending(i) => Some(pending[*i].1.clone()),
+                    Piece::Alive(id) => self.members.get(id).map(|m| m.alive.clone()),
+                    Piece::Meta(id) => self.members.get(id).and_then(|m| m.meta.clone()),
+                })
+                .collect();
+            self.deliver_to(now, &items, &leaves);
+        }
+        for leaf in refresh {
+            self.open_view_sync(now, leaf);
+        }
+    }
+
+    /// Signs `items` in batches and seals each batch for every one of `leaves`.
+    fn deliver_to(&mut self, now: Instant, items: &[SignedPacket], leaves: &[NodeId]) {
+        for batch in self.sign_batches(now, items) {
+            for &leaf in leaves {
                 if let Some(frame) = self.shell.seal(&mut self.rng, &batch) {
                     self.shell.emit(Transmit {
                         to: Address::Relayed(leaf),
@@ -142,6 +190,9 @@ impl Node {
                 return self.shell.count_drop(DropReason::Forbidden);
             }
             if let Err(reason) = self.admission_check(now, &origin, &message) {
+                return self.shell.count_drop(reason);
+            }
+            if let Err(reason) = self.check_carried(now, &origin, &message) {
                 return self.shell.count_drop(reason);
             }
             relay.frame = frame.into();

@@ -309,30 +309,38 @@ impl Node {
     ) -> Vec<NodeId> {
         let (confirmed, pool) = (&self.probing.confirmed, &self.gate.pool);
         // Heard answering, vouched for, the rest.
-        let mut classes: [Vec<NodeId>; 3] = Default::default();
+        let class_of = |id: &NodeId| {
+            if confirmed.contains(id) {
+                0
+            } else if pool.is_vouched(id) {
+                1
+            } else {
+                2
+            }
+        };
+        // One pass counts the classes and lists the candidates in table order (sorted with
+        // `member-index`, so the uniform draw's sort finds them in order): the classes
+        // themselves are only listed when a class is capped.
+        let mut sizes = [0usize; 3];
+        let mut all = Vec::new();
         for m in self.members.values() {
             if m.id != self.id && !m.addrs.is_empty() && keep(m) {
-                let class = if confirmed.contains(&m.id) {
-                    0
-                } else if pool.is_vouched(&m.id) {
-                    1
-                } else {
-                    2
-                };
-                classes[class].push(m.id);
+                sizes[class_of(&m.id)] += 1;
+                all.push(m.id);
             }
         }
-        let sure = classes[0].len().max(1);
+        let sure = sizes[0].max(1);
         let capped = [
             false,
-            pool.likely_fakes(0, classes[1].len()) > sure,
-            pool.likely_fakes(1, classes[2].len()) > sure,
+            pool.likely_fakes(0, sizes[1]) > sure,
+            pool.likely_fakes(1, sizes[2]) > sure,
         ];
         if capped == [false; 3] {
-            let [mut all, vouched, rest] = classes;
-            all.extend(vouched);
-            all.extend(rest);
             return uniform(&mut self.rng, all, k);
+        }
+        let mut classes: [Vec<NodeId>; 3] = Default::default();
+        for id in all {
+            classes[class_of(&id)].push(id);
         }
         for class in &mut classes {
             class.sort_unstable();

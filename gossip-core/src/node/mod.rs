@@ -21,6 +21,7 @@ mod spread;
 #[cfg(feature = "state")]
 mod state;
 mod sync;
+mod table;
 mod timers;
 
 pub use self::commands::CommandError;
@@ -30,7 +31,7 @@ pub use self::state::StateStats;
 pub use crate::shell::Stats;
 pub use crate::transmit::Transmit;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -42,6 +43,7 @@ use self::hub::Hub;
 use self::probe::Probing;
 use self::spread::Spread;
 use self::sync::SyncState;
+use self::table::Members;
 use self::timers::{Timer, TimerTable};
 use crate::address::Address;
 use crate::config::Config;
@@ -73,7 +75,7 @@ pub struct Node {
     rng: ChaCha20Rng,
     /// Codec, clocks, output queues and counters.
     shell: Shell<Event>,
-    members: HashMap<NodeId, Member>,
+    members: Members,
     /// Who may enter the member table: tombstones, challenges, intake bounds (`apply.rs`).
     gate: Gate,
     /// Failure detection (`probe.rs`).
@@ -160,7 +162,7 @@ impl Node {
         Node {
             id,
             shell: Shell::new(codec, hlc, now, wall_ms, config.max_queue),
-            members: HashMap::from([(id, me)]),
+            members: Members::new(me),
             gate: Gate::default(),
             probing: Probing::new(seq),
             spread: Spread::default(),
@@ -210,7 +212,7 @@ impl Node {
 
     /// Members currently alive or suspect (not dead or left), itself included.
     pub fn live_count(&self) -> usize {
-        self.members.values().filter(|m| !m.state.is_down()).count()
+        self.members.live_count()
     }
 
     /// Whether `id` answered a direct probe of this node in its current life: someone listens at
@@ -221,7 +223,7 @@ impl Node {
 
     /// This node's record.
     pub fn local(&self) -> &Member {
-        &self.members[&self.id]
+        self.members.get(&self.id).expect("self is always a member")
     }
 
     /// Updates waiting in the retransmit queue (0 once everything has spread).
@@ -382,7 +384,7 @@ impl Node {
                     return self.shell.count_drop(DropReason::PingNotForUs);
                 }
                 let budget = self.piggyback_budget();
-                let piggyback = self.take_piggyback(budget);
+                let piggyback = self.take_piggyback_for(budget, origin);
                 self.reply(
                     now,
                     origin,

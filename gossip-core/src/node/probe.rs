@@ -245,7 +245,7 @@ impl Node {
             nacks: 0,
         });
         let budget = self.piggyback_budget();
-        let piggyback = self.take_piggyback(budget);
+        let piggyback = self.take_piggyback_for(budget, target);
         self.send_to_member(
             now,
             target,
@@ -294,12 +294,17 @@ impl Node {
     }
 
     fn next_in_lane(&mut self, confirmed: bool) -> Option<NodeId> {
-        let in_lane = |node: &Node, id: &NodeId| {
+        // A relayed member probes only members with an address of their own: another relayed
+        // member is probed by its relay, over its link, and a probe between two of them would
+        // cross both relays for nothing (and carry piggyback that the other's view may not
+        // allow, see `ViewScope`).
+        let relayed = self.local().relay().is_some();
+        let in_lane = move |node: &Node, id: &NodeId| {
             node.probing.confirmed.contains(id) == confirmed
-                && node
-                    .members
-                    .get(id)
-                    .is_some_and(|m| !m.state.is_down() && !m.addrs.is_empty())
+                && node.members.get(id).is_some_and(|m| {
+                    let dialable_by_me = !relayed || m.relay().is_none();
+                    !m.state.is_down() && !m.addrs.is_empty() && dialable_by_me
+                })
         };
         while !confirmed && let Some(id) = self.gate.pool.next_soon() {
             if in_lane(self, &id) {
@@ -398,7 +403,7 @@ impl Node {
                 self.gate.pool.probed(&target, true);
             }
             let up = direct
-                && self.members.get_mut(&target).is_some_and(|m| {
+                && self.members.get_mut(&target).is_some_and(|mut m| {
                     m.rtt_micros = Some(now.micros_since(sent));
                     !m.state.is_down()
                 });

@@ -66,7 +66,18 @@ impl Node {
         reliable: bool,
     ) {
         let Some(m) = self.members.get(&to) else {
-            return self.shell.count_drop(DropReason::NoRoute);
+            // A relayed member may be written to by members its view leaves out (see
+            // `ViewScope`): it answers them through its relay, which knows every member.
+            return match self.local().relay() {
+                Some(mine) if mine != to => {
+                    let relay = Relay {
+                        to,
+                        frame: frame.into(),
+                    };
+                    self.send_to_member(now, mine, relay.into(), true);
+                }
+                _ => self.shell.count_drop(DropReason::NoRoute),
+            };
         };
         let via = m.relay();
         let my_relay = self.local().relay();

@@ -1,10 +1,8 @@
-use std::collections::HashMap;
-
 use super::Node;
 use super::backlog::{Backlog, Subject};
+use super::table::{Members, is_push_target};
 use super::timers::Timer;
 use crate::identity::NodeId;
-use crate::membership::Member;
 use crate::message::Gossip;
 use crate::push_tree;
 use crate::time::Instant;
@@ -17,6 +15,9 @@ pub(super) struct Spread {
     pub(super) queue: Backlog,
     /// What became news while handling the current input (pushed by `flush`).
     pub(super) fresh: Vec<SignedPacket>,
+    /// What each of `fresh` is about, in step with it: the hub tells each relayed member only
+    /// about the members its view lets it see.
+    pub(super) fresh_subjects: Vec<Subject>,
     /// Who sent the input being handled: its news is not pushed back to it.
     pub(super) fresh_from: Option<NodeId>,
     /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
@@ -27,18 +28,13 @@ pub(super) struct Spread {
 /// Room left in a probe for its own fields when filling the rest with piggyback.
 pub(super) const PROBE_FIELDS: usize = 64;
 
-/// A member news is pushed to directly: up, dialable, not behind a relay.
-pub(super) fn is_push_target(m: &Member) -> bool {
-    !m.state.is_down() && m.relay().is_none() && !m.addrs.is_empty()
-}
-
 /// Ring index of the member an update's push tree hangs from: its origin, or for a relayed
 /// origin its relay, which is the member that pushes a relayed member's news first. None when
 /// neither is on the ring, or when the origin is a newcomer: then the members that get the news
 /// disagree on whether it is on their ring (in a join storm, on most of it), their trees do not
 /// line up, and a random push covers more.
 pub(super) fn tree_root(
-    members: &HashMap<NodeId, Member>,
+    members: &Members,
     ring: &[NodeId],
     newcomers: &[NodeId],
     item: &SignedPacket,
@@ -59,6 +55,7 @@ impl Node {
             .queue
             .push(subject, packet.clone(), self.config.max_queue);
         self.spread.fresh.push(packet);
+        self.spread.fresh_subjects.push(subject);
         let fast = self
             .timers
             .latest()
@@ -79,6 +76,30 @@ impl Node {
         }
         let limit = self.config.retransmit_limit(self.live_count());
         self.spread.queue.take(budget, limit)
+    }
+
+    /// [`Node::take_piggyback`] for a probe or ack to `to`: a member with a limited view gets
+    /// only items about members it may see (and none of its own words, nor admissions).
+    pub(super) fn take_piggyback_for(&mut self, budget: usize, to: NodeId) -> Vec<SignedPacket> {
+        #[cfg(feature = "admission")]
+        if self.is_limited(&to) {
+            if self.spread.queue.is_empty() {
+                return Vec::new();
+            }
+            let limit = self.config.retransmit_limit(self.live_count());
+            let (admitted, members, me) = (&self.admitted, &self.members, self.id);
+            return self
+                .spread
+                .queue
+                .take_where(budget, limit, |subject, packet| {
+                    packet.origin() != to
+                        && packet.kind() != super::admit::ADMISSION_KIND
+                        && super::admit::sees(admitted, members, &me, &to, &subject.member())
+                });
+        }
+        #[cfg(not(feature = "admission"))]
+        let _ = to;
+        self.take_piggyback(budget)
     }
 
     pub(super) fn gossip_round(&mut self, now: Instant) {
@@ -126,15 +147,13 @@ impl Node {
             return;
         }
         let fresh = std::mem::take(&mut self.spread.fresh);
+        let subjects = std::mem::take(&mut self.spread.fresh_subjects);
         if !self.hub.leaves.is_empty() {
+            let for_tabs = subjects.into_iter().zip(fresh.iter().cloned());
             // Tabs do not decode admissions (their server checks them for them).
             #[cfg(feature = "admission")]
-            let for_tabs = fresh
-                .iter()
-                .filter(|p| p.kind() != super::admit::ADMISSION_KIND);
-            #[cfg(not(feature = "admission"))]
-            let for_tabs = fresh.iter();
-            self.hub.pending.extend(for_tabs.cloned());
+            let for_tabs = for_tabs.filter(|(_, p)| p.kind() != super::admit::ADMISSION_KIND);
+            self.hub.pending.extend(for_tabs);
             let excess = self.hub.pending.len().saturating_sub(self.config.max_queue);
             if excess > 0 {
                 self.hub.pending.drain(..excess);
@@ -172,16 +191,8 @@ impl Node {
         source: Option<NodeId>,
     ) {
         let fanout = self.config.push_fanout(self.live_count());
-        // Sorted ids lay out the same ring on every member whose view agrees. The map is a
-        // HashMap, so sorting is the price of that order; it is small next to one signature.
-        let mut ring: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.id != self.id && is_push_target(m))
-            .map(|m| m.id)
-            .collect();
-        ring.push(self.id);
-        crate::sort::unstable(&mut ring);
+        // Sorted ids lay out the same ring on every member whose view agrees.
+        let ring = self.members.push_ring();
         // Found: this node was just added to the ring.
         let me = ring.binary_search(&self.id).unwrap_or_else(|at| at);
         let ring = &ring[..];
@@ -194,9 +205,8 @@ impl Node {
         // Roots in order of first appearance: the batch keeps that order, so the members it
         // reaches pick the same first roots and the same trees.
         let newcomers = std::mem::take(&mut self.spread.newcomers);
-        let root_of = |members: &HashMap<NodeId, Member>, item: &SignedPacket| {
-            tree_root(members, ring, &newcomers, item)
-        };
+        let root_of =
+            |members: &Members, item: &SignedPacket| tree_root(members, ring, &newcomers, item);
         let mut roots = [None::<usize>; 2];
         let mut in_first = 0;
         let (mut more_roots, mut treeless) = (false, false);

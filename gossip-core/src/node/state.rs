@@ -493,6 +493,12 @@ impl Node {
             self.shell.count_drop(DropReason::StateUnknownOwner);
             return false;
         }
+        // An admitted member's own map, relayed or sent by itself: held to its admission as its
+        // updates are (a batch's entries never pass through `apply_and_spread`).
+        if let Err(reason) = self.admission_check_state(now, &owner) {
+            self.shell.count_drop(reason);
+            return false;
+        }
         if batch.from > batch.through {
             self.shell.count_drop(DropReason::StateForged);
             return false;

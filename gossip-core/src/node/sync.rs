@@ -36,6 +36,37 @@ impl Node {
         d
     }
 
+    /// The digest to send `peer`: a member with a limited view (see
+    /// [`crate::admission::ViewScope`]) is not told, even by a digest entry, of members it may
+    /// not see.
+    pub(super) fn digest_for(&self, peer: &NodeId) -> Vec<DigestEntry> {
+        if !self.is_limited(peer) {
+            return self.digest();
+        }
+        let mut d: Vec<DigestEntry> = self
+            .members
+            .values()
+            .filter(|m| self.sees(peer, &m.id))
+            .map(Member::digest)
+            .collect();
+        crate::sort::unstable_by_key(&mut d, |e| e.node);
+        d.truncate(self.config.limits.max_items);
+        d
+    }
+
+    /// Opens a push-pull with `leaf`, a member relayed through this node whose view may have
+    /// widened (its metadata changed under a `Groups` scope): its answer tells what it holds,
+    /// and the close brings it what it now may see and lacks.
+    pub(super) fn open_view_sync(&mut self, now: Instant, leaf: NodeId) {
+        self.opened_sync(now, leaf);
+        let msg = Sync {
+            phase: sync_phase::OPEN,
+            digest: self.digest_for(&leaf),
+            states: Vec::new(),
+        };
+        self.send_to_member(now, leaf, msg.into(), true);
+    }
+
     pub(super) fn own_records(&self) -> Vec<SignedPacket> {
         let me = self.local();
         let mut v = vec![me.alive.clone()];
@@ -60,11 +91,14 @@ impl Node {
         let mut admissions = Vec::new();
         #[cfg(feature = "admission")]
         let to_tab = self.hub.leaves.contains(&peer);
+        // A member with a limited view gets only the records of members it may see.
+        let limited = self.is_limited(&peer);
+        let mut shown = Vec::new();
         let budget = self.config.max_sync_bytes;
         // Members a mint is likely to have made are not handed on (see `withholding`).
         let withholding = self.withholding();
         for id in ids {
-            if withholding && self.unvouched(&id) {
+            if (limited && !self.sees(&peer, &id)) || (withholding && self.unvouched(&id)) {
                 continue;
             }
             let m = &self.members[&id];
@@ -93,6 +127,9 @@ impl Node {
             {
                 admissions.push(a.clone());
             }
+            if limited && id != peer && !records.is_empty() {
+                shown.push(id);
+            }
             for r in records {
                 if size + r.len() + ITEM_OVERHEAD > budget
                     || out.len() >= self.config.limits.max_items
@@ -114,21 +151,28 @@ impl Node {
             size += r.len() + ITEM_OVERHEAD;
             out.push(r);
         }
+        if limited {
+            self.note_shown(&peer, shown);
+        }
         (out, cut)
     }
 
     pub(super) fn push_pull_round(&mut self, now: Instant) {
-        let mut peers = self.random_members(1, |m| m.state == State::Alive);
+        // A relayed member syncs only with members with an address of their own (its relay
+        // tells it everything; another relayed member's view may be limited, see `ViewScope`).
+        let relayed = self.local().relay().is_some();
+        let syncs_with = move |m: &Member| !(relayed && m.relay().is_some());
+        let mut peers = self.random_members(1, |m| m.state == State::Alive && syncs_with(m));
         // Serf-style reconnect: also sync with one member we believe dead, so the two sides of a
         // healed partition find each other (the buried learn it and refute) before reaping.
-        let dead = self.random_members(1, |m| m.state == State::Dead);
+        let dead = self.random_members(1, |m| m.state == State::Dead && syncs_with(m));
         let buried = dead.is_empty();
         peers.extend(dead);
         for peer in peers {
             self.opened_sync(now, peer);
             let msg = Sync {
                 phase: sync_phase::OPEN,
-                digest: self.digest(),
+                digest: self.digest_for(&peer),
                 states: Vec::new(),
             };
             self.send_to_member(now, peer, msg.into(), true);
@@ -143,7 +187,7 @@ impl Node {
             let addr = self.gate.last_seen_at[&id].clone();
             let msg = Sync {
                 phase: sync_phase::OPEN,
-                digest: self.digest(),
+                digest: self.digest_for(&id),
                 states: Vec::new(),
             };
             self.send_to_addr(now, addr, Some(id), msg.into(), true);
@@ -162,7 +206,7 @@ impl Node {
                 let (states, _) = self.delta(&sync.digest, origin);
                 let answer = Sync {
                     phase: sync_phase::ANSWER,
-                    digest: self.digest(),
+                    digest: self.digest_for(&origin),
                     states,
                 };
                 self.reply(now, origin, from, answer.into(), true);
@@ -185,7 +229,7 @@ impl Node {
                     self.opened_sync(now, origin);
                     let again = Sync {
                         phase: sync_phase::OPEN,
-                        digest: self.digest(),
+                        digest: self.digest_for(&origin),
                         states: Vec::new(),
                     };
                     self.reply(now, origin, from, again.into(), true);

@@ -297,6 +297,7 @@ pub fn admission_kinds() -> Vec<(&'static str, Message)> {
             expires: 1_700_000_060_000,
             name: "tab-".into(),
             topics: Some(vec!["chat".into(), "game/*".into()]),
+            state: false,
         }
         .into(),
     )]

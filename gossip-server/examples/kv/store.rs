@@ -92,7 +92,7 @@ async fn view(
 }
 
 /// The live keys and values as `g` sees them, in key order.
-async fn live(g: &Gossip) -> Result<Vec<(String, Vec<u8>)>, Box<dyn std::error::Error>> {
+pub async fn live(g: &Gossip) -> Result<Vec<(String, Vec<u8>)>, Box<dyn std::error::Error>> {
     Ok(view(g)
         .await?
         .into_iter()
@@ -123,12 +123,24 @@ pub fn decode_for_test(bytes: &[u8]) -> Option<()> {
 
 /// Starts `n` nodes on 127.0.0.1 (UDP and TCP on port 0), all joined.
 pub async fn cluster(n: usize) -> Result<Vec<Gossip>, Box<dyn std::error::Error>> {
+    cluster_with(n, None).await
+}
+
+/// As [`cluster`], node 0 admitting WebSocket clients without the cluster key by `admission`
+/// (the page's tabs).
+pub async fn cluster_with(
+    n: usize,
+    admission: Option<gossip_server::Admission>,
+) -> Result<Vec<Gossip>, Box<dyn std::error::Error>> {
     let key = ClusterKey::from_bytes([42; 32]);
     let mut nodes: Vec<Gossip> = Vec::with_capacity(n);
     for i in 0..n {
         let mut config = GossipConfig::new(Config::local().with_name(format!("kv-{i}")))
             .with_key(key.clone())
             .with_bind("127.0.0.1:0".parse()?);
+        if let (0, Some(a)) = (i, admission.clone()) {
+            config = config.with_admission(a);
+        }
         if let Some(first) = nodes.first() {
             config.seeds = vec![
                 first

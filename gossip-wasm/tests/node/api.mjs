@@ -68,6 +68,7 @@ assert.deepEqual(added, [late.id], "an unsubscribed group listener is not called
 assert.equal(onceAdded, 1, "group.once fires once");
 stopJoins();
 await until(() => others().length === 5, "5 members alive");
+const gone = late.id;
 await later.leave();
 await late.leave();
 
@@ -139,5 +140,51 @@ await assert.rejects(
 await new Promise((r) => setImmediate(r));
 assert.equal(unhandled, 0, "no unhandled rejection");
 
+// Quorum requests: one request to several members, one outcome. Every native answers `ping`
+// with its id.
+const ids = natives.map((m) => m.id);
+const all = await node.quorumRequest(ids, { op: "ping" }, { topic: "ctl", quorum: "all", timeoutMs: 30_000 });
+assert.equal(all.reached, true, `all answered: ${JSON.stringify(all.failed)}`);
+assert.equal(all.answered.length, 3);
+assert.deepEqual(all.answered.map((a) => a.from).sort(), [...ids].sort(), "one answer from each");
+for (const a of all.answered) {
+  assert.equal(a.kind, "response");
+  assert.equal(a.value().detail, a.from, "each answer is its member's own");
+}
+assert.deepEqual(all.failed, []);
+assert.deepEqual(all.unanswered, []);
+// The first answer is enough: the others are still outstanding when it is decided.
+const first = await node.quorumRequest(ids, { op: "ping" }, { topic: "ctl", quorum: "first", timeoutMs: 30_000 });
+assert.equal(first.reached, true);
+assert.equal(first.answered.length, 1);
+assert.equal(first.answered.length + first.unanswered.length, 3);
+// A member that left cannot answer: counted as failed at once; "all" is then out of reach,
+// while a majority of the four (3) still answers.
+await until(() => {
+  const m = node.member(gone);
+  return m === undefined || m.state === "left" || m.state === "dead";
+}, "the tab sees the late node gone");
+const withGone = [...ids, gone];
+const impossible = await node.quorumRequest(withGone, { op: "ping" }, { topic: "ctl", quorum: "all", timeoutMs: 30_000 });
+assert.equal(impossible.reached, false);
+assert.deepEqual(impossible.failed, [{ member: gone, reason: "unreachable" }]);
+assert.deepEqual([...impossible.unanswered].sort(), [...ids].sort(), "decided before anyone was asked");
+const majority = await node.quorumRequest(withGone, { op: "ping" }, { topic: "ctl", timeoutMs: 30_000 });
+assert.equal(majority.reached, true, "3 of 4 is a majority");
+assert.equal(majority.answered.length, 3);
+// Silence until the timeout: a topic nobody answers.
+const silent = await node.quorumRequest(ids, "anyone?", { topic: "nobody-answers", quorum: 2, timeoutMs: 500 });
+assert.equal(silent.reached, false);
+// Decided at the second failure: 2 answers out of 3 can no longer arrive.
+assert.equal(silent.failed.length, 2);
+assert.equal(silent.unanswered.length, 1);
+assert.ok(silent.failed.every((f) => f.reason === "timeout"), JSON.stringify(silent.failed));
+// Bad arguments reject with INVALID_ARGUMENT and send nothing.
+await assert.rejects(node.quorumRequest([], "x"), (e) => e.code === "INVALID_ARGUMENT");
+await assert.rejects(node.quorumRequest(ids, "x", { quorum: "most" }), (e) => e.code === "INVALID_ARGUMENT");
+await assert.rejects(node.quorumRequest(ids, "x", { quorum: 0 }), (e) => e.code === "INVALID_ARGUMENT");
+await assert.rejects(node.quorumRequest(["nope"], "x"), (e) => e.code === "INVALID_ARGUMENT");
+
 await node.leave();
-console.log("api.mjs: unsubscribe, once, group off, member replay and abort passed");
+await assert.rejects(node.quorumRequest(ids, "x"), (e) => e.code === "LEFT");
+console.log("api.mjs: unsubscribe, once, group off, member replay, abort and quorum requests passed");

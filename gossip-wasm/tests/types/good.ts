@@ -2,7 +2,7 @@
 // package, as the README shows it. Each `@ts-expect-error` is a mistake the types must catch; an
 // error that no longer happens fails the check too.
 import { GossipNode, Group, Message } from "../../pkg/index.js";
-import type { GossipError, GossipStream, MemberEvent, MemberInfo, Unsubscribe } from "../../pkg/index.js";
+import type { GossipError, GossipStream, MemberEvent, MemberInfo, QuorumOptions, QuorumOutcome, Unsubscribe } from "../../pkg/index.js";
 
 export async function app(key: string): Promise<void> {
   const node: GossipNode = await GossipNode.create({
@@ -91,4 +91,17 @@ export async function app(key: string): Promise<void> {
     const s: string | undefined = value;
     console.log(s);
   });
+}
+
+export async function quorum(node: GossipNode, ids: string[]): Promise<boolean> {
+  const outcome: QuorumOutcome = await node.quorumRequest(ids, { op: "lock" }, { topic: "locks", quorum: "majority", timeoutMs: 2000 });
+  for (const answer of outcome.answered) console.log(answer.from, answer.value<{ granted: boolean }>().granted);
+  for (const f of outcome.failed) console.log(f.member, f.reason === "timeout" || f.reason === "memberDown" || f.reason === "unreachable");
+  const options: QuorumOptions = { quorum: 2 };
+  await node.quorumRequest(ids, "x", options);
+  // @ts-expect-error: a quorum is "first", "majority", "all" or a number
+  await node.quorumRequest(ids, "x", { quorum: "most" });
+  // @ts-expect-error: members are an array of ids
+  await node.quorumRequest(ids[0], "x");
+  return outcome.reached && outcome.unanswered.length === 0;
 }

@@ -1,18 +1,24 @@
 //! A 3-node native cluster for the browser tests of `gossip-wasm`, driven over gossip itself.
 //!
-//! `wasm-cluster <port1,port2,port3> <key hex> <token>` starts three `gossip-server` nodes on
+//! `wasm-cluster <port1,port2,port3> <key hex> <token> [admit]` starts three `gossip-server` nodes on
 //! 127.0.0.1 (WebSocket on the given ports, UDP/TCP on free ones), prints `ready`, and answers
 //! requests on topic `ctl` (MessagePack maps, the encoding `gossip-wasm` sends JSON-able values
-//! in) so a browser test can check what the native side sees. Every node echoes the streams
+//! in) so a browser test can check what the native side sees (members, metadata, replicated
+//! state, key owners) and make the natives act (broadcast, request, write state, die). Every node echoes the streams
 //! opened to it. It stops when stdin closes or after `MAX_LIFETIME`, whichever comes first.
+//!
+//! With `admit`, a client without the token is handed to every node's admission hook, which admits by the
+//! `user` query parameter (see [`admit`]): `tab*` as a `tab-*` member allowed the topic `chat`,
+//! `hostile*` the same at a low rate (the least-privilege test exceeds it), `brief*` for
+//! [`BRIEF_MS`] only; anyone else, and any user the `revoke` op named, is refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gossip_core::{ClusterKey, Config, Event, NodeId, State, typed};
-use gossip_server::{Gossip, GossipConfig};
+use gossip_core::{ClusterKey, Config, Event, Grant, NodeId, State, typed};
+use gossip_server::{Admission, Gossip, GossipConfig};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
@@ -21,6 +27,10 @@ use tokio::sync::Mutex;
 const MAX_LIFETIME: Duration = Duration::from_secs(600);
 /// How long a `ctl` check waits for the cluster to converge.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a `brief*` user's admission lasts.
+const BRIEF_MS: u64 = 3_000;
+/// The rate of a `hostile*` user: frames per second, and burst.
+const HOSTILE_RATE: (u32, u32) = (20, 40);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -41,23 +51,61 @@ struct Reply {
 }
 
 type Nodes = Arc<Mutex<Vec<Gossip>>>;
+/// Users the hook refuses from now on (named by the `revoke` op, or a `brief*` user once admitted).
+type Banned = Arc<std::sync::Mutex<HashSet<String>>>;
+
+/// The admission hook's decision for `user`.
+fn admit(user: Option<&str>, banned: &Banned) -> Result<Grant, String> {
+    let user = user.ok_or("no user")?;
+    let mut banned = banned.lock().map_err(|_| "hook state poisoned")?;
+    if banned.contains(user) {
+        return Err(format!("{user} is banned"));
+    }
+    let tab = Grant::new().with_name_prefix("tab-").with_topics(["chat"]);
+    if user.starts_with("hostile") {
+        Ok(tab.with_rate(HOSTILE_RATE.0, HOSTILE_RATE.1))
+    } else if user.starts_with("brief") {
+        // Once only: a tab that comes back after its admission ended is refused.
+        banned.insert(user.to_owned());
+        Ok(tab.with_lifetime(Duration::from_millis(BRIEF_MS)))
+    } else if user.starts_with("tab") {
+        Ok(tab)
+    } else {
+        Err(format!("unknown user {user}"))
+    }
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [ports, key, token] = args.as_slice() else {
-        return Err("usage: wasm-cluster <port1,port2,port3> <key hex> <token>".into());
+    let (ports, key, token, hook) = match args.as_slice() {
+        [ports, key, token] => (ports, key, token, false),
+        [ports, key, token, admit] if admit == "admit" => (ports, key, token, true),
+        _ => {
+            return Err("usage: wasm-cluster <port1,port2,port3> <key hex> <token> [admit]".into());
+        }
     };
     let key: ClusterKey = key.parse()?;
     let ports: Vec<u16> = ports.split(',').map(str::parse).collect::<Result<_, _>>()?;
     let mut nodes = Vec::new();
     let mut first_tcp: Option<SocketAddr> = None;
+    let banned = Banned::default();
     for (i, port) in ports.iter().enumerate() {
+        let hook_banned = banned.clone();
+        let admission = Admission::new(move |req| {
+            let decision = admit(req.query.get("user").map(String::as_str), &hook_banned);
+            async move { decision }
+        });
         let mut cfg = GossipConfig::new(Config::local().with_name(format!("n{}", i + 1)))
             .with_bind("127.0.0.1:0".parse()?)
             .with_key(key.clone())
             .with_token(token.clone())
             .with_metadata("kind", "native");
+        // Without the hook a client with a wrong token is refused as unauthorized (what the
+        // other browser test checks); with it, the hook decides.
+        if hook {
+            cfg = cfg.with_admission(admission.clone());
+        }
         if let Some(seed) = first_tcp {
             cfg = cfg.with_seed(seed.to_string());
         }
@@ -68,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let shared: Nodes = Arc::new(Mutex::new(nodes.clone()));
     for g in &nodes {
-        tokio::spawn(serve_ctl(g.clone(), shared.clone()));
+        tokio::spawn(serve_ctl(g.clone(), shared.clone(), banned.clone()));
         tokio::spawn(echo_streams(g.clone()));
     }
     // Wait until the natives see each other, so the browser joins a settled cluster.
@@ -125,7 +173,7 @@ where
     }
 }
 
-async fn serve_ctl(g: Gossip, nodes: Nodes) {
+async fn serve_ctl(g: Gossip, nodes: Nodes, banned: Banned) {
     let mut events = g.subscribe();
     loop {
         let event = match events.recv().await {
@@ -145,10 +193,10 @@ async fn serve_ctl(g: Gossip, nodes: Nodes) {
         if topic != "ctl" {
             continue;
         }
-        let (g, nodes) = (g.clone(), nodes.clone());
+        let (g, nodes, banned) = (g.clone(), nodes.clone(), banned.clone());
         tokio::spawn(async move {
             let reply = match typed::from_bytes::<Ctl>(&data) {
-                Ok(ctl) => handle(&g, &nodes, from, ctl).await,
+                Ok(ctl) => handle(&g, &nodes, &banned, from, ctl).await,
                 Err(e) => Reply {
                     ok: false,
                     detail: e.to_string(),
@@ -185,7 +233,64 @@ async fn views(nodes: &Nodes, member: NodeId) -> Vec<(String, BTreeMap<String, V
     out
 }
 
-async fn handle(g: &Gossip, nodes: &Nodes, from: NodeId, ctl: Ctl) -> Reply {
+/// The live native nodes.
+async fn live(nodes: &Nodes) -> Vec<Gossip> {
+    nodes
+        .lock()
+        .await
+        .iter()
+        .filter(|g| !g.is_stopped())
+        .cloned()
+        .collect()
+}
+
+/// What every live native node holds of `key` in `member`'s replicated state.
+async fn state_views(nodes: &Nodes, member: NodeId, key: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for g in live(nodes).await {
+        let v = g.state_get(member, key).await.ok().flatten();
+        out.push(v.map(|v| String::from_utf8_lossy(&v.value).into_owned()));
+    }
+    out
+}
+
+/// Every live node's count of drops for `reason`, as `n1=3,n2=0,...`, and their sum.
+async fn drops(nodes: &Nodes, reason: &str) -> (String, u64) {
+    let mut parts = Vec::new();
+    let mut total = 0u64;
+    for g in live(nodes).await {
+        let n = match g.status().await {
+            Ok(s) => s.counters.drops.get(reason).copied().unwrap_or(0),
+            Err(_) => continue,
+        };
+        total = total.saturating_add(n);
+        parts.push(format!("{}={n}", g.id().short()));
+    }
+    (parts.join(","), total)
+}
+
+/// Whether every live node knows exactly one member named `name`, and it is `id`.
+async fn named(nodes: &Nodes, name: &str, id: NodeId) -> (bool, String) {
+    let mut ok = true;
+    let mut seen = Vec::new();
+    for g in live(nodes).await {
+        let name = name.to_owned();
+        let ids: Vec<NodeId> = g
+            .with_node(move |n, _| {
+                n.members()
+                    .filter(|m| m.name == name)
+                    .map(|m| m.id)
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+        ok &= ids == [id];
+        seen.push(format!("{}: {}", g.id().short(), ids.len()));
+    }
+    (ok, seen.join(","))
+}
+
+async fn handle(g: &Gossip, nodes: &Nodes, banned: &Banned, from: NodeId, ctl: Ctl) -> Reply {
     let member = if ctl.member.is_empty() {
         Ok(from)
     } else {
@@ -280,6 +385,107 @@ async fn handle(g: &Gossip, nodes: &Nodes, from: NodeId, ctl: Ctl) -> Reply {
                 },
             }
         }
+        // At least `value` drops for the reason `key`, summed over the live nodes.
+        "drops" => {
+            let want: u64 = ctl.value.parse().unwrap_or(1);
+            let ok = wait(|| async { drops(nodes, &ctl.key).await.1 >= want }).await;
+            Reply {
+                ok,
+                detail: drops(nodes, &ctl.key).await.0,
+            }
+        }
+        // Every live node knows one member named `key`, and it is `member`.
+        "named" => {
+            let ok = wait(|| async { named(nodes, &ctl.key, member).await.0 }).await;
+            Reply {
+                ok,
+                detail: named(nodes, &ctl.key, member).await.1,
+            }
+        }
+        // Every live node names `member`'s admitting server (the one the `value` node is).
+        "admitted" => {
+            let ok = wait(|| async {
+                let mut all = true;
+                for n in live(nodes).await {
+                    let issuer = n
+                        .with_node(move |x, _| x.admission_of(&member).map(|a| a.0))
+                        .await
+                        .ok()
+                        .flatten();
+                    let expected = ctl.value.parse::<NodeId>().ok();
+                    all &= issuer.is_some() && issuer == expected;
+                }
+                all
+            })
+            .await;
+            Reply {
+                ok,
+                detail: String::new(),
+            }
+        }
+        // The hook refuses the user `key` from now on, and the server that admitted `member`
+        // revokes it.
+        "revoke" => {
+            if let Ok(mut b) = banned.lock() {
+                b.insert(ctl.key.clone());
+            }
+            let mut revoked = false;
+            for n in live(nodes).await {
+                revoked |= n
+                    .revoke(member, "revoked by the test")
+                    .await
+                    .unwrap_or(false);
+            }
+            Reply {
+                ok: revoked,
+                detail: String::new(),
+            }
+        }
+        // Answers with this node's id: what a quorum request from a tab counts.
+        "ping" => Reply {
+            ok: true,
+            detail: g.id().to_string(),
+        },
+        // This node writes `key` = `value` in its own replicated state.
+        "stateSet" => match g.state_set(ctl.key, ctl.value.into_bytes()).await {
+            Ok(v) => Reply {
+                ok: true,
+                detail: v.to_string(),
+            },
+            Err(e) => Reply {
+                ok: false,
+                detail: e.to_string(),
+            },
+        },
+        // Every live native holds `key` = `value` in `member`'s state (`value` empty: no key).
+        "stateSeen" => {
+            let ok = wait(|| async {
+                state_views(nodes, member, &ctl.key)
+                    .await
+                    .iter()
+                    .all(|v| v.as_deref().unwrap_or("") == ctl.value)
+            })
+            .await;
+            Reply {
+                ok,
+                detail: format!("{:?}", state_views(nodes, member, &ctl.key).await),
+            }
+        }
+        // The 3 owners of `key` as this node sees them, comma-separated.
+        "owners" => match g.owners(ctl.key.into_bytes(), 3).await {
+            Ok(ids) => Reply {
+                ok: true,
+                detail: ids
+                    .iter()
+                    .map(NodeId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+            Err(e) => Reply {
+                ok: false,
+                detail: e.to_string(),
+            },
+        },
         other => Reply {
             ok: false,
             detail: format!("unknown op {other}"),

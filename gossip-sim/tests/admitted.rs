@@ -1,0 +1,81 @@
+//! Admitted members by view scope, in the simulator: each scope sees exactly what it should,
+//! and under `None` a tab's traffic does not grow with the number of other tabs.
+
+use gossip_core::Config;
+use gossip_sim::NetConfig;
+use gossip_sim::admitted::{self, Figures, Params, Scope};
+
+fn params(tabs: usize, scope: Scope, seed: u64) -> Params {
+    Params {
+        servers: 5,
+        tabs,
+        scope,
+        room_size: 10,
+        measure_ms: 20_000,
+        join_max_ms: 60_000,
+        seed,
+        config: Config::lan(),
+        net: NetConfig::default(),
+    }
+}
+
+fn run(tabs: usize, scope: Scope, seed: u64) -> Figures {
+    let p = params(tabs, scope, seed);
+    let (sim, tab_ids, f) = admitted::run(&p);
+    let wrong = admitted::mismatches(&sim, &p, &tab_ids);
+    assert!(
+        f.join_ms.is_some() && f.views_exact,
+        "seed {seed}: {tabs} tabs, scope {}: views not exact ({f:?}); (tab, extra, missing): {:?}",
+        scope.name(),
+        &wrong[..wrong.len().min(10)]
+    );
+    f
+}
+
+#[test]
+fn each_scope_sees_exactly_what_it_should() {
+    for scope in [Scope::All, Scope::Groups, Scope::None] {
+        let f = run(60, scope, 1);
+        // 5 servers, and itself, and: every tab / its room of 10 / nobody else.
+        let view = match scope {
+            Scope::All => 65.0,
+            Scope::Groups => 15.0,
+            Scope::None => 6.0,
+        };
+        assert_eq!(f.mean_view, view, "scope {}", scope.name());
+    }
+}
+
+#[test]
+fn a_tab_with_scope_none_costs_the_same_however_many_tabs_there_are() {
+    let few = run(100, Scope::None, 2);
+    let many = run(400, Scope::None, 2);
+    // Flat: within 15% (probe timing differs between runs), where `All` grows about 4x.
+    let flat = |a: f64, b: f64| b <= a * 1.15 && a <= b * 1.15;
+    assert!(
+        flat(few.tab_recv_bytes_per_s, many.tab_recv_bytes_per_s),
+        "received per tab: {:.1} B/s with 100 tabs, {:.1} B/s with 400",
+        few.tab_recv_bytes_per_s,
+        many.tab_recv_bytes_per_s
+    );
+    assert!(
+        flat(few.tab_sent_bytes_per_s, many.tab_sent_bytes_per_s),
+        "sent per tab: {:.1} B/s with 100 tabs, {:.1} B/s with 400",
+        few.tab_sent_bytes_per_s,
+        many.tab_sent_bytes_per_s
+    );
+    assert!(
+        flat(few.join_bytes_per_tab, many.join_bytes_per_tab),
+        "join per tab: {:.0} B with 100 tabs, {:.0} B with 400",
+        few.join_bytes_per_tab,
+        many.join_bytes_per_tab
+    );
+    // The contrast: a tab that sees every tab pays for each of them.
+    let all = run(400, Scope::All, 2);
+    assert!(
+        all.join_bytes_per_tab > 10.0 * many.join_bytes_per_tab,
+        "join per tab: {:.0} B seeing all, {:.0} B seeing none",
+        all.join_bytes_per_tab,
+        many.join_bytes_per_tab
+    );
+}

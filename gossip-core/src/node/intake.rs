@@ -616,6 +616,28 @@ mod tests {
         assert!(pool.count.is_empty() && pool.order.is_empty());
         assert_eq!(pool.evict(holder, |_| false), None);
     }
+
+    #[test]
+    fn withheld_news_is_remembered_only_for_counted_members_until_they_leave() {
+        let mut pool = Pool::default();
+        for n in 10..20 {
+            pool.enter(id(n), None);
+        }
+        // Only counted members are remembered: the set is never larger than the pool, which
+        // the member table bounds.
+        pool.withhold(id(99));
+        pool.withhold(id(10));
+        pool.withhold(id(11));
+        pool.withhold(id(11));
+        assert_eq!(pool.withheld.len(), 2);
+        // Answering: its news is to be passed on now, once.
+        assert!(pool.leave(&id(11)));
+        assert!(!pool.leave(&id(11)));
+        // Evicted (forgotten before answering): its news goes with it.
+        assert_eq!(pool.evict(None, |_| false), Some(id(10)));
+        assert!(pool.withheld.is_empty());
+        assert!(!pool.leave(&id(12)));
+    }
 }
 
 impl Node {

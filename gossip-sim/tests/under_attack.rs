@@ -67,6 +67,8 @@ struct Figures {
     /// Running members that did not know the killed one when it died.
     unaware: usize,
     members_max: usize,
+    /// Alive records the honest members kept to themselves (`Stats::news_withheld`), in all.
+    withheld: u64,
 }
 
 /// Runs `ms` of virtual time with the attack ticking (if any), until `done`; the ms it took.
@@ -171,6 +173,10 @@ fn scenario(config: &Config, seed: u64, attack: Option<Attack>) -> Figures {
         detect_ms,
         unaware,
         members_max,
+        withheld: honest(&sim)
+            .iter()
+            .map(|&i| sim.nodes[i].node.stats().news_withheld)
+            .sum(),
     }
 }
 
@@ -196,7 +202,8 @@ fn check_one(attack: Attack, preset: &str, config: &Config, seed: u64) {
         "{}, {preset}, seed {seed}: join {:?} ms (without the attack {:?}, bound {join_bound}), \
          crash detected by the first in {:?} ms and by all in {:?} ms (without {:?} and {:?}, \
          bound {detect_bound}), members unaware of the killed one {} (without {}), most members \
-         held {} (without {}); pairs not alive at the join bound (observer, subject, view): {:?}",
+         held {} (without {}), news withheld {} (without {}); pairs not alive at the join bound \
+         (observer, subject, view): {:?}",
         attack.name(),
         loud.join_ms,
         quiet.join_ms,
@@ -208,6 +215,8 @@ fn check_one(attack: Attack, preset: &str, config: &Config, seed: u64) {
         quiet.unaware,
         loud.members_max,
         quiet.members_max,
+        loud.withheld,
+        quiet.withheld,
         loud.join_missing
     );
     eprintln!("{report}");
@@ -215,6 +224,8 @@ fn check_one(attack: Attack, preset: &str, config: &Config, seed: u64) {
     assert!(within(quiet.join_ms, join_bound), "{report}");
     assert!(within(quiet.detect_ms, detect_bound), "{report}");
     assert_eq!(quiet.unaware, 0, "{report}");
+    // Without the attack nobody has evidence of a mint.
+    assert_eq!(quiet.withheld, 0, "{report}");
     assert!(within(loud.first_ms, detect_bound), "{report}");
     assert!(within(loud.join_ms, join_bound), "{report}");
     if attack == Attack::MintedIdentities {

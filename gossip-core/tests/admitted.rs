@@ -79,8 +79,13 @@ fn handshake_of(server: usize, tab: usize) -> ClusterKey {
 
 impl Net {
     fn new(grant: Grant) -> Net {
+        Net::with_config(grant, Config::local())
+    }
+
+    /// [`Net::new`] with every node on `base` (named as usual).
+    fn with_config(grant: Grant, base: Config) -> Net {
         let now = Instant::from_micros(0);
-        let config = |name: &str| Config::local().with_name(name);
+        let config = |name: &str| base.clone().with_name(name);
         let full = |i: usize, name: &str| {
             Node::new(
                 config(name),
@@ -987,4 +992,138 @@ fn an_admitted_member_granted_state_writes_its_own_keys_and_every_member_checks_
         net.nodes[S].stats().drops
     );
     assert_eq!(net.nodes[S].state_get(&net.ids[M], "cart"), None);
+}
+
+/// `message` signed by `P` with an id its own node never uses (as [`say_as_p_once`]) and sealed
+/// with its link key: the inner frame of a relay `P` asks `S` to carry.
+fn p_sealed_once(net: &Net, message: Message, n: u16) -> Vec<u8> {
+    let codec = Codec::new(
+        identity(P),
+        Keyring::new(handshake()),
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    let packet = codec
+        .sign(Timestamp::new(net.wall(), 0xF000 + n), &message)
+        .unwrap();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed([n as u8; 32]);
+    codec.seal(&mut rng, 0, &packet).unwrap()
+}
+
+#[test]
+fn a_relayed_state_sync_carrying_a_map_its_grant_forbids_stops_at_the_server() {
+    // A browser build checks no admission (it trusts its server), so a tab's map must not reach
+    // another tab in a state sync the server relays: what P's own node sends when a tab opens a
+    // state sync with it, carrying its endpoint registration.
+    let mut net = Net::new(tab_grant());
+    net.run(3_000);
+    let (p, q) = (net.ids[P], net.ids[Q]);
+    let sync = p_state_sync(&net, vec![p_entry(&net, 1, "endpoint/orders", b"")]);
+    let relay = Relay {
+        to: q,
+        frame: p_sealed_once(&net, sync, 5).into(),
+    };
+    let q_before = net.drops(Q, DropReason::Forbidden);
+    assert_eq!(say_as_p_once(&mut net, relay.into(), 6), 1, "S refuses it");
+    net.run(1_000);
+    // Q (built with the admission checks here) would refuse it too, and count it: it never came.
+    assert_eq!(
+        net.drops(Q, DropReason::Forbidden),
+        q_before,
+        "nothing reached Q"
+    );
+    assert_eq!(net.nodes[Q].state_get(&p, "endpoint/orders"), None);
+
+    // With the grant, the same relay is carried and Q takes the registration in.
+    let mut net = Net::new(tab_grant().with_state(true));
+    net.run(3_000);
+    let (p, q) = (net.ids[P], net.ids[Q]);
+    let sync = p_state_sync(&net, vec![p_entry(&net, 1, "endpoint/orders", b"")]);
+    let relay = Relay {
+        to: q,
+        frame: p_sealed_once(&net, sync, 7).into(),
+    };
+    assert_eq!(say_as_p_once(&mut net, relay.into(), 8), 0);
+    net.run(1_000);
+    assert!(net.nodes[Q].state_get(&p, "endpoint/orders").is_some());
+}
+
+/// Alive records of `n` identities nobody has heard of (a key holder's mint), each self-signed.
+fn minted(n: usize, from: u8) -> Vec<gossip_core::SignedPacket> {
+    (0..n)
+        .map(|k| {
+            let who = Identity::from_secret_bytes([from.wrapping_add(k as u8); 32]);
+            let alive = Alive {
+                incarnation: 1,
+                addrs: vec![udp(100 + k as u8)],
+                name: format!("mint-{from}-{k}"),
+            };
+            signed_at(&who, alive.into(), WALL_MS, 1)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tab_takes_all_its_server_delivers_but_caps_any_other_sender() {
+    let mut config = Config::local();
+    config.max_new_members_per_sender = 4;
+    config.max_new_members_per_frame = 6;
+    let mut net = Net::with_config(tab_grant(), config);
+    net.run(3_000);
+    assert_eq!(net.state(P, S), Some(State::Alive));
+    let known = |net: &Net| net.nodes[P].members().count();
+    let before = known(&net);
+
+    // M, a full member but not P's server, pushes 20 members at P through S's relay (the only
+    // way to reach a relayed member): the frame reaches P resealed with its link key, still
+    // signed by M, and P holds M to the caps (per frame, then per sender and window).
+    let refused_before = net.drops(P, DropReason::TooManyMembers);
+    for batch in minted(20, 100).chunks(10) {
+        let inner = sealed(
+            &identity(M),
+            gossip_core::message::Gossip {
+                items: batch.to_vec(),
+            }
+            .into(),
+            Keyring::new(cluster_key()),
+            net.now,
+        );
+        let relay = Relay {
+            to: net.ids[P],
+            frame: inner.into(),
+        };
+        let outer = sealed(
+            &identity(M),
+            relay.into(),
+            Keyring::new(cluster_key()),
+            net.now,
+        );
+        let _ = net.nodes[S].handle_packet(net.now, udp(M as u8 + 1), &outer);
+        net.deliver();
+    }
+    assert_eq!(
+        known(&net),
+        before + 4,
+        "M introduced only its per-sender share"
+    );
+    assert_eq!(
+        net.drops(P, DropReason::TooManyMembers) - refused_before,
+        16
+    );
+
+    // The same kind of news from P's own server, S (as its hub delivers it), is all taken: S
+    // decides P's view and capped its own intake already.
+    let refused_before = net.drops(P, DropReason::TooManyMembers);
+    let frame = sealed(
+        &identity(S),
+        gossip_core::message::Gossip {
+            items: minted(20, 200),
+        }
+        .into(),
+        Keyring::new(handshake()),
+        net.now,
+    );
+    let _ = net.nodes[P].handle_packet(net.now, s_url(), &frame);
+    assert_eq!(known(&net), before + 4 + 20);
+    assert_eq!(net.drops(P, DropReason::TooManyMembers), refused_before);
 }

@@ -11,7 +11,7 @@
 //! for `measure_ms`: bytes each tab receives and sends, and each server sends and receives, per
 //! virtual second.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use gossip_core::groups::GroupSpec;
 use gossip_core::{Config, Grant, NodeId, State, ViewScope};
@@ -85,6 +85,11 @@ pub struct Figures {
     pub views_exact: bool,
     /// Members a tab holds, mean over tabs (itself included).
     pub mean_view: f64,
+    /// Inputs the tabs dropped by the end, summed over tabs, by reason (`DropReason::as_str`):
+    /// why a view falls short.
+    pub tab_drops: BTreeMap<&'static str, u64>,
+    /// Inputs the servers dropped by the end, summed over servers, by reason.
+    pub server_drops: BTreeMap<&'static str, u64>,
 }
 
 /// The room of tab number `k` (0-based among the tabs).
@@ -187,6 +192,17 @@ pub fn mismatches(sim: &Sim, p: &Params, tabs: &[usize]) -> Vec<(usize, Vec<usiz
     out
 }
 
+/// Drops at `nodes`, summed by reason.
+fn drops(sim: &Sim, nodes: impl Iterator<Item = usize>) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    for i in nodes {
+        for (reason, n) in &sim.nodes[i].node.stats().drops {
+            *out.entry(reason.as_str()).or_insert(0) += n;
+        }
+    }
+    out
+}
+
 fn sums(sim: &Sim, nodes: impl Iterator<Item = usize> + Clone) -> (u64, u64) {
     let sent = nodes.clone().map(|i| sim.nodes[i].sent_bytes).sum();
     let recv = nodes.map(|i| sim.nodes[i].recv_bytes).sum();
@@ -249,6 +265,8 @@ pub fn run(p: &Params) -> (Sim, Vec<usize>, Figures) {
         server_recv_bytes_per_s: per(server_recv2 - server_recv1, p.servers) / secs,
         views_exact: views_exact(&sim, p, &tabs),
         mean_view,
+        tab_drops: drops(&sim, t()),
+        server_drops: drops(&sim, servers),
     };
     (sim, tabs, figures)
 }

@@ -67,6 +67,8 @@ pub fn run(
             json!(round(f.server_recv_bytes_per_s)),
         ),
         ("measure_ms", json!(p.measure_ms)),
+        ("tab_drops", json!(f.tab_drops)),
+        ("server_drops", json!(f.server_drops)),
     ] {
         o.extra.insert(k.into(), v);
     }

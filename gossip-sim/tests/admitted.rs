@@ -79,3 +79,35 @@ fn a_tab_with_scope_none_costs_the_same_however_many_tabs_there_are() {
         many.join_bytes_per_tab
     );
 }
+
+/// A tab learns every member from one sender, its own server: the per-sender intake cap
+/// (`Config::max_new_members_per_sender`) must not throttle what that server delivers, or a
+/// tab under `All` never holds more than the cap's worth of members per window (the 2,000-tab
+/// run of issue 14 ended with 1,355 of 2,005). Here the cap is lowered to 16 per window, far
+/// below the 64 other members each tab must hold.
+#[test]
+fn a_tab_takes_every_member_its_server_delivers_past_the_per_sender_cap() {
+    let mut p = params(60, Scope::All, 3);
+    p.config.max_new_members_per_sender = 16;
+    p.join_max_ms = 20_000;
+    p.measure_ms = 5_000;
+    let (sim, tab_ids, f) = admitted::run(&p);
+    let wrong = admitted::mismatches(&sim, &p, &tab_ids);
+    let refused: u64 = tab_ids
+        .iter()
+        .map(|&t| {
+            let drops = &sim.nodes[t].node.stats().drops;
+            drops
+                .get(&gossip_core::DropReason::TooManyMembers)
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        f.join_ms.is_some() && f.views_exact,
+        "views not exact ({f:?}); members refused at tabs: {refused}; (tab, extra, missing): {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
+    assert_eq!(f.mean_view, 65.0);
+    assert_eq!(refused, 0, "tabs refused members their server delivered");
+}

@@ -248,4 +248,70 @@ if (typeof watchRaw === "function") {
   };
 }
 
+// The full flavour's named endpoints (the `endpoints` cargo feature). A request by name is the
+// core's: the .wasm sends it to the picked holders and hands back one pending answer each,
+// gathered here into `{ from, ok }` or `{ from, error }`.
+const requestEndpointRaw = GossipNode.prototype.requestEndpointRaw;
+if (typeof requestEndpointRaw === "function") {
+  GossipNode.prototype.requestEndpoint = function requestEndpoint(name, data, options) {
+    let pending;
+    try {
+      // Throws for a bad name, data or option, NO_HOLDER, TOO_MANY_REQUESTS: nothing was sent.
+      pending = requestEndpointRaw.call(this, name, data, options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Promise.all(
+      pending.map(([from, answer]) =>
+        answer.then(
+          (message) => {
+            const ok = message.data;
+            message.free();
+            return { from, ok };
+          },
+          (error) => ({ from, error }),
+        ),
+      ),
+    );
+  };
+
+  // The holders now, then each change: a state watch of the name's registration key (the
+  // core's `endpoint/` + name, docs/ENDPOINTS.md) says when to look again (a registration or
+  // unregister of this name, a member's state dropped), membership events too (a holder that
+  // dies, leaves or becomes known), and the set is read back from the node each time, so the
+  // listener sees what `resolve` gives. In JavaScript, not the .wasm: it needs nothing new there.
+  GossipNode.prototype.watchEndpoint = function watchEndpoint(name, listener) {
+    if (typeof listener !== "function") throw invalidArgument("listener", "must be a function");
+    const ids = () => this.resolve(name).map((h) => h.id);
+    // Throws for a bad name (the core's check) before anything is watched.
+    let last = ids();
+    const key = `endpoint/${name}`;
+    const watch = watchRaw.call(this, key);
+    let open = true;
+    const check = () => {
+      if (!open) return;
+      const now = ids();
+      if (now.length === last.length && now.every((id, i) => id === last[i])) return;
+      last = now;
+      call(listener, now);
+    };
+    const offs = [
+      this.on("state", (change) => {
+        if (change.key === key) check();
+      }),
+      this.on("stateCleared", check),
+      this.on("memberJoined", check),
+      this.on("memberDead", check),
+      this.on("memberLeft", check),
+    ];
+    call(listener, last);
+    return () => {
+      if (!open) return;
+      open = false;
+      for (const off of offs) off();
+      unwatchRaw.call(this, watch);
+    };
+  };
+}
+
 export { GossipNode, GossipStream, Group, Message } from "./web/gossip_wasm.js";

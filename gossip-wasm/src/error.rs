@@ -51,6 +51,10 @@ pub enum UsageError {
     /// delivered after the driver released the node; reported instead of panicking).
     #[error("the node is busy (re-entrant call)")]
     Busy,
+    /// Policy `"all"` was given for something that goes to one member (a stream by name).
+    #[cfg(feature = "endpoints")]
+    #[error("policy \"all\" picks several holders; a stream goes to one")]
+    NotOne,
 }
 
 /// The node could not join the cluster through a server. The connection was closed.
@@ -164,6 +168,17 @@ pub enum ClusterError {
     /// member, cluster bytes, watches). Nothing was written.
     #[error("{0}")]
     StateLimit(String),
+    /// No live member other than this node holds the endpoint name.
+    #[cfg(feature = "endpoints")]
+    #[error("no live holder of endpoint {0:?}")]
+    NoHolder(String),
+    /// This node already holds as many endpoint names as it may.
+    #[cfg(feature = "endpoints")]
+    #[error("this node already holds {max} endpoint names")]
+    TooManyNames {
+        /// The limit.
+        max: usize,
+    },
     /// The core refused the command for another reason.
     #[error("{0}")]
     Refused(String),
@@ -179,6 +194,8 @@ impl GossipError {
                 UsageError::Encode(_) => "ENCODE",
                 UsageError::Decode(_) => "DECODE",
                 UsageError::Busy => "BUSY",
+                #[cfg(feature = "endpoints")]
+                UsageError::NotOne => "NOT_ONE",
             },
             GossipError::Join(e) => e.code(),
             GossipError::Cluster(e) => match e {
@@ -192,6 +209,10 @@ impl GossipError {
                 ClusterError::TooManyStreams => "TOO_MANY_STREAMS",
                 ClusterError::TooManyGroups => "TOO_MANY_GROUPS",
                 ClusterError::StateLimit(_) => "STATE_LIMIT",
+                #[cfg(feature = "endpoints")]
+                ClusterError::NoHolder(_) => "NO_HOLDER",
+                #[cfg(feature = "endpoints")]
+                ClusterError::TooManyNames { .. } => "TOO_MANY_NAMES",
                 ClusterError::Refused(_) => "REFUSED",
             },
         }
@@ -344,6 +365,27 @@ impl From<gossip_core::state::StateError> for GossipError {
     }
 }
 
+#[cfg(feature = "endpoints")]
+impl From<gossip_core::endpoints::EndpointError> for GossipError {
+    fn from(e: gossip_core::endpoints::EndpointError) -> Self {
+        use gossip_core::endpoints::EndpointError;
+        match e {
+            // A name the core's `check_name` refuses (empty, too long, other characters).
+            EndpointError::Name(n) => UsageError::InvalidArgument {
+                argument: "name",
+                reason: n.to_string(),
+            }
+            .into(),
+            EndpointError::TooManyNames { max } => ClusterError::TooManyNames { max }.into(),
+            EndpointError::State(s) => s.into(),
+            EndpointError::NoHolder(name) => ClusterError::NoHolder(name).into(),
+            EndpointError::NotOne => UsageError::NotOne.into(),
+            EndpointError::Command(c) => c.into(),
+            other => ClusterError::Refused(other.to_string()).into(),
+        }
+    }
+}
+
 impl From<GroupError> for GossipError {
     fn from(e: GroupError) -> Self {
         match e {
@@ -435,6 +477,35 @@ mod tests {
             ["UNAUTHORIZED", "PROTOCOL", "CONNECT"]
         );
         assert_eq!(JoinError::all_failed(Vec::new()).code(), "CONNECT");
+    }
+
+    #[cfg(feature = "endpoints")]
+    #[test]
+    fn endpoint_refusals_have_their_own_codes() {
+        use gossip_core::endpoints::{EndpointError, NameError};
+        use gossip_core::state::StateError;
+        let bad = GossipError::from(EndpointError::Name(NameError::BadChar(' ')));
+        assert_eq!(bad.code(), "INVALID_ARGUMENT");
+        assert!(bad.to_string().contains("`name`"), "{bad}");
+        let long = GossipError::from(EndpointError::Name(NameError::TooLong { len: 65, max: 64 }));
+        assert_eq!(long.code(), "INVALID_ARGUMENT");
+        assert!(long.to_string().contains("65"), "{long}");
+        let none = GossipError::from(EndpointError::NoHolder("orders".into()));
+        assert_eq!(none.code(), "NO_HOLDER");
+        assert!(none.to_string().contains("orders"), "{none}");
+        assert_eq!(GossipError::from(EndpointError::NotOne).code(), "NOT_ONE");
+        assert_eq!(
+            GossipError::from(EndpointError::TooManyNames { max: 64 }).code(),
+            "TOO_MANY_NAMES"
+        );
+        assert_eq!(
+            GossipError::from(EndpointError::State(StateError::Left)).code(),
+            "LEFT"
+        );
+        assert_eq!(
+            GossipError::from(EndpointError::Command(CommandError::TooManyRequests)).code(),
+            "TOO_MANY_REQUESTS"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Cluster services from JavaScript: quorum requests (always), the replicated per-key state
-//! (cargo feature `state`) and key ownership (cargo feature `ownership`).
+//! (cargo feature `state`), key ownership (cargo feature `ownership`) and named endpoints (cargo
+//! feature `endpoints`).
 //!
-//! The state and ownership code of the core is about 39 KB gzipped, more than the default
-//! package's budget leaves, so those two are built only into the larger `pkg-full/` flavour
-//! (`cargo xtask wasm --full`); the default package has quorum requests only (docs/STATE.md,
-//! "From JavaScript").
+//! The state and ownership code of the core is about 39 KB gzipped and endpoints about 9 KB more,
+//! more than the default package's budget leaves, so those are built only into the larger
+//! `pkg-full/` flavour (`cargo xtask wasm --full`); the default package has quorum requests only
+//! (docs/STATE.md and docs/ENDPOINTS.md, "From JavaScript").
 
 use gossip_core::{FailReason, NodeId, Quorum, QuorumOutcome};
 use js_sys::{Array, Object, Promise};
@@ -373,6 +374,213 @@ mod ownership {
                 .map(|id| JsValue::from(id.to_string()))
                 .collect::<Array>()
                 .unchecked_into())
+        }
+    }
+}
+
+#[cfg(feature = "endpoints")]
+mod endpoints {
+    use gossip_core::endpoints::{EndpointError, Holder, Policy};
+    use js_sys::{Array, JsString, Object, Promise};
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen::{JsCast, JsValue};
+
+    use super::{JsResult, invalid};
+    use crate::api::{GossipNode, StreamPromise};
+    use crate::driver::Deferred;
+    use crate::error::GossipError;
+    use crate::js::{self, to_js_error};
+
+    #[wasm_bindgen(typescript_custom_section)]
+    const TS_ENDPOINT_TYPES: &'static str = include_str!("types-endpoints.d.ts");
+
+    #[wasm_bindgen]
+    extern "C" {
+        /// The live holders of a name.
+        #[wasm_bindgen(typescript_type = "EndpointHolder[]")]
+        pub type EndpointHolders;
+        /// Every held name with its number of holders.
+        #[wasm_bindgen(typescript_type = "EndpointName[]")]
+        pub type EndpointNames;
+        /// `openStreamToEndpoint()` options.
+        #[wasm_bindgen(typescript_type = "EndpointStreamOptions")]
+        pub type EndpointStreamOptions;
+    }
+
+    /// Longest name copied out of JavaScript, in UTF-16 units. Far above what the core's
+    /// `check_name` accepts (64 bytes by default), which then decides; checked first so that a
+    /// caller's huge string is refused without being copied into the module's memory.
+    const MAX_NAME_UNITS: u32 = 1_024;
+
+    fn err(e: EndpointError) -> JsValue {
+        to_js_error(&GossipError::from(e))
+    }
+
+    /// A name from JavaScript: a string of bounded length (the core checks the rest).
+    fn name_of(v: &JsValue) -> JsResult<String> {
+        let s = v
+            .dyn_ref::<JsString>()
+            .ok_or_else(|| invalid("name", "must be a string"))?;
+        if s.length() > MAX_NAME_UNITS {
+            return Err(invalid("name", "longer than 1024 characters"));
+        }
+        Ok(String::from(s))
+    }
+
+    /// `options.policy`: `"any"` (the default), `"nearest"` or `"all"`.
+    fn policy_of(options: &JsValue) -> JsResult<Policy> {
+        let p = js::get(options, "policy");
+        if p.is_undefined() {
+            return Ok(Policy::Any);
+        }
+        match p.as_string().as_deref() {
+            Some("any") => Ok(Policy::Any),
+            Some("nearest") => Ok(Policy::Nearest),
+            Some("all") => Ok(Policy::All),
+            _ => Err(invalid(
+                "options.policy",
+                "expected \"any\", \"nearest\" or \"all\"",
+            )),
+        }
+    }
+
+    /// `{ id, state, rttMicros }`.
+    fn holder_js(h: Holder) -> JsValue {
+        let o = Object::new();
+        js::set(&o, "id", &h.id.to_string().into());
+        js::set(&o, "state", &h.state.as_str().into());
+        js::set(
+            &o,
+            "rttMicros",
+            &h.rtt_micros.map_or(JsValue::NULL, |us| (us as f64).into()),
+        );
+        o.into()
+    }
+
+    #[wasm_bindgen]
+    impl GossipNode {
+        /// Holds `name` (1 to 64 ASCII letters, digits and `-_.:/`): every member resolves it
+        /// to this node within a few gossip rounds, until `unregisterEndpoint`, this node's
+        /// death or its leave. `false` if it already held it. Requests by name arrive as
+        /// `request` events whose topic is the name; streams by name as `stream` events.
+        #[wasm_bindgen(js_name = registerEndpoint)]
+        pub fn register_endpoint(
+            &self,
+            #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+        ) -> JsResult<bool> {
+            let name = name_of(&name)?;
+            self.run(|s, _| {
+                let now = s.now();
+                s.node.endpoint_register(now, &name)
+            })?
+            .map_err(err)
+        }
+
+        /// Stops holding `name`; `false` if this node did not hold it.
+        #[wasm_bindgen(js_name = unregisterEndpoint)]
+        pub fn unregister_endpoint(
+            &self,
+            #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+        ) -> JsResult<bool> {
+            let name = name_of(&name)?;
+            self.run(|s, _| {
+                let now = s.now();
+                s.node.endpoint_unregister(now, &name)
+            })?
+            .map_err(err)
+        }
+
+        /// The live holders of `name` as this node sees them (itself included if it holds
+        /// it), in id order.
+        pub fn resolve(
+            &self,
+            #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+        ) -> JsResult<EndpointHolders> {
+            let name = name_of(&name)?;
+            let s = self.state()?;
+            Ok(s.node
+                .endpoint_holders(&name)
+                .map_err(err)?
+                .into_iter()
+                .map(holder_js)
+                .collect::<Array>()
+                .unchecked_into())
+        }
+
+        /// Every name a live member holds, with its number of holders, in name order.
+        pub fn endpoints(&self) -> JsResult<EndpointNames> {
+            let s = self.state()?;
+            Ok(s.node
+                .endpoint_names()
+                .into_iter()
+                .map(|(name, n)| {
+                    let o = Object::new();
+                    js::set(&o, "name", &name.into());
+                    js::set(&o, "holders", &(n as f64).into());
+                    JsValue::from(o)
+                })
+                .collect::<Array>()
+                .unchecked_into())
+        }
+
+        /// Sends one request by name (the core's `endpoint_request`: topic the name, the
+        /// request limits) and returns `[holderId, Promise<Message>]` pairs.
+        /// `requestEndpoint(name, data, options)` in the package gathers them.
+        #[wasm_bindgen(js_name = requestEndpointRaw, skip_typescript)]
+        pub fn request_endpoint_raw(
+            &self,
+            name: JsValue,
+            data: JsValue,
+            options: JsValue,
+        ) -> JsResult<Array> {
+            let name = name_of(&name)?;
+            let bytes = js::data_to_bytes(&data).map_err(|e| to_js_error(&e))?;
+            let policy = policy_of(&options)?;
+            let timeout_ms = crate::api::timeout_of(&options)?;
+            self.run(|s, _| {
+                let now = s.now();
+                let sent = s
+                    .node
+                    .endpoint_request(now, &name, policy, bytes, timeout_ms)?;
+                let pending = Array::new();
+                for (to, id) in sent {
+                    // Tracked before the node is drained: a request that fails at once settles
+                    // its promise like any other.
+                    let (promise, done) = Deferred::new();
+                    s.track_request(id, done);
+                    pending.push(&Array::of2(&to.to_string().into(), &promise));
+                }
+                Ok::<_, EndpointError>(pending)
+            })?
+            .map_err(err)
+        }
+
+        /// Opens a byte stream to the holder of `name` picked by `options.policy` (`"any"`, the
+        /// default, or `"nearest"`; `"all"` is refused with `NOT_ONE`); resolves once it
+        /// accepted.
+        #[wasm_bindgen(js_name = openStreamToEndpoint)]
+        pub fn open_stream_to_endpoint(
+            &self,
+            #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+            options: Option<EndpointStreamOptions>,
+        ) -> StreamPromise {
+            let attempt = || -> JsResult<Promise> {
+                let name = name_of(&name)?;
+                let policy =
+                    policy_of(options.as_ref().map_or(&JsValue::UNDEFINED, |o| o.as_ref()))?;
+                let (promise, done) = Deferred::new();
+                self.run(|s, _| {
+                    let now = s.now();
+                    let (_, key) = s.node.endpoint_open_stream(now, &name, policy)?;
+                    s.track_open(key, done);
+                    Ok::<_, EndpointError>(())
+                })?
+                .map_err(err)?;
+                Ok(promise)
+            };
+            attempt()
+                .unwrap_or_else(|e| Promise::reject(&e))
+                .unchecked_into()
         }
     }
 }

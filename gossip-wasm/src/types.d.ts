@@ -125,6 +125,8 @@ export interface GossipError extends Error {
     | "PROTOCOL" | "CONNECT"
     | "UNKNOWN_MEMBER" | "TIMEOUT" | "MEMBER_DOWN" | "TOO_MANY_REQUESTS" | "METADATA_TOO_LARGE" | "LEFT"
     | "STREAM_CLOSED" | "TOO_MANY_STREAMS" | "TOO_MANY_GROUPS" | "REFUSED"
+    /** The full flavour (`gossip-wasm-full`): a replicated-state limit; no other live holder of an endpoint name; policy "all" for a stream; too many names held. */
+    | "STATE_LIMIT" | "NO_HOLDER" | "NOT_ONE" | "TOO_MANY_NAMES"
     /** A request whose `signal` was aborted. */
     | "ABORTED"
     /** Node.js without a global WebSocket and without the `ws` package. */

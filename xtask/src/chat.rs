@@ -5,16 +5,10 @@
 //! wasm` rebuilds it). The end-to-end test also installs, only when missing, Chromium (apt) and
 //! its Node dependencies (npm, pinned by `examples/chat/e2e/package-lock.json`).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Result;
-use crate::demo::{build_wasm_package, ensure_chromium, ensure_node, root, run_in, target_dir};
-
-/// The example's folder.
-fn example_dir() -> PathBuf {
-    root().join("gossip-server/examples/chat")
-}
+use crate::demo::{build_wasm_package, root};
 
 /// Builds the wasm package unless `gossip-wasm/pkg` already holds one.
 fn ensure_package() -> Result {
@@ -82,57 +76,17 @@ pub fn chat(args: &[String]) -> Result {
 /// failure). `build_package`: build the wasm package when it is missing (`cargo xtask test` has
 /// just built it).
 pub fn e2e(build_package: bool) -> Result {
-    ensure_chromium()?;
-    ensure_node()?;
-    let dir = example_dir().join("e2e");
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    crate::e2e::E2e {
+        dir: "gossip-server/examples/chat/e2e",
+        script: "chat.mjs",
+        env: "CHAT_CMD",
+        bin: "debug/examples/chat",
+        what: "the chat",
     }
-    if build_package {
-        ensure_package()?;
-    }
-    // The workspace test build compiles every example: after `cargo test --workspace` this is a
-    // no-op, where `cargo build --example chat` would unify features differently and compile
-    // gossip-server's dependencies a second time.
-    run_in(
-        &root(),
-        "cargo",
-        &["test", "--workspace", "--locked", "--no-run"],
-    )?;
-    // The test starts the binary just built (not `cargo run`, which could rebuild meanwhile).
-    let bin = example_bin()?;
-    let bin = bin
-        .to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
-    eprintln!("xtask: $ (cd {}) node chat.mjs", dir.display());
-    let status = Command::new("node")
-        .arg("chat.mjs")
-        .current_dir(&dir)
-        .env("CHAT_CMD", format!("[\"{bin}\"]"))
-        .status()
-        .map_err(|e| format!("cannot start node: {e}"))?;
-    if status.success() {
+    .run(|| {
+        if build_package {
+            ensure_package()?;
+        }
         Ok(())
-    } else {
-        Err(format!("the chat's end-to-end test failed ({status})"))
-    }
-}
-
-/// The example binary the workspace test build made.
-fn example_bin() -> Result<PathBuf> {
-    let bin = target_dir()?
-        .join("debug/examples")
-        .join(format!("chat{}", std::env::consts::EXE_SUFFIX));
-    if Path::new(&bin).exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} is missing after `cargo test --workspace --no-run`",
-            bin.display()
-        ))
-    }
+    })
 }

@@ -59,91 +59,40 @@ pub fn demo(args: &[String]) -> Result {
 /// Chromium, saves `docs/dashboard.png` (and `dashboard-{390,1400,1920}.png`), and stops the demo
 /// (also on failure).
 pub fn e2e(build_package: bool) -> Result {
-    ensure_chromium()?;
-    ensure_node()?;
-    let dir = root().join("web-demo").join("e2e");
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    // web-demo's own CLI test makes the workspace test build build the binary.
+    crate::e2e::E2e {
+        dir: "web-demo/e2e",
+        script: "dashboard.mjs",
+        env: "DEMO_CMD",
+        bin: "debug/web-demo",
+        what: "the dashboard",
     }
-    if build_package {
-        build_wasm_package()?;
-    }
-    // The workspace test build (web-demo's own CLI test makes it build the binary): after
-    // `cargo test --workspace` this is a no-op, where `cargo build -p web-demo` would unify
-    // features differently and compile the demo's dependencies a second time.
-    run_in(
-        &root(),
-        "cargo",
-        &["test", "--workspace", "--locked", "--no-run"],
-    )?;
-    // The test starts the binary just built (not `cargo run`, which could rebuild meanwhile).
-    let bin = target_dir()?
-        .join("debug")
-        .join(format!("web-demo{}", std::env::consts::EXE_SUFFIX));
-    let bin = bin
-        .to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
-    eprintln!("xtask: $ (cd {}) node dashboard.mjs", dir.display());
-    let status = Command::new("node")
-        .arg("dashboard.mjs")
-        .current_dir(&dir)
-        .env("DEMO_CMD", format!("[\"{bin}\"]"))
-        .status()
-        .map_err(|e| format!("cannot start node: {e}"))?;
-    if status.success() {
+    .run(|| {
+        if build_package {
+            build_wasm_package()?;
+        }
         Ok(())
-    } else {
-        Err(format!("the dashboard's end-to-end test failed ({status})"))
-    }
+    })
 }
 
 /// Installs what is missing, builds (the full wasm package too, with `build_package`), and runs
 /// `gossip-server/examples/kv/e2e/kv.mjs`: the kv example's page in headless Chromium, a tab
 /// admitted without the cluster key listing and setting keys that the native nodes see.
 pub fn kv_e2e(build_package: bool) -> Result {
-    ensure_chromium()?;
-    ensure_node()?;
-    let dir = root().join("gossip-server/examples/kv/e2e");
-    if !dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        run_in(&dir, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    crate::e2e::E2e {
+        dir: "gossip-server/examples/kv/e2e",
+        script: "kv.mjs",
+        env: "KV_CMD",
+        bin: "debug/examples/kv",
+        what: "the kv page",
     }
-    if build_package {
-        crate::setup()?;
-        crate::wasm::package_flavour(crate::wasm::Flavour::Full)?;
-    }
-    // The workspace test build builds the examples (as for the dashboard above: no second
-    // feature set).
-    run_in(
-        &root(),
-        "cargo",
-        &["test", "--workspace", "--locked", "--no-run"],
-    )?;
-    let bin = target_dir()?
-        .join("debug/examples")
-        .join(format!("kv{}", std::env::consts::EXE_SUFFIX));
-    let bin = bin
-        .to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
-    eprintln!("xtask: $ (cd {}) node kv.mjs", dir.display());
-    let status = Command::new("node")
-        .arg("kv.mjs")
-        .current_dir(&dir)
-        .env("KV_CMD", format!("[\"{bin}\"]"))
-        .status()
-        .map_err(|e| format!("cannot start node: {e}"))?;
-    if status.success() {
+    .run(|| {
+        if build_package {
+            crate::setup()?;
+            crate::wasm::package_flavour(crate::wasm::Flavour::Full)?;
+        }
         Ok(())
-    } else {
-        Err(format!("the kv page's end-to-end test failed ({status})"))
-    }
+    })
 }
 
 /// The target directory cargo builds in.

@@ -5,6 +5,7 @@
 
 mod chat;
 mod demo;
+mod e2e;
 mod wasm;
 
 use std::process::{Command, ExitCode};
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
                 "  wasm   build the npm package of gossip-wasm into gossip-wasm/pkg/, check its size and its TypeScript types"
             );
             eprintln!(
-                "         --full: the larger flavour with replicated state and key ownership, into gossip-wasm/pkg-full/"
+                "         --full: the larger flavour with replicated state, key ownership and named endpoints, into gossip-wasm/pkg-full/"
             );
             eprintln!(
                 "  wasm-node [--full]  build that package and run its Node.js tests against a native cluster"
@@ -77,7 +78,8 @@ fn main() -> ExitCode {
 
 type Result<T = ()> = std::result::Result<T, String>;
 
-/// `--full` among `args`: the package flavour with replicated state and key ownership.
+/// `--full` among `args`: the package flavour with replicated state, key ownership and named
+/// endpoints.
 fn flavour(args: &[String]) -> wasm::Flavour {
     if args.iter().any(|a| a == "--full") {
         wasm::Flavour::Full

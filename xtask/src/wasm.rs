@@ -18,8 +18,8 @@ use crate::{Result, output, run};
 
 /// Fail above this many gzipped bytes (the goal, recorded in docs/BENCHMARKS.md, is 120 KB).
 const MAX_GZIP_BYTES: u64 = 200 * 1024;
-/// The full flavour's budget (`pkg-full/`: the default package plus the replicated state and
-/// key ownership, about 39 KB more; docs/BENCHMARKS.md, "Browser package size").
+/// The full flavour's budget (`pkg-full/`: the default package plus the replicated state, key
+/// ownership and named endpoints, about 46 KB more; docs/BENCHMARKS.md, "Browser package size").
 const MAX_FULL_GZIP_BYTES: u64 = 240 * 1024;
 
 /// One build of the npm package: the default one, or the full one with the cargo features the
@@ -28,7 +28,8 @@ const MAX_FULL_GZIP_BYTES: u64 = 240 * 1024;
 pub enum Flavour {
     /// `gossip-wasm/pkg/`, npm name `gossip-wasm`.
     Default,
-    /// `gossip-wasm/pkg-full/`, npm name `gossip-wasm-full`: features `state` and `ownership`.
+    /// `gossip-wasm/pkg-full/`, npm name `gossip-wasm-full`: features `state`, `ownership` and
+    /// `endpoints`.
     Full,
 }
 
@@ -50,7 +51,7 @@ impl Flavour {
     fn features(self) -> &'static str {
         match self {
             Flavour::Default => "",
-            Flavour::Full => "state,ownership",
+            Flavour::Full => "state,ownership,endpoints",
         }
     }
 
@@ -712,24 +713,26 @@ fn node_tests(tests: &Path, app: &Path, extra: &[(&str, &str)]) -> Result {
     node(&["ws.mjs"], true)
 }
 
-/// The full flavour's script (`state.mjs`), against the cluster of `extra`.
+/// The full flavour's scripts (`state.mjs`, then `endpoints.mjs`), against the cluster of
+/// `extra` (started with the admission hook: `endpoints.mjs` joins tabs without the key too).
 fn full_node_tests(tests: &Path, app: &Path, extra: &[(&str, &str)]) -> Result {
-    copy(&tests.join("state.mjs"), &app.join("state.mjs"))?;
-    eprintln!(
-        "xtask: $ node --experimental-websocket state.mjs (in {})",
-        app.display()
-    );
-    let status = Command::new("node")
-        .args(["--experimental-websocket", "state.mjs"])
-        .current_dir(app)
-        .envs(extra.iter().copied())
-        .status()
-        .map_err(|e| format!("cannot start node: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("the Node.js test state.mjs (full flavour) failed".into())
+    for script in ["state.mjs", "endpoints.mjs"] {
+        copy(&tests.join(script), &app.join(script))?;
+        eprintln!(
+            "xtask: $ node --experimental-websocket {script} (in {})",
+            app.display()
+        );
+        let status = Command::new("node")
+            .args(["--experimental-websocket", script])
+            .current_dir(app)
+            .envs(extra.iter().copied())
+            .status()
+            .map_err(|e| format!("cannot start node: {e}"))?;
+        if !status.success() {
+            return Err(format!("the Node.js test {script} (full flavour) failed"));
+        }
     }
+    Ok(())
 }
 
 /// `cargo xtask wasm-node [--full]`: builds the package, starts a native cluster and runs the
@@ -741,9 +744,15 @@ pub fn node(flavour: Flavour) -> Result {
     node_tests_on_fresh_cluster(&pkg, &harness)
 }
 
-/// The Node.js tests of the packed package, against a fresh native cluster.
+/// The Node.js tests of the packed package, against a fresh native cluster (with the admission
+/// hook for the full flavour, whose endpoint test joins tabs without the cluster key; the default
+/// flavour's tests check that a wrong token is refused, which the hook would decide instead).
 fn node_tests_on_fresh_cluster(pkg: &Package, harness: &Path) -> Result {
-    let cluster = Plan::new()?.start(harness)?;
+    let hook: &[&str] = match pkg.flavour {
+        Flavour::Default => &[],
+        Flavour::Full => &["admit"],
+    };
+    let cluster = Plan::new()?.start_with(harness, hook)?;
     let seeds = cluster.seeds.join(",");
     pack_and_import(
         pkg,
@@ -963,6 +972,20 @@ pub fn test() -> Result {
             "--",
             "-D",
             "warnings",
+        ],
+    )?;
+    // The error codes of the full flavour's features, natively (the workspace tests build
+    // gossip-wasm without them).
+    run(
+        "cargo",
+        &[
+            "test",
+            "--locked",
+            "-p",
+            "gossip-wasm",
+            "--lib",
+            "--features",
+            Flavour::Full.features(),
         ],
     )?;
     let pkg = package()?;

@@ -543,6 +543,16 @@ impl Node {
         message: &Message,
     ) -> Result<(), DropReason> {
         let items: &[SignedPacket] = match message {
+            // A state sync carries maps outside any update frame. A browser member checks no
+            // admission (it trusts its server), so a map whose owner may not write state must
+            // stop here, or a tab that opens a state sync with this member would take it in.
+            #[cfg(feature = "state")]
+            Message::Membership(MembershipMessage::StateSync(s)) => {
+                for batch in &s.batches {
+                    self.admission_check_state(now, &batch.owner)?;
+                }
+                return Ok(());
+            }
             Message::Membership(MembershipMessage::Sync(s)) => &s.states,
             Message::Membership(MembershipMessage::Gossip(g)) => &g.items,
             Message::Membership(MembershipMessage::Ping(p)) => &p.piggyback,

@@ -70,7 +70,9 @@ impl Node {
                 rtt_micros: m.rtt_micros,
             })
             .collect();
-        holders.sort_unstable_by_key(|h| h.id);
+        // Ids are unique, so the order is the same on every target; the shared sort keeps a
+        // sort of its own out of the browser build (gossip-wasm's full flavour has endpoints).
+        crate::sort::unstable_by_key(&mut holders, |h| h.id);
         Ok(holders)
     }
 

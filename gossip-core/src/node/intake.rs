@@ -235,6 +235,12 @@ impl Pool {
         window.push_back(answered);
     }
 
+    /// Whether a first probe of an unconfirmed member failed among the latest kept: until one
+    /// does, [`Pool::likely_fakes`] is 0 for any class and size, so no class can be capped.
+    fn saw_a_failed_first_probe(&self) -> bool {
+        self.first_probes.iter().flatten().any(|answered| !answered)
+    }
+
     /// How many of `n` unconfirmed members of a class (`0`: vouched, `1`: the rest) are likely
     /// fakes, by how the latest probes of that class ended (with `FIRST_PROBES_PRIOR` answers
     /// assumed).
@@ -318,6 +324,26 @@ impl Node {
                 2
             }
         };
+        // Without a failed first probe no class is capped whatever the sizes: the draw is
+        // uniform, and classifying each member (two lookups per member, at every gossip round)
+        // would be wasted (at N = 500, 7 % of a join's CPU went to `is_vouched` alone).
+        if !pool.saw_a_failed_first_probe() {
+            let mut all = Vec::with_capacity(self.members.len());
+            all.extend(
+                self.members
+                    .values()
+                    .filter(|m| m.id != self.id && !m.addrs.is_empty() && keep(m))
+                    .map(|m| m.id),
+            );
+            // With `member-index` the table is ordered by id: the list is already sorted.
+            #[cfg(feature = "member-index")]
+            {
+                debug_assert!(all.is_sorted(), "member-index table out of order");
+                return uniform_in_order(&mut self.rng, all, k);
+            }
+            #[cfg(not(feature = "member-index"))]
+            return uniform(&mut self.rng, all, k);
+        }
         // One pass counts the classes and lists the candidates in table order (sorted with
         // `member-index`, so the uniform draw's sort finds them in order): the classes
         // themselves are only listed when a class is capped.
@@ -384,6 +410,46 @@ impl Node {
     /// which answers for it).
     pub(super) fn unvouched(&self, id: &NodeId) -> bool {
         self.gate.pool.counts(id) && !self.gate.pool.is_vouched(id) && !self.hub.leaves.contains(id)
+    }
+
+    /// [`Node::random_members`] of the push targets (`is_push_target`) other than this node and
+    /// `exclude`: the same draw, read off the push ring when no class can be capped, instead of
+    /// a pass over the whole table. In a join storm most news has no push tree and each frame
+    /// bringing it draws random targets: at N = 1,000 a pass over 1,000 members per frame.
+    pub(super) fn random_push_targets(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
+        #[cfg(feature = "member-index")]
+        if !self.gate.pool.saw_a_failed_first_probe() {
+            let ring = self.members.push_ring();
+            // The ring is the push targets and this node, sorted by id like the table: the
+            // candidates are the ring without the excluded positions.
+            let mut skip: Vec<usize> = exclude
+                .iter()
+                .chain([&self.id])
+                .filter_map(|id| ring.binary_search(id).ok())
+                .collect();
+            skip.sort_unstable();
+            skip.dedup();
+            let picks = fisher_yates_prefix(&mut self.rng, ring.len() - skip.len(), k);
+            return picks
+                .into_iter()
+                .map(|x| {
+                    // The x-th candidate: past every skipped position at or before it.
+                    let mut at = x;
+                    for &s in &skip {
+                        if s <= at {
+                            at += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    ring[at]
+                })
+                .collect();
+        }
+        let me = self.id;
+        self.random_members(k, |m| {
+            super::table::is_push_target(m) && m.id != me && !exclude.contains(&m.id)
+        })
     }
 
     /// Remembers a push-pull this node opens with `peer` (see `Pool::awaiting`).
@@ -483,6 +549,13 @@ impl Node {
         uniform(&mut self.rng, ids, k)
     }
 
+    pub(super) fn random_push_targets(&mut self, k: usize, exclude: &[NodeId]) -> Vec<NodeId> {
+        let me = self.id;
+        self.random_members(k, |m| {
+            super::table::is_push_target(m) && m.id != me && !exclude.contains(&m.id)
+        })
+    }
+
     pub(super) fn opened_sync(&mut self, _now: Instant, _peer: NodeId) {}
 
     pub(super) fn joining(&mut self, _seeds: usize) {}
@@ -518,8 +591,41 @@ impl Node {
 /// `k` of `ids` drawn uniformly (partial Fisher-Yates over the sorted ids: k draws, not a full
 /// shuffle).
 fn uniform(rng: &mut rand_chacha::ChaCha20Rng, mut ids: Vec<NodeId>, k: usize) -> Vec<NodeId> {
-    use rand_core::Rng;
     crate::sort::unstable(&mut ids);
+    uniform_in_order(rng, ids, k)
+}
+
+/// The first `k` positions of `0..n` after the partial Fisher-Yates of [`uniform_in_order`]
+/// (the same random draws), without listing the `n` positions: only the swapped ones are kept.
+#[cfg(all(feature = "intake", feature = "member-index"))]
+fn fisher_yates_prefix(rng: &mut rand_chacha::ChaCha20Rng, n: usize, k: usize) -> Vec<usize> {
+    use rand_core::Rng;
+    let k = k.min(n);
+    // Positions whose content a swap changed: (position, content).
+    let mut moved: Vec<(usize, usize)> = Vec::with_capacity(2 * k);
+    let get = |moved: &[(usize, usize)], p: usize| {
+        moved
+            .iter()
+            .rev()
+            .find(|(q, _)| *q == p)
+            .map_or(p, |(_, v)| *v)
+    };
+    for i in 0..k {
+        let j = i + (rng.next_u64() as usize) % (n - i);
+        let (a, b) = (get(&moved, i), get(&moved, j));
+        moved.push((i, b));
+        moved.push((j, a));
+    }
+    (0..k).map(|i| get(&moved, i)).collect()
+}
+
+/// [`uniform`] of `ids` already sorted (the same draws, without the sort's pass).
+fn uniform_in_order(
+    rng: &mut rand_chacha::ChaCha20Rng,
+    mut ids: Vec<NodeId>,
+    k: usize,
+) -> Vec<NodeId> {
+    use rand_core::Rng;
     let k = k.min(ids.len());
     for i in 0..k {
         let j = i + (rng.next_u64() as usize) % (ids.len() - i);
@@ -535,6 +641,33 @@ mod tests {
 
     fn id(n: u8) -> NodeId {
         NodeId::from_bytes([n; 32])
+    }
+
+    /// The push-target draw reads positions off the ring instead of listing the candidates:
+    /// it must pick exactly what the listed draw picks from the same random numbers, or every
+    /// simulated run would change.
+    #[cfg(feature = "member-index")]
+    #[test]
+    fn the_position_draw_picks_what_the_listed_draw_picks() {
+        use rand_core::SeedableRng;
+        for seed in 0..50u64 {
+            for (n, k) in [(0, 3), (1, 3), (2, 2), (3, 3), (10, 3), (50, 7), (200, 5)] {
+                let ids: Vec<NodeId> = (0..n).map(|i| id(i as u8)).collect();
+                let mut a = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+                let mut b = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+                let listed = uniform_in_order(&mut a, ids.clone(), k);
+                let drawn: Vec<NodeId> = fisher_yates_prefix(&mut b, n, k)
+                    .into_iter()
+                    .map(|p| ids[p])
+                    .collect();
+                assert_eq!(listed, drawn, "seed {seed}, n {n}, k {k}");
+                // The same random numbers consumed: the next draw agrees too.
+                assert_eq!(uniform_in_order(&mut a, ids.clone(), k), {
+                    let next = fisher_yates_prefix(&mut b, n, k);
+                    next.into_iter().map(|p| ids[p]).collect::<Vec<_>>()
+                });
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use super::Node;
 use super::backlog::{Backlog, Subject};
-use super::table::{Members, is_push_target};
+use super::table::Members;
 use super::timers::Timer;
 use crate::identity::NodeId;
 use crate::message::Gossip;
@@ -114,11 +114,16 @@ impl Node {
         }
         let retention = self.config.dead_retention_ms;
         // Gossip to the recently dead too, so a falsely buried member learns it and refutes.
-        // Relayed members are left out: their relay serves them (`deliver_hub`).
-        let targets = self.random_members(self.config.gossip_nodes, |m| {
-            (!m.state.is_down() || now.micros_since(m.since) / 1_000 < retention)
-                && m.relay().is_none()
-        });
+        // Relayed members are left out: their relay serves them (`deliver_hub`). With nobody
+        // down those are exactly the push targets.
+        let targets = if self.live_count() == self.members.len() {
+            self.random_push_targets(self.config.gossip_nodes, &[])
+        } else {
+            self.random_members(self.config.gossip_nodes, |m| {
+                (!m.state.is_down() || now.micros_since(m.since) / 1_000 < retention)
+                    && m.relay().is_none()
+            })
+        };
         let budget = self.piggyback_budget();
         for target in targets {
             let items = self.take_piggyback(budget);
@@ -248,9 +253,8 @@ impl Node {
                 targets.dedup();
                 let missing = fanout.saturating_sub(targets.len());
                 if treeless && missing > 0 {
-                    let more = self.random_members(missing, |m| {
-                        is_push_target(m) && Some(m.id) != source && !targets.contains(&m.id)
-                    });
+                    let exclude: Vec<NodeId> = targets.iter().copied().chain(source).collect();
+                    let more = self.random_push_targets(missing, &exclude);
                     targets.extend(more);
                 }
                 self.push_signed(now, &fresh, targets.iter().copied());

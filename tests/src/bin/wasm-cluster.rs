@@ -4,19 +4,25 @@
 //! 127.0.0.1 (WebSocket on the given ports, UDP/TCP on free ones), prints `ready`, and answers
 //! requests on topic `ctl` (MessagePack maps, the encoding `gossip-wasm` sends JSON-able values
 //! in) so a browser test can check what the native side sees (members, metadata, replicated
-//! state, key owners) and make the natives act (broadcast, request, write state, die). Every node echoes the streams
-//! opened to it. It stops when stdin closes or after `MAX_LIFETIME`, whichever comes first.
+//! state, key owners, endpoint holders) and make the natives act (broadcast, request, write state,
+//! register endpoint names, request and stream by name, die). Every node echoes the streams
+//! opened to it, and answers a request whose topic is an endpoint name it holds with
+//! `<its name>:<the request's bytes>`. It stops when stdin closes or after `MAX_LIFETIME`,
+//! whichever comes first.
 //!
 //! With `admit`, a client without the token is handed to every node's admission hook, which admits by the
 //! `user` query parameter (see [`admit`]): `tab*` as a `tab-*` member allowed the topic `chat`,
 //! `hostile*` the same at a low rate (the least-privilege test exceeds it), `brief*` for
-//! [`BRIEF_MS`] only; anyone else, and any user the `revoke` op named, is refused.
+//! [`BRIEF_MS`] only; `svc*` as a `tab-*` member that may also write its replicated state (so
+//! register endpoint names) and send on the topics `orders` and `jobs*` (requests by name);
+//! anyone else, and any user the `revoke` op named, is refused.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gossip_core::endpoints::Policy;
 use gossip_core::{ClusterKey, Config, Event, Grant, NodeId, State, typed};
 use gossip_server::{Admission, Gossip, GossipConfig};
 use serde::{Deserialize, Serialize};
@@ -68,6 +74,11 @@ fn admit(user: Option<&str>, banned: &Banned) -> Result<Grant, String> {
         // Once only: a tab that comes back after its admission ended is refused.
         banned.insert(user.to_owned());
         Ok(tab.with_lifetime(Duration::from_millis(BRIEF_MS)))
+    } else if user.starts_with("svc") {
+        Ok(Grant::new()
+            .with_name_prefix("tab-")
+            .with_topics(["chat", "orders", "jobs*"])
+            .with_state(true))
     } else if user.starts_with("tab") {
         Ok(tab)
     } else {
@@ -191,6 +202,7 @@ async fn serve_ctl(g: Gossip, nodes: Nodes, banned: Banned) {
             continue;
         };
         if topic != "ctl" {
+            tokio::spawn(answer_by_name(g.clone(), from, id, topic, data));
             continue;
         }
         let (g, nodes, banned) = (g.clone(), nodes.clone(), banned.clone());
@@ -207,6 +219,80 @@ async fn serve_ctl(g: Gossip, nodes: Nodes, banned: Banned) {
             }
         });
     }
+}
+
+/// Answers a request whose topic is an endpoint name this node holds (what a request by name
+/// is) with `<node name>:<the request's bytes>`; other topics get no answer.
+async fn answer_by_name(
+    g: Gossip,
+    from: NodeId,
+    id: gossip_core::RequestId,
+    topic: String,
+    data: Vec<u8>,
+) {
+    let held = g
+        .with_node(move |n, _| {
+            n.endpoints_held()
+                .contains(&topic)
+                .then(|| n.local().name.clone())
+        })
+        .await
+        .ok()
+        .flatten();
+    if let Some(name) = held {
+        let mut answer = format!("{name}:").into_bytes();
+        answer.extend_from_slice(&data);
+        let _ = g.respond(from, id, answer).await;
+    }
+}
+
+/// The ids of the holders of `name` every live native resolves, sorted, one list per node.
+async fn holder_views(nodes: &Nodes, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in live(nodes).await {
+        let ids = match g.resolve(name).await {
+            Ok(hs) => {
+                let mut ids: Vec<String> = hs.iter().map(|h| h.id.to_string()).collect();
+                ids.sort();
+                ids.join(",")
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        out.push(ids);
+    }
+    out
+}
+
+fn policy(text: &str) -> Option<Policy> {
+    match text {
+        "" | "any" => Some(Policy::Any),
+        "nearest" => Some(Policy::Nearest),
+        "all" => Some(Policy::All),
+        _ => None,
+    }
+}
+
+/// Opens a stream to the holder of `name`, writes `text` and reads as many bytes back.
+async fn stream_by_name(g: &Gossip, name: &str, text: &str) -> Result<String, String> {
+    let mut stream = g
+        .open_stream_to_endpoint(name, Policy::Any)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut back = vec![0u8; text.len()];
+    tokio::time::timeout(CHECK_TIMEOUT, stream.read_exact(&mut back))
+        .await
+        .map_err(|_| "no answer on the stream".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{}:{}",
+        stream.peer(),
+        String::from_utf8_lossy(&back)
+    ))
 }
 
 /// What every live native node sees of `member`: its state and metadata.
@@ -485,6 +571,82 @@ async fn handle(g: &Gossip, nodes: &Nodes, banned: &Banned, from: NodeId, ctl: C
                 ok: false,
                 detail: e.to_string(),
             },
+        },
+        // This node registers (or with `epUnregister` drops) the endpoint name `key`; the
+        // detail says whether anything changed.
+        "epRegister" | "epUnregister" => {
+            let r = if ctl.op == "epRegister" {
+                g.register_endpoint(ctl.key).await
+            } else {
+                g.unregister_endpoint(ctl.key).await
+            };
+            match r {
+                Ok(changed) => Reply {
+                    ok: true,
+                    detail: changed.to_string(),
+                },
+                Err(e) => Reply {
+                    ok: false,
+                    detail: e.to_string(),
+                },
+            }
+        }
+        // Every live native resolves the name `key` to exactly the holders `value` (ids,
+        // comma-separated, sorted; empty: none).
+        "epHolders" => {
+            let ok = wait(|| async {
+                holder_views(nodes, &ctl.key)
+                    .await
+                    .iter()
+                    .all(|ids| *ids == ctl.value)
+            })
+            .await;
+            Reply {
+                ok,
+                detail: holder_views(nodes, &ctl.key).await.join(" | "),
+            }
+        }
+        // This node requests `text` by the name `key` with the policy `value`; the detail is
+        // one `<holder id>=<answer>` (or `<holder id>!<error>`) per holder, sorted, joined by
+        // `;`.
+        "epRequest" => {
+            let Some(policy) = policy(&ctl.value) else {
+                return Reply {
+                    ok: false,
+                    detail: format!("bad policy {}", ctl.value),
+                };
+            };
+            match g
+                .request_endpoint(ctl.key, policy, ctl.text.into_bytes(), CHECK_TIMEOUT)
+                .await
+            {
+                Ok(replies) => {
+                    let mut parts: Vec<String> = replies
+                        .into_iter()
+                        .map(|r| match r.result {
+                            Ok(answer) => {
+                                format!("{}={}", r.from, String::from_utf8_lossy(&answer))
+                            }
+                            Err(e) => format!("{}!{e}", r.from),
+                        })
+                        .collect();
+                    parts.sort();
+                    Reply {
+                        ok: true,
+                        detail: parts.join(";"),
+                    }
+                }
+                Err(e) => Reply {
+                    ok: false,
+                    detail: e.to_string(),
+                },
+            }
+        }
+        // This node opens a stream by the name `key`, writes `text` and reads as many bytes
+        // back: `<holder id>:<what came back>`.
+        "epStream" => match stream_by_name(g, &ctl.key, &ctl.text).await {
+            Ok(detail) => Reply { ok: true, detail },
+            Err(detail) => Reply { ok: false, detail },
         },
         other => Reply {
             ok: false,

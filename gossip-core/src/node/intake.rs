@@ -190,10 +190,13 @@ impl Pool {
     }
 
     /// The member to forget so that one vouched for by `newcomer` may enter a full table, if
-    /// fairness allows one: the oldest of the largest share, when that share is the
-    /// newcomer's own or larger than it by two or more, passing over members in line to be
-    /// probed first because they asked to join. It leaves the pool; the caller removes it from
-    /// the table. `keep` spares members that must stay (those relayed by this node).
+    /// fairness allows one: the oldest of the newcomer's own share when that share is within
+    /// one of the largest (it holds its fair share already, so it makes room from its own),
+    /// else the oldest of the largest share when that is larger than the newcomer's own by two
+    /// or more (taking from a share only one larger would just make the two trade places),
+    /// passing over members in line to be probed first because they asked to join. It leaves
+    /// the pool; the caller removes it from the table. `keep` spares members that must stay
+    /// (those relayed by this node).
     pub(super) fn evict(
         &mut self,
         newcomer: Voucher,
@@ -201,9 +204,19 @@ impl Pool {
     ) -> Option<NodeId> {
         // Ties go to the larger key, so every run picks the same share whatever the map order.
         let (&largest, &n) = self.count.iter().max_by_key(|(v, n)| (**n, **v))?;
-        if largest != newcomer && n < self.share(newcomer) + 2 {
+        let own = self.share(newcomer);
+        // A share level with the largest, or one short of it, is the newcomer's to make room
+        // from. Shares under a mint level out (each mint evicts from the largest), and a
+        // self-introduced newcomer, whose share is nobody's, used to be refused whenever another
+        // voucher's share was as large and won the tie (issue 13: a joiner refused by its own
+        // seed in a table of shares 497, 497, 497, 496 and nobody's 497).
+        let largest = if own > 0 && own + 1 >= n {
+            newcomer
+        } else if n >= own + 2 {
+            largest
+        } else {
             return None;
-        }
+        };
         // Members waiting in line to be probed first are passed over (each once per call: at
         // most `SOON_MAX` of them).
         let mut passed = 0;
@@ -694,12 +707,44 @@ mod tests {
         pool.enter(id(30), honest);
         pool.enter(id(31), honest);
         // The largest share is the honest member's, but only by one: the holder's newcomer may
-        // not take from it (the two would just trade places).
-        assert_eq!(pool.evict(holder, |_| false), None);
+        // not take from it (the two would just trade places); it makes room from its own.
+        assert_eq!(pool.evict(holder, |_| false), Some(id(10)));
         assert_eq!(pool.share(honest), 2);
-        // Nobody's newcomer (a self-introduction) may not either, with no share of its own.
+        // Nobody's newcomer (a self-introduction) may not either: it too makes room from its
+        // own share, one short of the largest.
         pool.enter(id(40), None);
-        assert_eq!(pool.evict(None, |_| false), None);
+        assert_eq!(pool.evict(None, |_| false), Some(id(40)));
+        assert_eq!(pool.share(honest), 2);
+        // A voucher with no share, one short of the largest, has nothing to give: refused.
+        let mut pool = Pool::default();
+        pool.enter(id(30), honest);
+        assert_eq!(pool.evict(holder, |_| false), None);
+        assert_eq!(pool.share(honest), 1);
+    }
+
+    #[test]
+    fn a_newcomer_whose_share_is_level_with_the_largest_makes_room_from_its_own() {
+        // Shares levelled by a mint: three holders' and nobody's (self-introductions), each
+        // the same size or one short. Ties of size go to the larger key, never to nobody's.
+        let mut pool = Pool::default();
+        let holders = [Some(id(1)), Some(id(2)), Some(id(3))];
+        let mut n = 10;
+        for (v, size) in [(holders[0], 4), (holders[1], 4), (holders[2], 3), (None, 4)] {
+            for _ in 0..size {
+                pool.enter(id(n), v);
+                n += 1;
+            }
+        }
+        // A self-introduced joiner: nobody's share (members 21..24) gives up its oldest.
+        assert_eq!(pool.evict(None, |_| false), Some(id(21)));
+        assert_eq!(pool.share(None), 3);
+        // One short of the largest: its own oldest too, the others keep theirs.
+        assert_eq!(pool.evict(holders[2], |_| false), Some(id(18)));
+        assert_eq!(pool.share(holders[0]), 4);
+        assert_eq!(pool.share(holders[1]), 4);
+        // Two short: the largest share gives one (the larger key of the tie).
+        assert_eq!(pool.evict(holders[2], |_| false), Some(id(14)));
+        assert_eq!(pool.share(holders[1]), 3);
     }
 
     #[test]

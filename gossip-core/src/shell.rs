@@ -50,6 +50,10 @@ pub struct Stats {
     /// Members never heard answering that a full member table forgot to make room for a
     /// newcomer (see `Config::max_members`): a high rate means someone is minting identities.
     pub members_evicted: u64,
+    /// Alive records of members nobody this node heard answer vouches for, kept but not passed
+    /// on because probes show that most such members are fakes (see `gossip_core` intake): a
+    /// mint reaches each member from the minter alone, not amplified by every honest member.
+    pub news_withheld: u64,
 }
 
 /// Codec, clocks, bounded output queues and counters of one engine (`E` is its event type).

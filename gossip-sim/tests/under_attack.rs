@@ -12,12 +12,16 @@
 //! 10,000, so the table is full for most of the run and each simulated second costs less. The
 //! full table must still take the fresh member (a share of the table per voucher:
 //! `gossip-core/src/node/intake.rs`), and the verdict must still reach everyone (gossip, push and
-//! push-pull targets drawn mostly among members that answer: `random_members`). One exception,
-//! stated in docs/SECURITY.md ("Known limits"): under minted identities, a member that first hears
-//! of the fresh member from the fresh member itself counts it with the self-introduced mint and
-//! may forget it before probing it (fast, seed 7: one of ten members still lacked it at the join
-//! bound). What is asserted there: the fresh member sees every honest member, and its seed (which
-//! probes a member asking to join first) sees it.
+//! push-pull targets drawn mostly among members that answer: `random_members`). Under minted
+//! identities every pair must also see each other alive within the join bound, and every member
+//! must know the killed one when it dies: a member that first hears of the fresh member from the
+//! fresh member itself counts it with the self-introduced mint, so honest members must not spend
+//! each other's intake allowance (`max_new_members_per_sender`) passing the mint on, or news of
+//! the fresh member from its seed is refused and it is forgotten (`Node::withholding`). Seed 7
+//! under `fast` is where that showed. Seeds 1 (`fast`) and 2 (`lan`) showed the next cause: the
+//! mint levels the shares of the full table, and the fresh member, which introduces itself, was
+//! refused by its own seed whenever another voucher's share was as large as nobody's
+//! (`Pool::evict`); minted identities therefore run seeds 7, 1 and 2.
 
 use gossip_core::{Config, State};
 use gossip_sim::hostile::{Assault, Attack};
@@ -63,7 +67,11 @@ struct Figures {
     first_ms: Option<u64>,
     /// Until every running member did.
     detect_ms: Option<u64>,
+    /// Running members that did not know the killed one when it died.
+    unaware: usize,
     members_max: usize,
+    /// Alive records the honest members kept to themselves (`Stats::news_withheld`), in all.
+    withheld: u64,
 }
 
 /// Runs `ms` of virtual time with the attack ticking (if any), until `done`; the ms it took.
@@ -138,12 +146,15 @@ fn scenario(config: &Config, seed: u64, attack: Option<Attack>) -> Figures {
     sim.crash(victim);
     let n = sim.nodes.len();
     let wait = detection_bound_ms(config, n);
-    // Members that knew the victim when it died (under minted identities the fresh one may not
-    // have learned of it): each must come to hold it dead, or forget it after holding it dead.
-    let knew: Vec<usize> = honest(&sim)
-        .into_iter()
+    // Members that knew the victim when it died: each must come to hold it dead, or forget it
+    // after holding it dead.
+    let running = honest(&sim);
+    let knew: Vec<usize> = running
+        .iter()
+        .copied()
         .filter(|&i| sim.view(i, victim).is_some())
         .collect();
+    let unaware = running.len() - knew.len();
     let buried = |s: &Sim, i: usize| s.view(i, victim).is_none_or(State::is_down);
     let first_ms = run(&mut sim, &mut assault, wait, &mut members_max, |s| {
         knew.iter().any(|&i| buried(s, i))
@@ -163,81 +174,91 @@ fn scenario(config: &Config, seed: u64, attack: Option<Attack>) -> Figures {
         join_missing,
         first_ms,
         detect_ms,
+        unaware,
         members_max,
+        withheld: honest(&sim)
+            .iter()
+            .map(|&i| sim.nodes[i].node.stats().news_withheld)
+            .sum(),
     }
 }
 
-fn check(attack: Attack) {
-    for (preset, config) in [("lan", Config::lan()), ("fast", Config::fast())] {
-        let config = Config {
-            max_members: 2_000,
-            ..config
-        };
-        let seed = 7;
-        let n = NODES + 1;
-        let (join_bound, detect_bound) = (join_bound_ms(&config), detection_bound_ms(&config, n));
-        let quiet = scenario(&config, seed, None);
-        let loud = scenario(&config, seed, Some(attack));
-        let report = format!(
-            "{}, {preset}, seed {seed}: join {:?} ms (without the attack {:?}, bound {join_bound}), \
-             crash detected by the first in {:?} ms and by all in {:?} ms (without {:?} and {:?}, \
-             bound {detect_bound}), most members held {} (without {}); pairs not alive at the \
-             join bound (observer, subject, view): {:?}",
-            attack.name(),
-            loud.join_ms,
-            quiet.join_ms,
-            loud.first_ms,
-            loud.detect_ms,
-            quiet.first_ms,
-            quiet.detect_ms,
-            loud.members_max,
-            quiet.members_max,
-            loud.join_missing
-        );
-        eprintln!("{report}");
-        let within = |ms: Option<u64>, bound: u64| ms.is_some_and(|ms| ms <= bound);
-        assert!(within(quiet.join_ms, join_bound), "{report}");
-        assert!(within(quiet.detect_ms, detect_bound), "{report}");
-        assert!(within(loud.first_ms, detect_bound), "{report}");
-        if attack == Attack::MintedIdentities {
-            // What the intake guarantees (see the top of the file): the fresh member learns every
-            // honest member, and its seed keeps it; no other pair may be missing but others'
-            // view of the fresh member.
-            let fresh = NODES;
-            assert!(
-                loud.join_missing
-                    .iter()
-                    .all(|&(observer, subject, _)| subject == fresh && observer != 0),
-                "{report}"
-            );
-        } else {
-            assert!(within(loud.join_ms, join_bound), "{report}");
+/// The scenario under `attack` and without it, under both presets, for each of `seeds`.
+fn check(attack: Attack, seeds: &[u64]) {
+    for &seed in seeds {
+        for (preset, config) in [("lan", Config::lan()), ("fast", Config::fast())] {
+            let config = Config {
+                max_members: 2_000,
+                ..config
+            };
+            check_one(attack, preset, &config, seed);
         }
-        assert!(within(loud.detect_ms, detect_bound), "{report}");
     }
+}
+
+fn check_one(attack: Attack, preset: &str, config: &Config, seed: u64) {
+    let n = NODES + 1;
+    let (join_bound, detect_bound) = (join_bound_ms(config), detection_bound_ms(config, n));
+    let quiet = scenario(config, seed, None);
+    let loud = scenario(config, seed, Some(attack));
+    let report = format!(
+        "{}, {preset}, seed {seed}: join {:?} ms (without the attack {:?}, bound {join_bound}), \
+         crash detected by the first in {:?} ms and by all in {:?} ms (without {:?} and {:?}, \
+         bound {detect_bound}), members unaware of the killed one {} (without {}), most members \
+         held {} (without {}), news withheld {} (without {}); pairs not alive at the join bound \
+         (observer, subject, view): {:?}",
+        attack.name(),
+        loud.join_ms,
+        quiet.join_ms,
+        loud.first_ms,
+        loud.detect_ms,
+        quiet.first_ms,
+        quiet.detect_ms,
+        loud.unaware,
+        quiet.unaware,
+        loud.members_max,
+        quiet.members_max,
+        loud.withheld,
+        quiet.withheld,
+        loud.join_missing
+    );
+    eprintln!("{report}");
+    let within = |ms: Option<u64>, bound: u64| ms.is_some_and(|ms| ms <= bound);
+    assert!(within(quiet.join_ms, join_bound), "{report}");
+    assert!(within(quiet.detect_ms, detect_bound), "{report}");
+    assert_eq!(quiet.unaware, 0, "{report}");
+    // Without the attack nobody has evidence of a mint.
+    assert_eq!(quiet.withheld, 0, "{report}");
+    assert!(within(loud.first_ms, detect_bound), "{report}");
+    assert!(within(loud.join_ms, join_bound), "{report}");
+    if attack == Attack::MintedIdentities {
+        // Every member, the fresh one included, knew the killed one when it died.
+        assert_eq!(loud.unaware, 0, "{report}");
+    }
+    assert!(within(loud.detect_ms, detect_bound), "{report}");
 }
 
 #[test]
 fn inflated_accusations() {
-    check(Attack::InflatedAccusations);
+    check(Attack::InflatedAccusations, &[7]);
 }
 
 #[test]
 fn name_takeover() {
-    check(Attack::NameTakeover);
+    check(Attack::NameTakeover, &[7]);
 }
 
 #[test]
 fn minted_identities() {
-    check(Attack::MintedIdentities);
+    check(Attack::MintedIdentities, &[7, 1, 2]);
 }
 
 #[test]
 fn replays() {
-    check(Attack::Replays);
+    check(Attack::Replays, &[7]);
 }
 
 #[test]
 fn relays_and_streams() {
-    check(Attack::RelaysAndStreams);
+    check(Attack::RelaysAndStreams, &[7]);
 }

@@ -137,8 +137,13 @@ impl Node {
             #[cfg(feature = "admission")]
             UpdateMessage::Admission(a) => Subject::Admission(a.member),
         };
+        let alive = matches!(update, UpdateMessage::Alive(_));
         let applied = self.apply(now, origin, update, &packet);
         match applied {
+            Applied::News if alive && self.unvouched(&origin) && self.withholding() => {
+                self.gate.pool.withhold(origin);
+                self.shell.stats.news_withheld += 1;
+            }
             Applied::News => self.enqueue(subject, packet),
             Applied::Refused(reason) => self.shell.count_drop(reason),
             Applied::Known => {}

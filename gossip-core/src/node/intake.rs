@@ -21,7 +21,7 @@
 //! refuses newcomers and target draws are uniform.
 
 #[cfg(feature = "intake")]
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::Node;
 #[cfg(feature = "intake")]
@@ -84,6 +84,9 @@ pub(super) struct Pool {
     /// nobody has heard answer yet). Kept per class because a mint can land in either: a seed
     /// that holds minted members vouches for all of them in its answer to our join.
     first_probes: [VecDeque<bool>; 2],
+    /// Counted members whose alive record this node kept to itself (see `Node::withholding`):
+    /// passed on once they answer a probe of ours.
+    withheld: HashSet<NodeId>,
 }
 
 #[cfg(feature = "intake")]
@@ -126,10 +129,19 @@ impl Pool {
         Some(id)
     }
 
-    /// The member stops counting: it answered a probe of ours, or left the table.
-    pub(super) fn leave(&mut self, id: &NodeId) {
+    /// Remembers that news of `id`, a counted member, was kept back.
+    pub(super) fn withhold(&mut self, id: NodeId) {
+        if self.of.contains_key(&id) {
+            self.withheld.insert(id);
+        }
+    }
+
+    /// The member stops counting: it answered a probe of ours, or left the table. Whether its
+    /// news was kept back (and is now to be passed on, if it answered).
+    pub(super) fn leave(&mut self, id: &NodeId) -> bool {
+        let withheld = self.withheld.remove(id);
         let Some((voucher, _)) = self.of.remove(id) else {
-            return;
+            return withheld;
         };
         let live = match self.count.get_mut(&voucher) {
             Some(n) if *n > 1 => {
@@ -139,7 +151,7 @@ impl Pool {
             _ => {
                 self.count.remove(&voucher);
                 self.order.remove(&voucher);
-                return;
+                return withheld;
             }
         };
         // Members that answered stay in `order` until met; bound the stale entries.
@@ -149,6 +161,12 @@ impl Pool {
             let of = &self.of;
             queue.retain(|m| of.get(m).is_some_and(|(v, _)| *v == voucher));
         }
+        withheld
+    }
+
+    /// Whether `id` is counted (unconfirmed).
+    pub(super) fn counts(&self, id: &NodeId) -> bool {
+        self.of.contains_key(id)
     }
 
     /// Members counted under `voucher`.
@@ -172,10 +190,13 @@ impl Pool {
     }
 
     /// The member to forget so that one vouched for by `newcomer` may enter a full table, if
-    /// fairness allows one: the oldest of the largest share, when that share is the
-    /// newcomer's own or larger than it by two or more, passing over members in line to be
-    /// probed first because they asked to join. It leaves the pool; the caller removes it from
-    /// the table. `keep` spares members that must stay (those relayed by this node).
+    /// fairness allows one: the oldest of the newcomer's own share when that share is within
+    /// one of the largest (it holds its fair share already, so it makes room from its own),
+    /// else the oldest of the largest share when that is larger than the newcomer's own by two
+    /// or more (taking from a share only one larger would just make the two trade places),
+    /// passing over members in line to be probed first because they asked to join. It leaves
+    /// the pool; the caller removes it from the table. `keep` spares members that must stay
+    /// (those relayed by this node).
     pub(super) fn evict(
         &mut self,
         newcomer: Voucher,
@@ -183,9 +204,19 @@ impl Pool {
     ) -> Option<NodeId> {
         // Ties go to the larger key, so every run picks the same share whatever the map order.
         let (&largest, &n) = self.count.iter().max_by_key(|(v, n)| (**n, **v))?;
-        if largest != newcomer && n < self.share(newcomer) + 2 {
+        let own = self.share(newcomer);
+        // A share level with the largest, or one short of it, is the newcomer's to make room
+        // from. Shares under a mint level out (each mint evicts from the largest), and a
+        // self-introduced newcomer, whose share is nobody's, used to be refused whenever another
+        // voucher's share was as large and won the tie (issue 13: a joiner refused by its own
+        // seed in a table of shares 497, 497, 497, 496 and nobody's 497).
+        let largest = if own > 0 && own + 1 >= n {
+            newcomer
+        } else if n >= own + 2 {
+            largest
+        } else {
             return None;
-        }
+        };
         // Members waiting in line to be probed first are passed over (each once per call: at
         // most `SOON_MAX` of them).
         let mut passed = 0;
@@ -234,7 +265,6 @@ impl Pool {
     }
 
     /// Unconfirmed members counted.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.of.len()
     }
@@ -261,7 +291,11 @@ impl Pool {
         false
     }
 
-    pub(super) fn leave(&mut self, _id: &NodeId) {}
+    pub(super) fn withhold(&mut self, _id: NodeId) {}
+
+    pub(super) fn leave(&mut self, _id: &NodeId) -> bool {
+        false
+    }
 
     pub(super) fn probed(&mut self, _id: &NodeId, _answered: bool) {}
 
@@ -373,6 +407,24 @@ impl Node {
         out
     }
 
+    /// Whether this node keeps news of members nobody vouches for to itself: probes of such
+    /// members show that their likely fakes outnumber the members heard answering (a mint, the
+    /// condition under which `random_members` caps their class). Passing a mint on would let the
+    /// minter's records reach every member from every honest member, each copy spending the
+    /// honest sender's intake allowance at the receiver (`Config::max_new_members_per_sender`)
+    /// that genuine news of a newcomer needs. Without such evidence nothing is withheld.
+    pub(super) fn withholding(&self) -> bool {
+        let sure = self.probing.confirmed.len().max(1);
+        self.gate.pool.likely_fakes(1, self.gate.pool.len()) > sure
+    }
+
+    /// Whether `id` is a member nobody vouches for: not heard answering, not vouched for (see
+    /// `Pool::is_vouched`), and not relayed by this node (a tab introduces itself to its server,
+    /// which answers for it).
+    pub(super) fn unvouched(&self, id: &NodeId) -> bool {
+        self.gate.pool.counts(id) && !self.gate.pool.is_vouched(id) && !self.hub.leaves.contains(id)
+    }
+
     /// [`Node::random_members`] of the push targets (`is_push_target`) other than this node and
     /// `exclude`: the same draw, read off the push ring when no class can be capped, instead of
     /// a pass over the whole table. In a join storm most news has no push tree and each frame
@@ -462,8 +514,7 @@ impl Node {
             .get(&origin)
             .is_some_and(|m| !m.state.is_down())
         {
-            self.probing.confirmed.insert(origin);
-            self.gate.pool.leave(&origin);
+            self.confirm(origin);
         }
         // Only a seed's answer to our join: later answers also carry whatever minted members
         // their senders hold, and must not make those look vouched for.
@@ -533,6 +584,14 @@ impl Node {
     }
 
     pub(super) fn answer_applied(&mut self) {}
+
+    pub(super) fn withholding(&self) -> bool {
+        false
+    }
+
+    pub(super) fn unvouched(&self, _id: &NodeId) -> bool {
+        false
+    }
 
     pub(super) fn delta_order(&mut self) -> Vec<NodeId> {
         let mut ids: Vec<NodeId> = self.members.keys().copied().collect();
@@ -648,12 +707,44 @@ mod tests {
         pool.enter(id(30), honest);
         pool.enter(id(31), honest);
         // The largest share is the honest member's, but only by one: the holder's newcomer may
-        // not take from it (the two would just trade places).
-        assert_eq!(pool.evict(holder, |_| false), None);
+        // not take from it (the two would just trade places); it makes room from its own.
+        assert_eq!(pool.evict(holder, |_| false), Some(id(10)));
         assert_eq!(pool.share(honest), 2);
-        // Nobody's newcomer (a self-introduction) may not either, with no share of its own.
+        // Nobody's newcomer (a self-introduction) may not either: it too makes room from its
+        // own share, one short of the largest.
         pool.enter(id(40), None);
-        assert_eq!(pool.evict(None, |_| false), None);
+        assert_eq!(pool.evict(None, |_| false), Some(id(40)));
+        assert_eq!(pool.share(honest), 2);
+        // A voucher with no share, one short of the largest, has nothing to give: refused.
+        let mut pool = Pool::default();
+        pool.enter(id(30), honest);
+        assert_eq!(pool.evict(holder, |_| false), None);
+        assert_eq!(pool.share(honest), 1);
+    }
+
+    #[test]
+    fn a_newcomer_whose_share_is_level_with_the_largest_makes_room_from_its_own() {
+        // Shares levelled by a mint: three holders' and nobody's (self-introductions), each
+        // the same size or one short. Ties of size go to the larger key, never to nobody's.
+        let mut pool = Pool::default();
+        let holders = [Some(id(1)), Some(id(2)), Some(id(3))];
+        let mut n = 10;
+        for (v, size) in [(holders[0], 4), (holders[1], 4), (holders[2], 3), (None, 4)] {
+            for _ in 0..size {
+                pool.enter(id(n), v);
+                n += 1;
+            }
+        }
+        // A self-introduced joiner: nobody's share (members 21..24) gives up its oldest.
+        assert_eq!(pool.evict(None, |_| false), Some(id(21)));
+        assert_eq!(pool.share(None), 3);
+        // One short of the largest: its own oldest too, the others keep theirs.
+        assert_eq!(pool.evict(holders[2], |_| false), Some(id(18)));
+        assert_eq!(pool.share(holders[0]), 4);
+        assert_eq!(pool.share(holders[1]), 4);
+        // Two short: the largest share gives one (the larger key of the tie).
+        assert_eq!(pool.evict(holders[2], |_| false), Some(id(14)));
+        assert_eq!(pool.share(holders[1]), 3);
     }
 
     #[test]
@@ -702,5 +793,42 @@ mod tests {
         assert_eq!(pool.len(), 0);
         assert!(pool.count.is_empty() && pool.order.is_empty());
         assert_eq!(pool.evict(holder, |_| false), None);
+    }
+
+    #[test]
+    fn withheld_news_is_remembered_only_for_counted_members_until_they_leave() {
+        let mut pool = Pool::default();
+        for n in 10..20 {
+            pool.enter(id(n), None);
+        }
+        // Only counted members are remembered: the set is never larger than the pool, which
+        // the member table bounds.
+        pool.withhold(id(99));
+        pool.withhold(id(10));
+        pool.withhold(id(11));
+        pool.withhold(id(11));
+        assert_eq!(pool.withheld.len(), 2);
+        // Answering: its news is to be passed on now, once.
+        assert!(pool.leave(&id(11)));
+        assert!(!pool.leave(&id(11)));
+        // Evicted (forgotten before answering): its news goes with it.
+        assert_eq!(pool.evict(None, |_| false), Some(id(10)));
+        assert!(pool.withheld.is_empty());
+        assert!(!pool.leave(&id(12)));
+    }
+}
+
+impl Node {
+    /// `id` answered this node from the address it signed: it is heard answering from now on,
+    /// and news of it that was kept back (see `withholding`) is passed on now.
+    pub(super) fn confirm(&mut self, id: NodeId) {
+        self.probing.confirmed.insert(id);
+        if self.gate.pool.leave(&id)
+            && let Some(m) = self.members.get(&id)
+            && !m.state.is_down()
+        {
+            let alive = m.alive.clone();
+            self.enqueue(super::backlog::Subject::Member(id), alive);
+        }
     }
 }

@@ -402,14 +402,13 @@ impl Node {
             if !self.probing.confirmed.contains(&target) {
                 self.gate.pool.probed(&target, true);
             }
-            if direct && let Some(mut m) = self.members.get_mut(&target) {
-                m.rtt_micros = Some(now.micros_since(sent));
-                let up = !m.state.is_down();
-                drop(m);
-                if up {
-                    self.probing.confirmed.insert(target);
-                    self.gate.pool.leave(&target);
-                }
+            let up = direct
+                && self.members.get_mut(&target).is_some_and(|mut m| {
+                    m.rtt_micros = Some(now.micros_since(sent));
+                    !m.state.is_down()
+                });
+            if up {
+                self.confirm(target);
             }
             return;
         }

@@ -95,8 +95,10 @@ impl Node {
         let limited = self.is_limited(&peer);
         let mut shown = Vec::new();
         let budget = self.config.max_sync_bytes;
+        // Members a mint is likely to have made are not handed on (see `withholding`).
+        let withholding = self.withholding();
         for id in ids {
-            if limited && !self.sees(&peer, &id) {
+            if (limited && !self.sees(&peer, &id)) || (withholding && self.unvouched(&id)) {
                 continue;
             }
             let m = &self.members[&id];

@@ -61,6 +61,8 @@ pub struct Params {
     pub config: Config,
     /// Network.
     pub net: NetConfig,
+    /// Worker threads of the simulator (the run is the same on any number).
+    pub threads: usize,
 }
 
 /// What one run measured. Rates are bytes per virtual second, as they crossed the network
@@ -113,7 +115,7 @@ pub fn grant(scope: Scope, room: usize) -> Grant {
 /// A cluster of `p.servers` converged full members with `p.tabs` admitted members added (not
 /// yet run); the tabs' indices.
 pub fn build(p: &Params) -> (Sim, Vec<usize>) {
-    let mut sim = Sim::joined(p.servers, p.seed, p.config.clone(), p.net);
+    let mut sim = Sim::joined_on(p.servers, p.seed, p.config.clone(), p.net, p.threads);
     let tabs = (0..p.tabs)
         .map(|k| {
             let r = room(k, p.room_size);

@@ -35,6 +35,7 @@ pub fn run(
         seed,
         config,
         net,
+        threads: crate::overlay_join::threads(),
     };
     let (_, _, f) = admitted::run(&p);
     let round = |v: f64| (v * 10.0).round() / 10.0;

@@ -11,6 +11,7 @@
 pub mod admitted;
 pub mod hostile;
 pub mod overlay;
+mod window;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -19,6 +20,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use gossip_core::link::Handshake;
 use gossip_core::{
     Address, ClusterKey, Config, Event, Grant, Identity, Instant, Keyring, Node, NodeId, State,
+    Transmit,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -126,6 +128,105 @@ pub struct SimNode {
     secret: [u8; 32],
 }
 
+/// Where an input falls in the order one step at a time processes them: (time, 0 for a
+/// delivery or 1 for a timeout, the delivery's `seq` or the node's index, and a count for a
+/// timeout that an input armed in the past of that input, which fires right after it).
+type Order = (Instant, u8, u64, u32);
+
+/// A frame delivered to a node in a window.
+#[derive(Debug)]
+struct Input {
+    at: Instant,
+    seq: u64,
+    from: Address,
+    bytes: Vec<u8>,
+}
+
+/// One node's work in a window, and what it produced.
+#[derive(Debug)]
+struct Job {
+    index: usize,
+    /// Its deliveries, in (time, seq) order.
+    inputs: Vec<Input>,
+    /// Its timer entries due in the window (stale ones included, skipped as `step` skips them).
+    timers: BinaryHeap<Reverse<Instant>>,
+    /// Frames it sent, with the order of the input that made it send them and the time.
+    out: Vec<(Order, Instant, Transmit)>,
+    /// Timer entries due after the window.
+    later: Vec<Instant>,
+    /// The time of its last input.
+    last: Instant,
+}
+
+impl SimNode {
+    /// Takes what the engine queued after an input at `now`: frames into `out`, events into
+    /// its log.
+    fn collect(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        while let Some(t) = self.node.poll_transmit() {
+            self.sent_packets += 1;
+            self.sent_bytes += t.bytes.len() as u64;
+            out.push(t);
+        }
+        while let Some(e) = self.node.poll_event() {
+            self.events.push((now, e));
+        }
+    }
+
+    /// Runs this node's share of a window ending before `end`: its deliveries and timeouts in
+    /// the order [`Sim::step`] would process them one at a time (a delivery before a timeout
+    /// due at the same instant; a timer entry that no longer matches the node's deadline
+    /// skipped), re-arming after each.
+    fn run(&mut self, start: Instant, end: Instant, job: &mut Job) {
+        let mut now = start;
+        let mut next = 0;
+        let mut last: Option<Order> = None;
+        let mut buf = Vec::new();
+        loop {
+            let delivery = job.inputs.get(next).map(|d| d.at);
+            let timer = job.timers.peek().map(|Reverse(t)| *t);
+            let order = match (delivery, timer) {
+                (Some(d), t) if t.is_none_or(|t| d <= t) => {
+                    let input = &job.inputs[next];
+                    next += 1;
+                    now = now.max(d);
+                    // A refused frame is counted in the node's stats.
+                    let _ = self
+                        .node
+                        .handle_packet(now, input.from.clone(), &input.bytes);
+                    (d, 0, input.seq, 0)
+                }
+                (_, Some(t)) => {
+                    job.timers.pop();
+                    if !self.up || self.node.poll_timeout() != Some(t) {
+                        continue;
+                    }
+                    now = now.max(t);
+                    self.node.handle_timeout(now);
+                    (t, 1, job.index as u64, 0)
+                }
+                (_, None) => break,
+            };
+            // A timeout armed before the input that armed it is the earliest entry of the
+            // whole heap then: one step at a time runs it next.
+            let order = match last {
+                Some(l) if order <= l => (l.0, l.1, l.2, l.3 + 1),
+                _ => order,
+            };
+            last = Some(order);
+            self.collect(now, &mut buf);
+            job.out.extend(buf.drain(..).map(|t| (order, now, t)));
+            if let Some(t) = self.node.poll_timeout() {
+                if t < end {
+                    job.timers.push(Reverse(t));
+                } else {
+                    job.later.push(t);
+                }
+            }
+        }
+        job.last = now;
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Delivery {
     at: Instant,
@@ -188,7 +289,17 @@ pub struct Sim {
     pub delivered: u64,
     /// Total frames dropped by the network model (loss, partition, crashed receiver).
     pub dropped: u64,
+    /// Worker threads for [`Sim::step`].
+    threads: usize,
+    /// Windows whose nodes ran on several threads.
+    pub parallel_windows: u64,
+    /// Frames a node sent, between taking them from the engine and routing them.
+    scratch: Vec<Transmit>,
 }
+
+/// Below this many busy nodes, a window of [`Sim::step`] runs on the calling thread. Lower
+/// than the overlay's: a full member checks a signature on most frames.
+const MIN_PARALLEL_JOBS: usize = 4;
 
 pub(crate) fn addr_of(i: usize) -> Address {
     let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
@@ -236,6 +347,9 @@ impl Sim {
             tap_keep: 0,
             delivered: 0,
             dropped: 0,
+            threads: 1,
+            parallel_windows: 0,
+            scratch: Vec::new(),
         };
         for _ in 0..n {
             sim.add();
@@ -516,51 +630,213 @@ impl Sim {
 
     fn drain(&mut self, i: usize) {
         let now = self.now;
-        while let Some(t) = self.nodes[i].node.poll_transmit() {
-            self.nodes[i].sent_packets += 1;
-            self.nodes[i].sent_bytes += t.bytes.len() as u64;
-            let to = match &t.to {
-                Address::Relayed(_) => t.node.and_then(|id| self.by_id.get(&id).copied()),
-                addr => self.by_addr.get(addr).copied(),
-            };
-            let Some(to) = to else {
-                self.dropped += 1;
-                continue;
-            };
-            let net = match self.link_loss.get(&(i, to)) {
-                Some(&loss) => NetConfig { loss, ..self.net },
-                None => self.net,
-            };
-            for transit in net.transit(&mut self.rng, t.reliable) {
-                let Some(transit) = transit else {
-                    self.dropped += 1;
-                    continue;
-                };
-                let mut at = now + transit;
-                if t.reliable {
-                    // Head-of-line blocking: a frame never overtakes an earlier one on its link.
-                    let tail = self.reliable_tail.entry((i, to)).or_insert(at);
-                    at = at.max(*tail);
-                    *tail = at;
-                }
-                self.seq += 1;
-                self.in_flight.push(Reverse(Delivery {
-                    at,
-                    seq: self.seq,
-                    to,
-                    from: i,
-                    bytes: t.bytes.clone(),
-                }));
-            }
+        let mut out = std::mem::take(&mut self.scratch);
+        self.nodes[i].collect(now, &mut out);
+        for t in out.drain(..) {
+            self.route(i, now, t);
         }
-        while let Some(e) = self.nodes[i].node.poll_event() {
-            self.nodes[i].events.push((now, e));
-        }
+        self.scratch = out;
         self.arm(i);
     }
 
-    /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.
+    /// Puts a frame node `i` sent at `now` on the network model: loss, duplication,
+    /// retransmission of reliable frames, latency and jitter.
+    fn route(&mut self, i: usize, now: Instant, t: Transmit) {
+        let to = match &t.to {
+            Address::Relayed(_) => t.node.and_then(|id| self.by_id.get(&id).copied()),
+            addr => self.by_addr.get(addr).copied(),
+        };
+        let Some(to) = to else {
+            self.dropped += 1;
+            return;
+        };
+        let net = match self.link_loss.get(&(i, to)) {
+            Some(&loss) => NetConfig { loss, ..self.net },
+            None => self.net,
+        };
+        for transit in net.transit(&mut self.rng, t.reliable) {
+            let Some(transit) = transit else {
+                self.dropped += 1;
+                continue;
+            };
+            let mut at = now + transit;
+            if t.reliable {
+                // Head-of-line blocking: a frame never overtakes an earlier one on its link.
+                let tail = self.reliable_tail.entry((i, to)).or_insert(at);
+                at = at.max(*tail);
+                *tail = at;
+            }
+            self.seq += 1;
+            self.in_flight.push(Reverse(Delivery {
+                at,
+                seq: self.seq,
+                to,
+                from: i,
+                bytes: t.bytes.clone(),
+            }));
+        }
+    }
+
+    /// Worker threads for [`step`](Self::step) (default 1). The outcome of a run does not
+    /// depend on it.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Worker threads [`step`](Self::step) uses.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Processes the earliest pending delivery or timeout (on several threads: everything
+    /// pending within one lookahead window, see [`Sim::step_window`]); false when nothing is
+    /// pending before `until`.
     pub fn step(&mut self, until: Instant) -> bool {
+        if self.threads > 1 && self.net.latency_us > 0 {
+            self.step_window(until)
+        } else {
+            self.step_one(until)
+        }
+    }
+
+    /// Processes everything pending before `until` within one lookahead window (at least one
+    /// delivery or timeout); false when nothing is pending before `until`.
+    ///
+    /// No frame arrives sooner than `net.latency_us` after it was sent (jitter and
+    /// retransmission only add to it), so within `[t, t + latency)`, where `t` is the earliest
+    /// pending time, no node's input depends on another node's output in the same window: the
+    /// nodes run in parallel, each through its own inputs in the order one step at a time
+    /// would take them. Their frames then enter the network model in that same global order,
+    /// so every random draw (loss, duplication, jitter) happens as it would one step at a
+    /// time, and the run is the same on any number of threads. Scenarios act on the
+    /// simulation only between calls, and a window never passes `until`.
+    fn step_window(&mut self, until: Instant) -> bool {
+        let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        let Some(start) = next_delivery.into_iter().chain(next_timer).min() else {
+            return false;
+        };
+        if start > until {
+            return false;
+        }
+        let end = (start + self.net.latency_us).min(until + 1);
+        let begin = self.now;
+        // What `now` would be after the last entry one step at a time takes off the heaps.
+        let mut latest = begin;
+        let mut inputs: Vec<(usize, Input)> = Vec::new();
+        while self.in_flight.peek().is_some_and(|Reverse(d)| d.at < end) {
+            let Some(Reverse(d)) = self.in_flight.pop() else {
+                break;
+            };
+            latest = latest.max(d.at);
+            let outside = self.outside.remove(&d.seq);
+            // A crashed sender's frames already on the wire still arrive.
+            if !self.nodes[d.to].up || !self.connected(d.from, d.to) {
+                self.dropped += 1;
+                continue;
+            }
+            self.delivered += 1;
+            self.nodes[d.to].recv_packets += 1;
+            self.nodes[d.to].recv_bytes += d.bytes.len() as u64;
+            let from = match outside {
+                Some(addr) => addr,
+                None => self.nodes[d.from].addr.clone(),
+            };
+            if self.tap_keep > 0 && d.from != OUTSIDE {
+                if self.tapped.len() == self.tap_keep {
+                    self.tapped.pop_front();
+                }
+                self.tapped.push_back(Tapped {
+                    at: latest,
+                    from: d.from,
+                    to: d.to,
+                    bytes: d.bytes.clone(),
+                });
+            }
+            let input = Input {
+                at: d.at,
+                seq: d.seq,
+                from,
+                bytes: d.bytes,
+            };
+            inputs.push((d.to, input));
+        }
+        let mut timers: Vec<(usize, Instant)> = Vec::new();
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if t >= end {
+                break;
+            }
+            self.timers.pop();
+            latest = latest.max(t);
+            timers.push((i, t));
+        }
+        // Popped in time order; a stable sort by node keeps that order per node.
+        inputs.sort_by_key(|(to, _)| *to);
+        timers.sort_by_key(|(i, _)| *i);
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut inputs = inputs.into_iter().peekable();
+        let mut timers = timers.into_iter().peekable();
+        loop {
+            let i = match (inputs.peek().map(|d| d.0), timers.peek().map(|t| t.0)) {
+                (Some(d), Some(t)) => d.min(t),
+                (Some(d), None) => d,
+                (None, Some(t)) => t,
+                (None, None) => break,
+            };
+            let mut job = Job {
+                index: i,
+                inputs: Vec::new(),
+                timers: BinaryHeap::new(),
+                out: Vec::new(),
+                later: Vec::new(),
+                last: begin,
+            };
+            while inputs.peek().is_some_and(|d| d.0 == i) {
+                job.inputs.extend(inputs.next().map(|d| d.1));
+            }
+            while timers.peek().is_some_and(|t| t.0 == i) {
+                job.timers.extend(timers.next().map(|t| Reverse(t.1)));
+            }
+            jobs.push(job);
+        }
+        let indices: Vec<usize> = jobs.iter().map(|j| j.index).collect();
+        let nodes = window::disjoint_mut(&mut self.nodes, &indices);
+        let mut work: Vec<(&mut SimNode, &mut Job)> =
+            nodes.into_iter().zip(jobs.iter_mut()).collect();
+        if work.len() < MIN_PARALLEL_JOBS {
+            for (node, job) in &mut work {
+                node.run(begin, end, job);
+            }
+        } else {
+            self.parallel_windows += 1;
+            // Outputs are merged in step order afterwards, so the order of work does not
+            // change the run.
+            work.sort_by_key(|(_, job)| Reverse(job.inputs.len() + job.timers.len()));
+            window::run_all(&mut work, self.threads, |(node, job)| {
+                node.run(begin, end, job)
+            });
+        }
+        drop(work);
+        let mut out: Vec<(Order, usize, Instant, Transmit)> = Vec::new();
+        for job in &mut jobs {
+            latest = latest.max(job.last);
+            let i = job.index;
+            out.extend(job.out.drain(..).map(|(o, at, t)| (o, i, at, t)));
+            for t in job.later.drain(..) {
+                self.timers.push(Reverse((t, i)));
+            }
+        }
+        // Stable: the frames of one input keep the order the node sent them in.
+        out.sort_by_key(|(order, ..)| *order);
+        for (_, i, at, t) in out {
+            self.route(i, at, t);
+        }
+        self.now = latest;
+        true
+    }
+
+    /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.
+    fn step_one(&mut self, until: Instant) -> bool {
         loop {
             let next_delivery = self.in_flight.peek().map(|Reverse(d)| d.at);
             let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -668,7 +944,13 @@ impl Sim {
     /// every other alive) within 30 virtual seconds; panics naming the seed otherwise. How most
     /// simulator tests begin.
     pub fn joined(n: usize, seed: u64, config: Config, net: NetConfig) -> Sim {
+        Sim::joined_on(n, seed, config, net, 1)
+    }
+
+    /// Like [`Sim::joined`], stepping on `threads` worker threads (the same run on any number).
+    pub fn joined_on(n: usize, seed: u64, config: Config, net: NetConfig, threads: usize) -> Sim {
         let mut sim = Sim::new(n, seed, config, net);
+        sim.set_threads(threads);
         sim.join_all();
         let t = sim.run_until_true(30_000, 50, Sim::converged);
         assert!(

@@ -76,8 +76,8 @@ struct Args {
     /// settling after the join before the update (metadata, default 0).
     #[arg(long)]
     duration_s: Option<u64>,
-    /// Worker threads of the overlay simulator (default: the machine's cores). Results do not
-    /// depend on it.
+    /// Worker threads of the simulator (default: the machine's cores). Results do not depend
+    /// on it.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
     /// Report progress on stderr every 10 wall-clock seconds.

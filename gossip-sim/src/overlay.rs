@@ -13,9 +13,8 @@ use gossip_core::overlay::{Overlay, OverlayConfig, OverlayEvent};
 use gossip_core::{Address, ClusterKey, Identity, Instant, Keyring, NodeId, Timestamp, Transmit};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::window::{MIN_PARALLEL_JOBS, disjoint_mut, run_all};
 use crate::{Delivery, EPOCH_MS, NetConfig, VirtualTime, addr_of};
 
 /// A broadcast as one node received it.
@@ -135,26 +134,6 @@ struct Job {
     dropped: u64,
     /// The time of its last input.
     last: Instant,
-}
-
-/// Below this many busy nodes, a window runs on the calling thread: starting threads would
-/// cost more than it saves.
-const MIN_PARALLEL_JOBS: usize = 16;
-
-/// Mutable references to the elements of `slice` at `sorted` (strictly increasing) indices.
-fn disjoint_mut<'a, T>(mut slice: &'a mut [T], sorted: &[usize]) -> Vec<&'a mut T> {
-    let mut out = Vec::with_capacity(sorted.len());
-    let mut base = 0;
-    for &i in sorted {
-        let (_, rest) = std::mem::take(&mut slice).split_at_mut(i - base);
-        let Some((item, rest)) = rest.split_first_mut() else {
-            break;
-        };
-        out.push(item);
-        slice = rest;
-        base = i + 1;
-    }
-    out
 }
 
 /// The simulation of an overlay.
@@ -459,32 +438,11 @@ impl OverlaySim {
             }
         } else {
             self.parallel_windows += 1;
-            // Each thread claims the next unclaimed node: the cost of a node's inputs varies
-            // (a signature here, five there), so fixed shares would leave a thread idle. The
-            // calling thread works too, and the others end with the window: a pool's idle
-            // threads would spin on the cores the serial part between windows needs.
-            // Busiest nodes first, so that the window does not end with one thread finishing
-            // a long node while the others wait. Outputs are merged by node index afterwards,
-            // so the order of work does not change the run.
+            // Outputs are merged by node index afterwards, so the order of work does not
+            // change the run.
             work.sort_by_key(|(_, job)| std::cmp::Reverse(job.inputs.len()));
-            let work: Vec<Mutex<&mut (&mut OverlaySimNode, &mut Job)>> =
-                work.iter_mut().map(Mutex::new).collect();
-            let next = AtomicUsize::new(0);
-            let claim = || {
-                while let Some(slot) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    // A poisoned slot means a node panicked on another thread; the scope
-                    // re-raises that panic when it ends.
-                    if let Ok(mut slot) = slot.lock() {
-                        let (node, job) = &mut **slot;
-                        node.run(now, end, job);
-                    }
-                }
-            };
-            std::thread::scope(|s| {
-                for _ in 1..self.threads {
-                    s.spawn(claim);
-                }
-                claim();
+            run_all(&mut work, self.threads, |(node, job)| {
+                node.run(now, end, job)
             });
         }
         drop(work);

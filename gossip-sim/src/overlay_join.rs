@@ -21,6 +21,14 @@ const JOIN_SPACING_US: u64 = 200;
 /// Worker threads for the simulator; 0 means the machine's cores.
 pub static THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// The worker threads to run on: [`THREADS`], or the machine's cores.
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// CPU time this process used so far (user + system), in ms.
 pub fn cpu_ms() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -46,11 +54,7 @@ pub fn run(nodes: usize, seed: u64, net: NetConfig) -> Outcome {
     let (lo, hi) = (config.active_min, config.active_size);
     let cpu_start = cpu_ms();
     let mut sim = OverlaySim::new(nodes, seed, config, net);
-    let threads = match THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    sim.set_threads(threads);
+    sim.set_threads(threads());
     sim.join_staggered(JOIN_SPACING_US);
     let joins_ms = sim.now.as_millis();
     let settle = sim.run_until_true(CONVERGE_MAX_MS, 100, OverlaySim::converged);

@@ -83,7 +83,11 @@ impl Scenario {
         duration_s: u64,
     ) -> Outcome {
         let mut log = Log::default();
-        let fresh = || Sim::new(nodes, seed, config, net);
+        let fresh = || {
+            let mut sim = Sim::new(nodes, seed, config, net);
+            sim.set_threads(crate::overlay_join::threads());
+            sim
+        };
         match self {
             Scenario::Join => join(&mut fresh(), &mut log),
             Scenario::Metadata => metadata(&mut fresh(), &mut log, duration_s * 1_000),

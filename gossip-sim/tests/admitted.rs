@@ -16,6 +16,8 @@ fn params(tabs: usize, scope: Scope, seed: u64) -> Params {
         seed,
         config: Config::lan(),
         net: NetConfig::default(),
+        // The windowed step, which must give the run one step at a time gives.
+        threads: 2,
     }
 }
 

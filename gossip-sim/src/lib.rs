@@ -12,6 +12,7 @@ pub mod admitted;
 pub mod hostile;
 pub mod overlay;
 mod window;
+pub use window::{critical_path_ns, measure_critical_path};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};

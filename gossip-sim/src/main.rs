@@ -80,6 +80,10 @@ struct Args {
     /// on it.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
+    /// At the end, print on stderr what the run would take alone on as many cores as threads:
+    /// the main thread's CPU time plus its waits for the busiest thread of each window.
+    #[arg(long)]
+    critical_path: bool,
     /// Report progress on stderr every 10 wall-clock seconds.
     #[arg(long)]
     progress: bool,
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
     let started = WallClock::now();
     let args = Args::parse();
     observe::PROGRESS.store(args.progress, std::sync::atomic::Ordering::Relaxed);
+    gossip_sim::measure_critical_path(args.critical_path);
     if let Some(threads) = args.threads {
         overlay_join::THREADS.store(threads as usize, std::sync::atomic::Ordering::Relaxed);
     }
@@ -179,6 +184,15 @@ fn main() -> ExitCode {
         println!("{line}");
     }
     println!("{}", report::json(&params, &outcome, wall_ms));
+    if args.critical_path {
+        match gossip_sim::critical_path_ns() {
+            Some(ns) => eprintln!(
+                "critical path: {:.2} s of CPU (main thread plus its waits for the busiest thread of each window)",
+                ns as f64 / 1e9
+            ),
+            None => eprintln!("critical path: not measurable here (no /proc/thread-self)"),
+        }
+    }
     if outcome.ok {
         ExitCode::SUCCESS
     } else {

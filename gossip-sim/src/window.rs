@@ -7,7 +7,33 @@
 //! nodes sent into the network model in an order that does not depend on the threads.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Whether [`run_all`] measures its threads (see [`critical_path_ns`]).
+static MEASURE: AtomicBool = AtomicBool::new(false);
+/// CPU time the longest thread of each measured window spent beyond the calling thread's, summed.
+static WAITED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes windows measure how long they would take alone (off by default: it reads a `/proc`
+/// file per thread per window).
+pub fn measure_critical_path(on: bool) {
+    MEASURE.store(on, Ordering::Relaxed);
+}
+
+/// What the run so far would take alone on as many cores as it has threads, in CPU
+/// nanoseconds, load aside: the calling thread's CPU time plus, for each window measured since
+/// [`measure_critical_path`], how much longer its busiest thread ran than the calling thread
+/// (the time the calling thread waited). Call it on the thread that runs the simulation. Linux
+/// only (`/proc/thread-self/schedstat`); thread start-up is not counted.
+pub fn critical_path_ns() -> Option<u64> {
+    Some(thread_cpu_ns()? + WAITED_NS.load(Ordering::Relaxed))
+}
+
+/// The calling thread's CPU time in nanoseconds.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
 
 /// Below this many busy nodes, a window runs on the calling thread: starting threads would
 /// cost more than it saves.
@@ -39,7 +65,9 @@ pub(crate) fn disjoint_mut<'a, T>(mut slice: &'a mut [T], sorted: &[usize]) -> V
 pub(crate) fn run_all<T: Send>(work: &mut [T], threads: usize, run: impl Fn(&mut T) + Sync) {
     let work: Vec<Mutex<&mut T>> = work.iter_mut().map(Mutex::new).collect();
     let next = AtomicUsize::new(0);
+    let measure = MEASURE.load(Ordering::Relaxed);
     let claim = || {
+        let started = if measure { thread_cpu_ns() } else { None };
         while let Some(slot) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
             // A poisoned slot means a node panicked on another thread; the scope re-raises
             // that panic when it ends.
@@ -47,11 +75,17 @@ pub(crate) fn run_all<T: Send>(work: &mut [T], threads: usize, run: impl Fn(&mut
                 run(&mut item);
             }
         }
+        started.and_then(|s| Some(thread_cpu_ns()?.saturating_sub(s)))
     };
     std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(claim);
+        let others: Vec<_> = (1..threads).map(|_| s.spawn(claim)).collect();
+        let mine = claim();
+        let longest = others
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .max();
+        if let (Some(mine), Some(longest)) = (mine, longest) {
+            WAITED_NS.fetch_add(longest.saturating_sub(mine), Ordering::Relaxed);
         }
-        claim();
     });
 }

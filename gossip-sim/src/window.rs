@@ -89,3 +89,44 @@ pub(crate) fn run_all<T: Send>(work: &mut [T], threads: usize, run: impl Fn(&mut
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_critical_path_counts_the_time_waited_for_a_busier_thread() {
+        if thread_cpu_ns().is_none() {
+            // Not Linux: nothing to measure, and `critical_path_ns` says so.
+            assert!(critical_path_ns().is_none());
+            return;
+        }
+        measure_critical_path(true);
+        let caller = std::thread::current().id();
+        let worker_busy = AtomicBool::new(false);
+        let before = critical_path_ns().expect("measurable");
+        let mut items = [0u8, 1];
+        // The calling thread's item burns no CPU: it waits for the other thread to take the
+        // other item, which burns 100 ms of CPU. Only the wait accounting can see those.
+        run_all(&mut items, 2, |_| {
+            if std::thread::current().id() == caller {
+                while !worker_busy.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                worker_busy.store(true, Ordering::Relaxed);
+                let start = thread_cpu_ns().expect("measurable");
+                while thread_cpu_ns().expect("measurable") < start + 100_000_000 {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let after = critical_path_ns().expect("measurable");
+        assert!(
+            after - before >= 100_000_000,
+            "the critical path grew by {} ns only",
+            after - before
+        );
+    }
+}

@@ -10,8 +10,9 @@ pub trait VirtualTime {
     /// Moves the clock to `until` once nothing is pending before it (never backwards).
     fn advance_to(&mut self, until: Instant);
 
-    /// Processes the earliest pending delivery or timeout (the overlay simulator: everything
-    /// pending within one lookahead window); false when nothing is pending before `until`.
+    /// Processes the earliest pending delivery or timeout (the overlay simulator, and the full
+    /// one on several threads: everything pending within one lookahead window); false when
+    /// nothing is pending before `until`.
     fn step(&mut self, until: Instant) -> bool;
 
     /// Runs until virtual time `until`.

@@ -699,7 +699,7 @@ impl Sim {
     }
 
     /// Processes the earliest pending delivery or timeout (on several threads: everything
-    /// pending within one lookahead window, see [`Sim::step_window`]); false when nothing is
+    /// pending within one lookahead window, see `step_window`); false when nothing is
     /// pending before `until`.
     pub fn step(&mut self, until: Instant) -> bool {
         if self.threads > 1 && self.net.latency_us > 0 {

@@ -946,6 +946,8 @@ fn a_probe_handled_late_gives_its_helpers_their_window_and_counts_against_local_
         0,
         "suspected before the helper could answer"
     );
+    // Nothing is left due: a driver that waits for `poll_timeout` does not spin.
+    assert!(nodes[0].poll_timeout() > Some(Instant::from_millis(5_501)));
     // The helper's answer arrives within the window: nobody is suspected, and the ack
     // brings the node's health back.
     pump(&mut nodes, Instant::from_millis(5_510));

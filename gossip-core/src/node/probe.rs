@@ -400,7 +400,16 @@ impl Node {
             // once and suspect the target before any helper could answer.
             let window = p.deadline.micros_since(p.indirect_at);
             let floor = Instant::from_micros(now.as_micros().saturating_add(window));
-            probe.deadline = probe.deadline.max(floor);
+            if floor > probe.deadline {
+                probe.deadline = floor;
+                // The next probe cannot start before this one ends: left where it was, the probe
+                // timer would stay due and every call would come straight back.
+                let next = self
+                    .timers
+                    .get(Timer::Probe)
+                    .map_or(floor, |t| t.max(floor));
+                self.timers.set(Timer::Probe, next);
+            }
         }
     }
 

@@ -922,3 +922,42 @@ fn news_of_an_unvouched_member_waits_for_its_answer_under_a_mint() {
         "confirmed at {confirmed_at} ms, passed on at {known_at} ms"
     );
 }
+
+/// A driver busy with other work handles a probe's stages late. Its helpers still get their
+/// whole window from when the ping-reqs actually leave (before, the deadline had passed by then,
+/// so the next turn of the loop suspected the target before any answer could be read), and the
+/// lateness counts against the node's own health, so its next probes wait longer.
+#[test]
+fn a_probe_handled_late_gives_its_helpers_their_window_and_counts_against_local_health() {
+    let mut nodes = cluster(3, Config::fast());
+    let suspects = |n: &Node| n.members().filter(|m| m.state == State::Suspect).count();
+    assert_eq!((nodes[0].health_score(), suspects(&nodes[0])), (0, 0));
+    // 5,000 ms: node 1 starts a probe; its ping is lost.
+    nodes[0].handle_timeout(Instant::from_millis(5_000));
+    std::iter::from_fn(|| nodes[0].poll_transmit()).for_each(drop);
+    // The loop comes back 500 ms later (fast: 40 ms timeout, 100 ms period): the indirect
+    // stage goes out now, and the node knows it was late.
+    nodes[0].handle_timeout(Instant::from_millis(5_500));
+    assert_eq!(nodes[0].health_score(), 1, "lateness not counted");
+    // Its next turn, before it read anything: the helper has had no time to answer.
+    nodes[0].handle_timeout(Instant::from_millis(5_501));
+    assert_eq!(
+        suspects(&nodes[0]),
+        0,
+        "suspected before the helper could answer"
+    );
+    // Nothing is left due: a driver that waits for `poll_timeout` does not spin.
+    assert!(nodes[0].poll_timeout() > Some(Instant::from_millis(5_501)));
+    // The helper's answer arrives within the window: nobody is suspected, and the ack
+    // brings the node's health back.
+    pump(&mut nodes, Instant::from_millis(5_510));
+    nodes[0].handle_timeout(Instant::from_millis(5_560));
+    pump(&mut nodes, Instant::from_millis(5_560));
+    assert_eq!(suspects(&nodes[0]), 0);
+    assert!(
+        events(&mut nodes[0])
+            .iter()
+            .all(|e| !matches!(e, Event::MemberSuspect { .. }))
+    );
+    assert_eq!(nodes[0].health_score(), 0);
+}

@@ -19,15 +19,9 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
         };
         match received {
             Ok((len, from)) => {
-                if len > shared.limits.max_frame {
-                    shared.count_drop(LinkDrop::TooLarge);
-                    continue;
-                }
-                let input = Input::Datagram {
-                    from,
-                    bytes: buf[..len].to_vec(),
-                };
-                if shared.inbound.try_send(input).is_err() {
+                if let Some(input) = datagram(&shared, &buf[..len], from)
+                    && shared.inbound.try_send(input).is_err()
+                {
                     shared.count_drop(LinkDrop::InboundQueueFull);
                 }
             }
@@ -35,4 +29,37 @@ pub(crate) async fn recv_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
             Err(e) => tracing::trace!(error = %e, "udp recv"),
         }
     }
+}
+
+/// A datagram already waiting in the socket, read without waiting (`None`: nothing there, or one
+/// that was too large, counted). The driver reads the socket itself before it fires timers: when
+/// the process is busy, the receive task may not have run since the answer to a probe arrived,
+/// and the probe's timeout must not overtake an answer that is already here.
+pub(crate) fn try_read(shared: &Shared, socket: &UdpSocket, buf: &mut [u8]) -> Option<Input> {
+    // Bounded: a socket that keeps reporting errors must not hold the driver.
+    for _ in 0..64 {
+        match socket.try_recv_from(buf) {
+            Ok((len, from)) => {
+                if let Some(input) = datagram(shared, &buf[..len], from) {
+                    return Some(input);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            // ICMP port unreachable surfaces as an error on some systems: not fatal, read on.
+            Err(e) => tracing::trace!(error = %e, "udp recv"),
+        }
+    }
+    None
+}
+
+/// One received datagram as an input for the engine, unless it exceeds the frame limit.
+fn datagram(shared: &Shared, bytes: &[u8], from: std::net::SocketAddr) -> Option<Input> {
+    if bytes.len() > shared.limits.max_frame {
+        shared.count_drop(LinkDrop::TooLarge);
+        return None;
+    }
+    Some(Input::Datagram {
+        from,
+        bytes: bytes.to_vec(),
+    })
 }

@@ -135,10 +135,14 @@ async fn a_hub_flooded_with_frames_still_detects_a_dead_relayed_member() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = tokio::spawn(flood(hub.clone(), url, stop.clone()));
+    // The flood reaches the hub's engine (its frames are refused there). Its queue need not stay
+    // long: when a timer is due the driver reads out what has arrived before firing it, so a
+    // status taken between two turns often sees few frames waiting.
+    let refused = |s: &gossip_server::Status| s.counters.drops.get("unauthenticated").copied();
     eventually(
         Duration::from_secs(10),
         "the flood keeps the hub's engine busy",
-        || async { status(&hub).await.counters.inbound_backlog >= 4 },
+        || async { refused(&status(&hub).await).unwrap_or(0) >= 200 },
     )
     .await;
 

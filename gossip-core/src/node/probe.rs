@@ -194,6 +194,15 @@ impl Node {
             if p.acked {
                 self.probing.current = None;
             } else if !p.indirect_sent && now >= p.indirect_at {
+                // Lifeguard's local health counts this node's own slowness: a stage handled
+                // more than a probe timeout after it was due means the node's loop was busy
+                // (a driver behind on its frames, a starved process), not that the target is
+                // gone, so later probes get longer timeouts. A driver that fires timers on time
+                // (the simulator) never gets here.
+                let late_us = now.micros_since(p.indirect_at);
+                if late_us > self.config.probe_timeout_ms.saturating_mul(1_000) {
+                    self.adjust_awareness(1);
+                }
                 self.send_indirect_probes(now, &p);
             } else if p.indirect_sent && now >= p.deadline {
                 // Lifeguard: nacks we expected but did not get point at our own network.
@@ -386,6 +395,21 @@ impl Node {
         if let Some(probe) = self.probing.current.as_mut() {
             probe.indirect_sent = true;
             probe.nacks_expected = expected;
+            // The helpers get the whole window from when their requests actually leave: a
+            // stage that fired late (the loop was busy) would otherwise reach its deadline at
+            // once and suspect the target before any helper could answer.
+            let window = p.deadline.micros_since(p.indirect_at);
+            let floor = Instant::from_micros(now.as_micros().saturating_add(window));
+            if floor > probe.deadline {
+                probe.deadline = floor;
+                // The next probe cannot start before this one ends: left where it was, the probe
+                // timer would stay due and every call would come straight back.
+                let next = self
+                    .timers
+                    .get(Timer::Probe)
+                    .map_or(floor, |t| t.max(floor));
+                self.timers.set(Timer::Probe, next);
+            }
         }
     }
 

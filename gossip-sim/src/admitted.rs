@@ -194,6 +194,48 @@ pub fn mismatches(sim: &Sim, p: &Params, tabs: &[usize]) -> Vec<(usize, Vec<usiz
     out
 }
 
+/// What keeps the views from being exact, counted: tabs a server does not hold alive and
+/// (tab, member) pairs a tab holds but should not or should hold alive but does not, by the
+/// state it holds them in ("absent" when it does not hold them). For a run's notes.
+pub fn shortfall(sim: &Sim, p: &Params, tabs: &[usize]) -> String {
+    let ids: Vec<NodeId> = (0..sim.nodes.len()).map(|i| sim.id(i)).collect();
+    let state = |node: &gossip_core::Node, j: usize| match node.member(&ids[j]) {
+        None => "absent",
+        Some(m) => match m.state {
+            State::Alive => "alive",
+            State::Suspect => "suspect",
+            State::Dead => "dead",
+            State::Left => "left",
+        },
+    };
+    let mut at_servers: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for s in 0..p.servers {
+        for &t in tabs {
+            let st = state(&sim.nodes[s].node, t);
+            if st != "alive" {
+                *at_servers.entry(st).or_default() += 1;
+            }
+        }
+    }
+    let wrong = mismatches(sim, p, tabs);
+    let mut missing: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut missing_servers = 0u64;
+    let mut extra = 0u64;
+    for (t, x, m) in &wrong {
+        extra += x.len() as u64;
+        for &j in m {
+            *missing.entry(state(&sim.nodes[*t].node, j)).or_default() += 1;
+            if j < p.servers {
+                missing_servers += 1;
+            }
+        }
+    }
+    format!(
+        "shortfall: tabs not alive at servers {at_servers:?}; {} tabs off their view: {extra} extra members, missing by state {missing:?} ({missing_servers} of them servers)",
+        wrong.len()
+    )
+}
+
 /// Drops at `nodes`, summed by reason.
 fn drops(sim: &Sim, nodes: impl Iterator<Item = usize>) -> BTreeMap<&'static str, u64> {
     let mut out = BTreeMap::new();

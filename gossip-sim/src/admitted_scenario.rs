@@ -37,7 +37,7 @@ pub fn run(
         net,
         threads: crate::overlay_join::threads(),
     };
-    let (_, _, f) = admitted::run(&p);
+    let (sim, tabs_at, f) = admitted::run(&p);
     let round = |v: f64| (v * 10.0).round() / 10.0;
     let mut o = Outcome {
         ok: f.join_ms.is_some() && f.views_exact,
@@ -89,5 +89,8 @@ pub fn run(
         f.server_recv_bytes_per_s,
         f.mean_view
     ));
+    if !f.views_exact {
+        o.notes.push(admitted::shortfall(&sim, &p, &tabs_at));
+    }
     o
 }

@@ -739,35 +739,9 @@ impl Sim {
                 break;
             };
             latest = latest.max(d.at);
-            // Most runs inject nothing: skip hashing every delivery's seq for nothing.
-            let outside = if self.outside.is_empty() {
-                None
-            } else {
-                self.outside.remove(&d.seq)
-            };
-            // A crashed sender's frames already on the wire still arrive.
-            if !self.nodes[d.to].up || !self.connected(d.from, d.to) {
-                self.dropped += 1;
+            let Some(from) = self.arrive(&d, latest) else {
                 continue;
-            }
-            self.delivered += 1;
-            self.nodes[d.to].recv_packets += 1;
-            self.nodes[d.to].recv_bytes += d.bytes.len() as u64;
-            let from = match outside {
-                Some(addr) => addr,
-                None => self.nodes[d.from].addr.clone(),
             };
-            if self.tap_keep > 0 && d.from != OUTSIDE {
-                if self.tapped.len() == self.tap_keep {
-                    self.tapped.pop_front();
-                }
-                self.tapped.push_back(Tapped {
-                    at: latest,
-                    from: d.from,
-                    to: d.to,
-                    bytes: d.bytes.clone(),
-                });
-            }
             let input = Input {
                 at: d.at,
                 seq: d.seq,
@@ -850,6 +824,42 @@ impl Sim {
         true
     }
 
+    /// A frame taken off the wire at `at`: dropped (counted) when its receiver is down or the
+    /// link is cut, else counted as delivered, tapped, and the sender's address returned (the
+    /// injected one for frames from outside). Both steps take frames through here, so a run is
+    /// the same whichever steps it.
+    fn arrive(&mut self, d: &Delivery, at: Instant) -> Option<Address> {
+        // Most runs inject nothing: skip hashing every delivery's seq for nothing.
+        let outside = if self.outside.is_empty() {
+            None
+        } else {
+            self.outside.remove(&d.seq)
+        };
+        // A crashed sender's frames already on the wire still arrive.
+        if !self.nodes[d.to].up || !self.connected(d.from, d.to) {
+            self.dropped += 1;
+            return None;
+        }
+        self.delivered += 1;
+        self.nodes[d.to].recv_packets += 1;
+        self.nodes[d.to].recv_bytes += d.bytes.len() as u64;
+        if self.tap_keep > 0 && d.from != OUTSIDE {
+            if self.tapped.len() == self.tap_keep {
+                self.tapped.pop_front();
+            }
+            self.tapped.push_back(Tapped {
+                at,
+                from: d.from,
+                to: d.to,
+                bytes: d.bytes.clone(),
+            });
+        }
+        Some(match outside {
+            Some(addr) => addr,
+            None => self.nodes[d.from].addr.clone(),
+        })
+    }
+
     /// Processes the earliest pending delivery or timeout; false when nothing is pending before `until`.
     fn step_one(&mut self, until: Instant) -> bool {
         loop {
@@ -864,35 +874,9 @@ impl Sim {
             self.now = self.now.max(next);
             if next_delivery == Some(next) {
                 let Reverse(d) = self.in_flight.pop().expect("peeked");
-                // Most runs inject nothing: skip hashing every delivery's seq for nothing.
-                let outside = if self.outside.is_empty() {
-                    None
-                } else {
-                    self.outside.remove(&d.seq)
-                };
-                // A crashed sender's frames already on the wire still arrive.
-                if !self.nodes[d.to].up || !self.connected(d.from, d.to) {
-                    self.dropped += 1;
+                let Some(from) = self.arrive(&d, self.now) else {
                     return true;
-                }
-                self.delivered += 1;
-                self.nodes[d.to].recv_packets += 1;
-                self.nodes[d.to].recv_bytes += d.bytes.len() as u64;
-                let from = match outside {
-                    Some(addr) => addr,
-                    None => self.nodes[d.from].addr.clone(),
                 };
-                if self.tap_keep > 0 && d.from != OUTSIDE {
-                    if self.tapped.len() == self.tap_keep {
-                        self.tapped.pop_front();
-                    }
-                    self.tapped.push_back(Tapped {
-                        at: self.now,
-                        from: d.from,
-                        to: d.to,
-                        bytes: d.bytes.clone(),
-                    });
-                }
                 let now = self.now;
                 // A refused frame is counted in the node's stats.
                 let _ = self.nodes[d.to].node.handle_packet(now, from, &d.bytes);

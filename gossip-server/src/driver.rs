@@ -167,7 +167,12 @@ impl Driver {
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
-        let mut buf = vec![0u8; 65_536];
+        // Only a node with a UDP socket reads datagrams itself (`read_ready`).
+        let mut buf = if self.udp.is_some() {
+            vec![0u8; crate::udp::DATAGRAM_BUF]
+        } else {
+            Vec::new()
+        };
         loop {
             let wake = match (self.node.poll_timeout(), self.stopping) {
                 (Some(t), Some(s)) => self.deadline(t).min(s),

@@ -8,10 +8,14 @@ use tokio::net::UdpSocket;
 use crate::conn::Input;
 use crate::shared::Shared;
 
+/// Bytes read per datagram: the largest a UDP datagram can be, so none is cut short before the
+/// frame limit (`Limits::max_frame`) judges it.
+pub(crate) const DATAGRAM_BUF: usize = 65_536;
+
 /// Receives datagrams until the node stops. A full engine queue drops the datagram (UDP is best
 /// effort; SWIM tolerates loss) instead of buffering without bound.
 pub(crate) async fn recv_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; DATAGRAM_BUF];
     loop {
         let received = tokio::select! {
             _ = shared.cancel.cancelled() => return,

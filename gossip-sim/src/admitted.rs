@@ -92,6 +92,9 @@ pub struct Figures {
     pub tab_drops: BTreeMap<&'static str, u64>,
     /// Inputs the servers dropped by the end, summed over servers, by reason.
     pub server_drops: BTreeMap<&'static str, u64>,
+    /// Alive records the servers kept to themselves as likely minted
+    /// (`Stats::news_withheld`), summed: an honest join should keep back none.
+    pub server_news_withheld: u64,
 }
 
 /// The room of tab number `k` (0-based among the tabs).
@@ -230,9 +233,31 @@ pub fn shortfall(sim: &Sim, p: &Params, tabs: &[usize]) -> String {
             }
         }
     }
+    // The first few missing pairs in detail: who serves each side, and how many servers hold
+    // the missing member alive (news every server holds but a tab lacks was kept from it).
+    let server_of = |i: usize| i.checked_sub(p.servers).map(|k| k % p.servers);
+    let pairs: Vec<String> = wrong
+        .iter()
+        .flat_map(|(t, _, m)| m.iter().map(move |&j| (*t, j)))
+        .take(8)
+        .map(|(t, j)| {
+            let holders = (0..p.servers)
+                .filter(|&s| state(&sim.nodes[s].node, j) == "alive")
+                .count();
+            format!(
+                "tab {t} (server {:?}) lacks {j} (server {:?}, alive at {holders} servers)",
+                server_of(t),
+                server_of(j)
+            )
+        })
+        .collect();
+    let withheld: Vec<u64> = (0..p.servers)
+        .map(|s| sim.nodes[s].node.stats().news_withheld)
+        .collect();
     format!(
-        "shortfall: tabs not alive at servers {at_servers:?}; {} tabs off their view: {extra} extra members, missing by state {missing:?} ({missing_servers} of them servers)",
-        wrong.len()
+        "shortfall: tabs not alive at servers {at_servers:?}; {} tabs off their view: {extra} extra members, missing by state {missing:?} ({missing_servers} of them servers); news withheld by server {withheld:?}; {}",
+        wrong.len(),
+        pairs.join("; ")
     )
 }
 
@@ -310,7 +335,10 @@ pub fn run(p: &Params) -> (Sim, Vec<usize>, Figures) {
         views_exact: views_exact(&sim, p, &tabs),
         mean_view,
         tab_drops: drops(&sim, t()),
-        server_drops: drops(&sim, servers),
+        server_drops: drops(&sim, servers.clone()),
+        server_news_withheld: servers
+            .map(|i| sim.nodes[i].node.stats().news_withheld)
+            .sum(),
     };
     (sim, tabs, figures)
 }

@@ -70,6 +70,7 @@ pub fn run(
         ("measure_ms", json!(p.measure_ms)),
         ("tab_drops", json!(f.tab_drops)),
         ("server_drops", json!(f.server_drops)),
+        ("server_news_withheld", json!(f.server_news_withheld)),
     ] {
         o.extra.insert(k.into(), v);
     }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("soak") => soak(&args[1..]),
         Some("setup") => setup(),
         Some("demo") => demo::demo(&args[1..]),
         Some("e2e") => demo::e2e(true),
@@ -32,10 +33,13 @@ fn main() -> ExitCode {
         }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|setup|demo|e2e|chat|chat-e2e|kv-e2e|wasm|wasm-node|wasm-test|wasm-admitted>"
+                "usage: cargo xtask <test|soak|setup|demo|e2e|chat|chat-e2e|kv-e2e|wasm|wasm-node|wasm-test|wasm-admitted>"
             );
             eprintln!(
                 "  test   install what is missing, then run fmt, clippy, the wasm32 build and every test"
+            );
+            eprintln!(
+                "  soak [ROUNDS]  build once, then run every test on a real clock ROUNDS times in a row (default 10); stops at the first failure"
             );
             eprintln!("  setup  only install what is missing (wasm32 target)");
             eprintln!(
@@ -134,6 +138,68 @@ fn test() -> Result {
     // The kv example's page, on the full package (built by the wasm step).
     demo::kv_e2e(false)?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo xtask soak [ROUNDS]`: the part of `test` whose outcome could depend on timing, run
+/// `ROUNDS` times in a row, to show that a loaded machine does not make it flaky. That part is
+/// every test on a real clock: the native driver's sockets and processes (`gossip-server`,
+/// `web-demo`, `xtask`), the browser and Node.js tests against native clusters, and the three
+/// end-to-end pages. The rest of `test` (the engine's and the simulator's tests, which read no
+/// clock but a virtual one, the lints, the package budgets) cannot be made to fail by load, so
+/// one pass of `test` covers it.
+fn soak(args: &[String]) -> Result {
+    let rounds: u32 = match args.first() {
+        None => 10,
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(format!("soak: ROUNDS must be a positive number, not {n:?}"))?,
+    };
+    let started = Instant::now();
+    setup()?;
+    let pkg = wasm::package()?;
+    let full = wasm::package_flavour(wasm::Flavour::Full)?;
+    let harness = wasm::build_harness()?;
+    for round in 1..=rounds {
+        let began = Instant::now();
+        let result = (|| {
+            run(
+                "cargo",
+                &[
+                    "test",
+                    "--locked",
+                    "-p",
+                    "gossip-server",
+                    "-p",
+                    "web-demo",
+                    "-p",
+                    "xtask",
+                ],
+            )?;
+            wasm::live_tests(&pkg, &full, &harness)?;
+            demo::e2e(false)?;
+            chat::e2e(false)?;
+            demo::kv_e2e(false)
+        })();
+        match result {
+            Ok(()) => eprintln!(
+                "xtask: soak round {round} of {rounds} passed in {:.0?}",
+                began.elapsed()
+            ),
+            Err(e) => {
+                return Err(format!(
+                    "soak round {round} of {rounds} failed after {} passed: {e}",
+                    round - 1
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "xtask: {rounds} soak rounds in a row passed in {:.0?}",
+        started.elapsed()
+    );
     Ok(())
 }
 

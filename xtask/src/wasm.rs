@@ -923,7 +923,7 @@ fn hex(bytes: &[u8]) -> String {
 /// integration tests), so after that step this is a no-op: `cargo build -p tests` alone unifies
 /// features differently and compiled tokio, hickory and rand a second time, which cost minutes and
 /// the disk space a CI run once ran out of.
-fn build_harness() -> Result<PathBuf> {
+pub fn build_harness() -> Result<PathBuf> {
     run("cargo", &["test", "--workspace", "--locked", "--no-run"])?;
     let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -953,6 +953,27 @@ pub fn admitted() -> Result {
     setup()?;
     let harness = build_harness()?;
     admitted_browser_test(&harness)
+}
+
+/// The browser driver's tests that run on a real clock: in headless Chromium (alone and against
+/// a native cluster, the keyless tab's least privilege) and in Node.js against fresh clusters,
+/// for both package flavours (built by the caller, as is the `wasm-cluster` harness).
+pub fn live_tests(pkg: &Package, full: &Package, harness: &Path) -> Result {
+    browser_tests("no server", &["--lib"], &[])?;
+    {
+        let plan = Plan::new()?;
+        let env = plan.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args = ["--features", "cluster-test", "--test", "cluster"];
+        // Build first: the harness must not idle (or time out) while the test compiles.
+        browser_tests("build", &[&args[..], &["--no-run"]].concat(), &env)?;
+        let _cluster = plan.start(harness)?;
+        browser_tests("against a native cluster", &args, &env)?;
+    }
+    // Fresh clusters: the browser test killed one of the first one's nodes.
+    admitted_browser_test(harness)?;
+    node_tests_on_fresh_cluster(pkg, harness)?;
+    node_tests_on_fresh_cluster(full, harness)
 }
 
 /// Everything `cargo xtask test` checks about the browser driver.
@@ -990,25 +1011,11 @@ pub fn test() -> Result {
     )?;
     let pkg = package()?;
     check_types(&pkg)?;
-    browser_tests("no server", &["--lib"], &[])?;
-    let harness = build_harness()?;
-    {
-        let plan = Plan::new()?;
-        let env = plan.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let args = ["--features", "cluster-test", "--test", "cluster"];
-        // Build first: the harness must not idle (or time out) while the test compiles.
-        browser_tests("build", &[&args[..], &["--no-run"]].concat(), &env)?;
-        let _cluster = plan.start(&harness)?;
-        browser_tests("against a native cluster", &args, &env)?;
-    }
-    // Fresh clusters: the browser test killed one of the first one's nodes.
-    admitted_browser_test(&harness)?;
-    node_tests_on_fresh_cluster(&pkg, &harness)?;
-    // The full flavour (replicated state, ownership): its own build, types and cluster.
+    // The full flavour (replicated state, ownership): its own build and types.
     let full = package_flavour(Flavour::Full)?;
     check_types(&full)?;
-    node_tests_on_fresh_cluster(&full, &harness)?;
+    let harness = build_harness()?;
+    live_tests(&pkg, &full, &harness)?;
     // Last, so a size regression still shows every functional result first.
     check(&pkg)?;
     check(&full)?;

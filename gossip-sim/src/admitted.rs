@@ -245,8 +245,10 @@ pub fn shortfall(sim: &Sim, p: &Params, tabs: &[usize]) -> String {
                 .filter(|&s| state(&sim.nodes[s].node, j) == "alive")
                 .count();
             format!(
-                "tab {t} (server {:?}) lacks {j} (server {:?}, alive at {holders} servers)",
+                "tab {t} {:?} (server {:?}) lacks {j} {:?} (server {:?}, alive at {holders} servers)",
+                ids[t],
                 server_of(t),
+                ids[j],
                 server_of(j)
             )
         })

@@ -59,6 +59,8 @@ pub struct Params {
     pub seed: u64,
     /// Config of every member.
     pub config: Config,
+    /// Config of the tabs, when it differs from `config`.
+    pub tab_config: Option<Config>,
     /// Network.
     pub net: NetConfig,
     /// Worker threads of the simulator (the run is the same on any number).
@@ -119,6 +121,9 @@ pub fn grant(scope: Scope, room: usize) -> Grant {
 /// yet run); the tabs' indices.
 pub fn build(p: &Params) -> (Sim, Vec<usize>) {
     let mut sim = Sim::joined_on(p.servers, p.seed, p.config.clone(), p.net, p.threads);
+    if let Some(c) = &p.tab_config {
+        sim.set_config(c.clone());
+    }
     let tabs = (0..p.tabs)
         .map(|k| {
             let r = room(k, p.room_size);

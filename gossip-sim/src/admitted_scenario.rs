@@ -34,6 +34,7 @@ pub fn run(
         join_max_ms: JOIN_MAX_MS,
         seed,
         config,
+        tab_config: None,
         net,
         threads: crate::overlay_join::threads(),
     };

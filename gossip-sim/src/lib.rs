@@ -386,6 +386,11 @@ impl Sim {
         i
     }
 
+    /// The config of the nodes added from now on.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
     /// Adds an *admitted* member (a browser tab without the cluster key): its only key is the
     /// one its link's handshake with node `via` agreed, `via` admits it with `grant` (and holds
     /// it to it), it is relayed by `via`, and it joins through `via`. Named `tab-<i>`; its

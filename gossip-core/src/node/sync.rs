@@ -58,13 +58,7 @@ impl Node {
     /// widened (its metadata changed under a `Groups` scope): its answer tells what it holds,
     /// and the close brings it what it now may see and lacks.
     pub(super) fn open_view_sync(&mut self, now: Instant, leaf: NodeId) {
-        self.opened_sync(now, leaf);
-        let msg = Sync {
-            phase: sync_phase::OPEN,
-            digest: self.digest_for(&leaf),
-            states: Vec::new(),
-        };
-        self.send_to_member(now, leaf, msg.into(), true);
+        self.open_push_pull(now, leaf);
     }
 
     pub(super) fn own_records(&self) -> Vec<SignedPacket> {
@@ -158,24 +152,25 @@ impl Node {
     }
 
     pub(super) fn push_pull_round(&mut self, now: Instant) {
-        // A relayed member syncs only with members with an address of their own (its relay
-        // tells it everything; another relayed member's view may be limited, see `ViewScope`).
-        let relayed = self.local().relay().is_some();
-        let syncs_with = move |m: &Member| !(relayed && m.relay().is_some());
-        let mut peers = self.random_members(1, |m| m.state == State::Alive && syncs_with(m));
+        // A relayed member (a tab) push-pulls with its relay only. Any other member answers it
+        // with the view every stranger gets (full members only, see `view_of`), so a sync with
+        // another server could never bring it a record of a tab it missed, while its digest
+        // costs as much as a useful one. The relay carries all its traffic anyway, and it has
+        // nobody to reconnect to behind a partition but the relay.
+        if let Some(relay) = self.local().relay() {
+            if self.members.contains_key(&relay) {
+                self.open_push_pull(now, relay);
+            }
+            return;
+        }
+        let mut peers = self.random_members(1, |m| m.state == State::Alive);
         // Serf-style reconnect: also sync with one member we believe dead, so the two sides of a
         // healed partition find each other (the buried learn it and refute) before reaping.
-        let dead = self.random_members(1, |m| m.state == State::Dead && syncs_with(m));
+        let dead = self.random_members(1, |m| m.state == State::Dead);
         let buried = dead.is_empty();
         peers.extend(dead);
         for peer in peers {
-            self.opened_sync(now, peer);
-            let msg = Sync {
-                phase: sync_phase::OPEN,
-                digest: self.digest_for(&peer),
-                states: Vec::new(),
-            };
-            self.send_to_member(now, peer, msg.into(), true);
+            self.open_push_pull(now, peer);
         }
         // Once the dead are reaped the other side of a long partition is only tombstones: try
         // one at the address it last signed. If it is alive its answer carries its alive record,
@@ -192,6 +187,16 @@ impl Node {
             };
             self.send_to_addr(now, addr, Some(id), msg.into(), true);
         }
+    }
+
+    fn open_push_pull(&mut self, now: Instant, peer: NodeId) {
+        self.opened_sync(now, peer);
+        let msg = Sync {
+            phase: sync_phase::OPEN,
+            digest: self.digest_for(&peer),
+            states: Vec::new(),
+        };
+        self.send_to_member(now, peer, msg.into(), true);
     }
 
     pub(super) fn on_sync(&mut self, now: Instant, origin: NodeId, from: Address, sync: Sync) {

@@ -211,20 +211,24 @@ impl Node {
                 } else {
                     1
                 };
+                // Lifeguard's local health before this probe's own missing nacks.
+                let healthy = self.probing.awareness.score() == 0;
                 self.adjust_awareness(delta);
                 self.probing.current = None;
                 // A failed first probe is the intake's evidence of a mint (`Pool::probed`),
-                // but only when this node ran its deadline on time: handled more than a probe
-                // timeout late, the node's own loop was behind (a starved process in a join
-                // storm), and the target's answer may not even have been sent yet. In joins of 100
-                // `fast` nodes in one process on a 2-core machine, 179 of 228 failed first
-                // probes were handled over 40 ms late (up to 730 ms); one counted failure
-                // against ~90 unconfirmed joiners made the seed withhold them from its join
-                // answers (`withholding`), and the joiners it answered then knew 3 members
+                // but only from a node that trusts its own timing: healthy by Lifeguard's count
+                // (no missed nacks, late stages or suspicions of itself outstanding), and with
+                // this deadline handled on time. A node behind on its own loop (a starved
+                // process in a join storm) fails probes whose answers may not even have been
+                // sent yet. In joins of 100 `fast` nodes in one process on a 2-core machine,
+                // 179 of 228 failed first probes were handled over 40 ms late (up to 730 ms),
+                // and the rest came from nodes whose health score was 1 to 7; one counted
+                // failure against ~90 unconfirmed joiners made the seed withhold them from its
+                // join answers (`withholding`), and the joiners it answered then knew 3 members
                 // for up to 30 s.
                 let behind = now.micros_since(p.deadline)
                     > self.config.probe_timeout_ms.saturating_mul(1_000);
-                if !behind && !self.probing.confirmed.contains(&p.target) {
+                if healthy && !behind && !self.probing.confirmed.contains(&p.target) {
                     self.gate.pool.probed(&p.target, false);
                 }
                 // In phi mode a missed probe is only suspicious if the silence is too.

@@ -1004,6 +1004,32 @@ fn a_probe_that_failed_while_the_node_was_unhealthy_is_no_evidence_of_a_mint() {
     );
 }
 
+/// Nor is a failed probe that no helper corroborated: a seed that has confirmed nobody yet (the
+/// first moments of a join storm through it) has no helper whose nack it could expect, and
+/// Lifeguard then blames the node itself. Its first failed probes here run on time, from a
+/// healthy node, and still prove nothing.
+#[test]
+fn a_probe_failure_no_helper_corroborated_is_no_evidence_of_a_mint() {
+    let mut seed = member(1, Config::fast(), NOW_MS);
+    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
+    let introduce = |node: &mut Node, i: u32, ms: u64| {
+        let me = minted(i);
+        let items = vec![alive_record(&me, "", 1)];
+        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
+        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
+    };
+    for i in 0..50 {
+        introduce(&mut seed, i, 5_000);
+    }
+    run(std::slice::from_mut(&mut seed), 5_000, 1_000);
+    introduce(&mut seed, 50, 6_000);
+    assert_eq!(
+        seed.stats().news_withheld,
+        0,
+        "an uncorroborated failed probe was taken as evidence of a mint"
+    );
+}
+
 /// A driver busy with other work handles a probe's stages late. Its helpers still get their
 /// whole window from when the ping-reqs actually leave (before, the deadline had passed by then,
 /// so the next turn of the loop suspected the target before any answer could be read), and the

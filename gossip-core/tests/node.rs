@@ -923,6 +923,113 @@ fn news_of_an_unvouched_member_waits_for_its_answer_under_a_mint() {
     );
 }
 
+/// A failed probe is evidence of a mint only when the node handled its deadline on time. A
+/// starved process (a join storm of 100 nodes in one process) handles probe stages hundreds of
+/// ms late: its probes fail because it is behind, not because the targets never answer, and
+/// one such failure against a table full of unconfirmed joiners made a seed withhold every
+/// joiner from its join answers. The same probes run on time still count.
+#[test]
+fn a_probe_that_failed_while_the_node_was_behind_is_no_evidence_of_a_mint() {
+    let mut nodes = cluster(3, Config::fast());
+    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
+    let introduce = |node: &mut Node, i: u32, ms: u64| {
+        let me = minted(i);
+        let items = vec![alive_record(&me, "", 1)];
+        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
+        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
+    };
+    // Fifty members introduce themselves to node 1; none of them answers.
+    for i in 0..50 {
+        introduce(&mut nodes[0], i, 5_000);
+    }
+    // Node 1's loop comes round every 500 ms (fast: 100 ms periods, 40 ms timeouts): each
+    // probe's stages run late, its deadline hundreds of ms after it passed.
+    for ms in (5_500..10_000).step_by(500) {
+        let now = Instant::from_millis(ms);
+        nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+        pump(&mut nodes, now);
+    }
+    assert!(nodes[0].health_score() > 0, "the node knows it was late");
+    introduce(&mut nodes[0], 50, 10_000);
+    assert_eq!(
+        nodes[0].stats().news_withheld,
+        0,
+        "probes that failed while the node was behind were taken as evidence of a mint"
+    );
+    // On time, the same silence is evidence: the next self-introduction is kept back.
+    run(&mut nodes, 10_000, 5_000);
+    introduce(&mut nodes[0], 51, 15_000);
+    assert_eq!(
+        nodes[0].stats().news_withheld,
+        1,
+        "probes that failed on time were not counted"
+    );
+}
+
+/// Nor is a failed probe from a node in doubt about itself (Lifeguard's health score above 0),
+/// even with the deadline handled on time: here the node's loop comes round every 100 ms while
+/// it is healthy (fast: 40 ms timeouts), so a stage runs late and raises its score, and exactly
+/// on time while the score is up. No failed probe of the silent members counts, so nothing is
+/// withheld.
+#[test]
+fn a_probe_that_failed_while_the_node_was_unhealthy_is_no_evidence_of_a_mint() {
+    let mut nodes = cluster(3, Config::fast());
+    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
+    let introduce = |node: &mut Node, i: u32, ms: u64| {
+        let me = minted(i);
+        let items = vec![alive_record(&me, "", 1)];
+        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
+        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
+    };
+    for i in 0..50 {
+        introduce(&mut nodes[0], i, 5_000);
+    }
+    let (mut now, mut on_time_while_unhealthy) = (Instant::from_millis(5_000), 0);
+    while now < Instant::from_millis(10_000) {
+        now = if nodes[0].health_score() == 0 {
+            now.plus_millis(100)
+        } else {
+            on_time_while_unhealthy += 1;
+            nodes[0].poll_timeout().expect("a probe timer").max(now)
+        };
+        nodes.iter_mut().for_each(|n| n.handle_timeout(now));
+        pump(&mut nodes, now);
+    }
+    assert!(on_time_while_unhealthy > 0, "the node never ran unhealthy");
+    introduce(&mut nodes[0], 50, 10_000);
+    assert_eq!(
+        nodes[0].stats().news_withheld,
+        0,
+        "probes that failed while the node was unhealthy were taken as evidence of a mint"
+    );
+}
+
+/// Nor is a failed probe that no helper corroborated: a seed that has confirmed nobody yet (the
+/// first moments of a join storm through it) has no helper whose nack it could expect, and
+/// Lifeguard then blames the node itself. Its first failed probes here run on time, from a
+/// healthy node, and still prove nothing.
+#[test]
+fn a_probe_failure_no_helper_corroborated_is_no_evidence_of_a_mint() {
+    let mut seed = member(1, Config::fast(), NOW_MS);
+    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
+    let introduce = |node: &mut Node, i: u32, ms: u64| {
+        let me = minted(i);
+        let items = vec![alive_record(&me, "", 1)];
+        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
+        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
+    };
+    for i in 0..50 {
+        introduce(&mut seed, i, 5_000);
+    }
+    run(std::slice::from_mut(&mut seed), 5_000, 1_000);
+    introduce(&mut seed, 50, 6_000);
+    assert_eq!(
+        seed.stats().news_withheld,
+        0,
+        "an uncorroborated failed probe was taken as evidence of a mint"
+    );
+}
+
 /// A driver busy with other work handles a probe's stages late. Its helpers still get their
 /// whole window from when the ping-reqs actually leave (before, the deadline had passed by then,
 /// so the next turn of the loop suspected the target before any answer could be read), and the

@@ -141,6 +141,13 @@ async fn run() {
     for i in 1..n {
         nodes.push(start(format!("bench-{i}"), Some(seed.clone())).await);
     }
+    // How often the join prints a census (`LOOPBACK_CENSUS_MS`, default 2,000).
+    let census_every = Duration::from_millis(
+        std::env::var("LOOPBACK_CENSUS_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(2_000),
+    );
     let mut last_report = Instant::now();
     loop {
         let mut all = true;
@@ -153,7 +160,7 @@ async fn run() {
         if all {
             break;
         }
-        if last_report.elapsed() >= Duration::from_secs(2) {
+        if last_report.elapsed() >= census_every {
             last_report = Instant::now();
             eprintln!(
                 "[{:>5.1} s] {}",

@@ -844,6 +844,16 @@ fn pump_except(nodes: &mut [Node], now: Instant, cut: usize, from: &[usize]) {
     }
 }
 
+/// Minted member `i` introduces itself to `node` at `ms`, from an address nobody knows: a
+/// distinct frame each (the nonce comes from `logical`).
+fn introduce_minted(node: &mut Node, i: u32, ms: u64) {
+    let me = minted(i);
+    let items = vec![alive_record(&me, "", 1)];
+    let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
+    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
+    let _ = node.handle_packet(Instant::from_millis(ms), stranger, &frame);
+}
+
 /// Under a mint (probes show that most members nobody vouches for never answer), a member keeps
 /// news of such a member to itself until the member answers its probe, and then passes it on at
 /// once: a genuine newcomer reaches the others from the member that heard it answer, and the
@@ -851,17 +861,9 @@ fn pump_except(nodes: &mut [Node], now: Instant, cut: usize, from: &[usize]) {
 #[test]
 fn news_of_an_unvouched_member_waits_for_its_answer_under_a_mint() {
     let mut nodes = cluster(3, Config::lan());
-    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
-    let introduce = |node: &mut Node, i: u32, ms: u64| {
-        let me = minted(i);
-        let items = vec![alive_record(&me, "", 1)];
-        // A distinct frame each (the nonce comes from `logical`).
-        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
-        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
-    };
     // Fifty members introduce themselves to node 1 and never answer its probes.
     for i in 0..50 {
-        introduce(&mut nodes[0], i, 5_000);
+        introduce_minted(&mut nodes[0], i, 5_000);
     }
     assert_eq!(
         nodes[0].stats().news_withheld,
@@ -870,7 +872,7 @@ fn news_of_an_unvouched_member_waits_for_its_answer_under_a_mint() {
     );
     run(&mut nodes, 5_000, 10_000);
     // Probes of them failed: the next self-introduction is kept back.
-    introduce(&mut nodes[0], 50, 15_000);
+    introduce_minted(&mut nodes[0], 50, 15_000);
     assert_eq!(
         nodes[0].stats().news_withheld,
         1,
@@ -931,16 +933,9 @@ fn news_of_an_unvouched_member_waits_for_its_answer_under_a_mint() {
 #[test]
 fn a_probe_that_failed_while_the_node_was_behind_is_no_evidence_of_a_mint() {
     let mut nodes = cluster(3, Config::fast());
-    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
-    let introduce = |node: &mut Node, i: u32, ms: u64| {
-        let me = minted(i);
-        let items = vec![alive_record(&me, "", 1)];
-        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
-        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
-    };
     // Fifty members introduce themselves to node 1; none of them answers.
     for i in 0..50 {
-        introduce(&mut nodes[0], i, 5_000);
+        introduce_minted(&mut nodes[0], i, 5_000);
     }
     // Node 1's loop comes round every 500 ms (fast: 100 ms periods, 40 ms timeouts): each
     // probe's stages run late, its deadline hundreds of ms after it passed.
@@ -950,7 +945,7 @@ fn a_probe_that_failed_while_the_node_was_behind_is_no_evidence_of_a_mint() {
         pump(&mut nodes, now);
     }
     assert!(nodes[0].health_score() > 0, "the node knows it was late");
-    introduce(&mut nodes[0], 50, 10_000);
+    introduce_minted(&mut nodes[0], 50, 10_000);
     assert_eq!(
         nodes[0].stats().news_withheld,
         0,
@@ -958,7 +953,7 @@ fn a_probe_that_failed_while_the_node_was_behind_is_no_evidence_of_a_mint() {
     );
     // On time, the same silence is evidence: the next self-introduction is kept back.
     run(&mut nodes, 10_000, 5_000);
-    introduce(&mut nodes[0], 51, 15_000);
+    introduce_minted(&mut nodes[0], 51, 15_000);
     assert_eq!(
         nodes[0].stats().news_withheld,
         1,
@@ -974,15 +969,8 @@ fn a_probe_that_failed_while_the_node_was_behind_is_no_evidence_of_a_mint() {
 #[test]
 fn a_probe_that_failed_while_the_node_was_unhealthy_is_no_evidence_of_a_mint() {
     let mut nodes = cluster(3, Config::fast());
-    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
-    let introduce = |node: &mut Node, i: u32, ms: u64| {
-        let me = minted(i);
-        let items = vec![alive_record(&me, "", 1)];
-        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
-        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
-    };
     for i in 0..50 {
-        introduce(&mut nodes[0], i, 5_000);
+        introduce_minted(&mut nodes[0], i, 5_000);
     }
     let (mut now, mut on_time_while_unhealthy) = (Instant::from_millis(5_000), 0);
     while now < Instant::from_millis(10_000) {
@@ -996,7 +984,7 @@ fn a_probe_that_failed_while_the_node_was_unhealthy_is_no_evidence_of_a_mint() {
         pump(&mut nodes, now);
     }
     assert!(on_time_while_unhealthy > 0, "the node never ran unhealthy");
-    introduce(&mut nodes[0], 50, 10_000);
+    introduce_minted(&mut nodes[0], 50, 10_000);
     assert_eq!(
         nodes[0].stats().news_withheld,
         0,
@@ -1011,18 +999,11 @@ fn a_probe_that_failed_while_the_node_was_unhealthy_is_no_evidence_of_a_mint() {
 #[test]
 fn a_probe_failure_no_helper_corroborated_is_no_evidence_of_a_mint() {
     let mut seed = member(1, Config::fast(), NOW_MS);
-    let stranger = Address::Udp("127.0.0.99:7946".parse().unwrap());
-    let introduce = |node: &mut Node, i: u32, ms: u64| {
-        let me = minted(i);
-        let items = vec![alive_record(&me, "", 1)];
-        let frame = signed_by(&me, 1 + i as u16, Gossip { items }.into());
-        let _ = node.handle_packet(Instant::from_millis(ms), stranger.clone(), &frame);
-    };
     for i in 0..50 {
-        introduce(&mut seed, i, 5_000);
+        introduce_minted(&mut seed, i, 5_000);
     }
     run(std::slice::from_mut(&mut seed), 5_000, 1_000);
-    introduce(&mut seed, 50, 6_000);
+    introduce_minted(&mut seed, 50, 6_000);
     assert_eq!(
         seed.stats().news_withheld,
         0,

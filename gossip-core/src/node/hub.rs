@@ -103,8 +103,10 @@ impl Node {
                 .collect();
             self.deliver_to(now, &items, &leaves);
         }
+        // A leaf whose view may have widened (its metadata changed under a `Groups` scope): a
+        // push-pull's close brings it what it now may see and lacks.
         for leaf in refresh {
-            self.open_view_sync(now, leaf);
+            self.open_push_pull(now, leaf);
         }
     }
 

@@ -54,13 +54,6 @@ impl Node {
         d
     }
 
-    /// Opens a push-pull with `leaf`, a member relayed through this node whose view may have
-    /// widened (its metadata changed under a `Groups` scope): its answer tells what it holds,
-    /// and the close brings it what it now may see and lacks.
-    pub(super) fn open_view_sync(&mut self, now: Instant, leaf: NodeId) {
-        self.open_push_pull(now, leaf);
-    }
-
     pub(super) fn own_records(&self) -> Vec<SignedPacket> {
         let me = self.local();
         let mut v = vec![me.alive.clone()];
@@ -189,7 +182,9 @@ impl Node {
         }
     }
 
-    fn open_push_pull(&mut self, now: Instant, peer: NodeId) {
+    /// Opens a push-pull with `peer`, with the digest it may be shown: its answer tells what it
+    /// holds, and our close brings it what it lacks.
+    pub(super) fn open_push_pull(&mut self, now: Instant, peer: NodeId) {
         self.opened_sync(now, peer);
         let msg = Sync {
             phase: sync_phase::OPEN,

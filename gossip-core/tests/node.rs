@@ -1049,3 +1049,207 @@ fn a_probe_handled_late_gives_its_helpers_their_window_and_counts_against_local_
     );
     assert_eq!(nodes[0].health_score(), 0);
 }
+
+// ----- pushes held across a driver's backlog --------------------------------------------------
+
+/// `count` broadcasts signed by member `i` at logical times from `from`, `size` incompressible
+/// bytes each.
+fn broadcasts(i: u8, from: u16, count: u16, size: usize) -> Vec<SignedPacket> {
+    let codec = Codec::new(
+        identity(i),
+        Keyring::new(key(1)),
+        Limits::default(),
+        ReplayConfig::default(),
+    );
+    (from..from + count)
+        .map(|l| {
+            let mut x = u32::from(l).wrapping_mul(2_654_435_761) | 1;
+            let data: Vec<u8> = (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let msg = gossip_core::message::Broadcast {
+                topic: "t".into(),
+                data: data.into(),
+            };
+            codec.sign(ts(l), &msg.into()).unwrap()
+        })
+        .collect()
+}
+
+/// A gossip frame of `items` sent by member `i` (frames sign at logical times from 2,000 on,
+/// apart from the records they carry).
+fn gossip_frame(i: u8, logical: u16, items: Vec<SignedPacket>) -> Vec<u8> {
+    signed_by(&identity(i), 2_000 + logical, Gossip { items }.into())
+}
+
+fn transmits(n: &mut Node) -> Vec<Transmit> {
+    std::iter::from_fn(|| n.poll_transmit()).collect()
+}
+
+/// Delivers `ts` to the members of `nodes` they are addressed to, as from member `from`.
+fn deliver(nodes: &mut [Node], from: usize, ts: &[Transmit], now: Instant) {
+    let from_addr = nodes[from].local().addrs[0].clone();
+    for t in ts {
+        if let Some(to) = nodes.iter().position(|n| n.local().addrs.contains(&t.to)) {
+            nodes[to]
+                .handle_packet(now, from_addr.clone(), &t.bytes)
+                .unwrap();
+        }
+    }
+}
+
+fn broadcasts_seen(n: &mut Node) -> usize {
+    events(n)
+        .iter()
+        .filter(|e| matches!(e, Event::Broadcast { .. }))
+        .count()
+}
+
+/// The first member (other than the origin, member 2) that pushes member 2's news on: with a
+/// ring of 8 some members are leaves of member 2's push tree.
+fn pusher(nodes: &mut [Node], now: Instant) -> usize {
+    (0..nodes.len())
+        .filter(|&k| k != 1)
+        .find(|&k| {
+            let frame = gossip_frame(2, 900 + k as u16, broadcasts(2, 900 + k as u16, 1, 40));
+            nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+            !transmits(&mut nodes[k]).is_empty()
+        })
+        .expect("member 2's push tree has an inner member")
+}
+
+#[test]
+fn news_held_across_frames_is_pushed_once_and_reaches_the_same_members() {
+    let mut nodes = cluster(8, Config::lan());
+    let now = Instant::from_millis(5_000);
+    let k = pusher(&mut nodes, now);
+    nodes.iter_mut().for_each(|n| drop(events(n)));
+
+    // Not held: every frame's news is pushed on its own.
+    for (logical, items) in [
+        (10, broadcasts(2, 10, 2, 40)),
+        (12, broadcasts(2, 12, 2, 40)),
+    ] {
+        let frame = gossip_frame(2, logical, items);
+        nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    }
+    let one_by_one = transmits(&mut nodes[k]);
+
+    // Held: nothing goes out until the release, then one push carries both frames' news.
+    nodes[k].hold_pushes();
+    for (logical, items) in [
+        (20, broadcasts(2, 20, 2, 40)),
+        (22, broadcasts(2, 22, 2, 40)),
+    ] {
+        let frame = gossip_frame(2, logical, items);
+        nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+        assert!(transmits(&mut nodes[k]).is_empty(), "a held push went out");
+    }
+    nodes[k].release_pushes(now);
+    let held = transmits(&mut nodes[k]);
+
+    assert!(!held.is_empty());
+    assert_eq!(
+        one_by_one.len(),
+        2 * held.len(),
+        "one push per frame, one held"
+    );
+    let targets = |ts: &[Transmit]| {
+        let mut t: Vec<Address> = ts.iter().map(|t| t.to.clone()).collect();
+        t.sort_by_key(ToString::to_string);
+        t.dedup();
+        t
+    };
+    assert_eq!(targets(&one_by_one), targets(&held), "the same members");
+    assert!(
+        !held.iter().any(|t| t.to == member_addr(2)),
+        "pushed back to the one sender"
+    );
+    // Each target gets all four broadcasts from the held push.
+    nodes.iter_mut().for_each(|n| drop(events(n)));
+    deliver(&mut nodes, k, &held, now);
+    for t in targets(&held) {
+        let to = nodes
+            .iter()
+            .position(|n| n.local().addrs.contains(&t))
+            .unwrap();
+        assert_eq!(broadcasts_seen(&mut nodes[to]), 4, "member {to}");
+    }
+    // Released: the next frame's news is pushed at once again.
+    let frame = gossip_frame(2, 30, broadcasts(2, 30, 1, 40));
+    nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    assert_eq!(transmits(&mut nodes[k]).len(), held.len());
+}
+
+#[test]
+fn held_news_goes_out_in_datagrams() {
+    let mut nodes = cluster(8, Config::lan());
+    let now = Instant::from_millis(5_000);
+    let k = pusher(&mut nodes, now);
+    let budget = nodes[k].config().udp_budget;
+
+    // 40 broadcasts of 150 bytes in one frame: pushed as it came, in one batch over the budget.
+    let frame = gossip_frame(2, 10, broadcasts(2, 10, 40, 150));
+    nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    let whole = transmits(&mut nodes[k]);
+    assert!(whole.iter().all(|t| t.bytes.len() > budget));
+
+    // Held, the same amount of news is cut to fit datagrams, and all of it arrives.
+    nodes.iter_mut().for_each(|n| drop(events(n)));
+    nodes[k].hold_pushes();
+    let frame = gossip_frame(2, 60, broadcasts(2, 60, 40, 150));
+    nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    nodes[k].release_pushes(now);
+    let held = transmits(&mut nodes[k]);
+    assert!(held.len() > whole.len());
+    assert!(
+        held.iter().all(|t| t.bytes.len() <= budget && !t.reliable),
+        "sizes {:?}",
+        held.iter().map(|t| t.bytes.len()).collect::<Vec<_>>()
+    );
+    let targets = |ts: &[Transmit]| -> std::collections::BTreeSet<String> {
+        ts.iter().map(|t| t.to.to_string()).collect()
+    };
+    assert_eq!(targets(&held), targets(&whole), "the same members");
+    deliver(&mut nodes, k, &held, now);
+    let mut reached: Vec<usize> = held
+        .iter()
+        .map(|t| {
+            nodes
+                .iter()
+                .position(|n| n.local().addrs.contains(&t.to))
+                .unwrap()
+        })
+        .collect();
+    reached.sort_unstable();
+    reached.dedup();
+    for to in reached {
+        assert_eq!(broadcasts_seen(&mut nodes[to]), 40, "member {to}");
+    }
+}
+
+#[test]
+fn held_news_goes_out_before_the_release_once_there_is_enough() {
+    let mut nodes = cluster(8, Config::lan());
+    let now = Instant::from_millis(5_000);
+    let k = pusher(&mut nodes, now);
+    nodes[k].hold_pushes();
+    // Below the bound: held.
+    let frame = gossip_frame(2, 10, broadcasts(2, 10, 63, 10));
+    nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    assert!(transmits(&mut nodes[k]).is_empty());
+    // At it: pushed without waiting for the release; holding goes on.
+    let frame = gossip_frame(2, 80, broadcasts(2, 80, 1, 10));
+    nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    assert!(!transmits(&mut nodes[k]).is_empty());
+    let frame = gossip_frame(2, 90, broadcasts(2, 90, 1, 10));
+    nodes[k].handle_packet(now, member_addr(2), &frame).unwrap();
+    assert!(transmits(&mut nodes[k]).is_empty(), "still holding");
+    nodes[k].release_pushes(now);
+    assert!(!transmits(&mut nodes[k]).is_empty());
+}

@@ -112,7 +112,8 @@ impl Node {
 
     /// Signs `items` in batches and seals each batch for every one of `leaves`.
     fn deliver_to(&mut self, now: Instant, items: &[SignedPacket], leaves: &[NodeId]) {
-        for batch in self.sign_batches(now, items) {
+        let budget = self.config.max_sync_bytes;
+        for batch in self.sign_batches(now, items, budget) {
             for &leaf in leaves {
                 if let Some(frame) = self.shell.seal(&mut self.rng, &batch) {
                     self.shell.emit(Transmit {
@@ -126,13 +127,14 @@ impl Node {
         }
     }
 
-    /// Signed `Gossip` envelopes carrying `items`, each within the sync byte and item budgets.
+    /// Signed `Gossip` envelopes carrying `items`, each within `budget` bytes of items and the
+    /// item limit.
     pub(super) fn sign_batches(
         &mut self,
         now: Instant,
         items: &[SignedPacket],
+        budget: usize,
     ) -> Vec<SignedPacket> {
-        let budget = self.config.max_sync_bytes;
         let max_items = self.config.limits.max_items;
         let mut out = Vec::new();
         let mut batch = Vec::new();

@@ -312,10 +312,57 @@ impl Node {
                 .heartbeat(now, &phi);
         }
         self.spread.fresh_from = Some(origin);
+        let fresh_before = self.spread.fresh.len();
         self.dispatch(now, from, inbound);
-        self.flush(now);
+        match self.spread.held {
+            Some(source) => {
+                if self.spread.fresh.len() > fresh_before {
+                    let one = fresh_before == 0 || source == Some(origin);
+                    self.spread.held = Some(one.then_some(origin));
+                }
+                if self.spread.fresh.len() >= spread::HELD_MAX {
+                    self.release_held(now);
+                }
+            }
+            None => self.flush(now),
+        }
         self.spread.fresh_from = None;
         Ok(origin)
+    }
+
+    /// Holds back the pushes of the news the next frames bring until
+    /// [`Node::release_pushes`], so that a driver with a backlog of frames pushes their news in
+    /// one batch per tree instead of one per frame: in a join storm each frame brings one or
+    /// two records, and each push costs a signature here and a frame at each of its targets.
+    /// Answers (acks, push-pull answers) are not held: only the pushes of news. At most
+    /// 64 items are held; then they go out. A driver that handles one frame at a time has no
+    /// reason to call this.
+    pub fn hold_pushes(&mut self) {
+        if self.spread.held.is_none() {
+            self.spread.held = Some(None);
+        }
+    }
+
+    /// Pushes the news held since [`Node::hold_pushes`] and stops holding.
+    pub fn release_pushes(&mut self, now: Instant) {
+        if self.spread.held.take().is_some() {
+            self.timers.advance(now);
+            self.release_held(now);
+        }
+    }
+
+    /// Pushes the held news, not back to its sender when there was one; holding goes on.
+    fn release_held(&mut self, now: Instant) {
+        let holding = self.spread.held.is_some();
+        let source = self.spread.held.flatten();
+        self.spread.fresh_from = source;
+        self.spread.datagrams = true;
+        self.flush(now);
+        self.spread.datagrams = false;
+        self.spread.fresh_from = None;
+        if holding {
+            self.spread.held = Some(None);
+        }
     }
 
     /// Time passed: run whatever timers are due.

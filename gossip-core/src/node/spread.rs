@@ -23,7 +23,18 @@ pub(super) struct Spread {
     /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
     /// members may not know them yet, so their news gets no push tree (see `tree_root`).
     pub(super) newcomers: Vec<NodeId>,
+    /// Pushes held back (see [`Node::hold_pushes`]), and from whom the news held so far came:
+    /// `Some(Some(id))` while all of it came from `id`, `Some(None)` once from several senders.
+    pub(super) held: Option<Option<NodeId>>,
+    /// Set while held news is pushed: it is cut into datagram-sized batches. A held batch is
+    /// as large as the backlog it came from, and a batch over the datagram budget goes over a
+    /// connection, which for most push targets would first have to be dialled.
+    pub(super) datagrams: bool,
 }
+
+/// News held back before the push goes out anyway: a driver that never releases must not
+/// make the node buffer without bound, and a wave must not wait for a whole backlog.
+pub(super) const HELD_MAX: usize = 64;
 
 /// Room left in a probe for its own fields when filling the rest with piggyback.
 pub(super) const PROBE_FIELDS: usize = 64;
@@ -284,7 +295,12 @@ impl Node {
         if targets.clone().into_iter().next().is_none() {
             return;
         }
-        for batch in self.sign_batches(now, items) {
+        let budget = if self.spread.datagrams {
+            self.piggyback_budget()
+        } else {
+            self.config.max_sync_bytes
+        };
+        for batch in self.sign_batches(now, items, budget) {
             for target in targets.clone() {
                 self.route_packet(now, target, &batch, false);
             }

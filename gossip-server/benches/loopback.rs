@@ -45,16 +45,6 @@ async fn start(name: String, seed: Option<String>) -> Gossip {
     Gossip::start(cfg).await.unwrap()
 }
 
-async fn live(g: &Gossip) -> usize {
-    g.status()
-        .await
-        .unwrap()
-        .members
-        .iter()
-        .filter(|m| m.state == "alive")
-        .count()
-}
-
 /// What the nodes see, for progress lines: how many see all alive, the states they hold, the
 /// deepest inbound backlog and the drops; with `LOOPBACK_STRAGGLERS` set, also what each node
 /// that does not see all alive holds of the others.
@@ -295,17 +285,15 @@ async fn run() {
     let (join, join_cpu, join_frames) = loop {
         let _ = tokio::time::timeout(census_every, all_alive.done.notified()).await;
         if let Some(at) = all_alive.all_now(n) {
+            let cpu = cpu_seconds();
             // The events said so; the nodes' own tables must agree (not timed).
-            let mut all = true;
+            let (mut all, mut frames) = (true, 0);
             for g in &nodes {
-                all &= live(g).await >= n;
+                let s = g.status().await.unwrap();
+                all &= s.members.iter().filter(|m| m.state == "alive").count() >= n;
+                frames += s.counters.packets_out;
             }
             if all {
-                let cpu = cpu_seconds();
-                let mut frames = 0;
-                for g in &nodes {
-                    frames += g.status().await.unwrap().counters.packets_out;
-                }
                 break (at - t0, cpu, frames as f64 / n as f64);
             }
         }

@@ -23,8 +23,9 @@ pub(super) struct Spread {
     /// Members first learned of while handling the input (at most `NEWCOMERS_MAX`): other
     /// members may not know them yet, so their news gets no push tree (see `tree_root`).
     pub(super) newcomers: Vec<NodeId>,
-    /// Pushes held back (see [`Node::hold_pushes`]), and from whom the news held so far came:
-    /// `Some(Some(id))` while all of it came from `id`, `Some(None)` once from several senders.
+    /// Pushes held back (see [`Node::hold_pushes`]), with the one member all the news in
+    /// `fresh` came from, if there is one (`None` once several did; not read while `fresh` is
+    /// empty, so nothing needs resetting when a timer flushes it).
     pub(super) held: Option<Option<NodeId>>,
     /// Set while held news is pushed: it is cut into datagram-sized batches. A held batch is
     /// as large as the backlog it came from, and a batch over the datagram budget goes over a
